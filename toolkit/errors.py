@@ -1,0 +1,35 @@
+"""Typed errors for everything a user can cause, each with a message that says what was expected."""
+
+from __future__ import annotations
+
+
+class DuetError(Exception):
+    """Base class of every error the toolkit raises on purpose."""
+
+
+class DataFormatError(DuetError, ValueError):
+    """A data file is malformed, truncated or empty; the message names the file and the line."""
+
+
+class ConfigError(DuetError, ValueError):
+    """A configuration value or a run directory is unusable."""
+
+
+class SlotShapeError(DuetError, ValueError):
+    """A slot tensor is missing, extra, or has the wrong shape or dtype."""
+
+
+class BlobError(DuetError, ValueError):
+    """A weight blob is corrupt or cannot be decoded."""
+
+
+class ManifestError(DuetError, ValueError):
+    """A manifest does not satisfy the schema or disagrees with the artifacts."""
+
+
+class ToleranceExceeded(DuetError, ValueError):
+    """A runtime's output differs from PyTorch's by more than the target's tolerance."""
+
+
+class RequestError(DuetError, ValueError):
+    """A generate request's body is invalid; the service answers it with a 4xx JSON error."""

@@ -1,0 +1,67 @@
+"""Evaluate a run on every test device: Base, per-device fine-tuning and DUET, timed in the same process."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from toolkit.runs import Run
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("base", "finetune", "duet")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Per-device fine-tuning, the baseline DUET replaces: all parameters of a copy of Base."""
+
+    lr: float = 1e-3  # Adam learning rate
+    epochs: int = 1  # passes over the device's labeled training samples
+    batch_size: int = 32  # samples per step
+    seed: int = 0  # seeds the device's shuffling and negatives
+
+
+def generate_seconds_per_device(run: Run, devices: np.ndarray, split: str = "test") -> float:
+    """Mean wall time of one generator forward for one device (batch 1), context encoding included."""
+    timings = []
+    with torch.no_grad():
+        for device in devices:
+            started = time.perf_counter()
+            context = run.task.device_context(run.duet, int(device), split)
+            run.generator(context.vectors, context.mask, list(run.duet.head.params))
+            timings.append(time.perf_counter() - started)
+    return float(np.mean(timings[1:] if len(timings) > 1 else timings))
+
+
+def evaluate_run(run: Run, finetune: FinetuneConfig, shifted_fraction: float = 0.25,
+                 progress: Callable[[str, int], Callable[[], None]] | None = None) -> tuple[dict, dict]:
+    """(metrics.json object, the same metrics on the most-shifted devices)."""
+    task = run.task
+    devices = task.device_ids("test")
+    scores: dict[str, dict[int, Any]] = {
+        "base": task.test_scores(run.base, None),
+        "duet": task.test_scores(run.duet, run.generator),
+        "finetune": {},
+    }
+    advance = progress("fine-tuning devices", len(devices)) if progress else None
+    seconds = []
+    settings = asdict(finetune)
+    for device in devices:
+        device_scores, spent = task.finetune_and_score(run.base, int(device), settings)
+        scores["finetune"][int(device)] = device_scores
+        seconds.append(spent)
+        if advance:
+            advance()
+    metrics: dict[str, Any] = {m: task.metrics_from_scores(scores[m]) for m in METHODS}
+    metrics["finetune_seconds_per_device"] = float(np.mean(seconds))
+    metrics["generate_seconds_per_device"] = generate_seconds_per_device(run, devices)
+    shifted = task.shifted_devices(shifted_fraction)
+    shifted_metrics = {"devices": int(len(shifted)), "of_devices": int(len(devices)), "fraction": shifted_fraction}
+    shifted_metrics.update({m: task.metrics_from_scores(scores[m], shifted) for m in METHODS})
+    return metrics, shifted_metrics

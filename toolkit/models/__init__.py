@@ -1,0 +1,1 @@
+"""Models: the slot head every task shares, and each task's backbones."""

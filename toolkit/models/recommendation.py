@@ -1,0 +1,195 @@
+"""Sequential recommenders (SASRec, GRU4Rec, DIN): static item embeddings and encoder, a slot head on top."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from toolkit.models.head import HeadShape, SlotHead, apply_head
+
+TIME_FEATURES = ("time_z", "time_z_squared", "log_age_days")  # per context item, see context_vectors
+NEG_INF = -1e9  # finite "minus infinity" for masks: keeps exported programs free of NaN on empty rows
+
+
+@dataclass(frozen=True)
+class RecModelConfig:
+    """Architecture of a sequential recommender; saved with every run and rebuilt from it."""
+
+    backbone: str  # "sasrec", "gru4rec" or "din"
+    n_items: int  # item vocabulary including the padding index 0
+    max_len: int = 30  # L: history items the model reads
+    embed_dim: int = 32  # item embedding size
+    n_layers: int = 1  # transformer blocks (SASRec only)
+    n_heads: int = 1  # attention heads (SASRec only)
+    dropout: float = 0.2  # dropout on embeddings and encoder outputs during training
+    head_hidden: int = 64  # hidden units of the slot head
+    context_items: int = 100  # M: a device's most recent items the generator reads
+    context_time: bool = True  # the generator also reads when each context item was clicked
+    time_mean: float = 0.0  # unix-time normalisation of the time features (set from the training data)
+    time_std: float = 1.0
+
+    @property
+    def head_shape(self) -> HeadShape:
+        state_dim = 2 * self.embed_dim if self.backbone == "din" else self.embed_dim
+        return HeadShape(state_dim, self.head_hidden, self.embed_dim)
+
+
+class SASRecEncoder(nn.Module):
+    """Causal self-attention over the history; the state is the output at the last position."""
+
+    def __init__(self, cfg: RecModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.embed_dim
+        self.position = nn.Embedding(cfg.max_len, d)
+        self.blocks = nn.ModuleList(_TransformerBlock(d, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_layers))
+        self.norm = nn.LayerNorm(d)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.register_buffer("causal", torch.tril(torch.ones(cfg.max_len, cfg.max_len, dtype=torch.bool)),
+                             persistent=False)
+
+    def forward(self, hist_emb: torch.Tensor, hist_mask: torch.Tensor, cand_emb: torch.Tensor) -> torch.Tensor:
+        length = hist_emb.shape[1]
+        x = hist_emb * math.sqrt(self.cfg.embed_dim) + self.position.weight[-length:][None]
+        x = self.dropout(x) * hist_mask[..., None]
+        allowed = self.causal[-length:, -length:][None] & hist_mask[:, None, :]
+        bias = torch.where(allowed, 0.0, NEG_INF)
+        for block in self.blocks:
+            x = block(x, bias) * hist_mask[..., None]
+        state = self.norm(x[:, -1])
+        return state[:, None, :].expand(-1, cand_emb.shape[1], -1)
+
+
+class _TransformerBlock(nn.Module):
+    def __init__(self, d: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.n_heads = n_heads
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.ff = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d, d))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        b, length, d = x.shape
+        h = self.n_heads
+        q, k, v = self.qkv(self.norm1(x)).reshape(b, length, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d // h) + bias[:, None]
+        attended = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, length, d)
+        x = x + self.dropout(self.proj(attended))
+        return x + self.dropout(self.ff(self.norm2(x)))
+
+
+class GRU4RecEncoder(nn.Module):
+    """A GRU over the history (unrolled, so every export path sees plain linear ops); state = last hidden."""
+
+    def __init__(self, cfg: RecModelConfig):
+        super().__init__()
+        d = cfg.embed_dim
+        self.input_gates = nn.Linear(d, 3 * d)
+        self.hidden_gates = nn.Linear(d, 3 * d)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, hist_emb: torch.Tensor, hist_mask: torch.Tensor, cand_emb: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(hist_emb)
+        gates_in = self.input_gates(x)
+        hidden = torch.zeros_like(x[:, 0])
+        keep = hist_mask[..., None].to(x.dtype)
+        for step in range(x.shape[1]):
+            r_in, z_in, n_in = gates_in[:, step].chunk(3, -1)
+            r_h, z_h, n_h = self.hidden_gates(hidden).chunk(3, -1)
+            reset, update = torch.sigmoid(r_in + r_h), torch.sigmoid(z_in + z_h)
+            candidate = torch.tanh(n_in + reset * n_h)
+            new_hidden = (1 - update) * candidate + update * hidden
+            hidden = keep[:, step] * new_hidden + (1 - keep[:, step]) * hidden
+        return self.dropout(hidden)[:, None, :].expand(-1, cand_emb.shape[1], -1)
+
+
+class DINEncoder(nn.Module):
+    """Target attention (DIN): history items weighted by an MLP of (item, candidate); state per candidate."""
+
+    def __init__(self, cfg: RecModelConfig):
+        super().__init__()
+        d = cfg.embed_dim
+        self.attention = nn.Sequential(nn.Linear(4 * d, d), nn.ReLU(), nn.Linear(d, 1))
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, hist_emb: torch.Tensor, hist_mask: torch.Tensor, cand_emb: torch.Tensor) -> torch.Tensor:
+        n_cand, length = cand_emb.shape[1], hist_emb.shape[1]
+        hist = hist_emb[:, None].expand(-1, n_cand, -1, -1)
+        cand = cand_emb[:, :, None].expand(-1, -1, length, -1)
+        logits = self.attention(torch.cat([hist, cand, hist - cand, hist * cand], -1)).squeeze(-1)
+        logits = logits + torch.where(hist_mask, 0.0, NEG_INF)[:, None, :]
+        pooled = (logits.softmax(-1)[..., None] * hist).sum(2)
+        return self.dropout(torch.cat([pooled, pooled * cand_emb], -1))
+
+
+ENCODERS = {"sasrec": SASRecEncoder, "gru4rec": GRU4RecEncoder, "din": DINEncoder}
+
+
+class RecModel(nn.Module):
+    """Item embeddings + encoder (static layers) and a slot head; score = head(state) . e_item + b_item."""
+
+    def __init__(self, cfg: RecModelConfig):
+        super().__init__()
+        if cfg.backbone not in ENCODERS:
+            raise ValueError(f"unknown backbone {cfg.backbone!r}; choose one of {', '.join(ENCODERS)}")
+        self.cfg = cfg
+        self.item_embedding = nn.Embedding(cfg.n_items, cfg.embed_dim, padding_idx=0)
+        nn.init.normal_(self.item_embedding.weight, std=cfg.embed_dim ** -0.5)
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()
+        self.item_bias = nn.Embedding(cfg.n_items, 1)
+        nn.init.zeros_(self.item_bias.weight)
+        self.encoder = ENCODERS[cfg.backbone](cfg)
+        self.head = SlotHead(cfg.head_shape)
+
+    @property
+    def context_dim(self) -> int:
+        return self.cfg.embed_dim + (len(TIME_FEATURES) if self.cfg.context_time else 0)
+
+    @property
+    def slot_specs(self):
+        return self.head.shape.slot_specs()
+
+    def context_vectors(self, items: torch.Tensor, times: torch.Tensor | None) -> torch.Tensor:
+        """Generator input for context items (B, M): their shared embeddings, plus time features."""
+        vectors = self.item_embedding(items)
+        if not self.cfg.context_time:
+            return vectors
+        if times is None:
+            raise ValueError("this model's generator reads timestamps; none were given")
+        present = items > 0
+        times = times.to(torch.float64)
+        latest = torch.where(present, times, torch.full_like(times, -1e18)).amax(1, keepdim=True)
+        z = (times - self.cfg.time_mean) / self.cfg.time_std
+        age_days = (latest - times).clamp(min=0) / 86400.0
+        features = torch.stack([z, z * z, torch.log1p(age_days) / 5], -1).to(vectors.dtype)
+        return torch.cat([vectors, features * present[..., None]], -1)
+
+    def encode(self, hist: torch.Tensor, cand: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Static layers: (state (B, C, in_dim), candidate embeddings (B, C, d))."""
+        cand_emb = self.item_embedding(cand)
+        state = self.encoder(self.item_embedding(hist), hist > 0, cand_emb)
+        return state, cand_emb
+
+    def score(self, state: torch.Tensor, cand: torch.Tensor, cand_emb: torch.Tensor,
+              head_params: list[torch.Tensor] | None = None) -> torch.Tensor:
+        vector = self.head(state) if head_params is None else apply_head(state, head_params)
+        return (vector * cand_emb).sum(-1) + self.item_bias(cand).squeeze(-1)
+
+    def forward(self, hist: torch.Tensor, cand: torch.Tensor,
+                head_params: list[torch.Tensor] | None = None) -> torch.Tensor:
+        state, cand_emb = self.encode(hist, cand)
+        return self.score(state, cand, cand_emb, head_params)
+
+
+def bce_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Pointwise BCE where column 0 holds the positive and the rest are negatives."""
+    labels = torch.zeros_like(logits)
+    labels[:, 0] = 1.0
+    return F.binary_cross_entropy_with_logits(logits, labels)

@@ -1,0 +1,96 @@
+"""Run directories: config.json, base.safetensors, duet.safetensors, train_log.jsonl; written and rebuilt here."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from toolkit import __version__
+from toolkit.errors import ConfigError
+from toolkit.generator import GeneratorConfig, ParameterGenerator
+from toolkit.tasks import TASKS, Task
+from toolkit.train import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE, BASE_WEIGHTS, DUET_WEIGHTS, LOG_FILE = "config.json", "base.safetensors", "duet.safetensors", "train_log.jsonl"
+RUN_FORMAT = 1
+
+
+@dataclass
+class Run:
+    """A trained run: its task, the Base model, the DUET model and its generator."""
+
+    path: Path
+    config: dict[str, Any]
+    task: Task
+    base: nn.Module
+    duet: nn.Module
+    generator: ParameterGenerator
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def run_config(task: Task, gen_cfg: GeneratorConfig, train_cfg: TrainConfig) -> dict[str, Any]:
+    return {"format": RUN_FORMAT, "toolkit_version": __version__, "task": task.name,
+            "task_config": task.config_json(), "generator": asdict(gen_cfg), "train": asdict(train_cfg)}
+
+
+def save_run(path: Path, config: dict, base: nn.Module, duet: nn.Module, generator: nn.Module) -> None:
+    """Write weights first, then config.json, so a directory with a config always has its weights."""
+    path.mkdir(parents=True, exist_ok=True)
+    save_file(_contiguous(base.state_dict()), str(path / BASE_WEIGHTS))
+    duet_state = {f"model.{k}": v for k, v in duet.state_dict().items()}
+    duet_state.update({f"generator.{k}": v for k, v in generator.state_dict().items()})
+    save_file(_contiguous(duet_state), str(path / DUET_WEIGHTS))
+    partial = path / (CONFIG_FILE + ".partial")
+    partial.write_text(json.dumps(config, indent=2))
+    partial.replace(path / CONFIG_FILE)
+
+
+def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().clone() for k, v in state.items()}
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    config_file = Path(path) / CONFIG_FILE
+    if not config_file.exists():
+        raise ConfigError(f"{path} is not a run directory: {CONFIG_FILE} is missing (train one with `cli.py train`)")
+    try:
+        config = json.loads(config_file.read_text())
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{config_file}: not valid JSON ({err})") from err
+    if config.get("task") not in TASKS:
+        raise ConfigError(f"{config_file}: unknown task {config.get('task')!r}")
+    return config
+
+
+def load_run(path: str | Path, cache_dir: Path | None = None) -> Run:
+    """Rebuild task, models and generator from a run directory."""
+    path = Path(path)
+    config = read_config(path)
+    task = TASKS[config["task"]].from_config_json(config["task_config"], cache_dir)
+    base, duet = task.build_model(), task.build_model()
+    generator = ParameterGenerator(GeneratorConfig(**config["generator"]), duet.slot_specs)
+    try:
+        base.load_state_dict(load_file(str(path / BASE_WEIGHTS)))
+        state = load_file(str(path / DUET_WEIGHTS))
+    except (OSError, RuntimeError, ValueError) as err:
+        raise ConfigError(f"{path}: cannot load weights ({err})") from err
+    try:
+        duet.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+        generator.load_state_dict({k[10:]: v for k, v in state.items() if k.startswith("generator.")})
+    except RuntimeError as err:
+        raise ConfigError(f"{path}: weights do not match config.json ({err})") from err
+    for module in (base, duet, generator):
+        module.eval()
+    return Run(path, config, task, base, duet, generator)

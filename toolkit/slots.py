@@ -1,0 +1,138 @@
+"""Slot specs (the swappable parameters of a device model) and their safetensors and flat-blob encodings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from toolkit.errors import BlobError, SlotShapeError
+
+DTYPES = {"float32": np.float32, "float16": np.float16}
+SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16"}
+
+
+@dataclass(frozen=True)
+class SlotSpec:
+    """One swappable parameter tensor of a device model."""
+
+    name: str  # unique, e.g. "head.0.weight"
+    shape: tuple[int, ...]  # fixed shape, as the exported program expects it
+    dtype: str = "float32"  # the exported programs take fp32 slots
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * np.dtype(DTYPES[self.dtype]).itemsize
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    @classmethod
+    def from_json(cls, obj: Mapping) -> "SlotSpec":
+        return cls(str(obj["name"]), tuple(int(x) for x in obj["shape"]), str(obj.get("dtype", "float32")))
+
+
+def check_slots(specs: list[SlotSpec], slots: Mapping[str, np.ndarray], what: str = "slots") -> None:
+    """Raise SlotShapeError unless `slots` holds exactly the spec's names with the spec's shapes."""
+    expected = [s.name for s in specs]
+    missing = [n for n in expected if n not in slots]
+    extra = [n for n in slots if n not in expected]
+    if missing or extra:
+        raise SlotShapeError(
+            f"{what}: expected slots {expected}; missing {missing or 'none'}, unexpected {extra or 'none'}"
+        )
+    for spec in specs:
+        value = np.asarray(slots[spec.name])
+        if tuple(value.shape) != spec.shape:
+            raise SlotShapeError(
+                f"{what}: slot {spec.name!r} should have shape {list(spec.shape)}, got {list(value.shape)}"
+            )
+        if not np.issubdtype(value.dtype, np.floating):
+            raise SlotShapeError(f"{what}: slot {spec.name!r} should be floating point, got {value.dtype}")
+        if not np.isfinite(value).all():
+            raise SlotShapeError(f"{what}: slot {spec.name!r} holds NaN or infinite values")
+
+
+def blob_layout(specs: list[SlotSpec]) -> list[dict]:
+    """Byte offset and length of each slot inside one flat little-endian fp32 blob, in spec order."""
+    layout, offset = [], 0
+    for spec in specs:
+        layout.append({**spec.to_json(), "offset": offset, "nbytes": spec.nbytes})
+        offset += spec.nbytes
+    return layout
+
+
+def pack_flat(specs: list[SlotSpec], slots: Mapping[str, np.ndarray]) -> bytes:
+    """Concatenate the slots, in spec order, as little-endian bytes of their spec dtype."""
+    check_slots(specs, slots)
+    return b"".join(np.ascontiguousarray(slots[s.name], dtype=np.dtype(DTYPES[s.dtype]).newbyteorder("<")).tobytes()
+                    for s in specs)
+
+
+def encode_safetensors(specs: list[SlotSpec], slots: Mapping[str, np.ndarray], dtype: str = "float32",
+                       metadata: Mapping[str, str] | None = None) -> bytes:
+    """Serialise slots in spec order as a safetensors blob (names and shapes as in the spec)."""
+    check_slots(specs, slots)
+    if dtype not in DTYPES:
+        raise SlotShapeError(f"unsupported slot dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    header: dict = {"__metadata__": dict(metadata or {})} if metadata else {}
+    payloads, offset = [], 0
+    for spec in specs:
+        data = np.ascontiguousarray(slots[spec.name], dtype=np.dtype(DTYPES[dtype]).newbyteorder("<")).tobytes()
+        header[spec.name] = {"dtype": SAFETENSORS_DTYPES[dtype], "shape": list(spec.shape),
+                             "data_offsets": [offset, offset + len(data)]}
+        payloads.append(data)
+        offset += len(data)
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
+    return struct.pack("<Q", len(head)) + head + b"".join(payloads)
+
+
+def decode_safetensors(blob: bytes, specs: list[SlotSpec]) -> dict[str, np.ndarray]:
+    """Decode and check a slot blob against the spec; corrupt or mismatched blobs raise BlobError/SlotShapeError."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    if len(blob) < 8:
+        raise BlobError(f"slot blob of {len(blob)} bytes is too short to be safetensors")
+    try:
+        tensors = load(bytes(blob))
+    except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BlobError(f"slot blob is not valid safetensors: {err}") from err
+    order = _header_order(blob)
+    if order != [s.name for s in specs if s.name in tensors]:
+        if set(order) == {s.name for s in specs}:
+            raise SlotShapeError(f"slot blob lists slots in order {order}, expected {[s.name for s in specs]}")
+    check_slots(specs, tensors, "slot blob")
+    return {s.name: tensors[s.name].astype(np.float32) for s in specs}
+
+
+def _header_order(blob: bytes) -> list[str]:
+    (size,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8 : 8 + size])
+    entries = [(v["data_offsets"][0], k) for k, v in header.items() if k != "__metadata__"]
+    return [k for _, k in sorted(entries)]
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def specs_to_json(specs: list[SlotSpec]) -> list[dict]:
+    return [s.to_json() for s in specs]
+
+
+def specs_from_json(items: list[Mapping]) -> list[SlotSpec]:
+    return [SlotSpec.from_json(x) for x in items]
+
+
+__all__ = ["SlotSpec", "check_slots", "blob_layout", "pack_flat", "encode_safetensors", "decode_safetensors",
+           "sha256_hex", "specs_to_json", "specs_from_json"]

@@ -1,0 +1,12 @@
+"""Tasks: each owns its data and model code; the registry maps task names to their classes."""
+
+from __future__ import annotations
+
+from toolkit.tasks.base import DeviceContext, Task
+from toolkit.tasks.recommendation import RecommendationTask
+
+TASKS: dict[str, type[Task]] = {
+    RecommendationTask.name: RecommendationTask,
+}
+
+__all__ = ["TASKS", "Task", "DeviceContext"]
