@@ -37,7 +37,7 @@ class SetEncoder(nn.Module):
         super().__init__()
         self.embed = nn.Sequential(nn.Linear(cfg.context_dim, cfg.code_dim), nn.GELU(),
                                    nn.Linear(cfg.code_dim, cfg.code_dim))
-        self.query = nn.Linear(cfg.code_dim, 1)
+        self.query = nn.Linear(cfg.code_dim, 1, bias=False)  # a bias would cancel in the softmax
         self.out = nn.Sequential(nn.Linear(2 * cfg.code_dim, cfg.code_dim), nn.LayerNorm(cfg.code_dim))
         self.dropout = nn.Dropout(cfg.dropout)
 
