@@ -1,0 +1,212 @@
+"""Closed-loop HTTP load test of the service on loopback: N keep-alive connections, raw asyncio HTTP/1.1.
+
+Each of `concurrency` connections sends its next request as soon as the previous answer is complete, until
+`requests` have been sent or `max_seconds` have passed. A request is `ok` when it is answered 200 with a
+complete body; anything else (another status, a timeout, a dropped connection) is an error, so
+requests == ok + errors: nothing is lost silently. The client is raw asyncio rather than httpx because it
+shares the CPU with the server under test: its per-request cost is a few microseconds of parsing.
+
+Bodies: JSON lines from a file, or by default the example bodies the service publishes in its OpenAPI
+document for POST /v1/generate (the run's test devices), sent round-robin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from toolkit.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+MAX_REQUESTS = 1_000_000  # the most one load test may send
+MAX_CONCURRENCY = 1024  # the most connections one load test may open
+GENERATE_PATH = "/v1/generate"
+
+
+@dataclass(frozen=True)
+class LoadTestConfig:
+    """One load test: where, how hard, how long."""
+
+    url: str  # the service's base URL (generate is posted to), or a full URL of another POST endpoint
+    api_key: str  # sent as 'Authorization: Bearer <key>'
+    concurrency: int = 64  # simultaneous keep-alive connections, each with one request in flight
+    requests: int = 20_000  # total requests to send
+    max_seconds: float = 600.0  # stop sending after this long (what was sent is still counted)
+    timeout_s: float = 30.0  # one request's limit; beyond it the request counts as an error
+    query: str = ""  # query string added to every request, e.g. "dtype=float16"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A loopback endpoint."""
+
+    host: str
+    port: int
+    path: str  # path and query of every request
+
+
+def loopback_target(url: str, query: str = "") -> Target:
+    """Parse `url`; only loopback hosts are accepted (load tests never leave the machine)."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        raise ConfigError(f"{url}: the load test speaks plain http to a loopback address")
+    host = parts.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(f"{url}: load tests target loopback only (127.0.0.1, ::1 or localhost), not {host!r}")
+    path = parts.path if parts.path not in ("", "/") else GENERATE_PATH
+    query = "&".join(q for q in (parts.query, query) if q)
+    return Target(host, parts.port or 80, path + (f"?{query}" if query else ""))
+
+
+def bodies_from_file(path: str | Path) -> list[bytes]:
+    """One JSON body per non-blank line."""
+    bodies = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                bodies.append(json.dumps(json.loads(line), separators=(",", ":")).encode())
+            except json.JSONDecodeError as err:
+                raise ConfigError(f"{path}:{number}: not a JSON body ({err})") from err
+    if not bodies:
+        raise ConfigError(f"{path}: no bodies (one JSON object per line)")
+    return bodies
+
+
+def bodies_from_openapi(url: str) -> list[bytes]:
+    """The example bodies the service publishes for POST /v1/generate."""
+    import httpx
+
+    parts = urlsplit(url)
+    try:
+        doc = httpx.get(f"{parts.scheme}://{parts.netloc}/openapi.json", timeout=30).raise_for_status().json()
+        examples = doc["paths"][GENERATE_PATH]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    except (httpx.HTTPError, KeyError, ValueError) as err:
+        raise ConfigError(f"{url}: no generate examples in /openapi.json ({err}); pass --bodies FILE") from err
+    bodies = [json.dumps(e["value"], separators=(",", ":")).encode() for e in examples.values()]
+    if not bodies:
+        raise ConfigError(f"{url}: the service publishes no example bodies (--examples 0); pass --bodies FILE")
+    return bodies
+
+
+def _request_bytes(target: Target, api_key: str, body: bytes) -> bytes:
+    head = (f"POST {target.path} HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
+            f"Authorization: Bearer {api_key}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return head.encode("latin-1") + body
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """(status, keep the connection) of one response; its body is read and dropped."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    length, chunked, close = 0, False, False
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        name = name.strip().lower()
+        if name == "content-length":
+            length = int(value)
+        elif name == "transfer-encoding" and "chunked" in value.lower():
+            chunked = True
+        elif name == "connection" and value.strip().lower() == "close":
+            close = True
+    if chunked:
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            await reader.readexactly(size + 2)
+            if size == 0:
+                break
+    elif length:
+        await reader.readexactly(length)
+    return status, not close
+
+
+class _Counter:
+    def __init__(self, total: int, deadline: float):
+        self.left, self.deadline = total, deadline
+
+    def take(self) -> bool:
+        if self.left <= 0 or time.monotonic() >= self.deadline:
+            return False
+        self.left -= 1
+        return True
+
+
+async def _connection(target: Target, payloads: list[bytes], counter: _Counter, offset: int, timeout: float,
+                      latencies: list[float], statuses: dict[str, int]) -> None:
+    reader = writer = None
+    index = offset
+    while counter.take():
+        request = payloads[index % len(payloads)]
+        index += 1
+        started = time.perf_counter()
+        try:
+            if writer is None:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(target.host, target.port), timeout)
+            writer.write(request)
+            await writer.drain()
+            status, keep = await asyncio.wait_for(_read_response(reader), timeout)
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ValueError, IndexError) as err:
+            statuses[type(err).__name__] = statuses.get(type(err).__name__, 0) + 1
+            if writer is not None:
+                writer.close()
+            reader = writer = None
+            continue
+        latencies.append(time.perf_counter() - started)
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+        if not keep:
+            writer.close()
+            reader = writer = None
+    if writer is not None:
+        writer.close()
+
+
+async def run_load(config: LoadTestConfig, bodies: list[bytes]) -> dict:
+    """Send the requests; the summary object plus 'statuses' (answer counts by status or error type)."""
+    if not 1 <= config.concurrency <= MAX_CONCURRENCY:
+        raise ConfigError(f"concurrency must be 1..{MAX_CONCURRENCY}")
+    if not 1 <= config.requests <= MAX_REQUESTS:
+        raise ConfigError(f"requests must be 1..{MAX_REQUESTS}")
+    target = loopback_target(config.url, config.query)
+    payloads = [_request_bytes(target, config.api_key, body) for body in bodies]
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    started = time.perf_counter()
+    counter = _Counter(config.requests, time.monotonic() + config.max_seconds)
+    await asyncio.gather(*(_connection(target, payloads, counter, i, config.timeout_s, latencies, statuses)
+                           for i in range(config.concurrency)))
+    elapsed = time.perf_counter() - started
+    sent = config.requests - counter.left
+    ok = statuses.get("200", 0)
+    ms = np.asarray(latencies) * 1e3 if latencies else np.zeros(1)
+    return {"requests": sent, "ok": ok, "errors": sent - ok, "throughput_rps": round(ok / elapsed, 1),
+            "p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2),
+            "p99_ms": round(float(np.percentile(ms, 99)), 2), "statuses": statuses, "seconds": round(elapsed, 2)}
+
+
+def load_test(config: LoadTestConfig, bodies: list[bytes] | None = None) -> dict:
+    """Run a load test from synchronous code (bodies default to the service's published examples)."""
+    loopback_target(config.url)
+    return asyncio.run(run_load(config, bodies or bodies_from_openapi(config.url)))
+
+
+SUMMARY_KEYS = ("requests", "ok", "errors", "throughput_rps", "p50_ms", "p95_ms", "p99_ms")
+
+
+def summary(result: dict) -> dict:
+    """The seven figures `cli.py loadtest` prints."""
+    return {k: result[k] for k in SUMMARY_KEYS}

@@ -1,0 +1,74 @@
+"""Service settings: one frozen dataclass, passed to worker processes as a JSON file named by an environment variable."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from toolkit.errors import ConfigError
+
+CONFIG_ENV = "DUET_SERVICE_CONFIG"  # path of the JSON file a worker process reads its settings from
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Everything one service process needs; every worker of `--workers N` gets the same."""
+
+    run_dir: str  # run directory (config.json, weights) whose generator writes the slots
+    exports_dir: str  # export directory: manifest.json and the artifacts it lists
+    api_keys: str  # keys file: one "sha256:<64 hex> [name]" line per key (see toolkit.service.auth)
+    cache_dir: str = ".cache/duet"  # preprocessed-data cache the task reads when the run is loaded
+    batching: bool = True  # micro-batch concurrent generate requests; False = one generator forward per request
+    batch_window_ms: float = 2.0  # longest a request waits, from its arrival, for others to share its forward
+    max_batch: int = 64  # most generate requests in one generator forward
+    queue_size: int = 1024  # most generate requests admitted and not yet answered; beyond it 503 + Retry-After
+    rate_limit: float = 50.0  # sustained requests per second allowed per API key and process (0 = no limit)
+    rate_burst: int = 100  # token-bucket size: how many requests a key may send at once
+    max_body_bytes: int = 1 << 20  # largest request body accepted (413 beyond it)
+    examples: int = 4  # example generate bodies (test devices) published in the OpenAPI document
+    static_floor: bool = False  # enables the hidden POST /v1/static (the HTTP floor of the benchmark)
+    torch_threads: int = 1  # PyTorch intra-op threads per worker process
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.batch_window_ms >= 0, "batch_window_ms must be >= 0"),
+            (self.max_batch >= 1, "max_batch must be >= 1"),
+            (self.queue_size >= 1, "queue_size must be >= 1"),
+            (self.rate_limit >= 0, "rate_limit must be >= 0 (0 turns it off)"),
+            (self.rate_burst >= 1, "rate_burst must be >= 1"),
+            (self.max_body_bytes >= 64, "max_body_bytes must be >= 64"),
+            (self.examples >= 0, "examples must be >= 0"),
+            (self.torch_threads >= 1, "torch_threads must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"service config: {message}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> "ServiceConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(obj) - known)
+        if unknown:
+            raise ConfigError(f"service config: unknown fields {unknown}")
+        return cls(**obj)
+
+    def write(self, path: Path) -> Path:
+        Path(path).write_text(json.dumps(self.to_json(), indent=2))
+        return Path(path)
+
+
+def config_from_env() -> ServiceConfig:
+    """The settings of a worker process: the JSON file named by $DUET_SERVICE_CONFIG."""
+    location = os.environ.get(CONFIG_ENV)
+    if not location:
+        raise ConfigError(f"${CONFIG_ENV} is not set; start the service with `cli.py serve`")
+    try:
+        return ServiceConfig.from_json(json.loads(Path(location).read_text()))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"${CONFIG_ENV}={location}: cannot read the service config ({err})") from err

@@ -1,0 +1,76 @@
+"""Artifacts as the service sends them: held in memory, checked against the manifest, with ETag and byte ranges."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from toolkit.errors import ManifestError
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One target's file as served (an .mlpackage directory as its deterministic zip)."""
+
+    target: str  # manifest key, e.g. "executorch"
+    filename: str  # name offered to the client, e.g. "model.pte" or "model.mlpackage.zip"
+    data: bytes  # the served bytes
+    sha256: str  # hex digest of `data`, equal to the manifest's
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.sha256}"'
+
+
+def load_artifacts(exports_dir: Path, manifest: Mapping[str, Any]) -> dict[str, Artifact]:
+    """Every target of the manifest, read and checked; a missing file or a wrong size or digest is a ManifestError."""
+    from toolkit.artifacts import served_bytes
+
+    artifacts = {}
+    for target, info in manifest["targets"].items():
+        path = Path(exports_dir) / info["file"]
+        if not path.exists():
+            raise ManifestError(f"{exports_dir}: the manifest lists {info['file']} for {target}, but it is missing")
+        data = served_bytes(path)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != info["sha256"] or len(data) != info["bytes"]:
+            raise ManifestError(f"{path}: served as {len(data)} bytes with sha256 {digest}, but the manifest says "
+                                f"{info['bytes']} bytes with sha256 {info['sha256']} (re-export?)")
+        filename = info["file"] + (".zip" if path.is_dir() else "")
+        artifacts[target] = Artifact(target, filename, data, digest)
+    return artifacts
+
+
+class RangeNotSatisfiable(ValueError):
+    """A Range header that selects no byte of the artifact (answered 416)."""
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(start, end exclusive) of a single 'bytes=a-b' range, None for the whole file.
+
+    Ranges this service does not serve (several ranges, other units, malformed) also give None: the whole
+    file is sent with 200, as RFC 9110 allows. A well-formed range beyond the end raises RangeNotSatisfiable.
+    """
+    if not header:
+        return None
+    match = _RANGE.match(header.strip())
+    if not match or (not match.group(1) and not match.group(2)):
+        return None
+    first, last = match.group(1), match.group(2)
+    if not first:  # suffix: the last N bytes
+        length = int(last)
+        if length == 0:
+            raise RangeNotSatisfiable("a suffix range of 0 bytes selects nothing")
+        return max(0, size - length), size
+    start = int(first)
+    end = size if not last else min(size, int(last) + 1)
+    if last and int(last) < start:
+        return None
+    if start >= size:
+        raise RangeNotSatisfiable(f"range starts at byte {start}; the artifact has {size} bytes")
+    return start, end

@@ -1,0 +1,70 @@
+"""ASGI middleware of the service: API key and rate limit on /v1/, and per-endpoint metrics of every answer."""
+
+from __future__ import annotations
+
+import time
+
+from toolkit.service.auth import KeyStore, RateLimiter, bearer_token, retry_after_header
+from toolkit.service.metrics import ServiceMetrics
+from toolkit.service.responses import error_response
+
+API_PREFIX = "/v1/"
+_ROUTES = ("/v1/generate", "/v1/manifest", "/v1/static", "/healthz", "/metrics", "/openapi.json")
+
+
+class ApiKeyMiddleware:
+    """Every /v1/ request needs a known API key (401) and a token from its key's bucket (429)."""
+
+    def __init__(self, app, keys: KeyStore, limiter: RateLimiter):
+        self.app, self.keys, self.limiter = app, keys, limiter
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
+        token = bearer_token(header)
+        challenge = {"WWW-Authenticate": 'Bearer realm="duet"'}
+        if token is None:
+            response = error_response(401, "unauthorized", "missing API key: send 'Authorization: Bearer <key>'",
+                                      challenge)
+        elif (name := self.keys.identify(token)) is None:
+            response = error_response(401, "unauthorized", "API key not recognised", challenge)
+        elif (wait := self.limiter.acquire(name)) > 0:
+            response = error_response(429, "rate_limited", f"this API key's rate limit is reached; retry in "
+                                      f"{wait:.2f} s", {"Retry-After": retry_after_header(wait)})
+        else:
+            await self.app(scope, receive, send)
+            return
+        await response(scope, receive, send)
+
+
+def endpoint_label(path: str) -> str:
+    """The route a path belongs to, so metrics have a bounded set of label values."""
+    if path.startswith("/v1/artifacts/"):
+        return "/v1/artifacts/{target}"
+    return path if path in _ROUTES else "other"
+
+
+class MetricsMiddleware:
+    """Counts every answer by endpoint and status, and times it to the last byte."""
+
+    def __init__(self, app, metrics: ServiceMetrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def send_and_watch(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            self.metrics.record(endpoint_label(scope["path"]), status, time.perf_counter() - started)

@@ -1,0 +1,46 @@
+"""The service's OpenAPI document: FastAPI's, plus the task's request schema, examples and the bearer-key scheme."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+API_PREFIX = "/v1/"
+
+
+def request_body_doc(examples: list[dict]) -> dict:
+    """The generate request body: the task's schema (a component) and example bodies of test devices."""
+    media: dict[str, Any] = {"schema": {"$ref": "#/components/schemas/GenerateRequest"}}
+    if examples:
+        media["examples"] = {f"device{i}": {"summary": "a test device's recent samples", "value": body}
+                             for i, body in enumerate(examples)}
+    return {"required": True, "content": {"application/json": media}}
+
+
+def build_openapi(app, request_schema: Mapping[str, Any]) -> dict:
+    """FastAPI's document with the task's schema as components/schemas/GenerateRequest and security on /v1/."""
+    from fastapi.openapi.utils import get_openapi
+
+    doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = doc.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schema = dict(request_schema)
+    for name, sub in schema.pop("$defs", {}).items():  # the task's definitions move into components
+        schemas[f"GenerateRequest_{name}"] = _rewrite_refs(sub)
+    schema.pop("$schema", None)
+    schemas["GenerateRequest"] = _rewrite_refs(schema)
+    components["securitySchemes"] = {"apiKey": {"type": "http", "scheme": "bearer",
+                                                "description": "an API key from the service's keys file"}}
+    for path, operations in doc["paths"].items():
+        if path.startswith(API_PREFIX):
+            for operation in operations.values():
+                operation["security"] = [{"apiKey": []}]
+    return doc
+
+
+def _rewrite_refs(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: (v.replace("#/$defs/", "#/components/schemas/GenerateRequest_")
+                    if k == "$ref" and isinstance(v, str) else _rewrite_refs(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_rewrite_refs(v) for v in node]
+    return node
