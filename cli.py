@@ -162,5 +162,119 @@ def _print_table(title: str, metrics: dict, methods) -> None:
     Console().print(table)
 
 
+# -- serve, keys, loadtest (the cloud service; toolkit/service, toolkit/loadtest.py) ----------------------
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--exports", "exports_dir", type=click.Path(exists=True, file_okay=False), required=True,
+              help="Export directory of this run (manifest.json and the model files).")
+@click.option("--api-keys", "api_keys", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="Keys file: one 'sha256:<hex> [name]' line per key (make keys with `cli.py keys add`).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Server processes (each loads the run).")
+@click.option("--batching/--no-batching", default=True, show_default=True,
+              help="Micro-batch concurrent generate requests into one generator forward.")
+@click.option("--batch-window-ms", type=float, default=2.0, show_default=True,
+              help="Longest a generate request waits, from its arrival, for others to share its forward.")
+@click.option("--max-batch", type=int, default=64, show_default=True, help="Most requests in one forward.")
+@click.option("--queue-size", type=int, default=1024, show_default=True,
+              help="Most generate requests pending per process; beyond it 503 + Retry-After.")
+@click.option("--rate-limit", type=float, default=50.0, show_default=True,
+              help="Requests per second per API key and process (token bucket; 0 = off, e.g. for load tests).")
+@click.option("--rate-burst", type=int, default=100, show_default=True, help="Requests a key may send at once.")
+@click.option("--max-body-bytes", type=int, default=1 << 20, show_default=True, help="Largest request body (413).")
+@click.option("--examples", type=int, default=4, show_default=True,
+              help="Test devices' example bodies published in /openapi.json (0 = none).")
+@click.option("--static-floor", is_flag=True, hidden=True,
+              help="Benchmark only: POST /v1/static answers a fixed blob of generate's size (the HTTP floor).")
+@click.option("--access-log", is_flag=True, help="Log every request.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=str(DEFAULT_CACHE), show_default=True,
+              help="Where preprocessed data is cached.")
+@click.pass_context
+def serve(ctx, run_dir, exports_dir, api_keys, host, port, workers, batching, batch_window_ms, max_batch, queue_size,
+          rate_limit, rate_burst, max_body_bytes, examples, static_floor, access_log, cache_dir) -> None:
+    """Serve GET /v1/manifest, GET /v1/artifacts/{target}, POST /v1/generate, /healthz and /metrics."""
+    from toolkit.errors import DuetError
+    from toolkit.service.config import ServiceConfig
+    from toolkit.service.server import serve as run_server
+
+    threads = ctx.parent.params.get("threads") or 1
+    try:
+        config = ServiceConfig(
+            run_dir=str(Path(run_dir).resolve()), exports_dir=str(Path(exports_dir).resolve()),
+            api_keys=str(Path(api_keys).resolve()), cache_dir=str(Path(cache_dir).resolve()), batching=batching,
+            batch_window_ms=batch_window_ms, max_batch=max_batch, queue_size=queue_size, rate_limit=rate_limit,
+            rate_burst=rate_burst, max_body_bytes=max_body_bytes, examples=examples, static_floor=static_floor,
+            torch_threads=threads)
+        click.echo(f"serving {run_dir} on http://{host}:{port} ({workers} worker{'s' * (workers > 1)})", err=True)
+        run_server(config, host=host, port=port, workers=workers, access_log=access_log,
+                   log_level="info" if ctx.parent.params.get("verbose") else "warning")
+    except DuetError as err:
+        _fail(str(err))
+
+
+@cli.group()
+def keys() -> None:
+    """API keys of the service: the keys file holds only their SHA-256 hashes."""
+
+
+@keys.command("add")
+@click.option("--file", "keys_file", type=click.Path(dir_okay=False), required=True, help="Keys file to append to.")
+@click.option("--name", default="", help="A label for the key (one word), used in logs and rate limits.")
+def keys_add(keys_file, name) -> None:
+    """Make a random key, append its hashed line to the file, print the key (shown only this once)."""
+    from toolkit.errors import DuetError
+    from toolkit.service.auth import key_line, new_key
+
+    key = new_key()
+    try:
+        line = key_line(key, name)
+    except DuetError as err:
+        _fail(str(err))
+    path = Path(keys_file)
+    existing = path.read_text() if path.exists() else "# DUET API keys: sha256 of each key, then an optional name\n"
+    path.write_text(existing + ("" if existing.endswith("\n") or not existing else "\n") + line + "\n")
+    click.echo(key)
+
+
+@keys.command("hash")
+@click.argument("key")
+@click.option("--name", default="", help="A label for the key (one word).")
+def keys_hash(key, name) -> None:
+    """Print the keys-file line for an existing KEY (to add a key you already hold)."""
+    from toolkit.errors import DuetError
+    from toolkit.service.auth import key_line
+
+    try:
+        click.echo(key_line(key, name))
+    except DuetError as err:
+        _fail(str(err))
+
+
+@cli.command()
+@click.option("--url", required=True, help="The service on loopback, e.g. http://127.0.0.1:8000 (posts to /v1/generate).")
+@click.option("--api-key", required=True, envvar="DUET_API_KEY", help="API key (or $DUET_API_KEY).")
+@click.option("--concurrency", type=int, default=64, show_default=True, help="Simultaneous connections.")
+@click.option("--requests", "total", type=int, default=20_000, show_default=True, help="Requests to send.")
+@click.option("--bodies", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="JSON lines of generate bodies (default: the examples in the service's /openapi.json).")
+@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+              help="Slot dtype asked for.")
+@click.option("--max-seconds", type=float, default=600.0, show_default=True, help="Stop sending after this long.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Per-request limit in seconds.")
+def loadtest(url, api_key, concurrency, total, bodies, dtype, max_seconds, timeout) -> None:
+    """Closed-loop load test of POST /v1/generate on loopback; prints one JSON object."""
+    from toolkit.errors import DuetError
+    from toolkit.loadtest import LoadTestConfig, bodies_from_file, load_test, summary
+
+    try:
+        config = LoadTestConfig(url, api_key, concurrency, total, max_seconds, timeout,
+                                "" if dtype == "float32" else f"dtype={dtype}")
+        result = load_test(config, bodies_from_file(bodies) if bodies else None)
+    except DuetError as err:
+        _fail(str(err))
+    click.echo(json.dumps(summary(result)))
+
+
 if __name__ == "__main__":
     cli()
