@@ -276,5 +276,59 @@ def loadtest(url, api_key, concurrency, total, bodies, dtype, max_seconds, timeo
     click.echo(json.dumps(summary(result)))
 
 
+# -- export: device programs with swappable slots ----------------------------------------------------------------
+from exporters import target_names as _export_targets  # noqa: E402  the registry imports no SDK
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--target", "targets", type=click.Choice(_export_targets() + ["all"]), multiple=True,
+              default=("all",), show_default=True, help="Runtime(s) to export for; repeat the option or use 'all'.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Export directory to write (replaced only once the new export validates).")
+@click.option("--quantize", type=click.Choice(["int8", "none"]), default="int8", show_default=True,
+              help="int8: compress the static layers with each target's own tool (slots stay fp32); none: fp32.")
+@click.option("--seq-len", type=int, default=None, help="History length L fixed in the programs (default: the run's).")
+@click.option("--candidates", type=int, default=None,
+              help="Candidates C scored per call, fixed in the programs (default: 1 + the run's eval negatives).")
+@click.option("--palettize-bits", type=click.Choice(["0", "2", "4", "6", "8"]), default="0", show_default=True,
+              help="Core ML only: k-means palettize static weights to this many bits instead of int8 (0 = off).")
+@click.option("--min-quant-elements", type=int, default=1024, show_default=True,
+              help="Weight tensors with fewer elements stay fp32.")
+@click.option("--eval-threads", type=int, default=1, show_default=True,
+              help="CPU threads of each runtime and of PyTorch while validating and timing.")
+@click.option("--latency-calls", type=int, default=200, show_default=True, help="Calls timed for each p50 latency.")
+@click.option("--max-eval-devices", type=int, default=0, show_default=True,
+              help="Score only the first N test devices in each runtime (0 = all; for quick trials).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=str(DEFAULT_CACHE), show_default=True,
+              help="Where preprocessed data is cached.")
+def export(run_dir, targets, out_dir, quantize, seq_len, candidates, palettize_bits, min_quant_elements, eval_threads,
+           latency_calls, max_eval_devices, cache_dir) -> None:
+    """Export a run's device model with its slots as inputs; validate every file in its runtime; write manifest.json."""
+    from exporters.base import ExportOptions
+    from toolkit.errors import DuetError
+    from toolkit.export import export_run
+    from toolkit.runs import load_run
+
+    names = _export_targets() if "all" in targets else list(targets)
+    shape = tuple((k, v) for k, v in (("seq_len", seq_len), ("candidates", candidates)) if v is not None)
+    try:
+        options = ExportOptions(quantize=quantize, shape=shape, min_quant_elements=min_quant_elements,
+                                coreml_palettize_bits=int(palettize_bits), threads=eval_threads,
+                                latency_calls=latency_calls, max_eval_devices=max_eval_devices)
+        run = load_run(run_dir, Path(cache_dir))
+        with _progress_bars() as progress:
+            report = export_run(run, names, options, Path(out_dir), progress)
+    except (DuetError, ValueError) as err:
+        _fail(str(err))
+    metric = run.task.selection_metric
+    for name, result in report["targets"].items():
+        timing = result["latency"]
+        click.echo(f"{name:>10}: {result['file']} {result['bytes'] / 1024:.0f} KiB  {metric} {result[metric]['runtime']:.4f} "
+                   f"(PyTorch fp32 {result[metric]['pytorch_fp32']:.4f})  p50 {timing['runtime_p50_us']:.0f} us "
+                   f"(eager {timing['pytorch_eager_p50_us']:.0f} us)")
+    click.echo(f"wrote {out_dir} in {report['seconds_total']:.0f} s")
+
+
 if __name__ == "__main__":
     cli()

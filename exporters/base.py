@@ -1,0 +1,237 @@
+"""The exporter contract: options, the Artifact record, typed errors, runtime runners and the parity check."""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from toolkit.errors import DuetError, SlotShapeError, ToleranceExceeded
+from toolkit.slots import check_slots
+
+if TYPE_CHECKING:  # torch stays unimported until an export runs, so `cli.py --help` is fast
+    from toolkit.device import DeviceModel, TensorSpec
+
+logger = logging.getLogger(__name__)
+
+QUANTIZE_MODES = ("int8", "none")
+FP32_ATOL = 1e-4  # an fp32 program may differ from PyTorch eager by at most this (max abs diff)
+INT8_RTOL = 0.1  # an int8 program's max abs diff may reach this share of PyTorch's largest |output|
+MAX_METRIC_DROP = 0.005  # a program may lose at most this much of the task's selection metric (UAUC) vs PyTorch fp32
+MIN_SLOT_SETS = 3  # parity is checked on at least this many generated slot sets (plus one random probe)
+NUMPY_DTYPES = {"int32": np.int32, "float32": np.float32}
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How to export: compression, fixed shapes, and how validation measures. Saved in report.json."""
+
+    quantize: str = "int8"  # "int8": static layers compressed with each target's own tool; "none": fp32 throughout
+    shape: tuple[tuple[str, int], ...] = ()  # overrides of the task's export shape, e.g. (("seq_len", 30),)
+    min_quant_elements: int = 1024  # weight tensors with fewer elements stay fp32 (not worth compressing)
+    coreml_palettize_bits: int = 0  # Core ML only: k-means palettize static weights to 2/4/6/8 bits; 0 = linear int8
+    threads: int = 1  # CPU threads of each runtime and of PyTorch while validating and timing
+    latency_calls: int = 200  # calls timed per target for the p50 latency (>= 200 for the report)
+    max_eval_devices: int = 0  # score only the first N test devices for UAUC (0 = all; for quick trials and tests)
+
+    def __post_init__(self) -> None:
+        if self.quantize not in QUANTIZE_MODES:
+            raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}")
+        if self.coreml_palettize_bits not in (0, 2, 4, 6, 8):
+            raise ValueError(f"coreml_palettize_bits must be 0, 2, 4, 6 or 8, got {self.coreml_palettize_bits}")
+        if self.coreml_palettize_bits and self.quantize != "int8":
+            raise ValueError("palettization compresses static layers; it needs quantize='int8' (not 'none')")
+        if self.threads < 1 or self.latency_calls < 1 or self.min_quant_elements < 0 or self.max_eval_devices < 0:
+            raise ValueError("threads and latency_calls must be >= 1; min_quant_elements, max_eval_devices >= 0")
+
+    @property
+    def compressed(self) -> bool:
+        return self.quantize != "none"
+
+    def to_json(self) -> dict:
+        return {"quantize": self.quantize, "shape": dict(self.shape), "min_quant_elements": self.min_quant_elements,
+                "coreml_palettize_bits": self.coreml_palettize_bits, "threads": self.threads,
+                "latency_calls": self.latency_calls, "max_eval_devices": self.max_eval_devices}
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One exported program file (or package directory) and how its runtime names things."""
+
+    target: str  # registry name, e.g. "executorch"
+    path: Path  # the file or package directory written
+    runtime: str  # runtime and version it is validated in
+    quantization: str  # how the static layers were compressed ("none (fp32)" when not)
+    input_names: tuple[str, ...]  # the runtime's names of the program arguments, in call order
+    output_name: str  # the runtime's name of the output
+    served_as: str = "file"  # "file", or "zip" for a package directory
+    notes: tuple[str, ...] = ()  # what an app needs to know to run it (kernels to link, compute units...)
+
+    def manifest_entry(self, size: int, sha256: str, validation: Mapping[str, Any]) -> dict:
+        entry = {"file": self.path.name, "bytes": size, "sha256": sha256, "runtime": self.runtime,
+                 "quantization": self.quantization, "served_as": self.served_as,
+                 "input_names": list(self.input_names), "output_name": self.output_name,
+                 "validation": dict(validation)}
+        if self.notes:
+            entry["notes"] = list(self.notes)
+        return entry
+
+
+class ExportError(DuetError, RuntimeError):
+    """A target's tool failed at one stage of export; the message names the target and the stage."""
+
+
+class InputShapeError(DuetError, ValueError):
+    """A program input is missing or has the wrong shape or dtype."""
+
+
+class ParityError(ToleranceExceeded):
+    """A runtime's output differs from PyTorch eager by more than the target's tolerance."""
+
+    def __init__(self, target: str, output: str, max_abs_diff: float, tolerance: float, case: str):
+        self.target, self.output, self.max_abs_diff, self.tolerance, self.case = (
+            target, output, max_abs_diff, tolerance, case)
+        super().__init__(f"{target}: output {output!r} differs from PyTorch eager by max abs diff {max_abs_diff:.3g} "
+                         f"(tolerance {tolerance:.3g}) with slot set {case}")
+
+
+class AccuracyDropError(ToleranceExceeded):
+    """A compressed program loses more accuracy in its runtime than allowed."""
+
+    def __init__(self, target: str, metric: str, runtime_value: float, reference: float, allowed: float):
+        self.target, self.metric, self.runtime_value, self.reference, self.allowed = (
+            target, metric, runtime_value, reference, allowed)
+        super().__init__(f"{target}: {metric} {runtime_value:.4f} in the runtime vs {reference:.4f} in PyTorch fp32; "
+                         f"a drop of {reference - runtime_value:.4f} exceeds the allowed {allowed}")
+
+
+class SignatureError(DuetError, ValueError):
+    """An exported program's inputs or outputs disagree with the device model's specs."""
+
+
+@contextmanager
+def stage(target: str, name: str) -> Iterator[None]:
+    """Name the export stage that failed: tool errors become ExportError('<target>: <stage> failed: ...')."""
+    started = time.perf_counter()
+    try:
+        yield
+    except DuetError:
+        raise
+    except Exception as err:  # the SDKs raise anything; the user needs to know which stage broke
+        raise ExportError(f"{target}: {name} failed: {type(err).__name__}: {err}") from err
+    logger.info("%s: %s took %.1f s", target, name, time.perf_counter() - started)
+
+
+def example_slots(model: DeviceModel, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random slots of the spec's shapes (export needs example values; they are never baked in)."""
+    rng = np.random.default_rng(seed)
+    return {s.name: (rng.normal(size=s.shape) * 0.5).astype(np.float32) for s in model.slot_specs}
+
+
+def example_args(model: DeviceModel, seed: int = 0) -> tuple:
+    """(*inputs, *slots) as torch tensors, to trace or export `model` with."""
+    return tuple(model.example_inputs(seed)) + model.slot_tensors(example_slots(model, seed))
+
+
+def check_inputs(specs: Sequence[TensorSpec], inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Raise InputShapeError unless `inputs` match the specs in number, shape and dtype; returns contiguous arrays."""
+    if len(inputs) != len(specs):
+        raise InputShapeError(f"expected {len(specs)} inputs {[s.name for s in specs]}, got {len(inputs)}")
+    checked = []
+    for spec, value in zip(specs, inputs):
+        array = np.asarray(value)
+        if tuple(array.shape) != spec.shape:
+            raise InputShapeError(f"input {spec.name!r} should have shape {list(spec.shape)}, got {list(array.shape)}")
+        if array.dtype != NUMPY_DTYPES[spec.dtype]:
+            raise InputShapeError(f"input {spec.name!r} should be {spec.dtype}, got {array.dtype}")
+        checked.append(np.ascontiguousarray(array))
+    return checked
+
+
+class Runner(ABC):
+    """An exported program loaded in its runtime, called like the device model: (inputs, slots) -> output."""
+
+    def __init__(self, artifact: Artifact, model: DeviceModel):
+        self.artifact, self.input_specs, self.slot_specs = artifact, list(model.input_specs), list(model.slot_specs)
+        self.output_spec = model.output_spec
+
+    def __call__(self, inputs: Sequence[np.ndarray], slots: Mapping[str, np.ndarray]) -> np.ndarray:
+        """One call; inputs and slots are checked against the specs before the runtime sees them."""
+        return self.call_many([inputs], slots)[0]
+
+    def call_many(self, calls: Sequence[Sequence[np.ndarray]], slots: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Several calls with the same slots (one device), each checked; outputs are copies."""
+        check_slots(self.slot_specs, slots, f"{self.artifact.target} slots")
+        slot_args = [np.ascontiguousarray(slots[s.name], dtype=np.float32) for s in self.slot_specs]
+        checked = [check_inputs(self.input_specs, inputs) for inputs in calls]
+        return self._run_many(checked, slot_args)
+
+    def _run_many(self, calls: list[list[np.ndarray]], slot_args: list[np.ndarray]) -> list[np.ndarray]:
+        return [self._run(inputs + slot_args) for inputs in calls]
+
+    @abstractmethod
+    def _run(self, args: list[np.ndarray]) -> np.ndarray:
+        """Run the program on checked arguments (inputs then slots); return a copy of the output."""
+
+
+@dataclass
+class ParityReport:
+    """Max abs diff between a runtime and PyTorch eager, and the tolerance applied, per slot set."""
+
+    target: str
+    rule: str  # how the tolerance was set
+    cases: dict[str, dict[str, float]] = field(default_factory=dict)  # label -> {"max_abs_diff", "tolerance"}
+
+    def to_json(self) -> dict:
+        return {"rule": self.rule, "slot_sets": len(self.cases), "cases": {k: dict(v) for k, v in self.cases.items()}}
+
+
+def parity_cases(model: DeviceModel, slot_sets: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, dict]:
+    """The generated slot sets plus one random probe: a program with any slot baked in cannot match all of them."""
+    if len(slot_sets) < MIN_SLOT_SETS:
+        raise ValueError(f"parity needs at least {MIN_SLOT_SETS} slot sets, got {len(slot_sets)}")
+    for label, slots in slot_sets.items():
+        check_slots(model.slot_specs, slots, f"slot set {label}")
+    cases = {label: dict(slots) for label, slots in slot_sets.items()}
+    cases["random-probe"] = example_slots(model, seed=12345)
+    return cases
+
+
+def check_parity(runner: Runner, model: DeviceModel, slot_sets: Mapping[str, Mapping[str, np.ndarray]],
+                 compressed: bool, seeds: Sequence[int] = (0, 1)) -> ParityReport:
+    """Run the program and PyTorch eager on the same inputs for every slot set; raise ParityError past tolerance.
+
+    fp32 programs must agree within FP32_ATOL; compressed ones within INT8_RTOL of PyTorch's largest |output|.
+    """
+    rule = f"max abs diff <= {INT8_RTOL} * max|PyTorch output|" if compressed else f"max abs diff <= {FP32_ATOL}"
+    report = ParityReport(runner.artifact.target, rule)
+    for label, slots in parity_cases(model, slot_sets).items():
+        worst, allowed = 0.0, float("inf")
+        for seed in seeds:
+            inputs = model.example_inputs(seed)
+            expected = model.run(inputs, slots)
+            got = runner([t.numpy() for t in inputs], slots)
+            if got.shape != expected.shape:
+                raise ParityError(runner.artifact.target, model.output_spec.name, float("inf"), 0.0,
+                                  f"{label} (shape {list(got.shape)}, expected {list(expected.shape)})")
+            tolerance = INT8_RTOL * float(np.abs(expected).max()) if compressed else FP32_ATOL
+            diff = float(np.abs(got.astype(np.float64) - expected).max())
+            if not diff <= tolerance:  # also catches NaN
+                raise ParityError(runner.artifact.target, model.output_spec.name, diff, tolerance, label)
+            worst, allowed = max(worst, diff), min(allowed, tolerance)
+        report.cases[label] = {"max_abs_diff": worst, "tolerance": allowed}
+    return report
+
+
+def check_signature(target: str, what: str, found: Sequence[tuple[str, tuple[int, ...], str]],
+                    expected: Sequence[tuple[str, tuple[int, ...], str]]) -> None:
+    """Compare (name, shape, dtype) lists of a program's inputs or outputs with the specs; SignatureError if not equal."""
+    found, expected = [tuple(x) for x in found], [tuple(x) for x in expected]
+    if found != expected:
+        raise SignatureError(f"{target}: program {what} {found} do not match the device model's {expected}")

@@ -1,0 +1,199 @@
+"""Core ML target: model.mlpackage (ML program, iOS 17+), slots as fp32 inputs; checked by a numpy MIL evaluator."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from exporters.base import (Artifact, ExportOptions, ParityReport, Runner, SignatureError, check_parity,
+                            check_signature, example_args, stage)
+
+logger = logging.getLogger(__name__)
+
+NAME = "coreml"
+FILE_NAME = "model.mlpackage"
+DEPLOYMENT_TARGET = "iOS17"  # minimum_deployment_target of the converted program
+ARRAY_DTYPES = {"int32": "INT32", "float32": "FLOAT32"}  # spec multiArrayType data types
+EVAL_CHUNK = 16  # calls evaluated together by the numpy evaluator (bounds its memory)
+
+
+def export(model, options: ExportOptions, out_dir: Path) -> Artifact:
+    """torch.export -> ct.convert (fp32 compute) -> (int8: linear_quantize_weights, or palettize) -> rename -> save."""
+    import coremltools as ct
+    import torch
+
+    program = copy.deepcopy(model).eval()
+    with stage(NAME, "torch.export"):
+        exported = torch.export.export(program, example_args(model), strict=False).run_decompositions()
+        _float_fill_values(exported)
+    with stage(NAME, "convert (coremltools)"):
+        mlmodel = ct.convert(exported, convert_to="mlprogram",
+                             minimum_deployment_target=getattr(ct.target, DEPLOYMENT_TARGET),
+                             compute_precision=ct.precision.FLOAT32)
+    how = "none (fp32)"
+    if options.compressed:
+        with stage(NAME, "compress weights (coremltools.optimize)"):
+            mlmodel, how = _compress(mlmodel, options)
+    names = coreml_names(model)
+    path = Path(out_dir) / FILE_NAME
+    with stage(NAME, "rename features and save"):
+        _rename_and_save(mlmodel, model, names, path)
+    notes = ("inputs are MLMultiArray features named as input_names; the output feature is named output_name",
+             "fp32 compute (CPU/GPU); the Neural Engine would need an fp16 export")
+    return Artifact(NAME, path, runtime_version(), how, tuple(names), model.output_spec.name, "zip", notes)
+
+
+def coreml_names(model) -> list[str]:
+    """Feature names: the spec names with characters outside [A-Za-z0-9_] replaced ('head.0.weight' -> 'head_0_weight')."""
+    names = []
+    for spec in list(model.input_specs) + list(model.slot_specs):
+        name = re.sub(r"[^A-Za-z0-9_]", "_", spec.name)
+        name = name if re.match(r"[A-Za-z_]", name) else f"_{name}"
+        if name in names:
+            raise SignatureError(f"{NAME}: two program arguments map to the feature name {name!r}")
+        names.append(name)
+    return names
+
+
+def _float_fill_values(exported) -> None:
+    """coremltools 9 types full_like by its Python value (0 -> int32); make the value float for float tensors."""
+    import torch
+
+    for node in exported.graph.nodes:
+        if node.target == torch.ops.aten.full_like.default and node.args[0].meta["val"].dtype.is_floating_point:
+            node.args = (node.args[0], float(node.args[1])) + tuple(node.args[2:])
+
+
+def _compress(mlmodel, options: ExportOptions):
+    import warnings
+
+    import coremltools.optimize.coreml as cto
+
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore")  # all-zero rows (padding) give 0/0 scales; they dequantize to 0 exactly
+        if options.coreml_palettize_bits:
+            config = cto.OpPalettizerConfig(nbits=options.coreml_palettize_bits, mode="kmeans",
+                                            weight_threshold=options.min_quant_elements)
+            compressed = cto.palettize_weights(mlmodel, cto.OptimizationConfig(global_config=config))
+            kind = f"{options.coreml_palettize_bits}-bit k-means palettized weights"
+        else:
+            config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
+                                                 weight_threshold=options.min_quant_elements)
+            compressed = cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(global_config=config))
+            kind = "int8 linear symmetric per-channel weights"
+    count = sum(1 for op in compressed._mil_program.functions["main"].operations if op.op_type.startswith("constexpr_"))
+    return compressed, (f"coremltools.optimize.coreml: {kind} on constants of at least {options.min_quant_elements} "
+                        f"elements ({count} tensors), fp32 compute")
+
+
+def _rename_and_save(mlmodel, model, names: list[str], path: Path) -> None:
+    import coremltools as ct
+
+    spec = mlmodel.get_spec()
+    found = [f.name for f in spec.description.input]
+    if len(found) != len(names):
+        raise SignatureError(f"{NAME}: converted program has inputs {found}, expected {len(names)}: {names}")
+    for old, new in zip(found, names):
+        if old != new:
+            ct.utils.rename_feature(spec, old, new)
+    output = spec.description.output[0].name
+    if output != model.output_spec.name:
+        ct.utils.rename_feature(spec, output, model.output_spec.name)
+    for feature, tensor in zip(spec.description.input, list(model.input_specs) + list(model.slot_specs)):
+        feature.shortDescription = getattr(tensor, "description", "") or f"slot {tensor.name} (fp32)"
+    spec.description.output[0].shortDescription = model.output_spec.description
+    ct.utils.save_spec(spec, str(path), weights_dir=mlmodel.weights_dir)
+
+
+def runtime_version() -> str:
+    from importlib.metadata import version
+
+    where = "MLModel.predict" if sys.platform == "darwin" else "numpy MIL evaluator (Linux has no Core ML runtime)"
+    return f"coremltools {version('coremltools')} ML program ({DEPLOYMENT_TARGET}); checked with {where}"
+
+
+class MilRunner(Runner):
+    """Runs the saved package's MIL program with numpy; calls of one device are evaluated in batches."""
+
+    def __init__(self, artifact: Artifact, model):
+        super().__init__(artifact, model)
+        from exporters.coreml_mil import MilProgram
+
+        self.program = MilProgram.from_package(artifact.path)
+        self._names = list(artifact.input_names)
+        self._per_call = self._names[: len(self.input_specs)]
+
+    def _run(self, args: list[np.ndarray]) -> np.ndarray:
+        return np.array(self.program.run(dict(zip(self._names, args)))[self.artifact.output_name], copy=True)
+
+    def _run_many(self, calls: list[list[np.ndarray]], slot_args: list[np.ndarray]) -> list[np.ndarray]:
+        outputs: list[np.ndarray] = []
+        slots = dict(zip(self._names[len(self.input_specs):], slot_args))
+        for start in range(0, len(calls), EVAL_CHUNK):
+            chunk = calls[start : start + EVAL_CHUNK]
+            stacked = {name: np.stack([c[i] for c in chunk]) for i, name in enumerate(self._per_call)}
+            result = self.program.run({**stacked, **slots}, batched=self._per_call)[self.artifact.output_name]
+            outputs.extend(np.array(row, copy=True) for row in result)
+        return outputs
+
+
+class PredictRunner(Runner):
+    """MLModel.predict (macOS only)."""
+
+    def __init__(self, artifact: Artifact, model):
+        super().__init__(artifact, model)
+        import coremltools as ct
+
+        self._model = ct.models.MLModel(str(artifact.path), compute_units=ct.ComputeUnit.CPU_ONLY)
+        self._names = list(artifact.input_names)
+
+    def _run(self, args: list[np.ndarray]) -> np.ndarray:
+        return np.array(self._model.predict(dict(zip(self._names, args)))[self.artifact.output_name], copy=True)
+
+
+def load(artifact: Artifact, model, options: ExportOptions | None = None) -> Runner:
+    """MLModel.predict on macOS; elsewhere the numpy evaluator of the saved program."""
+    return PredictRunner(artifact, model) if sys.platform == "darwin" else MilRunner(artifact, model)
+
+
+def validate(artifact: Artifact, model, slot_sets: Mapping[str, Mapping[str, np.ndarray]],
+             options: ExportOptions) -> ParityReport:
+    """Check features and slot wiring against the specs, then numpy-MIL parity (and MLModel.predict on macOS)."""
+    check_package(artifact, model)
+    report = check_parity(MilRunner(artifact, model), model, slot_sets, options.compressed)
+    if sys.platform == "darwin":
+        predicted = check_parity(PredictRunner(artifact, model), model, slot_sets, options.compressed)
+        report.cases.update({f"predict:{k}": v for k, v in predicted.cases.items()})
+    return report
+
+
+def check_package(artifact: Artifact, model) -> None:
+    """The saved package's input/output features match the specs, and every slot feeds an op of the program."""
+    import coremltools as ct
+    from coremltools.proto import FeatureTypes_pb2
+
+    spec = ct.models.MLModel(str(artifact.path), skip_model_load=True).get_spec()
+    dtype_name = FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Name
+
+    def features(items):
+        return [(f.name, tuple(int(d) for d in f.type.multiArrayType.shape), dtype_name(f.type.multiArrayType.dataType))
+                for f in items]
+
+    tensors = list(model.input_specs) + list(model.slot_specs)
+    check_signature(NAME, "inputs", features(spec.description.input),
+                    [(n, tuple(t.shape), ARRAY_DTYPES[t.dtype]) for n, t in zip(artifact.input_names, tensors)])
+    out = model.output_spec
+    check_signature(NAME, "outputs", features(spec.description.output),
+                    [(artifact.output_name, tuple(out.shape), ARRAY_DTYPES[out.dtype])])
+    used = {inp for op in spec.mlProgram.functions["main"].block_specializations[
+        spec.mlProgram.functions["main"].opset].operations for arg in op.inputs.values() for inp in
+        (b.name for b in arg.arguments if b.WhichOneof("binding") == "name")}
+    unused = [n for n in artifact.input_names if n not in used]
+    if unused:
+        raise SignatureError(f"{NAME}: program inputs {unused} feed no op (a slot would be ignored)")

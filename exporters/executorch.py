@@ -1,0 +1,167 @@
+"""ExecuTorch target: model.pte lowered to XNNPACK, slots as fp32 inputs, run with executorch.runtime."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from exporters.base import (Artifact, ExportOptions, ParityReport, Runner, check_parity, check_signature,
+                            example_args, stage)
+from toolkit.device import DeviceModel
+
+logger = logging.getLogger(__name__)
+
+NAME = "executorch"
+FILE_NAME = "model.pte"
+ET_DTYPES = {"int32": 3, "float32": 6}  # torch ScalarType codes that executorch TensorInfo.dtype() returns
+
+
+def export(model: DeviceModel, options: ExportOptions, out_dir: Path) -> Artifact:
+    """torch.export -> (int8: quantize static layers) -> lower to XNNPACK -> write model.pte."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    program = copy.deepcopy(model).eval()
+    args = example_args(model)
+    quantized: list[str] = []
+    if options.compressed:
+        with stage(NAME, "quantize embeddings"):
+            quantized += _quantize_embeddings(program, options.min_quant_elements)
+    with stage(NAME, "torch.export"):
+        exported = torch.export.export(program, args, strict=False)
+    if options.compressed:
+        with stage(NAME, "quantize linear layers (PT2E)"):
+            exported, linears = _quantize_linears(exported, program, args, options.min_quant_elements)
+            quantized += linears
+    with stage(NAME, "lower to XNNPACK"):
+        edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+    with stage(NAME, "serialize"):
+        path = Path(out_dir) / FILE_NAME
+        path.write_bytes(edge.to_executorch().buffer)
+    how = (f"int8 per-row weight-only embeddings (embedding_byte) and int8 dynamic per-channel XNNPACK linear "
+           f"layers; {len(quantized)} static tensors: {', '.join(quantized) or 'none'}") if options.compressed \
+        else "none (fp32)"
+    names = tuple(s.name for s in model.input_specs) + tuple(s.name for s in model.slot_specs)
+    notes = ("call Module.forward with the inputs then the slots, in call_signature order",)
+    if options.compressed:
+        notes += ("link the quantized kernels (quantized_decomposed::embedding_byte)",)
+    return Artifact(NAME, path, runtime_version(), how, names, model.output_spec.name, "file", notes)
+
+
+def runtime_version() -> str:
+    from importlib.metadata import version
+
+    return f"executorch {version('executorch')} (XNNPACK delegate)"
+
+
+class Int8Embedding(nn.Module):
+    """An embedding table stored as int8 with one fp32 scale per row (ExecuTorch's embedding_byte kernel)."""
+
+    def __init__(self, embedding: nn.Embedding):
+        super().__init__()
+        import executorch.exir.passes._quant_patterns_and_replacements  # noqa: F401  defines embedding_byte
+
+        weight = embedding.weight.detach().float()
+        scale = (weight.abs().amax(1) / 127.0).clamp(min=1e-12)
+        self.register_buffer("qweight", torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8))
+        self.register_buffer("scales", scale)
+        self.padding_idx = embedding.padding_idx
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dequantized table, for code that reads it directly rather than looking rows up."""
+        return self.qweight.float() * self.scales[:, None]
+
+    def forward(self, indices: torch.Tensor) -> torch.Tensor:
+        return torch.ops.quantized_decomposed.embedding_byte.default(
+            self.qweight, self.scales, None, -127, 127, indices.long())  # the kernel takes int64 indices
+
+
+def _quantize_embeddings(program, min_elements: int) -> list[str]:
+    """Swap every nn.Embedding of at least `min_elements` weights for an int8 one; returns their names."""
+    swapped = []
+    for parent_name, parent in list(program.named_modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.Embedding) and child.weight.numel() >= max(min_elements, 1) \
+                    and child.embedding_dim > 1:
+                setattr(parent, name, Int8Embedding(child))
+                swapped.append(f"{parent_name}.{name}".lstrip("."))
+    return swapped
+
+
+def _quantize_linears(exported, program, args, min_elements: int):
+    """PT2E dynamic int8 on the nn.Linear modules of at least `min_elements` weights; slot linears stay fp32."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
+                                                                         get_symmetric_quantization_config)
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    names = [name for name, module in program.named_modules()
+             if isinstance(module, nn.Linear) and module.weight.numel() >= max(min_elements, 1)]
+    if not names:
+        return exported, []
+    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True)
+    quantizer = XNNPACKQuantizer()
+    for name in names:
+        quantizer.set_module_name(name, config)
+    prepared = prepare_pt2e(exported.module(), quantizer)
+    prepared(*args)
+    converted = convert_pt2e(prepared)
+    return torch.export.export(converted, args, strict=False), names
+
+
+class ExecuTorchRunner(Runner):
+    """executorch.runtime: Runtime.get().load_program(path).load_method('forward')."""
+
+    def __init__(self, artifact: Artifact, model: DeviceModel, threads: int = 1):
+        super().__init__(artifact, model)
+        import executorch.kernels.quantized  # noqa: F401  registers embedding_byte and friends with the runtime
+        from executorch.runtime import Runtime
+
+        _set_threads(threads)
+        self._method = Runtime.get().load_program(str(artifact.path)).load_method("forward")
+
+    def signature(self) -> tuple[list, list]:
+        """(shape, dtype code) of each input and output, as the program declares them."""
+        meta = self._method.metadata
+        found_in = [(tuple(meta.input_tensor_meta(i).sizes()), int(meta.input_tensor_meta(i).dtype()))
+                    for i in range(meta.num_inputs())]
+        found_out = [(tuple(meta.output_tensor_meta(i).sizes()), int(meta.output_tensor_meta(i).dtype()))
+                     for i in range(meta.num_outputs())]
+        return found_in, found_out
+
+    def _run(self, args: list[np.ndarray]) -> np.ndarray:
+        outputs = self._method.execute([torch.from_numpy(a) for a in args])
+        return outputs[0].numpy().copy()  # the runtime reuses its output buffer on the next call
+
+
+def _set_threads(threads: int) -> None:
+    from executorch.extension.pybindings import portable_lib
+
+    reset = getattr(portable_lib, "_unsafe_reset_threadpool", None)
+    if reset is not None:
+        reset(threads)
+
+
+def load(artifact: Artifact, model: DeviceModel, options: ExportOptions | None = None) -> ExecuTorchRunner:
+    return ExecuTorchRunner(artifact, model, (options or ExportOptions()).threads)
+
+
+def validate(artifact: Artifact, model: DeviceModel, slot_sets: Mapping[str, Mapping[str, np.ndarray]],
+             options: ExportOptions) -> ParityReport:
+    """Check the program's inputs and output against the specs, then parity with PyTorch on every slot set."""
+    runner = load(artifact, model, options)
+    found_in, found_out = runner.signature()
+    specs = list(model.input_specs) + list(model.slot_specs)
+    names = [s.name for s in specs] + [f"extra#{i}" for i in range(len(specs), len(found_in))]
+    check_signature(NAME, "inputs", [(n, shape, code) for n, (shape, code) in zip(names, found_in)],
+                    [(s.name, tuple(s.shape), ET_DTYPES[s.dtype]) for s in specs])
+    out = model.output_spec
+    check_signature(NAME, "outputs", [(out.name, shape, code) for shape, code in found_out],
+                    [(out.name, tuple(out.shape), ET_DTYPES[out.dtype])])
+    return check_parity(runner, model, slot_sets, options.compressed)
