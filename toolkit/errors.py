@@ -33,3 +33,11 @@ class ToleranceExceeded(DuetError, ValueError):
 
 class RequestError(DuetError, ValueError):
     """A generate request's body is invalid; the service answers it with a 4xx JSON error."""
+
+
+class ServiceError(DuetError, RuntimeError):
+    """The generation service refused a call or could not be reached; carries its status and error code."""
+
+    def __init__(self, message: str, status: int = 0, code: str = "", retry_after: float | None = None):
+        super().__init__(message)
+        self.status, self.code, self.retry_after = status, code, retry_after  # status 0: no answer at all

@@ -1,0 +1,102 @@
+"""Shared pieces of the service and client tests: a tiny trained run, its export, keys, and live servers on loopback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = REPO / ".cache" / "duet"
+KEY, OTHER_KEY = "duet_test-key-one", "duet_test-key-two"
+
+
+def train_tiny(out: Path) -> Path:
+    """A real run on the embedded MovieLens data, 40 users, one epoch (about 10 s)."""
+    subprocess.run([sys.executable, str(REPO / "cli.py"), "--threads", "1", "train", "--out", str(out),
+                    "--max-users", "40", "--max-epochs", "1", "--cache-dir", str(CACHE)],
+                   check=True, cwd=REPO, capture_output=True, text=True)
+    return out
+
+
+def export_tiny(run_dir: Path, out: Path) -> Path:
+    """fp32 ExecuTorch and TFLite programs of the run with their manifest, by the real exporters."""
+    from exporters.base import ExportOptions
+    from toolkit.export import export_run
+    from toolkit.runs import load_run
+
+    options = ExportOptions(quantize="none", latency_calls=5, max_eval_devices=4)
+    export_run(load_run(run_dir, CACHE), ["executorch", "tflite"], options, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def svc_run(tmp_path_factory) -> Path:
+    return train_tiny(tmp_path_factory.mktemp("svc") / "run")
+
+
+@pytest.fixture(scope="session")
+def svc_export(svc_run, tmp_path_factory) -> Path:
+    return export_tiny(svc_run, tmp_path_factory.mktemp("svc") / "export")
+
+
+@pytest.fixture(scope="session")
+def svc_keys(tmp_path_factory) -> Path:
+    from toolkit.service.auth import key_line
+
+    path = tmp_path_factory.mktemp("keys") / "keys.txt"
+    path.write_text(f"# test keys\n{key_line(KEY, 'phones')}\n{key_line(OTHER_KEY, 'lab')}\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def svc_config(svc_run, svc_export, svc_keys):
+    from toolkit.service.config import ServiceConfig
+
+    return ServiceConfig(run_dir=str(svc_run), exports_dir=str(svc_export), api_keys=str(svc_keys),
+                         cache_dir=str(CACHE), rate_limit=0, max_body_bytes=8192, static_floor=True)
+
+
+@contextmanager
+def live_server(config, **overrides):
+    """The app on a real uvicorn server in a thread, on a free 127.0.0.1 port; yields its base URL."""
+    import uvicorn
+
+    from toolkit.service.app import create_app
+
+    app = create_app(replace(config, **overrides))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def server(svc_config):
+    """One server for a test module: rate limit off, 8 KiB body limit, static floor on."""
+    with live_server(svc_config) as url:
+        yield url
+
+
+def auth(key: str = KEY) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

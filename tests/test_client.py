@@ -1,0 +1,198 @@
+"""The reference device client against a real server: downloads, slot checks, and runtime parity end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from service_fixtures import (CACHE, KEY, REPO, server, svc_config, svc_export, svc_keys,  # noqa: F401
+                              svc_run)
+
+from toolkit.client import DeviceClient, ServiceClient, SlotAnswer, check_answer
+from toolkit.errors import BlobError, ManifestError, ServiceError, SlotShapeError
+from toolkit.generation import slots_for_device
+from toolkit.manifest import slot_specs_of
+from toolkit.runs import load_run
+from toolkit.slots import SlotSpec, encode_safetensors
+
+TARGETS = ("executorch", "tflite")
+
+
+@pytest.fixture(scope="module")
+def run(svc_run):
+    torch.set_num_threads(1)
+    return load_run(svc_run, CACHE)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cli_server(svc_run, svc_export, svc_keys):
+    """`cli.py serve --workers 2` in its own process group, as a user starts it."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "cli.py"), "serve", str(svc_run), "--exports", str(svc_export), "--api-keys",
+         str(svc_keys), "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--rate-limit", "0",
+         "--cache-dir", str(CACHE)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"cli.py serve exited: {process.stdout.read()}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("cli.py serve did not answer /healthz within 120 s")
+            time.sleep(0.3)
+        yield url
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, 15)
+            process.wait(30)
+
+
+def _device_calls(run, export_dir: Path, devices: list[int]) -> dict[int, list[tuple]]:
+    """Each device's test calls at the export's fixed shapes (the task's own eval calls)."""
+    shape = json.loads((export_dir / "report.json").read_text())["shape"]
+    calls: dict[int, list[tuple]] = {d: [] for d in devices}
+    for device, inputs, _ in run.task.device_eval_calls("test", shape):
+        if device in calls and len(calls[device]) < 5:
+            calls[device].append(tuple(inputs))
+    return calls
+
+
+def test_end_to_end_the_runtimes_score_like_pytorch_with_served_slots(cli_server, run, svc_export, tmp_path):
+    devices = [int(d) for d in run.task.device_ids("test")[:2]]
+    shape = json.loads((svc_export / "report.json").read_text())["shape"]
+    reference_model = run.task.device_model(run.duet, shape).eval()
+    calls = _device_calls(run, svc_export, devices)
+    with ServiceClient(cli_server, KEY) as service:
+        for target in TARGETS:
+            device = DeviceClient(service, target, tmp_path / target)
+            path = device.setup()
+            assert path.stat().st_size == device.manifest["targets"][target]["bytes"]
+            served = {d: device.refresh(run.task.example_request(d)) for d in devices}
+            first, second = (served[d] for d in devices)
+            assert any(not np.allclose(first[k], second[k]) for k in first), "two histories, same slots"
+            worst = 0.0
+            for d in devices:
+                assert calls[d], f"device {d} has no test calls"
+                device.refresh(run.task.example_request(d))
+                expected_slots = slots_for_device(run, d, "test")
+                for inputs in calls[d]:
+                    got = device.score(inputs)
+                    expected = reference_model.run(tuple(torch.from_numpy(np.asarray(x)) for x in inputs),
+                                                   expected_slots)
+                    assert got.shape == expected.shape
+                    worst = max(worst, float(np.abs(got - expected).max()))
+            assert worst <= 1e-4, (target, worst)
+            device.refresh(run.task.example_request(devices[0]))  # the same call with the other device's slots
+            assert not np.allclose(device.score(calls[devices[1]][0]),
+                                   reference_model.run(tuple(torch.from_numpy(np.asarray(x))
+                                                             for x in calls[devices[1]][0]), served[devices[1]]),
+                                   atol=1e-4)
+
+
+def test_a_corrupt_or_mismatched_blob_is_refused_and_the_last_good_slots_stay(server, run, svc_export, tmp_path):
+    devices = [int(d) for d in run.task.device_ids("test")[:2]]
+    with ServiceClient(server, KEY) as service:
+        device = DeviceClient(service, "tflite", tmp_path)
+        device.setup()
+        good = device.refresh(run.task.example_request(devices[0]))
+        inputs = _device_calls(run, svc_export, devices[:1])[devices[0]][0]
+        scores = device.score(inputs)
+        other = service.generate(run.task.example_request(devices[1]))
+        version = device.manifest["model_version"]
+
+        def refused(answer: SlotAnswer, error, match: str) -> None:
+            with pytest.raises(error, match=match):
+                device.install(answer)
+            assert device.slots is good  # untouched
+            np.testing.assert_array_equal(device.score(inputs), scores)
+
+        flipped = bytearray(other.blob)
+        flipped[-3] ^= 0xFF
+        refused(SlotAnswer(bytes(flipped), other.sha256, version), BlobError, "corrupted in transit")
+        truncated = other.blob[:100]
+        refused(SlotAnswer(truncated, _sha(truncated), version), BlobError, "not valid safetensors")
+        garbage = b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all"
+        refused(SlotAnswer(garbage, _sha(garbage), version), BlobError, "safetensors")
+        specs = slot_specs_of(device.manifest)
+        wrong = [SlotSpec(specs[0].name, tuple(x + 1 for x in specs[0].shape))] + specs[1:]
+        reshaped = encode_safetensors(wrong, {s.name: np.zeros(s.shape, np.float32) for s in wrong})
+        refused(SlotAnswer(reshaped, _sha(reshaped), version), SlotShapeError, "should have shape")
+        missing = encode_safetensors(specs[1:], {s.name: np.zeros(s.shape, np.float32) for s in specs[1:]})
+        refused(SlotAnswer(missing, _sha(missing), version), SlotShapeError, "missing")
+        refused(SlotAnswer(other.blob, other.sha256, "ffffffffffffffff"), ManifestError, "model version")
+        assert device.install(other) is device.slots  # a good answer is still taken
+
+
+def test_downloads_resume_and_a_wrong_digest_is_deleted(server, tmp_path):
+    with ServiceClient(server, KEY) as service:
+        manifest = service.manifest()
+        info = manifest["targets"]["executorch"]
+        whole = httpx.get(f"{server}/v1/artifacts/executorch", headers={"Authorization": f"Bearer {KEY}"}).content
+        partial = tmp_path / (info["file"] + ".partial")
+        partial.write_bytes(whole[:1000])
+        path = service.download(manifest, "executorch", tmp_path)
+        assert path.read_bytes() == whole and not partial.exists()
+        before = path.stat().st_mtime_ns
+        assert service.download(manifest, "executorch", tmp_path).stat().st_mtime_ns == before  # cached
+        path.unlink()
+        partial.write_bytes(b"\x00" * 1000)  # a partial copy that is not a prefix of the file
+        with pytest.raises(ManifestError, match="the download was deleted"):
+            service.download(manifest, "executorch", tmp_path)
+        assert not partial.exists()
+        assert service.download(manifest, "executorch", tmp_path).read_bytes() == whole
+        with pytest.raises(ManifestError, match="no target 'onnx'"):
+            service.download(manifest, "onnx", tmp_path)
+
+
+def test_service_refusals_reach_the_caller_as_service_errors(server, run, tmp_path):
+    with ServiceClient(server, "duet_wrong") as service:
+        with pytest.raises(ServiceError, match="401 unauthorized") as caught:
+            service.manifest()
+        assert caught.value.status == 401
+    with ServiceClient(server, KEY) as service:
+        device = DeviceClient(service, "executorch", tmp_path)
+        device.setup()
+        with pytest.raises(SlotShapeError, match="no slots yet"):
+            device.score([np.zeros(t["shape"], t["dtype"]) for t in device.manifest["inputs"]])
+        with pytest.raises(ServiceError, match="unknown item id") as caught:
+            device.refresh({"device_id": "x", "items": [10 ** 9], "timestamps": [1]})
+        assert caught.value.status == 422 and device.slots is None
+    with ServiceClient("http://127.0.0.1:9", KEY, timeout=2) as service:
+        with pytest.raises(ServiceError, match="no answer from the service"):
+            service.manifest()
+
+
+def test_check_answer_accepts_float16_blobs(server, run):
+    with ServiceClient(server, KEY) as service:
+        manifest = service.manifest()
+        answer = service.generate(run.task.example_request(int(run.task.device_ids("test")[0])), dtype="float16")
+        slots = check_answer(answer, manifest)
+        assert all(v.dtype == np.float32 for v in slots.values())
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()

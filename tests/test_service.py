@@ -1,0 +1,283 @@
+"""The generation service on a real uvicorn server on 127.0.0.1: keys, manifest, artifacts, generate, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+
+import httpx
+import numpy as np
+import pytest
+from service_fixtures import KEY, OTHER_KEY, auth, live_server, server, svc_config, svc_export, svc_keys, svc_run  # noqa: F401
+
+from toolkit.generation import slots_for_device
+from toolkit.manifest import load_manifest, slot_specs_of
+from toolkit.runs import load_run
+from toolkit.slots import decode_safetensors
+
+
+@pytest.fixture(scope="module")
+def run(svc_run):
+    import torch
+
+    torch.set_num_threads(1)
+    return load_run(svc_run)
+
+
+@pytest.fixture(scope="module")
+def manifest(svc_export):
+    return load_manifest(svc_export)
+
+
+def _body(run, device: int) -> dict:
+    return run.task.example_request(int(device))
+
+
+def _generate(url, body, key=KEY, **params):
+    return httpx.post(f"{url}/v1/generate", json=body, headers=auth(key), params=params, timeout=30)
+
+
+# -- keys ----------------------------------------------------------------------------------------------
+def test_every_v1_call_needs_a_known_key(server):
+    for path in ("/v1/manifest", "/v1/artifacts/tflite"):
+        missing = httpx.get(f"{server}{path}")
+        assert missing.status_code == 401 and "missing API key" in missing.json()["message"]
+        assert missing.headers["www-authenticate"].startswith("Bearer")
+        wrong = httpx.get(f"{server}{path}", headers=auth("duet_not-a-key"))
+        assert wrong.status_code == 401 and wrong.json() == {"error": "unauthorized",
+                                                             "message": "API key not recognised"}
+        basic = httpx.get(f"{server}{path}", headers={"Authorization": f"Basic {KEY}"})
+        assert basic.status_code == 401
+    denied = httpx.post(f"{server}/v1/generate", json={"device_id": "1", "items": [1], "timestamps": [1]})
+    assert denied.status_code == 401
+    assert httpx.get(f"{server}/v1/manifest", headers=auth(OTHER_KEY)).status_code == 200
+    assert httpx.get(f"{server}/healthz").json()["status"] == "ok"  # health and metrics stay open
+
+
+def test_keys_file_holds_only_hashes(tmp_path, svc_keys):
+    from toolkit.errors import ConfigError
+    from toolkit.service.auth import KeyStore, hash_key
+
+    assert KEY not in svc_keys.read_text() and hash_key(KEY) in svc_keys.read_text()
+    store = KeyStore.from_file(svc_keys)
+    assert store.identify(KEY) == "phones" and store.identify(OTHER_KEY) == "lab"
+    assert store.identify(KEY + "x") is None and store.identify("") is None
+    plain = tmp_path / "plain.txt"
+    plain.write_text(f"{KEY}\n")
+    with pytest.raises(ConfigError, match=r"plain.txt:1: expected 'sha256:<64 hex digits> \[name\]'"):
+        KeyStore.from_file(plain)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match="no API keys configured"):
+        KeyStore.from_file(empty)
+
+
+def test_keys_add_command_appends_a_hashed_line(tmp_path):
+    from click.testing import CliRunner
+
+    from cli import cli
+    from toolkit.service.auth import KeyStore
+
+    path = tmp_path / "keys.txt"
+    first = CliRunner().invoke(cli, ["keys", "add", "--file", str(path), "--name", "fleet"])
+    second = CliRunner().invoke(cli, ["keys", "add", "--file", str(path)])
+    assert first.exit_code == 0 and second.exit_code == 0
+    key1, key2 = first.output.strip(), second.output.strip()
+    assert key1 != key2 and key1 not in path.read_text()
+    store = KeyStore.from_file(path)
+    assert store.identify(key1) == "fleet" and store.identify(key2) == "key2"
+
+
+# -- manifest and artifacts ----------------------------------------------------------------------------
+def test_manifest_is_the_exports_manifest_with_an_etag(server, manifest):
+    answer = httpx.get(f"{server}/v1/manifest", headers=auth())
+    assert answer.status_code == 200 and answer.json() == manifest
+    assert answer.headers["x-model-version"] == manifest["model_version"]
+    again = httpx.get(f"{server}/v1/manifest", headers={**auth(), "If-None-Match": answer.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
+
+
+def test_artifacts_come_with_sha256_etag_and_byte_ranges(server, manifest):
+    for target, info in manifest["targets"].items():
+        full = httpx.get(f"{server}/v1/artifacts/{target}", headers=auth())
+        assert full.status_code == 200 and len(full.content) == info["bytes"]
+        assert hashlib.sha256(full.content).hexdigest() == info["sha256"] == full.headers["x-artifact-sha256"]
+        assert full.headers["etag"] == f'"{info["sha256"]}"' and full.headers["accept-ranges"] == "bytes"
+        part = httpx.get(f"{server}/v1/artifacts/{target}", headers={**auth(), "Range": "bytes=100-"})
+        assert part.status_code == 206 and part.content == full.content[100:]
+        assert part.headers["content-range"] == f"bytes 100-{info['bytes'] - 1}/{info['bytes']}"
+        tail = httpx.get(f"{server}/v1/artifacts/{target}", headers={**auth(), "Range": "bytes=-10"})
+        assert tail.content == full.content[-10:]
+        stale = httpx.get(f"{server}/v1/artifacts/{target}",
+                          headers={**auth(), "Range": "bytes=100-", "If-Range": '"0000"'})
+        assert stale.status_code == 200 and stale.content == full.content  # another version: all of it
+        cached = httpx.get(f"{server}/v1/artifacts/{target}", headers={**auth(), "If-None-Match": full.headers["etag"]})
+        assert cached.status_code == 304
+        beyond = httpx.get(f"{server}/v1/artifacts/{target}", headers={**auth(), "Range": f"bytes={info['bytes']}-"})
+        assert beyond.status_code == 416 and beyond.headers["content-range"] == f"bytes */{info['bytes']}"
+    unknown = httpx.get(f"{server}/v1/artifacts/model.onnx", headers=auth())
+    assert unknown.status_code == 404 and "this export has" in unknown.json()["message"]
+
+
+def test_artifact_that_disagrees_with_the_manifest_stops_startup(svc_config, svc_export, tmp_path):
+    import shutil
+
+    from toolkit.errors import ManifestError
+
+    copy = tmp_path / "export"
+    shutil.copytree(svc_export, copy)
+    target = sorted(load_manifest(copy)["targets"].items())[0][1]["file"]
+    with (copy / target).open("ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(ManifestError, match="but the manifest says"):
+        with live_server(svc_config, exports_dir=str(copy)):
+            pass
+
+
+# -- generate ------------------------------------------------------------------------------------------
+def test_generate_answers_the_devices_slots_as_safetensors(server, run, manifest):
+    device = int(run.task.device_ids("test")[0])
+    answer = _generate(server, _body(run, device))
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/octet-stream"
+    assert answer.headers["x-model-version"] == manifest["model_version"]
+    assert answer.headers["x-blob-sha256"] == hashlib.sha256(answer.content).hexdigest()
+    specs = slot_specs_of(manifest)
+    slots = decode_safetensors(answer.content, specs)
+    assert list(slots) == [s["name"] for s in manifest["slots"]]
+    expected = slots_for_device(run, device, "test")
+    for name in slots:
+        np.testing.assert_allclose(slots[name], expected[name], atol=1e-5)
+    half = _generate(server, _body(run, device), dtype="float16")
+    assert half.status_code == 200 and half.headers["x-slot-dtype"] == "float16"
+    assert len(half.content) < len(answer.content)
+    np.testing.assert_allclose(decode_safetensors(half.content, specs)[specs[0].name], slots[specs[0].name],
+                               atol=2e-2, rtol=1e-2)
+
+
+def test_two_devices_with_different_histories_get_different_slots(server, run, manifest):
+    first, second = (int(d) for d in run.task.device_ids("test")[:2])
+    assert _body(run, first)["items"] != _body(run, second)["items"]
+    specs = slot_specs_of(manifest)
+    a = decode_safetensors(_generate(server, _body(run, first)).content, specs)
+    b = decode_safetensors(_generate(server, _body(run, second)).content, specs)
+    assert any(not np.allclose(a[s.name], b[s.name]) for s in specs)
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ("garbage{", 400, "not valid JSON"),
+    ("", 400, "body is empty"),
+    ('{"device_id": "1", "items": [1], "timestamps": [NaN]}', 400, "not valid JSON"),
+    ("[" * 5000, 400, "not valid JSON"),
+    ("[1, 2]", 422, 'is not of type "object"'),
+    ('{"device_id": "1", "items": [999999], "timestamps": [1]}', 422, "unknown item id"),
+    ('{"device_id": "1", "items": [0], "timestamps": [1]}', 422, "unknown item id"),
+    ('{"device_id": "1", "items": [], "timestamps": []}', 422, "'items' is empty"),
+    ('{"device_id": "1", "items": ' + json.dumps(list(range(1, 400))) + ', "timestamps": ' +
+     json.dumps(list(range(399))) + "}", 422, "at most"),
+    ('{"device_id": "1", "items": ["7"], "timestamps": [1]}', 422, "must be an integer"),
+    ('{"device_id": "1", "items": [true], "timestamps": [1]}', 422, "must be an integer"),
+    ('{"device_id": "1", "items": [1, 2], "timestamps": [1]}', 422, "'timestamps' has 1 entries but 'items' has 2"),
+    ('{"device_id": "1", "items": [1], "timestamps": [1], "extra": 1}', 422, "'extra' was unexpected"),
+    ('{"items": [1], "timestamps": [1]}', 422, "device_id"),
+])
+def test_bad_bodies_get_a_4xx_that_says_what_is_wrong(server, run, body, status, message):
+    answer = httpx.post(f"{server}/v1/generate", content=body.encode(),
+                        headers={**auth(), "Content-Type": "application/json"})
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/json"
+    assert message in answer.json()["message"]
+    assert "Traceback" not in answer.text
+    assert _generate(server, _body(run, int(run.task.device_ids("test")[0]))).status_code == 200  # still serving
+
+
+def test_wrong_content_type_size_and_dtype_are_refused(server, run):
+    body = json.dumps(_body(run, int(run.task.device_ids("test")[0]))).encode()
+    form = httpx.post(f"{server}/v1/generate", content=body, headers={**auth(), "Content-Type": "text/plain"})
+    assert form.status_code == 415 and "application/json" in form.json()["message"]
+    huge = httpx.post(f"{server}/v1/generate", content=b" " * 9000 + body,
+                      headers={**auth(), "Content-Type": "application/json"})
+    assert huge.status_code == 413 and "at most 8192" in huge.json()["message"]
+
+    def chunks():  # no Content-Length: the limit is enforced while reading
+        for _ in range(20):
+            yield b" " * 1000
+
+    streamed = httpx.post(f"{server}/v1/generate", content=chunks(), headers={**auth(), "Content-Type": "application/json"})
+    assert streamed.status_code == 413 and "exceeds 8192" in streamed.json()["message"]
+    dtype = httpx.post(f"{server}/v1/generate", content=body, params={"dtype": "int4"},
+                       headers={**auth(), "Content-Type": "application/json"})
+    assert dtype.status_code == 422 and "float32, float16" in dtype.json()["message"]
+    assert httpx.get(f"{server}/v1/generate", headers=auth()).status_code == 405
+    assert httpx.get(f"{server}/v1/nowhere", headers=auth()).json()["error"] == "not_found"
+    assert _generate(server, _body(run, int(run.task.device_ids("test")[0]))).status_code == 200
+
+
+def test_a_bad_body_does_not_fail_the_batch_it_shares(svc_config, run):
+    devices = [int(d) for d in run.task.device_ids("test")[:4]]
+    good = [_body(run, d) for d in devices]
+    bad = dict(good[0], timestamps=good[0]["timestamps"][:-1] + [1, 2])  # passes the schema, not the task
+    with live_server(svc_config, batch_window_ms=200) as url:
+        async def fire():
+            async with httpx.AsyncClient(headers=auth(), timeout=30) as client:
+                return await asyncio.gather(*(client.post(f"{url}/v1/generate", json=b) for b in good + [bad]))
+
+        answers = asyncio.run(fire())
+        assert [a.status_code for a in answers] == [200, 200, 200, 200, 422]
+        assert "'timestamps' has" in answers[-1].json()["message"]
+        sizes = httpx.get(f"{url}/metrics").text
+    assert "duet_generate_batch_size_count 1" in sizes  # all five shared one forward
+
+
+def test_rate_limit_is_per_key_with_retry_after(svc_config, run):
+    with live_server(svc_config, rate_limit=0.5, rate_burst=3) as url:
+        codes = [httpx.get(f"{url}/v1/manifest", headers=auth()).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        limited = httpx.get(f"{url}/v1/manifest", headers=auth())
+        assert limited.status_code == 429 and limited.headers["retry-after"] == "2"
+        assert "rate limit" in limited.json()["message"]
+        assert httpx.get(f"{url}/v1/manifest", headers=auth(OTHER_KEY)).status_code == 200  # its own bucket
+
+
+def test_full_queue_answers_503_with_retry_after(svc_config, run):
+    body = _body(run, int(run.task.device_ids("test")[0]))
+    with live_server(svc_config, queue_size=2, batch_window_ms=500) as url:
+        async def fire():
+            async with httpx.AsyncClient(headers=auth(), timeout=30) as client:
+                return await asyncio.gather(*(client.post(f"{url}/v1/generate", json=body) for _ in range(8)))
+
+        answers = asyncio.run(fire())
+        codes = sorted(a.status_code for a in answers)
+        assert codes == [200, 200] + [503] * 6
+        refused = next(a for a in answers if a.status_code == 503)
+        assert refused.headers["retry-after"] == "1" and "queue holds 2" in refused.json()["message"]
+        assert _generate(url, body).status_code == 200  # drained: serving again
+        assert 'duet_generate_rejected_total{reason="queue_full"} 6' in httpx.get(f"{url}/metrics").text
+
+
+def test_metrics_count_requests_errors_latency_and_batches(server, run):
+    _generate(server, _body(run, int(run.task.device_ids("test")[0])))
+    httpx.get(f"{server}/v1/manifest")
+    text = httpx.get(f"{server}/metrics").text
+    assert 'duet_http_requests_total{endpoint="/v1/generate",status="200"}' in text
+    assert 'duet_http_errors_total{endpoint="/v1/manifest",status="401"}' in text
+    assert 'duet_http_request_duration_seconds_bucket{endpoint="/v1/generate",le="+Inf"}' in text
+    assert "duet_generate_batch_size_bucket" in text and "# TYPE duet_generate_batch_size histogram" in text
+
+
+def test_batching_off_still_answers_every_request(svc_config, run):
+    bodies = [_body(run, int(d)) for d in run.task.device_ids("test")[:6]]
+    with live_server(svc_config, batching=False) as url:
+        async def fire():
+            async with httpx.AsyncClient(headers=auth(), timeout=30) as client:
+                return await asyncio.gather(*(client.post(f"{url}/v1/generate", json=b) for b in bodies))
+
+        assert [a.status_code for a in asyncio.run(fire())] == [200] * 6
+        assert "duet_generate_batch_size_count 6" in httpx.get(f"{url}/metrics").text
+
+
+def test_static_floor_is_hidden_and_the_same_size(server, run):
+    body = _body(run, int(run.task.device_ids("test")[0]))
+    floor = httpx.post(f"{server}/v1/static", json=body, headers=auth())
+    assert floor.status_code == 200 and len(floor.content) == len(_generate(server, body).content)
+    assert "/v1/static" not in httpx.get(f"{server}/openapi.json").json()["paths"]

@@ -1,0 +1,249 @@
+"""The reference device client: what the Android and iOS apps do, in Python, for tests, scripts and benchmarks.
+
+    with ServiceClient("http://127.0.0.1:8000", api_key) as service:
+        device = DeviceClient(service, "executorch", Path("device-files"))
+        device.setup()                       # manifest, model file (sha256-checked, resumable), runtime
+        device.refresh(body)                 # POST the device's samples; the slots are checked, then kept
+        scores = device.score(inputs)        # the program, run in its runtime with the last good slots
+
+A blob that is corrupt, from another model version, or whose slots disagree with the manifest is refused
+with a typed error, and the device keeps the slots it had.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from toolkit.errors import BlobError, ManifestError, ServiceError, SlotShapeError
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class SlotAnswer:
+    """One generate answer as received, before any check."""
+
+    blob: bytes  # the response body (safetensors)
+    sha256: str  # the X-Blob-SHA256 header
+    model_version: str  # the X-Model-Version header
+
+
+class ServiceClient:
+    """HTTP calls to the generation service, with the API key; failures raise ServiceError."""
+
+    def __init__(self, url: str, api_key: str, timeout: float = 30.0):
+        import httpx
+
+        self._http = httpx.Client(base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {api_key}"},
+                                  timeout=timeout)
+
+    def __enter__(self) -> "ServiceClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs):
+        import httpx
+
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as err:
+            raise ServiceError(f"{method} {path}: no answer from the service ({err})") from err
+        _raise_for_error(response, method, path)
+        return response
+
+    def manifest(self) -> dict[str, Any]:
+        """The service's manifest, checked against the manifest schema."""
+        from toolkit.manifest import validate_manifest
+
+        response = self._call("GET", "/v1/manifest")
+        try:
+            manifest = response.json()
+        except ValueError as err:
+            raise ManifestError(f"the service's manifest is not JSON ({err})") from err
+        if not isinstance(manifest, dict):
+            raise ManifestError("the service's manifest is not a JSON object")
+        validate_manifest(manifest, "service manifest")
+        return manifest
+
+    def download(self, manifest: Mapping[str, Any], target: str, dest_dir: Path) -> Path:
+        """The target's file in dest_dir, its sha256 checked against the manifest; an interrupted download resumes.
+
+        A file already there with the right digest is not fetched again. A download that ends with the wrong
+        digest is deleted and raises ManifestError.
+        """
+        import httpx
+
+        from toolkit.artifacts import sha256_file
+
+        if target not in manifest["targets"]:
+            raise ManifestError(f"the manifest has no target {target!r}; it has {', '.join(manifest['targets'])}")
+        info = manifest["targets"][target]
+        dest_dir = Path(dest_dir)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        final = dest_dir / (info["file"] + (".zip" if info.get("served_as") == "zip" else ""))
+        if final.exists() and sha256_file(final) == info["sha256"]:
+            return final
+        partial = final.with_name(final.name + ".partial")
+        have = partial.stat().st_size if partial.exists() else 0
+        if have >= info["bytes"]:
+            partial.unlink()
+            have = 0
+        headers = {"Range": f"bytes={have}-", "If-Range": f'"{info["sha256"]}"'} if have else {}
+        path = f"/v1/artifacts/{target}"
+        try:
+            with self._http.stream("GET", path, headers=headers) as response:
+                if response.status_code not in (200, 206):
+                    response.read()
+                    _raise_for_error(response, "GET", path)
+                served = response.headers.get("x-artifact-sha256")
+                if served and served != info["sha256"]:
+                    raise ManifestError(f"the service sends {target} with sha256 {served}, but the manifest held "
+                                        f"says {info['sha256']}: fetch the manifest again")
+                with partial.open("ab" if response.status_code == 206 else "wb") as handle:
+                    for chunk in response.iter_bytes(CHUNK):
+                        handle.write(chunk)
+        except httpx.HTTPError as err:  # the partial file stays for the next attempt to resume
+            raise ServiceError(f"GET {path}: download interrupted after {partial.stat().st_size if partial.exists() else 0}"
+                               f" bytes ({err})") from err
+        digest = sha256_file(partial)
+        if digest != info["sha256"]:
+            partial.unlink()
+            raise ManifestError(f"{target}: the downloaded file has sha256 {digest}, the manifest says "
+                                f"{info['sha256']}; the download was deleted")
+        partial.replace(final)
+        return final
+
+    def generate(self, body: Mapping[str, Any], dtype: str = "float32") -> SlotAnswer:
+        """POST the device's samples; the raw answer (check it with `check_answer`)."""
+        response = self._call("POST", "/v1/generate", json=dict(body), params={"dtype": dtype})
+        return SlotAnswer(response.content, response.headers.get("x-blob-sha256", ""),
+                          response.headers.get("x-model-version", ""))
+
+
+def _raise_for_error(response, method: str, path: str) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        payload = response.json()
+        code, message = str(payload["error"]), str(payload["message"])
+    except (ValueError, KeyError, TypeError):
+        code, message = "http_error", response.text[:200]
+    retry = response.headers.get("retry-after")
+    raise ServiceError(f"{method} {path}: {response.status_code} {code}: {message}", response.status_code, code,
+                       float(retry) if retry and retry.isdigit() else None)
+
+
+def check_answer(answer: SlotAnswer, manifest: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The answer's slots as fp32 arrays, after checking its digest, its model version and every slot's
+    name, shape and dtype against the manifest (BlobError, ManifestError, SlotShapeError)."""
+    from toolkit.manifest import slot_specs_of
+    from toolkit.slots import decode_safetensors
+
+    digest = hashlib.sha256(answer.blob).hexdigest()
+    if answer.sha256 != digest:
+        raise BlobError(f"slot blob has sha256 {digest}, the service announced {answer.sha256 or 'none'}: "
+                        f"corrupted in transit")
+    if answer.model_version != manifest["model_version"]:
+        raise ManifestError(f"slots come from model version {answer.model_version or 'unknown'}, the device's "
+                            f"program from {manifest['model_version']}: fetch the manifest and the program again")
+    return decode_safetensors(answer.blob, slot_specs_of(manifest))
+
+
+@dataclass(frozen=True)
+class ManifestModel:
+    """The device model as the manifest describes it: what an exporter's runner needs, without PyTorch."""
+
+    input_specs: list  # TensorSpec of each program input, in call order
+    slot_specs: list  # SlotSpec of each slot, in call order after the inputs
+    output_spec: Any  # TensorSpec of the output
+
+    @classmethod
+    def of(cls, manifest: Mapping[str, Any]) -> "ManifestModel":
+        from toolkit.device import TensorSpec
+        from toolkit.manifest import slot_specs_of
+
+        def tensor(t: Mapping[str, Any]) -> TensorSpec:
+            return TensorSpec(t["name"], tuple(t["shape"]), t["dtype"], t.get("description", ""))
+
+        return cls([tensor(t) for t in manifest["inputs"]], slot_specs_of(manifest), tensor(manifest["output"]))
+
+
+def load_program(manifest: Mapping[str, Any], target: str, path: Path, threads: int = 1):
+    """The downloaded program in its runtime (the exporter's own runner): runner(inputs, slots) -> output."""
+    from exporters import exporter
+    from exporters.base import Artifact, ExportOptions
+
+    info = manifest["targets"][target]
+    path = Path(path)
+    if info.get("served_as") == "zip":
+        path = _unzip(path, path.parent)
+    artifact = Artifact(target, path, info["runtime"], info["quantization"], tuple(info.get("input_names", ())),
+                        info.get("output_name", manifest["output"]["name"]), info.get("served_as", "file"))
+    return exporter(target).load(artifact, ManifestModel.of(manifest), ExportOptions(threads=threads))
+
+
+def _unzip(archive: Path, dest: Path) -> Path:
+    """Extract a served package (e.g. model.mlpackage.zip); entries may not leave dest."""
+    with zipfile.ZipFile(archive) as zipped:
+        names = zipped.namelist()
+        root = dest.resolve()
+        for name in names:
+            if not (root / name).resolve().is_relative_to(root):
+                raise BlobError(f"{archive}: entry {name!r} would be written outside {dest}")
+        zipped.extractall(dest)
+    return dest / names[0].split("/")[0]
+
+
+class DeviceClient:
+    """One device: the manifest, its program loaded in the runtime, and its last good slots."""
+
+    def __init__(self, service: ServiceClient, target: str, workdir: Path, threads: int = 1):
+        self.service, self.target, self.workdir, self.threads = service, target, Path(workdir), threads
+        self.manifest: dict[str, Any] | None = None
+        self.program = None
+        self.slots: dict[str, np.ndarray] | None = None  # the last slots that passed every check
+
+    def setup(self) -> Path:
+        """Fetch the manifest and the program file, load it in its runtime; returns the file's path."""
+        self.manifest = self.service.manifest()
+        path = self.service.download(self.manifest, self.target, self.workdir)
+        self.program = load_program(self.manifest, self.target, path, self.threads)
+        return path
+
+    def refresh(self, body: Mapping[str, Any], dtype: str = "float32") -> dict[str, np.ndarray]:
+        """Ask for slots generated from `body`; on any failure the previous slots stay and the error is raised."""
+        return self.install(self.service.generate(body, dtype))
+
+    def install(self, answer: SlotAnswer) -> dict[str, np.ndarray]:
+        """Check a generate answer and make its slots current; a refused answer leaves the current slots."""
+        if self.manifest is None:
+            raise ManifestError("no manifest yet: call setup() first")
+        try:
+            slots = check_answer(answer, self.manifest)
+        except (BlobError, ManifestError, SlotShapeError) as err:
+            logger.warning("slots refused, keeping the last good ones: %s", err)
+            raise
+        self.slots = slots
+        return slots
+
+    def score(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        """One program call with the current slots (inputs in the manifest's order, shapes and dtypes)."""
+        if self.program is None:
+            raise ManifestError("no program loaded: call setup() first")
+        if self.slots is None:
+            raise SlotShapeError("no slots yet: call refresh() first")
+        return self.program(list(inputs), self.slots)
