@@ -1,0 +1,155 @@
+"""The service benchmark: generate with micro-batching, generate without it, and the static HTTP floor, in one run.
+
+Two servers run side by side on loopback (`cli.py serve`, one with --static-floor, one with --no-batching); the
+idle one costs nothing while the other is measured. Each measurement is a closed-loop load test of the same
+size and concurrency, with the bodies of the run's test devices (round-robin). The load generator shares the
+machine with the servers, so the ratios measured in one run mean more than the absolute figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from toolkit.errors import ConfigError
+from toolkit.loadtest import LoadTestConfig, run_load, summary
+
+logger = logging.getLogger(__name__)
+
+CLI = Path(__file__).resolve().parents[2] / "cli.py"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One benchmark run."""
+
+    run_dir: str  # the run whose generator is served
+    exports_dir: str  # its export directory
+    requests: int = 20_000  # requests per measurement
+    concurrency: int = 64  # simultaneous connections per measurement
+    warmup: int = 1_000  # untimed requests sent to each server first
+    workers: int = 1  # server processes per server
+    max_devices: int = 2_000  # test devices whose bodies are sent (round-robin)
+    cache_dir: str = ".cache/duet"  # preprocessed-data cache
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def device_bodies(run_dir: str, cache_dir: str, max_devices: int) -> list[bytes]:
+    """Generate bodies of the run's test devices, as JSON bytes."""
+    from toolkit.runs import load_run
+
+    run = load_run(run_dir, Path(cache_dir))
+    devices = run.task.device_ids("test")[:max_devices]
+    if not len(devices):
+        raise ConfigError(f"{run_dir} has no test devices to build request bodies from")
+    return [json.dumps(run.task.example_request(int(d)), separators=(",", ":")).encode() for d in devices]
+
+
+class _Server:
+    """`cli.py serve` in its own process group on a free loopback port."""
+
+    def __init__(self, cfg: BenchConfig, keys: Path, extra: list[str], log: Path):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        command = [sys.executable, str(CLI), "--threads", "1", "serve", cfg.run_dir, "--exports", cfg.exports_dir,
+                   "--api-keys", str(keys), "--host", "127.0.0.1", "--port", str(self.port), "--workers",
+                   str(cfg.workers), "--rate-limit", "0", "--examples", "0", "--cache-dir", cfg.cache_dir, *extra]
+        with log.open("w") as handle:
+            self.process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 300.0) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ConfigError(f"the benchmark server exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise ConfigError(f"the benchmark server did not start within {timeout:.0f} s")
+
+    def metrics(self) -> str:
+        import httpx
+
+        return httpx.get(f"{self.url}/metrics", timeout=10).text
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def _mean_batch(metrics_text: str) -> float | None:
+    values = {}
+    for line in metrics_text.splitlines():
+        for name in ("duet_generate_batch_size_sum", "duet_generate_batch_size_count"):
+            if line.startswith(name + " "):
+                values[name] = float(line.split()[1])
+    count = values.get("duet_generate_batch_size_count", 0.0)
+    return round(values["duet_generate_batch_size_sum"] / count, 2) if count else None
+
+
+def run_benchmark(cfg: BenchConfig) -> dict:
+    """The three measurements and their ratios; every answer that is not 200 counts as an error."""
+    from toolkit.service.auth import key_line, new_key
+
+    bodies = device_bodies(cfg.run_dir, cfg.cache_dir, cfg.max_devices)
+    key = new_key()
+    with tempfile.TemporaryDirectory(prefix="duet-bench-") as scratch:
+        keys = Path(scratch) / "keys.txt"
+        keys.write_text(key_line(key, "bench") + "\n")
+        batched = _Server(cfg, keys, ["--static-floor"], Path(scratch) / "batched.log")
+        unbatched = _Server(cfg, keys, ["--no-batching"], Path(scratch) / "unbatched.log")
+        try:
+            batched.wait_ready()
+            unbatched.wait_ready()
+            results = {}
+            plan = [("static_floor", batched, "/v1/static"), ("generate", batched, "/v1/generate"),
+                    ("generate_no_batching", unbatched, "/v1/generate")]
+            load_before = os.getloadavg()
+            for name, server, path in plan:
+                url = server.url + path
+                asyncio.run(run_load(LoadTestConfig(url, key, cfg.concurrency, cfg.warmup), bodies))
+                result = asyncio.run(run_load(LoadTestConfig(url, key, cfg.concurrency, cfg.requests), bodies))
+                results[name] = {**summary(result), "statuses": result["statuses"], "seconds": result["seconds"]}
+                logger.info("%s: %s", name, results[name])
+            load_after = os.getloadavg()
+            results["generate"]["mean_batch_size"] = _mean_batch(batched.metrics())
+            results["generate_no_batching"]["mean_batch_size"] = _mean_batch(unbatched.metrics())
+        finally:
+            batched.stop()
+            unbatched.stop()
+    floor, gen, off = (results[k]["throughput_rps"] for k in ("static_floor", "generate", "generate_no_batching"))
+    return {
+        **results,
+        "generate_vs_floor": round(gen / floor, 3) if floor else None,
+        "batching_speedup": round(gen / off, 2) if off else None,
+        "config": asdict(cfg),
+        "machine": {"cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
+                    "loadavg_after": [round(x, 2) for x in load_after],
+                    "note": "server(s) and load generator share these CPUs with other jobs"},
+        "bodies": len(bodies),
+    }
