@@ -281,3 +281,38 @@ def test_static_floor_is_hidden_and_the_same_size(server, run):
     floor = httpx.post(f"{server}/v1/static", json=body, headers=auth())
     assert floor.status_code == 200 and len(floor.content) == len(_generate(server, body).content)
     assert "/v1/static" not in httpx.get(f"{server}/openapi.json").json()["paths"]
+
+
+def test_an_export_of_other_weights_stops_startup(svc_config, svc_export, tmp_path):
+    import shutil
+
+    from toolkit.errors import ManifestError
+
+    copy = tmp_path / "export"
+    shutil.copytree(svc_export, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["model_version"] = "0123456789abcdef"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ManifestError, match="was exported from weights 0123456789abcdef"):
+        with live_server(svc_config, exports_dir=str(copy)):
+            pass
+
+
+def test_blob_encoder_writes_exactly_what_encode_safetensors_writes(run, manifest):
+    from toolkit.service.generate import BlobEncoder
+    from toolkit.slots import encode_safetensors
+
+    specs = slot_specs_of(manifest)
+    slots = slots_for_device(run, int(run.task.device_ids("test")[0]), "test")
+    metadata = {"model_version": manifest["model_version"], "task": run.task.name}
+    encoder = BlobEncoder(specs, metadata)
+    for dtype in ("float32", "float16"):
+        blob = encoder.encode(slots, dtype)
+        assert blob.data == encode_safetensors(specs, slots, dtype, metadata)
+        assert blob.sha256 == hashlib.sha256(blob.data).hexdigest()
+    broken = dict(slots, **{specs[0].name: np.full(specs[0].shape, np.nan, np.float32)})
+    with pytest.raises(Exception, match="NaN or infinite"):
+        encoder.encode(broken, "float32")
+    huge = dict(slots, **{specs[0].name: np.full(specs[0].shape, 1e6, np.float32)})
+    with pytest.raises(Exception, match="NaN or infinite values as float16"):
+        encoder.encode(huge, "float16")

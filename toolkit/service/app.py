@@ -109,7 +109,10 @@ def load_state(config: ServiceConfig) -> ServiceState:
 
 
 def check_compatible(run, manifest: dict, config: ServiceConfig) -> None:
-    """The export must come from this run: same task, same slots (names, shapes, order)."""
+    """The export must come from this run: same task, same weights (model_version), same slots (names, shapes)."""
+    from toolkit.manifest import model_version
+    from toolkit.runs import BASE_WEIGHTS, DUET_WEIGHTS
+
     if manifest["task"] != run.task.name:
         raise ManifestError(f"{config.exports_dir} exports a {manifest['task']!r} model, but {config.run_dir} is a "
                             f"{run.task.name!r} run")
@@ -118,6 +121,10 @@ def check_compatible(run, manifest: dict, config: ServiceConfig) -> None:
     if expected != found:
         raise ManifestError(f"{config.exports_dir}: manifest slots {found} differ from the run's slots {expected}; "
                             f"export this run again")
+    version = model_version(run.path / BASE_WEIGHTS, run.path / DUET_WEIGHTS)
+    if manifest["model_version"] != version:
+        raise ManifestError(f"{config.exports_dir} was exported from weights {manifest['model_version']}, but "
+                            f"{config.run_dir} holds weights {version}; export this run again")
 
 
 def create_app(config: ServiceConfig) -> FastAPI:

@@ -103,7 +103,8 @@ class BlobEncoder:
         wire = np.dtype(DTYPES[dtype]).newbyteorder("<")
         parts = [self.headers[dtype]]
         for spec in self.specs:
-            value = np.ascontiguousarray(slots[spec.name], dtype=wire)
+            with np.errstate(over="ignore"):  # overflow to float16 infinity is caught below
+                value = np.ascontiguousarray(slots[spec.name], dtype=wire)
             if value.shape != spec.shape:
                 raise SlotShapeError(f"slot {spec.name!r} should have shape {list(spec.shape)}, "
                                      f"got {list(value.shape)}")
