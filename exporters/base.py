@@ -24,6 +24,7 @@ QUANTIZE_MODES = ("int8", "none")
 FP32_ATOL = 1e-4  # an fp32 program may differ from PyTorch eager by at most this (max abs diff)
 INT8_RTOL = 0.1  # an int8 program's max abs diff may reach this share of PyTorch's largest |output|
 MAX_METRIC_DROP = 0.005  # a program may lose at most this much of the task's selection metric (UAUC) vs PyTorch fp32
+MIN_ROW_ELEMENTS = 4  # per-row int8 plus its scale (and zero point) shrinks only tensors with at least this per row
 MIN_SLOT_SETS = 3  # parity is checked on at least this many generated slot sets (plus one random probe)
 NUMPY_DTYPES = {"int32": np.int32, "float32": np.float32}
 
@@ -33,7 +34,7 @@ class ExportOptions:
     """How to export: compression, fixed shapes, and how validation measures. Saved in report.json."""
 
     quantize: str = "int8"  # "int8": static layers compressed with each target's own tool; "none": fp32 throughout
-    shape: tuple[tuple[str, int], ...] = ()  # overrides of the task's export shape, e.g. (("seq_len", 30),)
+    shape: tuple[tuple[str, int], ...] = ()  # overrides of the task's fixed export shapes, as (name, size) pairs
     min_quant_elements: int = 1024  # weight tensors with fewer elements stay fp32 (not worth compressing)
     coreml_palettize_bits: int = 0  # Core ML only: k-means palettize static weights to 2/4/6/8 bits; 0 = linear int8
     threads: int = 1  # CPU threads of each runtime and of PyTorch while validating and timing
@@ -126,6 +127,12 @@ def stage(target: str, name: str) -> Iterator[None]:
     except Exception as err:  # the SDKs raise anything; the user needs to know which stage broke
         raise ExportError(f"{target}: {name} failed: {type(err).__name__}: {err}") from err
     logger.info("%s: %s took %.1f s", target, name, time.perf_counter() - started)
+
+
+def worth_quantizing(shape: Sequence[int], min_elements: int) -> bool:
+    """A static weight is compressed when it has `min_elements` elements and enough per row to pay for its scale."""
+    numel = int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
+    return len(shape) >= 1 and numel >= max(min_elements, 1) and numel // max(int(shape[0]), 1) >= MIN_ROW_ELEMENTS
 
 
 def example_slots(model: DeviceModel, seed: int = 0) -> dict[str, np.ndarray]:

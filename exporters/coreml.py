@@ -12,7 +12,7 @@ from typing import Mapping
 import numpy as np
 
 from exporters.base import (Artifact, ExportOptions, ParityReport, Runner, SignatureError, check_parity,
-                            check_signature, example_args, stage)
+                            check_signature, example_args, stage, worth_quantizing)
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def export(model, options: ExportOptions, out_dir: Path) -> Artifact:
 
 
 def coreml_names(model) -> list[str]:
-    """Feature names: the spec names with characters outside [A-Za-z0-9_] replaced ('head.0.weight' -> 'head_0_weight')."""
+    """Feature names: the spec names with characters outside [A-Za-z0-9_] replaced by '_' ('a.0.w' -> 'a_0_w')."""
     names = []
     for spec in list(model.input_specs) + list(model.slot_specs):
         name = re.sub(r"[^A-Za-z0-9_]", "_", spec.name)
@@ -75,17 +75,23 @@ def _compress(mlmodel, options: ExportOptions):
 
     import coremltools.optimize.coreml as cto
 
+    skip = {op.name: None for op in mlmodel._mil_program.functions["main"].operations  # one scale per row ...
+            if op.op_type == "const" and isinstance(op.outputs[0].val, np.ndarray)  # ... would not pay for itself
+            and op.outputs[0].val.dtype.kind == "f" and op.outputs[0].val.size >= options.min_quant_elements
+            and not worth_quantizing(op.outputs[0].val.shape, options.min_quant_elements)}
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore")  # all-zero rows (padding) give 0/0 scales; they dequantize to 0 exactly
         if options.coreml_palettize_bits:
             config = cto.OpPalettizerConfig(nbits=options.coreml_palettize_bits, mode="kmeans",
                                             weight_threshold=options.min_quant_elements)
-            compressed = cto.palettize_weights(mlmodel, cto.OptimizationConfig(global_config=config))
+            compressed = cto.palettize_weights(mlmodel, cto.OptimizationConfig(global_config=config,
+                                                                                op_name_configs=skip))
             kind = f"{options.coreml_palettize_bits}-bit k-means palettized weights"
         else:
             config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
                                                  weight_threshold=options.min_quant_elements)
-            compressed = cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(global_config=config))
+            compressed = cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(global_config=config,
+                                                                                      op_name_configs=skip))
             kind = "int8 linear symmetric per-channel weights"
     count = sum(1 for op in compressed._mil_program.functions["main"].operations if op.op_type.startswith("constexpr_"))
     return compressed, (f"coremltools.optimize.coreml: {kind} on constants of at least {options.min_quant_elements} "
@@ -174,7 +180,7 @@ def validate(artifact: Artifact, model, slot_sets: Mapping[str, Mapping[str, np.
 
 
 def check_package(artifact: Artifact, model) -> None:
-    """The saved package's input/output features match the specs, and every slot feeds an op of the program."""
+    """The saved package's input/output features match the specs, and every input reaches the output."""
     import coremltools as ct
     from coremltools.proto import FeatureTypes_pb2
 
@@ -191,9 +197,18 @@ def check_package(artifact: Artifact, model) -> None:
     out = model.output_spec
     check_signature(NAME, "outputs", features(spec.description.output),
                     [(artifact.output_name, tuple(out.shape), ARRAY_DTYPES[out.dtype])])
-    used = {inp for op in spec.mlProgram.functions["main"].block_specializations[
-        spec.mlProgram.functions["main"].opset].operations for arg in op.inputs.values() for inp in
-        (b.name for b in arg.arguments if b.WhichOneof("binding") == "name")}
+    function = spec.mlProgram.functions["main"]
+    block = function.block_specializations[function.opset]
+    producers = {out.name: op for op in block.operations for out in op.outputs}
+    live, pending = set(), list(block.outputs)
+    while pending:  # everything the output depends on (Core ML keeps an unused input alive with a dead identity)
+        name = pending.pop()
+        if name not in live:
+            live.add(name)
+            op = producers.get(name)
+            pending += [b.name for arg in (op.inputs.values() if op else ()) for b in arg.arguments
+                        if b.WhichOneof("binding") == "name"]
+    used = live
     unused = [n for n in artifact.input_names if n not in used]
     if unused:
-        raise SignatureError(f"{NAME}: program inputs {unused} feed no op (a slot would be ignored)")
+        raise SignatureError(f"{NAME}: program inputs {unused} do not reach the output (a slot would be ignored)")

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from exporters.base import (Artifact, ExportOptions, ParityReport, Runner, check_parity, check_signature,
-                            example_args, stage)
+                            example_args, stage, worth_quantizing)
 from toolkit.device import DeviceModel
 
 logger = logging.getLogger(__name__)
@@ -88,8 +88,7 @@ def _quantize_embeddings(program, min_elements: int) -> list[str]:
     swapped = []
     for parent_name, parent in list(program.named_modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, nn.Embedding) and child.weight.numel() >= max(min_elements, 1) \
-                    and child.embedding_dim > 1:
+            if isinstance(child, nn.Embedding) and worth_quantizing(child.weight.shape, min_elements):
                 setattr(parent, name, Int8Embedding(child))
                 swapped.append(f"{parent_name}.{name}".lstrip("."))
     return swapped
@@ -102,7 +101,7 @@ def _quantize_linears(exported, program, args, min_elements: int):
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     names = [name for name, module in program.named_modules()
-             if isinstance(module, nn.Linear) and module.weight.numel() >= max(min_elements, 1)]
+             if isinstance(module, nn.Linear) and worth_quantizing(module.weight.shape, min_elements)]
     if not names:
         return exported, []
     config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True)

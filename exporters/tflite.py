@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
 from exporters.base import (NUMPY_DTYPES, Artifact, ExportOptions, ParityReport, Runner, check_parity,
-                            check_signature, example_args, stage)
+                            check_signature, example_args, stage, worth_quantizing)
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +50,34 @@ def export(model, options: ExportOptions, out_dir: Path) -> Artifact:
 
 def _quantize(float_model: bytes, min_elements: int) -> bytes:
     from ai_edge_quantizer import quantizer, recipe
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
     rules = recipe.dynamic_wi8_afp32()
     for rule in rules:
         rule["op_config"]["min_weight_elements"] = int(min_elements)
+    for scope in _scopes_not_worth_quantizing(float_model, min_elements):  # later rules win
+        rules.append({"regex": f"^{re.escape(scope)}$", "operation": "*",
+                      "algorithm_key": AlgorithmName.NO_QUANTIZE.value, "op_config": {}})
     tool = quantizer.Quantizer(float_model, rules)
     return bytes(tool.quantize(enable_progress_bar=False, enable_progress_report=False).quantized_model)
+
+
+def _scopes_not_worth_quantizing(float_model: bytes, min_elements: int) -> list[str]:
+    """Scopes (output names) of ops whose constant weights per-channel int8 would not shrink, e.g. one column."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fb
+
+    model = fb.read_model(float_model)
+    scopes = []
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            for index in op.inputs:
+                tensor = subgraph.tensors[index] if index >= 0 else None
+                data = model.buffers[tensor.buffer].data if tensor is not None else None
+                if data is not None and len(data) and tensor.shape is not None and len(tensor.shape) >= 1 \
+                        and int(np.prod(tensor.shape)) >= min_elements \
+                        and not worth_quantizing([int(x) for x in tensor.shape], min_elements):
+                    scopes.append(fb.get_op_scope(op, subgraph.tensors))
+    return scopes
 
 
 def _count_int8_tensors(path: Path) -> int:

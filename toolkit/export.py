@@ -68,7 +68,7 @@ def build_eval_set(run, model, shape: Mapping[str, int], max_devices: int, progr
     for device, inputs, labels in run.task.device_eval_calls("test", shape):
         if max_devices and device not in calls and len(calls) >= max_devices:
             continue
-        if not calls:  # the task's calls must fit the program's fixed shapes (e.g. no more candidates than exist)
+        if not calls:  # the task's calls must fit the program's fixed shapes (an override may exceed its data)
             check_inputs(model.input_specs, inputs)
         calls.setdefault(device, []).append((tuple(inputs), labels))
     if not calls:

@@ -1,0 +1,59 @@
+"""Shared pieces of the exporter tests: a tiny device model (a few KB) per backbone and a cache of its exports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BACKBONES = ("sasrec", "gru4rec", "din")
+TARGETS = ("executorch", "tflite", "coreml")
+SEQ_LEN, CANDIDATES = 6, 5
+
+
+def tiny_device_model(backbone: str = "sasrec", seed: int = 0):
+    """A recommender with 50 items and 8-wide embeddings, as its device program (history 6, candidates 5)."""
+    import torch
+
+    from toolkit.models.recommendation import RecModel, RecModelConfig
+    from toolkit.tasks.recommendation import RecDeviceModel
+
+    torch.manual_seed(seed)
+    model = RecModel(RecModelConfig(backbone=backbone, n_items=50, max_len=SEQ_LEN, embed_dim=8, head_hidden=8,
+                                    dropout=0.0, context_items=5))
+    with torch.no_grad():
+        model.item_bias.weight.normal_(0, 0.1)  # non-zero, so the bias lookup is checked too
+    return RecDeviceModel(model, SEQ_LEN, CANDIDATES).eval()
+
+
+def slot_sets(model, count: int = 3, start: int = 1) -> dict[str, dict[str, np.ndarray]]:
+    """`count` different slot sets of the model's spec (stand-ins for three devices' generated slots)."""
+    from exporters.base import example_slots
+
+    return {f"set-{i}": example_slots(model, seed=i) for i in range(start, start + count)}
+
+
+class ExportCache:
+    """Each (target, backbone, quantize) exported once per test session, into its own directory."""
+
+    def __init__(self, root: Path):
+        self.root, self.done = root, {}
+
+    def get(self, target: str, backbone: str = "sasrec", quantize: str = "none"):
+        key = (target, backbone, quantize)
+        if key not in self.done:
+            from exporters import exporter
+            from exporters.base import ExportOptions
+
+            model = tiny_device_model(backbone)
+            options = ExportOptions(quantize=quantize, min_quant_elements=0, latency_calls=5)
+            out = self.root / "-".join(key)
+            out.mkdir(parents=True)
+            self.done[key] = (exporter(target).export(model, options, out), model, options)
+        return self.done[key]
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory) -> ExportCache:
+    return ExportCache(tmp_path_factory.mktemp("exports"))
