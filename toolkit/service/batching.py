@@ -1,9 +1,11 @@
-"""Micro-batching: concurrent requests share one call of a batch function, with a short window and a bounded queue.
+"""Micro-batching: concurrent requests share one call of an async batch function, with a short window and a bounded queue.
 
-The batch function runs on the event loop's own thread. A worker thread was measured 4x slower per request:
-every PyTorch op releases the GIL, and getting it back from a busy event loop costs up to the interpreter's
-switch interval (5 ms), many times per forward. Blocking the loop for one batch (a few ms) is cheaper; run
-several processes (`--workers N`) to use more cores.
+The service's batch function computes on the event loop's own thread. Two alternatives were measured on the
+2-core test machine and dropped: a worker thread was 4x slower per request (every PyTorch op releases the GIL,
+and getting it back from a busy event loop costs up to the 5 ms switch interval, many times per forward); a
+generator child process fed over a socket pair cost ~85 us more CPU per request in the server for the framing
+and copies, and lost to this design when the cores were busy. Blocking the loop for one batch (a few ms) is
+cheapest; `--workers N` runs N such processes to use N cores.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ class _Job:
 
 
 class MicroBatcher:
-    """Collects payloads into batches and runs `process(payloads) -> results` once per batch.
+    """Collects payloads into batches and awaits `process(payloads) -> results` once per batch.
 
     A batch closes when it holds `max_batch` payloads or when its first payload has waited `window_s`
     since it arrived (a busy worker therefore adds no extra wait). A result that is an Exception is raised
@@ -38,7 +40,7 @@ class MicroBatcher:
     be pending (queued or being processed); `submit` raises QueueFull beyond that.
     """
 
-    def __init__(self, process: Callable[[list[Any]], Sequence[Any]], *, window_s: float, max_batch: int,
+    def __init__(self, process: Callable[[list[Any]], Awaitable[Sequence[Any]]], *, window_s: float, max_batch: int,
                  capacity: int, enabled: bool = True, on_batch: Callable[[int, float], None] | None = None):
         self.process, self.window_s, self.capacity = process, window_s, capacity
         self.max_batch = max_batch if enabled else 1
@@ -85,7 +87,7 @@ class MicroBatcher:
                     batch.append(queue.get_nowait())
             started = time.monotonic()
             try:
-                results = self.process([job.payload for job in batch])
+                results = await self.process([job.payload for job in batch])
             except Exception as err:  # a bug in `process`: every caller of the batch gets it
                 logger.exception("batch of %d failed", len(batch))
                 results = [err] * len(batch)
