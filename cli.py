@@ -337,18 +337,21 @@ def export(run_dir, targets, out_dir, quantize, seq_len, candidates, palettize_b
 @click.option("--requests", "total", type=int, default=20_000, show_default=True, help="Requests per measurement.")
 @click.option("--concurrency", type=int, default=64, show_default=True, help="Simultaneous connections.")
 @click.option("--warmup", type=int, default=1_000, show_default=True, help="Untimed requests first, per server.")
+@click.option("--rounds", type=int, default=1, show_default=True,
+              help="Measure all three this many times, in rotated order; the median round is reported too.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Processes per server.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=str(DEFAULT_CACHE), show_default=True,
               help="Where preprocessed data is cached.")
-def bench_service(run_dir, exports_dir, total, concurrency, warmup, workers, out_file, cache_dir) -> None:
+def bench_service(run_dir, exports_dir, total, concurrency, warmup, rounds, workers, out_file, cache_dir) -> None:
     """Generate (batched), generate (batching off) and the static HTTP floor, measured in one run on loopback."""
     from toolkit.errors import DuetError
     from toolkit.service.bench import BenchConfig, run_benchmark
 
     try:
         result = run_benchmark(BenchConfig(str(Path(run_dir).resolve()), str(Path(exports_dir).resolve()), total,
-                                           concurrency, warmup, workers, cache_dir=str(Path(cache_dir).resolve())))
+                                           concurrency, warmup, rounds, workers,
+                                           cache_dir=str(Path(cache_dir).resolve())))
     except DuetError as err:
         _fail(str(err))
     text = json.dumps(result, indent=2)

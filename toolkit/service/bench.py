@@ -38,6 +38,7 @@ class BenchConfig:
     requests: int = 20_000  # requests per measurement
     concurrency: int = 64  # simultaneous connections per measurement
     warmup: int = 1_000  # untimed requests sent to each server first
+    rounds: int = 1  # each round measures all three, in a rotated order; medians are reported
     workers: int = 1  # server processes per server
     max_devices: int = 2_000  # test devices whose bodies are sent (round-robin)
     cache_dir: str = ".cache/duet"  # preprocessed-data cache
@@ -113,9 +114,11 @@ def _mean_batch(metrics_text: str) -> float | None:
 
 
 def run_benchmark(cfg: BenchConfig) -> dict:
-    """The three measurements and their ratios; every answer that is not 200 counts as an error."""
+    """Every round's three measurements and their ratios, and the median round; a non-200 answer is an error."""
     from toolkit.service.auth import key_line, new_key
 
+    if cfg.rounds < 1:
+        raise ConfigError("rounds must be >= 1")
     bodies = device_bodies(cfg.run_dir, cfg.cache_dir, cfg.max_devices)
     key = new_key()
     with tempfile.TemporaryDirectory(prefix="duet-bench-") as scratch:
@@ -126,30 +129,42 @@ def run_benchmark(cfg: BenchConfig) -> dict:
         try:
             batched.wait_ready()
             unbatched.wait_ready()
-            results = {}
             plan = [("static_floor", batched, "/v1/static"), ("generate", batched, "/v1/generate"),
                     ("generate_no_batching", unbatched, "/v1/generate")]
+            for _, server, path in plan:
+                asyncio.run(run_load(LoadTestConfig(server.url + path, key, cfg.concurrency, cfg.warmup), bodies))
             load_before = os.getloadavg()
-            for name, server, path in plan:
-                url = server.url + path
-                asyncio.run(run_load(LoadTestConfig(url, key, cfg.concurrency, cfg.warmup), bodies))
-                result = asyncio.run(run_load(LoadTestConfig(url, key, cfg.concurrency, cfg.requests), bodies))
-                results[name] = {**summary(result), "statuses": result["statuses"], "seconds": result["seconds"]}
-                logger.info("%s: %s", name, results[name])
+            rounds = []
+            for number in range(cfg.rounds):
+                measured = {}
+                for name, server, path in plan[number % 3:] + plan[: number % 3]:
+                    result = asyncio.run(run_load(LoadTestConfig(server.url + path, key, cfg.concurrency,
+                                                                 cfg.requests), bodies))
+                    measured[name] = {**summary(result), "statuses": result["statuses"], "seconds": result["seconds"]}
+                    logger.info("round %d %s: %s", number + 1, name, measured[name])
+                rounds.append(_with_ratios(measured))
             load_after = os.getloadavg()
-            results["generate"]["mean_batch_size"] = _mean_batch(batched.metrics())
-            results["generate_no_batching"]["mean_batch_size"] = _mean_batch(unbatched.metrics())
+            batch_sizes = {"generate": _mean_batch(batched.metrics()),
+                           "generate_no_batching": _mean_batch(unbatched.metrics())}
         finally:
             batched.stop()
             unbatched.stop()
-    floor, gen, off = (results[k]["throughput_rps"] for k in ("static_floor", "generate", "generate_no_batching"))
+    median = sorted(rounds, key=lambda r: r["generate_vs_floor"] or 0.0)[len(rounds) // 2]
     return {
-        **results,
-        "generate_vs_floor": round(gen / floor, 3) if floor else None,
-        "batching_speedup": round(gen / off, 2) if off else None,
+        "median_round": median,
+        "rounds": rounds,
+        "all_ok": all(r[m]["ok"] == r[m]["requests"] == cfg.requests for r in rounds for m in
+                      ("static_floor", "generate", "generate_no_batching")),
+        "mean_batch_size": batch_sizes,
         "config": asdict(cfg),
         "machine": {"cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
                     "loadavg_after": [round(x, 2) for x in load_after],
-                    "note": "server(s) and load generator share these CPUs with other jobs"},
+                    "note": "servers and load generator share these CPUs with other jobs"},
         "bodies": len(bodies),
     }
+
+
+def _with_ratios(measured: dict) -> dict:
+    floor, gen, off = (measured[k]["throughput_rps"] for k in ("static_floor", "generate", "generate_no_batching"))
+    return {**measured, "generate_vs_floor": round(gen / floor, 3) if floor else None,
+            "batching_speedup": round(gen / off, 2) if off else None}
