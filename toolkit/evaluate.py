@@ -19,12 +19,20 @@ METHODS = ("base", "finetune", "duet")
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Per-device fine-tuning, the baseline DUET replaces: all parameters of a copy of Base."""
+    """Per-device fine-tuning, the baseline DUET replaces: all parameters of a copy of Base.
 
-    lr: float = 1e-3  # Adam learning rate
-    epochs: int = 1  # passes over the device's labeled training samples
-    batch_size: int = 32  # samples per step
+    None takes the task's default (recommendation: lr 1e-3, 1 epoch, batch 32; image: lr 1e-3, 5 epochs
+    of one full batch of the K labeled images).
+    """
+
+    lr: float | None = None  # Adam learning rate
+    epochs: int | None = None  # passes over the device's labeled training samples
+    batch_size: int | None = None  # samples per step
     seed: int = 0  # seeds the device's shuffling and negatives
+
+    def resolve(self, defaults: dict) -> dict:
+        chosen = {k: v for k, v in asdict(self).items() if v is not None}
+        return {**defaults, **chosen}
 
 
 def generate_seconds_per_device(run: Run, devices: np.ndarray, split: str = "test") -> float:
@@ -40,8 +48,8 @@ def generate_seconds_per_device(run: Run, devices: np.ndarray, split: str = "tes
 
 
 def evaluate_run(run: Run, finetune: FinetuneConfig, shifted_fraction: float = 0.25,
-                 progress: Callable[[str, int], Callable[[], None]] | None = None) -> tuple[dict, dict]:
-    """(metrics.json object, the same metrics on the most-shifted devices)."""
+                 progress: Callable[[str, int], Callable[[], None]] | None = None) -> dict[str, dict]:
+    """{"metrics": metrics.json, "shifted": the same on the most-shifted devices, "settings": how it was run}."""
     task = run.task
     devices = task.device_ids("test")
     scores: dict[str, dict[int, Any]] = {
@@ -51,7 +59,7 @@ def evaluate_run(run: Run, finetune: FinetuneConfig, shifted_fraction: float = 0
     }
     advance = progress("fine-tuning devices", len(devices)) if progress else None
     seconds = []
-    settings = asdict(finetune)
+    settings = finetune.resolve(task.finetune_defaults())
     for device in devices:
         device_scores, spent = task.finetune_and_score(run.base, int(device), settings)
         scores["finetune"][int(device)] = device_scores
@@ -64,4 +72,6 @@ def evaluate_run(run: Run, finetune: FinetuneConfig, shifted_fraction: float = 0
     shifted = task.shifted_devices(shifted_fraction)
     shifted_metrics = {"devices": int(len(shifted)), "of_devices": int(len(devices)), "fraction": shifted_fraction}
     shifted_metrics.update({m: task.metrics_from_scores(scores[m], shifted) for m in METHODS})
-    return metrics, shifted_metrics
+    settings_used = {"finetune": settings, "shifted_fraction": shifted_fraction, "test_devices": int(len(devices)),
+                     "torch_threads": torch.get_num_threads()}
+    return {"metrics": metrics, "shifted": shifted_metrics, "settings": settings_used}

@@ -27,7 +27,8 @@ class SequenceProtocol:
     test_fraction: float = 0.2  # latest share of each user's interactions held out as that device's test data
     val_fraction: float = 0.1  # latest share of each user's training period used for early stopping
     train_negatives: int = 4  # sampled negatives per positive in training (fresh each epoch)
-    eval_negatives: int = 99  # sampled negatives per positive for validation and test (fixed)
+    eval_negatives: int = 99  # sampled negatives per positive for the test split (fixed)
+    val_negatives: int = 49  # sampled negatives per positive for validation (early stopping only; fixed)
     min_user_interactions: int = 5  # users with fewer interactions are dropped
     max_users: int = 0  # keep only the first N users (0 = all); for tiny test runs
     seed: int = 0  # seeds the fixed evaluation negatives
@@ -47,7 +48,7 @@ class SequenceData:
     test_start: np.ndarray  # (n_users,) position where each user's test period begins
     val_start: np.ndarray  # (n_users,) position where each user's validation period begins
     splits: dict[str, tuple[np.ndarray, np.ndarray]]  # split -> (user, position) of each sample
-    eval_negatives: dict[str, np.ndarray]  # "val"/"test" -> (n_samples, eval_negatives) item indices
+    eval_negatives: dict[str, np.ndarray]  # "val"/"test" -> (n_samples, negatives) fixed item indices
     interacted: np.ndarray  # sorted user * n_items + item keys of every interaction, for negative sampling
 
     @property
@@ -148,9 +149,9 @@ def _build(frame: pd.DataFrame, protocol: SequenceProtocol) -> SequenceData:
                         np.array([str(x) for x in user_ids], dtype=str),
                         offsets, sequence, times, test_start, val_start, splits, {}, interacted)
     rng = np.random.default_rng(protocol.seed)
-    for split in ("val", "test"):
+    for split, count in (("val", protocol.val_negatives), ("test", protocol.eval_negatives)):
         users, _ = splits[split]
-        data.eval_negatives[split] = data.sample_negatives(users, protocol.eval_negatives, rng)
+        data.eval_negatives[split] = data.sample_negatives(users, count, rng)
     logger.info("%d users, %d items, %d interactions", n_users, n_items - 1, len(sequence))
     return data
 

@@ -110,21 +110,27 @@ class GRU4RecEncoder(nn.Module):
 
 
 class DINEncoder(nn.Module):
-    """Target attention (DIN): history items weighted by an MLP of (item, candidate); state per candidate."""
+    """Target attention (DIN): history items weighted by an MLP of (item, candidate); state per candidate.
+
+    The MLP's first layer on [h, c, h - c, h * c] is applied in its factorised form
+    W_h h + W_c c + W_p (h * c): the same function class at a quarter of the cost.
+    """
 
     def __init__(self, cfg: RecModelConfig):
         super().__init__()
         d = cfg.embed_dim
-        self.attention = nn.Sequential(nn.Linear(4 * d, d), nn.ReLU(), nn.Linear(d, 1))
+        self.from_history = nn.Linear(d, d)
+        self.from_candidate = nn.Linear(d, d, bias=False)
+        self.from_product = nn.Linear(d, d, bias=False)
+        self.score = nn.Linear(d, 1)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, hist_emb: torch.Tensor, hist_mask: torch.Tensor, cand_emb: torch.Tensor) -> torch.Tensor:
-        n_cand, length = cand_emb.shape[1], hist_emb.shape[1]
-        hist = hist_emb[:, None].expand(-1, n_cand, -1, -1)
-        cand = cand_emb[:, :, None].expand(-1, -1, length, -1)
-        logits = self.attention(torch.cat([hist, cand, hist - cand, hist * cand], -1)).squeeze(-1)
+        hidden = (self.from_history(hist_emb)[:, None, :, :] + self.from_candidate(cand_emb)[:, :, None, :]
+                  + self.from_product(hist_emb[:, None, :, :] * cand_emb[:, :, None, :]))
+        logits = self.score(F.relu(hidden)).squeeze(-1)
         logits = logits + torch.where(hist_mask, 0.0, NEG_INF)[:, None, :]
-        pooled = (logits.softmax(-1)[..., None] * hist).sum(2)
+        pooled = logits.softmax(-1) @ hist_emb
         return self.dropout(torch.cat([pooled, pooled * cand_emb], -1))
 
 

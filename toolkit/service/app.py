@@ -196,6 +196,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
              responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}},
                         304: {"description": "If-None-Match named the manifest's ETag"}, **_errors(401, 429)})
     async def manifest(request: Request) -> Response:
+        _check_query(request, ())
         headers = {"ETag": state.manifest_etag, "X-Model-Version": state.model_version, "Cache-Control": "no-cache"}
         if etag_matches(request.headers.get("if-none-match"), state.manifest_etag):
             return Response(status_code=304, headers=headers)
@@ -208,6 +209,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
                         **_errors(401, 404, 416, 429)})
     async def artifact(request: Request, target: str = PathParam(description=f"one of: {', '.join(targets)}",
                                                                  examples=targets)) -> Response:
+        _check_query(request, ())
         found = state.artifacts.get(target)
         if found is None:
             raise ApiError(404, "unknown_target", f"no artifact {target!r}; this export has {', '.join(targets)}")
@@ -222,6 +224,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
                          **_errors(400, 401, 413, 415, 422, 429, 503)},
               openapi_extra={"requestBody": request_body_doc(state.examples), "parameters": [DTYPE_PARAMETER]})
     async def generate(request: Request) -> Response:
+        _check_query(request, ("dtype",))
         dtype = request.query_params.get("dtype", "float32")  # read here: FastAPI's parameter machinery cost
         if dtype not in DTYPES:  # more per request than the rest of this handler
             raise ApiError(422, "invalid_request", f"query parameter dtype={dtype!r}: choose one of "
@@ -246,6 +249,14 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
             """The HTTP floor of the benchmark: generate's stack and answer size, without the generation."""
             await read_body(request, config.max_body_bytes)
             return _blob_response(state.static_blob, state.model_version, "float32")
+
+
+def _check_query(request: Request, allowed: tuple[str, ...]) -> None:
+    """422 for a query parameter the endpoint does not take (a typo like ?dtyp= must not pass silently)."""
+    unknown = sorted({name for name in request.query_params if name not in allowed})
+    if unknown:
+        takes = f"it takes {', '.join(allowed)}" if allowed else "it takes none"
+        raise ApiError(422, "invalid_request", f"unknown query parameter {', '.join(map(repr, unknown))}; {takes}")
 
 
 def _check_body(state: ServiceState, body: Any) -> None:

@@ -53,6 +53,10 @@ class Task(ABC):
     def build_model(self) -> TaskModel:
         """A freshly initialised cloud model."""
 
+    def train_defaults(self) -> dict[str, Any]:
+        """TrainConfig fields this task trains best with (chosen on its validation split)."""
+        return {}
+
     @abstractmethod
     def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator[Any]:
         """One epoch of shuffled training batches (opaque to the trainer)."""
@@ -68,6 +72,10 @@ class Task(ABC):
     @abstractmethod
     def device_ids(self, split: str) -> np.ndarray:
         """The devices scored on a split."""
+
+    @abstractmethod
+    def finetune_defaults(self) -> dict[str, Any]:
+        """Default fine-tuning settings of the baseline: lr, epochs, batch_size."""
 
     @abstractmethod
     def finetune_and_score(self, model: TaskModel, device: int, settings: Mapping[str, Any]) -> tuple[Any, float]:

@@ -177,6 +177,9 @@ class RecommendationTask(Task):
         users = np.concatenate([np.full(len(scores[d]), d) for d in chosen])
         return ranking_metrics(users, np.concatenate([scores[d] for d in chosen]))
 
+    def finetune_defaults(self) -> dict[str, Any]:
+        return {"lr": 1e-3, "epochs": 1, "batch_size": 32}
+
     def finetune_and_score(self, model: RecModel, device: int, settings: Mapping[str, Any]) -> tuple[np.ndarray, float]:
         """Copy Base, train all its parameters on the device's labeled training samples, score its test samples."""
         rng = np.random.default_rng([settings["seed"], device])

@@ -1,0 +1,91 @@
+"""`cli.py train` and `cli.py evaluate` end to end on a small slice of the real data, in-process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+import cli
+from toolkit.runs import load_run
+
+METHOD_KEYS = {"auc", "uauc", "logloss", "ndcg@5", "ndcg@10", "ndcg@20", "hr@5", "hr@10", "hr@20"}
+TINY = ["--max-users", "25", "--max-epochs", "1", "--embed-dim", "8", "--context-items", "20"]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("cache"))
+
+
+def _train(tmp_path, cache_dir, *extra):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli.cli, ["train", "--out", str(out), "--cache-dir", cache_dir, *TINY, *extra])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "gru4rec", "din"])
+def test_train_writes_a_complete_run_for_each_backbone(tmp_path, cache_dir, backbone):
+    out = _train(tmp_path, cache_dir, "--backbone", backbone)
+    config = json.loads((out / "config.json").read_text())
+    assert config["task"] == "recommendation"
+    assert config["task_config"]["model"]["backbone"] == backbone
+    assert {"generator.encoder.embed.0.weight", "model.item_embedding.weight"} <= set(load_file(out / "duet.safetensors"))
+    events = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert {e.get("stage") for e in events} >= {"base", "duet"}
+    assert not list(out.glob("*.pt")) and not list(out.glob("*.pkl"))
+    run = load_run(out, cache_dir=None)
+    assert run.task.name == "recommendation"
+
+
+def test_same_seed_same_weights(tmp_path, cache_dir):
+    first = load_file(_train(tmp_path / "a", cache_dir) / "duet.safetensors")
+    second = load_file(_train(tmp_path / "b", cache_dir) / "duet.safetensors")
+    assert first.keys() == second.keys()
+    assert all((first[k] == second[k]).all() for k in first)
+
+
+def test_evaluate_writes_metrics_of_the_documented_shape(tmp_path, cache_dir):
+    out = _train(tmp_path, cache_dir)
+    result = CliRunner().invoke(cli.cli, ["evaluate", str(out), "--cache-dir", cache_dir])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"base", "finetune", "duet", "finetune_seconds_per_device", "generate_seconds_per_device"}
+    for method in ("base", "finetune", "duet"):
+        assert set(metrics[method]) == METHOD_KEYS
+        assert 0.0 <= metrics[method]["uauc"] <= 1.0
+    assert metrics["finetune_seconds_per_device"] > metrics["generate_seconds_per_device"] > 0
+    shifted = json.loads((out / "metrics_shifted.json").read_text())
+    assert shifted["devices"] == round(shifted["of_devices"] * 0.25)
+    assert "uauc" in shifted["duet"]
+
+
+def test_train_refuses_to_overwrite_a_run(tmp_path, cache_dir):
+    out = _train(tmp_path, cache_dir)
+    result = CliRunner().invoke(cli.cli, ["train", "--out", str(out), "--cache-dir", cache_dir, *TINY])
+    assert result.exit_code == 2
+    assert "already holds a run" in result.output
+
+
+def test_bad_data_file_is_a_clear_error_not_a_traceback(tmp_path, cache_dir):
+    bad = tmp_path / "ratings.dat"
+    bad.write_text("1::10::5::100\n1::11::oops\n")
+    result = CliRunner().invoke(cli.cli, ["train", "--out", str(tmp_path / "r"), "--data", str(bad),
+                                          "--format", "ml-1m", "--cache-dir", cache_dir])
+    assert result.exit_code == 2
+    assert "ratings.dat, line 2: expected 4 fields" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "r" / "config.json").exists()
+
+
+def test_data_without_format_is_refused(tmp_path):
+    result = CliRunner().invoke(cli.cli, ["train", "--out", str(tmp_path / "r"), "--data", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "--data needs --format" in result.output
+
+
+def test_evaluate_on_a_directory_without_a_run(tmp_path):
+    result = CliRunner().invoke(cli.cli, ["evaluate", str(tmp_path)])
+    assert result.exit_code == 2 and "config.json is missing" in result.output

@@ -1,0 +1,114 @@
+"""Both tasks honour the task contract: request validation, device programs, device contexts, shifted devices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from toolkit.data.digits import DigitsDeviceConfig
+from toolkit.data.sequences import SequenceProtocol
+from toolkit.errors import RequestError
+from toolkit.generation import generate_slots
+from toolkit.generator import GeneratorConfig, ParameterGenerator
+from toolkit.runs import Run
+from toolkit.tasks.image import ImageTask, ImageTaskConfig
+from toolkit.tasks.recommendation import RecommendationTask, RecTaskConfig
+
+
+@pytest.fixture(scope="module")
+def rec_task(tmp_path_factory):
+    return RecommendationTask(RecTaskConfig(protocol=SequenceProtocol(max_users=20), embed_dim=8, context_items=12),
+                              tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def image_task():
+    return ImageTask(ImageTaskConfig(devices=DigitsDeviceConfig(train_devices=12, test_devices=5, context_images=4,
+                                                                images_per_device=10)))
+
+
+def _run(task) -> Run:
+    torch.manual_seed(0)
+    model = task.build_model().eval()
+    generator = ParameterGenerator(GeneratorConfig(context_dim=model.context_dim), model.slot_specs).eval()
+    return Run(path=None, config={}, task=task, base=model, duet=model, generator=generator)
+
+
+@pytest.mark.parametrize("task_name", ["rec_task", "image_task"])
+def test_example_requests_are_valid_and_give_device_specific_slots(request, task_name):
+    task = request.getfixturevalue(task_name)
+    run = _run(task)
+    bodies = [task.example_request(0), task.example_request(1)]
+    slots = generate_slots(run, task.request_context(run.duet, bodies))
+    assert [list(s) for s in slots] == [[spec.name for spec in run.duet.slot_specs]] * 2
+    assert not np.allclose(slots[0]["head.0.weight"], slots[1]["head.0.weight"])
+    same_as_split = generate_slots(run, task.device_context(run.duet, 0, "test"))[0]
+    for name in same_as_split:
+        np.testing.assert_allclose(slots[0][name], same_as_split[name], atol=1e-5)
+
+
+@pytest.mark.parametrize("body,message", [
+    ({"device_id": "d", "items": [], "timestamps": []}, "'items' is empty"),
+    ({"device_id": "d", "items": [1, 2], "timestamps": [5]}, "'timestamps' has 1 entries but 'items' has 2"),
+    ({"device_id": "d", "items": [1, 10**9], "timestamps": [1, 2]}, r"'items\[1\]' = 1000000000 is unknown item id"),
+    ({"device_id": "d", "items": [1, "7"], "timestamps": [1, 2]}, r"'items\[1\]' must be an integer, got str"),
+    ({"device_id": "d", "items": [1, True], "timestamps": [1, 2]}, r"'items\[1\]' must be an integer, got bool"),
+    ({"device_id": "d", "items": list(range(1, 14)), "timestamps": list(range(13))}, "at most 12 are read"),
+    ({"device_id": "d", "items": "1,2"}, "'items' must be a list of integers"),
+])
+def test_recommendation_requests_are_validated(rec_task, body, message):
+    with pytest.raises(RequestError, match=message):
+        rec_task.request_context(_run(rec_task).duet, [body])
+
+
+@pytest.mark.parametrize("images,message", [
+    ([], "non-empty list"),
+    ([[0.5] * 63], r"'images\[0\]' must be a list of 64 numbers"),
+    ([[2.0] * 64], r"values must lie in \[0, 1\]"),
+    ([["x"] * 64], "only numbers"),
+    ([[0.1] * 64] * 5, "at most 4 are read"),
+])
+def test_image_requests_are_validated(image_task, images, message):
+    with pytest.raises(RequestError, match=message):
+        image_task.request_context(_run(image_task).duet, [{"device_id": "d", "images": images}])
+
+
+@pytest.mark.parametrize("task_name", ["rec_task", "image_task"])
+def test_device_program_matches_the_cloud_model_with_the_same_slots(request, task_name):
+    task = request.getfixturevalue(task_name)
+    run = _run(task)
+    device_model = task.device_model(run.duet, task.export_shape_defaults())
+    inputs = device_model.example_inputs(seed=3)
+    assert [tuple(x.shape) for x in inputs] == [spec.shape for spec in device_model.input_specs]
+    slots = generate_slots(run, task.device_context(run.duet, 1, "test"))[0]
+    out = device_model.run(inputs, slots)
+    assert out.shape == device_model.output_spec.shape
+    changed = {k: v * 1.5 for k, v in slots.items()}
+    assert not np.allclose(out, device_model.run(inputs, changed))
+
+
+@pytest.mark.parametrize("task_name", ["rec_task", "image_task"])
+def test_device_eval_calls_reproduce_the_eager_metrics(request, task_name):
+    task = request.getfixturevalue(task_name)
+    run = _run(task)
+    shape = task.export_shape_defaults()
+    device_model = task.device_model(run.duet, shape)
+    calls, slots = [], {}
+    for device, inputs, labels in task.device_eval_calls("test", shape):
+        if device not in slots:
+            slots[device] = generate_slots(run, task.device_context(run.duet, device, "test"))[0]
+        calls.append((device, labels, device_model.run(tuple(torch.from_numpy(x) for x in inputs), slots[device])))
+    from_calls = task.metrics_from_device_calls(calls)
+    eager = task.evaluate(run.duet, "test", run.generator)
+    for key in task.metric_names[:2]:
+        assert from_calls[key] == pytest.approx(eager[key], abs=1e-6)
+
+
+@pytest.mark.parametrize("task_name", ["rec_task", "image_task"])
+def test_shifted_devices_are_a_quarter_of_the_test_devices(request, task_name):
+    task = request.getfixturevalue(task_name)
+    chosen = task.shifted_devices(0.25)
+    devices = task.device_ids("test")
+    assert len(chosen) == max(1, round(len(devices) * 0.25))
+    assert set(chosen) <= set(devices.tolist())
