@@ -208,6 +208,10 @@ def test_wrong_content_type_size_and_dtype_are_refused(server, run):
     dtype = httpx.post(f"{server}/v1/generate", content=body, params={"dtype": "int4"},
                        headers={**auth(), "Content-Type": "application/json"})
     assert dtype.status_code == 422 and "float32, float16" in dtype.json()["message"]
+    typo = httpx.post(f"{server}/v1/generate", content=body, params={"dtyp": "float16"},
+                      headers={**auth(), "Content-Type": "application/json"})
+    assert typo.status_code == 422 and "unknown query parameter 'dtyp'; it takes dtype" in typo.json()["message"]
+    assert httpx.get(f"{server}/v1/manifest", params={"v": "1"}, headers=auth()).status_code == 422
     assert httpx.get(f"{server}/v1/generate", headers=auth()).status_code == 405
     assert httpx.get(f"{server}/v1/nowhere", headers=auth()).json()["error"] == "not_found"
     assert _generate(server, _body(run, int(run.task.device_ids("test")[0]))).status_code == 200
