@@ -1,0 +1,68 @@
+"""The same service, client and load test carry the image task: nothing in them knows about recommendation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from service_fixtures import CACHE, KEY, REPO, auth, live_server, svc_keys  # noqa: F401
+
+from toolkit.client import DeviceClient, ServiceClient
+from toolkit.generation import slots_for_device
+from toolkit.loadtest import LoadTestConfig, load_test
+from toolkit.runs import load_run
+
+
+@pytest.fixture(scope="module")
+def image_export(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny image run (30 simulated training devices, one epoch) and its fp32 TFLite export."""
+    from exporters.base import ExportOptions
+    from toolkit.export import export_run
+
+    base = tmp_path_factory.mktemp("image")
+    subprocess.run([sys.executable, str(REPO / "cli.py"), "--threads", "1", "train", "--task", "image", "--out",
+                    str(base / "run"), "--max-epochs", "1", "--train-devices", "30", "--test-devices", "6",
+                    "--cache-dir", str(CACHE)], check=True, cwd=REPO, capture_output=True, text=True)
+    torch.set_num_threads(1)
+    export_run(load_run(base / "run", CACHE), ["tflite"], ExportOptions(quantize="none", latency_calls=5),
+               base / "export")
+    return base / "run", base / "export"
+
+
+def test_image_devices_get_their_slots_and_the_runtime_scores_like_pytorch(image_export, svc_keys, tmp_path):
+    from toolkit.service.config import ServiceConfig
+
+    run_dir, export_dir = image_export
+    run = load_run(run_dir, CACHE)
+    shape = json.loads((export_dir / "report.json").read_text())["shape"]
+    reference = run.task.device_model(run.duet, shape).eval()
+    config = ServiceConfig(run_dir=str(run_dir), exports_dir=str(export_dir), api_keys=str(svc_keys),
+                           cache_dir=str(CACHE), rate_limit=0)
+    with live_server(config) as url:
+        request_schema = httpx.get(f"{url}/openapi.json").json()["components"]["schemas"]["GenerateRequest"]
+        assert "images" in request_schema["properties"]
+        with ServiceClient(url, KEY) as service:
+            device = DeviceClient(service, "tflite", tmp_path)
+            device.setup()
+            devices = [int(d) for d in run.task.device_ids("test")[:2]]
+            served = {}
+            for d in devices:
+                served[d] = device.refresh(run.task.example_request(d))
+                expected = slots_for_device(run, d, "test")
+                calls = [inputs for dd, inputs, _ in run.task.device_eval_calls("test", shape) if dd == d][:3]
+                assert calls
+                for inputs in calls:
+                    got = device.score(inputs)
+                    want = reference.run(tuple(torch.from_numpy(np.asarray(x)) for x in inputs), expected)
+                    assert float(np.abs(got - want).max()) <= 1e-4
+            assert any(not np.allclose(served[devices[0]][k], served[devices[1]][k]) for k in served[devices[0]])
+        bad = httpx.post(f"{url}/v1/generate", json={"device_id": "x", "images": [[0.5] * 3]}, headers=auth())
+        assert bad.status_code == 422 and "images" in bad.json()["message"]
+        summary = load_test(LoadTestConfig(url, KEY, concurrency=8, requests=100))
+        assert summary["ok"] == summary["requests"] == 100
