@@ -1,4 +1,8 @@
-"""Shared pieces of the service and client tests: a tiny trained run, its export, keys, and live servers on loopback."""
+"""Shared pieces of the service and client tests: a tiny trained run, its export, keys, and live servers on loopback.
+
+The fixtures are registered in tests/conftest.py (a fixture imported into several test modules would be a
+separate fixture in each, and a session-scoped run would be trained once per module).
+"""
 
 from __future__ import annotations
 
@@ -92,7 +96,7 @@ def live_server(config, **overrides):
 
 
 @pytest.fixture(scope="module")
-def server(svc_config):
+def svc_server(svc_config):
     """One server for a test module: rate limit off, 8 KiB body limit, static floor on."""
     with live_server(svc_config) as url:
         yield url

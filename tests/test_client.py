@@ -14,8 +14,7 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from service_fixtures import (CACHE, KEY, REPO, server, svc_config, svc_export, svc_keys,  # noqa: F401
-                              svc_run)
+from service_fixtures import CACHE, KEY, REPO
 
 from toolkit.client import DeviceClient, ServiceClient, SlotAnswer, check_answer
 from toolkit.errors import BlobError, ManifestError, ServiceError, SlotShapeError
@@ -111,9 +110,9 @@ def test_end_to_end_the_runtimes_score_like_pytorch_with_served_slots(cli_server
                                    atol=1e-4)
 
 
-def test_a_corrupt_or_mismatched_blob_is_refused_and_the_last_good_slots_stay(server, run, svc_export, tmp_path):
+def test_a_corrupt_or_mismatched_blob_is_refused_and_the_last_good_slots_stay(svc_server, run, svc_export, tmp_path):
     devices = [int(d) for d in run.task.device_ids("test")[:2]]
-    with ServiceClient(server, KEY) as service:
+    with ServiceClient(svc_server, KEY) as service:
         device = DeviceClient(service, "tflite", tmp_path)
         device.setup()
         good = device.refresh(run.task.example_request(devices[0]))
@@ -145,11 +144,11 @@ def test_a_corrupt_or_mismatched_blob_is_refused_and_the_last_good_slots_stay(se
         assert device.install(other) is device.slots  # a good answer is still taken
 
 
-def test_downloads_resume_and_a_wrong_digest_is_deleted(server, tmp_path):
-    with ServiceClient(server, KEY) as service:
+def test_downloads_resume_and_a_wrong_digest_is_deleted(svc_server, tmp_path):
+    with ServiceClient(svc_server, KEY) as service:
         manifest = service.manifest()
         info = manifest["targets"]["executorch"]
-        whole = httpx.get(f"{server}/v1/artifacts/executorch", headers={"Authorization": f"Bearer {KEY}"}).content
+        whole = httpx.get(f"{svc_server}/v1/artifacts/executorch", headers={"Authorization": f"Bearer {KEY}"}).content
         partial = tmp_path / (info["file"] + ".partial")
         partial.write_bytes(whole[:1000])
         path = service.download(manifest, "executorch", tmp_path)
@@ -166,12 +165,12 @@ def test_downloads_resume_and_a_wrong_digest_is_deleted(server, tmp_path):
             service.download(manifest, "onnx", tmp_path)
 
 
-def test_service_refusals_reach_the_caller_as_service_errors(server, run, tmp_path):
-    with ServiceClient(server, "duet_wrong") as service:
+def test_service_refusals_reach_the_caller_as_service_errors(svc_server, run, tmp_path):
+    with ServiceClient(svc_server, "duet_wrong") as service:
         with pytest.raises(ServiceError, match="401 unauthorized") as caught:
             service.manifest()
         assert caught.value.status == 401
-    with ServiceClient(server, KEY) as service:
+    with ServiceClient(svc_server, KEY) as service:
         device = DeviceClient(service, "executorch", tmp_path)
         device.setup()
         with pytest.raises(SlotShapeError, match="no slots yet"):
@@ -184,8 +183,8 @@ def test_service_refusals_reach_the_caller_as_service_errors(server, run, tmp_pa
             service.manifest()
 
 
-def test_check_answer_accepts_float16_blobs(server, run):
-    with ServiceClient(server, KEY) as service:
+def test_check_answer_accepts_float16_blobs(svc_server, run):
+    with ServiceClient(svc_server, KEY) as service:
         manifest = service.manifest()
         answer = service.generate(run.task.example_request(int(run.task.device_ids("test")[0])), dtype="float16")
         slots = check_answer(answer, manifest)

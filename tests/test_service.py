@@ -9,7 +9,7 @@ import json
 import httpx
 import numpy as np
 import pytest
-from service_fixtures import KEY, OTHER_KEY, auth, live_server, server, svc_config, svc_export, svc_keys, svc_run  # noqa: F401
+from service_fixtures import KEY, OTHER_KEY, auth, live_server
 
 from toolkit.generation import slots_for_device
 from toolkit.manifest import load_manifest, slot_specs_of
@@ -39,20 +39,20 @@ def _generate(url, body, key=KEY, **params):
 
 
 # -- keys ----------------------------------------------------------------------------------------------
-def test_every_v1_call_needs_a_known_key(server):
+def test_every_v1_call_needs_a_known_key(svc_server):
     for path in ("/v1/manifest", "/v1/artifacts/tflite"):
-        missing = httpx.get(f"{server}{path}")
+        missing = httpx.get(f"{svc_server}{path}")
         assert missing.status_code == 401 and "missing API key" in missing.json()["message"]
         assert missing.headers["www-authenticate"].startswith("Bearer")
-        wrong = httpx.get(f"{server}{path}", headers=auth("duet_not-a-key"))
+        wrong = httpx.get(f"{svc_server}{path}", headers=auth("duet_not-a-key"))
         assert wrong.status_code == 401 and wrong.json() == {"error": "unauthorized",
                                                              "message": "API key not recognised"}
-        basic = httpx.get(f"{server}{path}", headers={"Authorization": f"Basic {KEY}"})
+        basic = httpx.get(f"{svc_server}{path}", headers={"Authorization": f"Basic {KEY}"})
         assert basic.status_code == 401
-    denied = httpx.post(f"{server}/v1/generate", json={"device_id": "1", "items": [1], "timestamps": [1]})
+    denied = httpx.post(f"{svc_server}/v1/generate", json={"device_id": "1", "items": [1], "timestamps": [1]})
     assert denied.status_code == 401
-    assert httpx.get(f"{server}/v1/manifest", headers=auth(OTHER_KEY)).status_code == 200
-    assert httpx.get(f"{server}/healthz").json()["status"] == "ok"  # health and metrics stay open
+    assert httpx.get(f"{svc_server}/v1/manifest", headers=auth(OTHER_KEY)).status_code == 200
+    assert httpx.get(f"{svc_server}/healthz").json()["status"] == "ok"  # health and metrics stay open
 
 
 def test_keys_file_holds_only_hashes(tmp_path, svc_keys):
@@ -90,33 +90,33 @@ def test_keys_add_command_appends_a_hashed_line(tmp_path):
 
 
 # -- manifest and artifacts ----------------------------------------------------------------------------
-def test_manifest_is_the_exports_manifest_with_an_etag(server, manifest):
-    answer = httpx.get(f"{server}/v1/manifest", headers=auth())
+def test_manifest_is_the_exports_manifest_with_an_etag(svc_server, manifest):
+    answer = httpx.get(f"{svc_server}/v1/manifest", headers=auth())
     assert answer.status_code == 200 and answer.json() == manifest
     assert answer.headers["x-model-version"] == manifest["model_version"]
-    again = httpx.get(f"{server}/v1/manifest", headers={**auth(), "If-None-Match": answer.headers["etag"]})
+    again = httpx.get(f"{svc_server}/v1/manifest", headers={**auth(), "If-None-Match": answer.headers["etag"]})
     assert again.status_code == 304 and again.content == b""
 
 
-def test_artifacts_come_with_sha256_etag_and_byte_ranges(server, manifest):
+def test_artifacts_come_with_sha256_etag_and_byte_ranges(svc_server, manifest):
     for target, info in manifest["targets"].items():
-        full = httpx.get(f"{server}/v1/artifacts/{target}", headers=auth())
+        full = httpx.get(f"{svc_server}/v1/artifacts/{target}", headers=auth())
         assert full.status_code == 200 and len(full.content) == info["bytes"]
         assert hashlib.sha256(full.content).hexdigest() == info["sha256"] == full.headers["x-artifact-sha256"]
         assert full.headers["etag"] == f'"{info["sha256"]}"' and full.headers["accept-ranges"] == "bytes"
-        part = httpx.get(f"{server}/v1/artifacts/{target}", headers={**auth(), "Range": "bytes=100-"})
+        part = httpx.get(f"{svc_server}/v1/artifacts/{target}", headers={**auth(), "Range": "bytes=100-"})
         assert part.status_code == 206 and part.content == full.content[100:]
         assert part.headers["content-range"] == f"bytes 100-{info['bytes'] - 1}/{info['bytes']}"
-        tail = httpx.get(f"{server}/v1/artifacts/{target}", headers={**auth(), "Range": "bytes=-10"})
+        tail = httpx.get(f"{svc_server}/v1/artifacts/{target}", headers={**auth(), "Range": "bytes=-10"})
         assert tail.content == full.content[-10:]
-        stale = httpx.get(f"{server}/v1/artifacts/{target}",
+        stale = httpx.get(f"{svc_server}/v1/artifacts/{target}",
                           headers={**auth(), "Range": "bytes=100-", "If-Range": '"0000"'})
         assert stale.status_code == 200 and stale.content == full.content  # another version: all of it
-        cached = httpx.get(f"{server}/v1/artifacts/{target}", headers={**auth(), "If-None-Match": full.headers["etag"]})
+        cached = httpx.get(f"{svc_server}/v1/artifacts/{target}", headers={**auth(), "If-None-Match": full.headers["etag"]})
         assert cached.status_code == 304
-        beyond = httpx.get(f"{server}/v1/artifacts/{target}", headers={**auth(), "Range": f"bytes={info['bytes']}-"})
+        beyond = httpx.get(f"{svc_server}/v1/artifacts/{target}", headers={**auth(), "Range": f"bytes={info['bytes']}-"})
         assert beyond.status_code == 416 and beyond.headers["content-range"] == f"bytes */{info['bytes']}"
-    unknown = httpx.get(f"{server}/v1/artifacts/model.onnx", headers=auth())
+    unknown = httpx.get(f"{svc_server}/v1/artifacts/model.onnx", headers=auth())
     assert unknown.status_code == 404 and "this export has" in unknown.json()["message"]
 
 
@@ -136,9 +136,9 @@ def test_artifact_that_disagrees_with_the_manifest_stops_startup(svc_config, svc
 
 
 # -- generate ------------------------------------------------------------------------------------------
-def test_generate_answers_the_devices_slots_as_safetensors(server, run, manifest):
+def test_generate_answers_the_devices_slots_as_safetensors(svc_server, run, manifest):
     device = int(run.task.device_ids("test")[0])
-    answer = _generate(server, _body(run, device))
+    answer = _generate(svc_server, _body(run, device))
     assert answer.status_code == 200 and answer.headers["content-type"] == "application/octet-stream"
     assert answer.headers["x-model-version"] == manifest["model_version"]
     assert answer.headers["x-blob-sha256"] == hashlib.sha256(answer.content).hexdigest()
@@ -148,19 +148,19 @@ def test_generate_answers_the_devices_slots_as_safetensors(server, run, manifest
     expected = slots_for_device(run, device, "test")
     for name in slots:
         np.testing.assert_allclose(slots[name], expected[name], atol=1e-5)
-    half = _generate(server, _body(run, device), dtype="float16")
+    half = _generate(svc_server, _body(run, device), dtype="float16")
     assert half.status_code == 200 and half.headers["x-slot-dtype"] == "float16"
     assert len(half.content) < len(answer.content)
     np.testing.assert_allclose(decode_safetensors(half.content, specs)[specs[0].name], slots[specs[0].name],
                                atol=2e-2, rtol=1e-2)
 
 
-def test_two_devices_with_different_histories_get_different_slots(server, run, manifest):
+def test_two_devices_with_different_histories_get_different_slots(svc_server, run, manifest):
     first, second = (int(d) for d in run.task.device_ids("test")[:2])
     assert _body(run, first)["items"] != _body(run, second)["items"]
     specs = slot_specs_of(manifest)
-    a = decode_safetensors(_generate(server, _body(run, first)).content, specs)
-    b = decode_safetensors(_generate(server, _body(run, second)).content, specs)
+    a = decode_safetensors(_generate(svc_server, _body(run, first)).content, specs)
+    b = decode_safetensors(_generate(svc_server, _body(run, second)).content, specs)
     assert any(not np.allclose(a[s.name], b[s.name]) for s in specs)
 
 
@@ -181,21 +181,21 @@ def test_two_devices_with_different_histories_get_different_slots(server, run, m
     ('{"device_id": "1", "items": [1], "timestamps": [1], "extra": 1}', 422, "'extra' was unexpected"),
     ('{"items": [1], "timestamps": [1]}', 422, "device_id"),
 ])
-def test_bad_bodies_get_a_4xx_that_says_what_is_wrong(server, run, body, status, message):
-    answer = httpx.post(f"{server}/v1/generate", content=body.encode(),
+def test_bad_bodies_get_a_4xx_that_says_what_is_wrong(svc_server, run, body, status, message):
+    answer = httpx.post(f"{svc_server}/v1/generate", content=body.encode(),
                         headers={**auth(), "Content-Type": "application/json"})
     assert answer.status_code == status, answer.text
     assert answer.headers["content-type"] == "application/json"
     assert message in answer.json()["message"]
     assert "Traceback" not in answer.text
-    assert _generate(server, _body(run, int(run.task.device_ids("test")[0]))).status_code == 200  # still serving
+    assert _generate(svc_server, _body(run, int(run.task.device_ids("test")[0]))).status_code == 200  # still serving
 
 
-def test_wrong_content_type_size_and_dtype_are_refused(server, run):
+def test_wrong_content_type_size_and_dtype_are_refused(svc_server, run):
     body = json.dumps(_body(run, int(run.task.device_ids("test")[0]))).encode()
-    form = httpx.post(f"{server}/v1/generate", content=body, headers={**auth(), "Content-Type": "text/plain"})
+    form = httpx.post(f"{svc_server}/v1/generate", content=body, headers={**auth(), "Content-Type": "text/plain"})
     assert form.status_code == 415 and "application/json" in form.json()["message"]
-    huge = httpx.post(f"{server}/v1/generate", content=b" " * 9000 + body,
+    huge = httpx.post(f"{svc_server}/v1/generate", content=b" " * 9000 + body,
                       headers={**auth(), "Content-Type": "application/json"})
     assert huge.status_code == 413 and "at most 8192" in huge.json()["message"]
 
@@ -203,18 +203,18 @@ def test_wrong_content_type_size_and_dtype_are_refused(server, run):
         for _ in range(20):
             yield b" " * 1000
 
-    streamed = httpx.post(f"{server}/v1/generate", content=chunks(), headers={**auth(), "Content-Type": "application/json"})
+    streamed = httpx.post(f"{svc_server}/v1/generate", content=chunks(), headers={**auth(), "Content-Type": "application/json"})
     assert streamed.status_code == 413 and "exceeds 8192" in streamed.json()["message"]
-    dtype = httpx.post(f"{server}/v1/generate", content=body, params={"dtype": "int4"},
+    dtype = httpx.post(f"{svc_server}/v1/generate", content=body, params={"dtype": "int4"},
                        headers={**auth(), "Content-Type": "application/json"})
     assert dtype.status_code == 422 and "float32, float16" in dtype.json()["message"]
-    typo = httpx.post(f"{server}/v1/generate", content=body, params={"dtyp": "float16"},
+    typo = httpx.post(f"{svc_server}/v1/generate", content=body, params={"dtyp": "float16"},
                       headers={**auth(), "Content-Type": "application/json"})
     assert typo.status_code == 422 and "unknown query parameter 'dtyp'; it takes dtype" in typo.json()["message"]
-    assert httpx.get(f"{server}/v1/manifest", params={"v": "1"}, headers=auth()).status_code == 422
-    assert httpx.get(f"{server}/v1/generate", headers=auth()).status_code == 405
-    assert httpx.get(f"{server}/v1/nowhere", headers=auth()).json()["error"] == "not_found"
-    assert _generate(server, _body(run, int(run.task.device_ids("test")[0]))).status_code == 200
+    assert httpx.get(f"{svc_server}/v1/manifest", params={"v": "1"}, headers=auth()).status_code == 422
+    assert httpx.get(f"{svc_server}/v1/generate", headers=auth()).status_code == 405
+    assert httpx.get(f"{svc_server}/v1/nowhere", headers=auth()).json()["error"] == "not_found"
+    assert _generate(svc_server, _body(run, int(run.task.device_ids("test")[0]))).status_code == 200
 
 
 def test_a_bad_body_does_not_fail_the_batch_it_shares(svc_config, run):
@@ -259,10 +259,10 @@ def test_full_queue_answers_503_with_retry_after(svc_config, run):
         assert 'duet_generate_rejected_total{reason="queue_full"} 6' in httpx.get(f"{url}/metrics").text
 
 
-def test_metrics_count_requests_errors_latency_and_batches(server, run):
-    _generate(server, _body(run, int(run.task.device_ids("test")[0])))
-    httpx.get(f"{server}/v1/manifest")
-    text = httpx.get(f"{server}/metrics").text
+def test_metrics_count_requests_errors_latency_and_batches(svc_server, run):
+    _generate(svc_server, _body(run, int(run.task.device_ids("test")[0])))
+    httpx.get(f"{svc_server}/v1/manifest")
+    text = httpx.get(f"{svc_server}/metrics").text
     assert 'duet_http_requests_total{endpoint="/v1/generate",status="200"}' in text
     assert 'duet_http_errors_total{endpoint="/v1/manifest",status="401"}' in text
     assert 'duet_http_request_duration_seconds_bucket{endpoint="/v1/generate",le="+Inf"}' in text
@@ -280,11 +280,11 @@ def test_batching_off_still_answers_every_request(svc_config, run):
         assert "duet_generate_batch_size_count 6" in httpx.get(f"{url}/metrics").text
 
 
-def test_static_floor_is_hidden_and_the_same_size(server, run):
+def test_static_floor_is_hidden_and_the_same_size(svc_server, run):
     body = _body(run, int(run.task.device_ids("test")[0]))
-    floor = httpx.post(f"{server}/v1/static", json=body, headers=auth())
-    assert floor.status_code == 200 and len(floor.content) == len(_generate(server, body).content)
-    assert "/v1/static" not in httpx.get(f"{server}/openapi.json").json()["paths"]
+    floor = httpx.post(f"{svc_server}/v1/static", json=body, headers=auth())
+    assert floor.status_code == 200 and len(floor.content) == len(_generate(svc_server, body).content)
+    assert "/v1/static" not in httpx.get(f"{svc_server}/openapi.json").json()["paths"]
 
 
 def test_an_export_of_other_weights_stops_startup(svc_config, svc_export, tmp_path):

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
-from service_fixtures import KEY, auth, server, svc_config, svc_export, svc_keys, svc_run  # noqa: F401
+from service_fixtures import KEY, auth
 
 # Every check runs except "schema-valid data is accepted": JSON Schema cannot say that 'timestamps' has as many
 # entries as 'items', and it counts 226.0 as an integer, so some schema-valid bodies are rightly answered 422.
@@ -20,8 +20,8 @@ CASES: list[tuple[str, int]] = []  # (operation, status) of every case sent
 
 
 @pytest.fixture(scope="module")
-def api_schema(server):
-    schema = schemathesis.openapi.from_url(f"{server}/openapi.json")
+def api_schema(svc_server):
+    schema = schemathesis.openapi.from_url(f"{svc_server}/openapi.json")
     schema.config.generation.update(with_security_parameters=False)  # the key is ours to send, below
     return schema
 
@@ -44,7 +44,7 @@ def test_no_request_gets_a_server_error(api_schema, mode):
             assert mode is GenerationMode.NEGATIVE and operation.label.startswith("GET /")
 
 
-def test_fuzzing_sent_a_few_hundred_cases_and_the_server_still_serves(server):
+def test_fuzzing_sent_a_few_hundred_cases_and_the_server_still_serves(svc_server):
     statuses = sorted({status for _, status in CASES})
     print(f"schemathesis: {len(CASES)} cases, statuses {statuses}, per operation "
           f"{dict(Counter(label for label, _ in CASES))}")
@@ -53,5 +53,5 @@ def test_fuzzing_sent_a_few_hundred_cases_and_the_server_still_serves(server):
     assert {200, 422} <= set(statuses)  # valid bodies generated slots, invalid ones were refused
     generate = Counter(label for label, _ in CASES if label.endswith("POST /v1/generate"))
     assert generate["positive POST /v1/generate"] >= 50 and generate["negative POST /v1/generate"] >= 50
-    assert httpx.get(f"{server}/healthz").status_code == 200
-    assert httpx.get(f"{server}/v1/manifest", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+    assert httpx.get(f"{svc_server}/healthz").status_code == 200
+    assert httpx.get(f"{svc_server}/v1/manifest", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200

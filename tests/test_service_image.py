@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from service_fixtures import CACHE, KEY, REPO, auth, live_server, svc_keys  # noqa: F401
+from service_fixtures import CACHE, KEY, REPO, auth, live_server
 
 from toolkit.client import DeviceClient, ServiceClient
 from toolkit.generation import slots_for_device

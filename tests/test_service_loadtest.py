@@ -6,15 +6,15 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from service_fixtures import KEY, server, svc_config, svc_export, svc_keys, svc_run  # noqa: F401
+from service_fixtures import KEY
 
 from cli import cli
 from toolkit.errors import ConfigError
 from toolkit.loadtest import LoadTestConfig, bodies_from_file, load_test, loopback_target
 
 
-def test_loadtest_prints_one_json_object_and_loses_nothing(server):
-    result = CliRunner().invoke(cli, ["loadtest", "--url", server, "--api-key", KEY, "--concurrency", "8",
+def test_loadtest_prints_one_json_object_and_loses_nothing(svc_server):
+    result = CliRunner().invoke(cli, ["loadtest", "--url", svc_server, "--api-key", KEY, "--concurrency", "8",
                                       "--requests", "300"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
@@ -23,15 +23,15 @@ def test_loadtest_prints_one_json_object_and_loses_nothing(server):
     assert 0 < summary["p50_ms"] <= summary["p95_ms"] <= summary["p99_ms"]
 
 
-def test_loadtest_counts_refusals_as_errors(server, tmp_path):
+def test_loadtest_counts_refusals_as_errors(svc_server, tmp_path):
     bodies = tmp_path / "bodies.jsonl"
     bodies.write_text('{"device_id": "1", "items": [1], "timestamps": [1]}\n\n{"device_id": "2", "items": [0]}\n')
-    result = CliRunner().invoke(cli, ["loadtest", "--url", server, "--api-key", KEY, "--concurrency", "4",
+    result = CliRunner().invoke(cli, ["loadtest", "--url", svc_server, "--api-key", KEY, "--concurrency", "4",
                                       "--requests", "40", "--bodies", str(bodies)])
     assert json.loads(result.output)["ok"] == 20 and json.loads(result.output)["errors"] == 20
-    detail = load_test(LoadTestConfig(server, KEY, concurrency=4, requests=40), bodies_from_file(bodies))
+    detail = load_test(LoadTestConfig(svc_server, KEY, concurrency=4, requests=40), bodies_from_file(bodies))
     assert detail["statuses"] == {"200": 20, "422": 20}
-    wrong_key = load_test(LoadTestConfig(server, "duet_wrong", concurrency=2, requests=10))  # OpenAPI examples
+    wrong_key = load_test(LoadTestConfig(svc_server, "duet_wrong", concurrency=2, requests=10))  # OpenAPI examples
     assert wrong_key["errors"] == 10 and wrong_key["statuses"] == {"401": 10}
 
 
