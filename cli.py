@@ -362,8 +362,9 @@ def export(run_dir, targets, out_dir, quantize, seq_len, candidates, palettize_b
     metric = run.task.selection_metric
     for name, result in report["targets"].items():
         timing = result["latency"]
+        runtime = "not timed" if timing["runtime_p50_us"] is None else f"{timing['runtime_p50_us']:.0f} us"
         click.echo(f"{name:>10}: {result['file']} {result['bytes'] / 1024:.0f} KiB  {metric} {result[metric]['runtime']:.4f} "
-                   f"(PyTorch fp32 {result[metric]['pytorch_fp32']:.4f})  p50 {timing['runtime_p50_us']:.0f} us "
+                   f"(PyTorch fp32 {result[metric]['pytorch_fp32']:.4f})  p50 {runtime} "
                    f"(eager {timing['pytorch_eager_p50_us']:.0f} us)")
     click.echo(f"wrote {out_dir} in {report['seconds_total']:.0f} s")
 

@@ -164,6 +164,8 @@ def check_inputs(specs: Sequence[TensorSpec], inputs: Sequence[np.ndarray]) -> l
 class Runner(ABC):
     """An exported program loaded in its runtime, called like the device model: (inputs, slots) -> output."""
 
+    is_runtime = True  # False for a reference interpreter standing in for a runtime (its speed means nothing)
+
     def __init__(self, artifact: Artifact, model: DeviceModel):
         self.artifact, self.input_specs, self.slot_specs = artifact, list(model.input_specs), list(model.slot_specs)
         self.output_spec = model.output_spec

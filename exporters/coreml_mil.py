@@ -168,6 +168,49 @@ def _gather(args) -> Val:
     return Val(np.stack([np.take(xa, ia, axis=axis) for xa, ia in zip(x.array, idx)]), True)
 
 
+def _conv(args) -> Val:
+    """N-d convolution over (n, C, *spatial) inputs with a constant (C_out, C_in / groups, *kernel) weight."""
+    x, weight = args["x"], _const(args["weight"])
+    spatial = weight.ndim - 2
+    strides = [int(v) for v in _const(args.get("strides"), [1] * spatial)]
+    dilations = [int(v) for v in _const(args.get("dilations"), [1] * spatial)]
+    groups = int(_const(args.get("groups"), 1))
+    pad_type = str(_const(args.get("pad_type"), "valid"))
+    lead = x.array.shape[: x.array.ndim - spatial - 1]
+    a = x.array.reshape((-1,) + x.array.shape[x.array.ndim - spatial - 1 :])
+    extents = [(k - 1) * d + 1 for k, d in zip(weight.shape[2:], dilations)]
+    if pad_type == "custom":
+        pads = [tuple(int(p) for p in pair) for pair in np.asarray(_const(args["pad"])).reshape(spatial, 2)]
+    elif pad_type in ("same", "same_lower"):
+        pads = []
+        for size, stride, extent in zip(a.shape[2:], strides, extents):
+            total = max((-(-size // stride) - 1) * stride + extent - size, 0)
+            small = total // 2
+            pads.append((total - small, small) if pad_type == "same_lower" else (small, total - small))
+    elif pad_type == "valid":
+        pads = [(0, 0)] * spatial
+    else:
+        raise UnsupportedMilOp(f"conv with pad_type {pad_type!r}")
+    a = np.pad(a, [(0, 0), (0, 0)] + pads)
+    windows = np.lib.stride_tricks.sliding_window_view(a, extents, axis=tuple(range(2, 2 + spatial)))
+    index = (slice(None), slice(None)) + tuple(slice(None, None, s) for s in strides) + tuple(
+        slice(None, None, d) for d in dilations)
+    windows = windows[index]  # (B, C_in, *out, *kernel)
+    per_group_in, per_group_out = a.shape[1] // groups, weight.shape[0] // groups
+    kernel_axes = list(range(2 + spatial, 2 + 2 * spatial))
+    parts = []
+    for g in range(groups):
+        part = np.tensordot(windows[:, g * per_group_in : (g + 1) * per_group_in],
+                            weight[g * per_group_out : (g + 1) * per_group_out],
+                            axes=([1] + kernel_axes, [1] + list(range(2, 2 + spatial))))  # (B, *out, C_out_g)
+        parts.append(np.moveaxis(part, -1, 1))
+    out = np.concatenate(parts, axis=1) if groups > 1 else parts[0]
+    bias = _const(args.get("bias"))
+    if bias is not None:
+        out = out + bias.reshape((-1,) + (1,) * spatial)
+    return Val(out.astype(x.array.dtype, copy=False).reshape(lead + out.shape[1:]), x.batched)
+
+
 def _layer_norm(args) -> Val:
     x, eps = args["x"], float(_const(args.get("epsilon"), 1e-5))
     axes = tuple(_shift(x, _axes(_const(args["axes"]), x.rank)))
@@ -252,7 +295,7 @@ OPS: dict[str, Callable[[Mapping[str, Any]], Val | list[Val]]] = {
     "rsqrt": _unary(lambda a: 1 / np.sqrt(a)), "logical_not": _unary(np.logical_not),
     "linear": _linear, "matmul": _matmul, "reshape": _reshape, "expand_dims": _expand_dims, "squeeze": _squeeze,
     "transpose": _transpose, "slice_by_index": _slice_by_index, "slice_by_size": _slice_by_size, "gather": _gather,
-    "layer_norm": _layer_norm, "softmax": _softmax, "reduce_sum": _reduce(np.sum), "reduce_mean": _reduce(np.mean),
+    "layer_norm": _layer_norm, "conv": _conv, "softmax": _softmax, "reduce_sum": _reduce(np.sum), "reduce_mean": _reduce(np.mean),
     "reduce_max": _reduce(np.max), "tile": _tile, "concat": _concat, "split": _split, "fill_like": _fill_like,
     "cast": _cast, "identity": _unary(lambda a: a),
 }

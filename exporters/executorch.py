@@ -27,30 +27,31 @@ def export(model: DeviceModel, options: ExportOptions, out_dir: Path) -> Artifac
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     program = copy.deepcopy(model).eval()
     args = example_args(model)
-    quantized: list[str] = []
+    embeddings: list[str] = []
+    linears: list[str] = []
     if options.compressed:
         with stage(NAME, "quantize embeddings"):
-            quantized += _quantize_embeddings(program, options.min_quant_elements)
+            embeddings = _quantize_embeddings(program, options.min_quant_elements)
     with stage(NAME, "torch.export"):
         exported = torch.export.export(program, args, strict=False)
     if options.compressed:
         with stage(NAME, "quantize linear layers (PT2E)"):
             exported, linears = _quantize_linears(exported, program, args, options.min_quant_elements)
-            quantized += linears
     with stage(NAME, "lower to XNNPACK"):
         edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
     with stage(NAME, "serialize"):
         path = Path(out_dir) / FILE_NAME
         path.write_bytes(edge.to_executorch().buffer)
-    how = (f"int8 per-row weight-only embeddings (embedding_byte) and int8 dynamic per-channel XNNPACK linear "
-           f"layers; {len(quantized)} static tensors: {', '.join(quantized) or 'none'}") if options.compressed \
-        else "none (fp32)"
+    parts = [f"int8 per-row weight-only embeddings (embedding_byte): {', '.join(embeddings)}"] if embeddings else []
+    parts += [f"int8 dynamic per-channel linear layers (XNNPACK): {', '.join(linears)}"] if linears else []
+    how = "; ".join(parts) or "none: no static tensor large enough" if options.compressed else "none (fp32)"
     names = tuple(s.name for s in model.input_specs) + tuple(s.name for s in model.slot_specs)
     notes = ("call Module.forward with the inputs then the slots, in call_signature order",)
-    if options.compressed:
-        notes += ("link the quantized kernels (quantized_decomposed::embedding_byte)",)
+    if embeddings:
+        notes += ("link ExecuTorch's quantized kernels (quantized_decomposed::embedding_byte)",)
     return Artifact(NAME, path, runtime_version(), how, names, model.output_spec.name, "file", notes)
 
 
@@ -95,7 +96,11 @@ def _quantize_embeddings(program, min_elements: int) -> list[str]:
 
 
 def _quantize_linears(exported, program, args, min_elements: int):
-    """PT2E dynamic int8 on the nn.Linear modules of at least `min_elements` weights; slot linears stay fp32."""
+    """PT2E dynamic int8 on the nn.Linear modules of at least `min_elements` weights; slot linears stay fp32.
+
+    XNNPACK's dynamic int8 covers linear layers only: convolutions stay fp32 here (static int8 would need
+    calibration data that an export does not have).
+    """
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
                                                                          get_symmetric_quantization_config)
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e

@@ -28,6 +28,7 @@ def export(model, options: ExportOptions, out_dir: Path) -> Artifact:
     """
     import litert_torch
 
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     program = copy.deepcopy(model).eval()
     path = Path(out_dir) / FILE_NAME
     with stage(NAME, "convert (litert-torch)"):

@@ -27,6 +27,33 @@ def tiny_device_model(backbone: str = "sasrec", seed: int = 0):
     return RecDeviceModel(model, SEQ_LEN, CANDIDATES).eval()
 
 
+def tiny_conv_device_model(seed: int = 0):
+    """A program of another shape of task: two 3x3 convs over (2, 1, 6, 6) images, a slot head to 3 logits."""
+    import torch
+    from torch import nn
+
+    from toolkit.device import DeviceModel, TensorSpec
+    from toolkit.models.head import HeadShape, apply_head
+
+    class ConvDeviceModel(DeviceModel):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(seed)
+            self.trunk = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 8, 3, stride=2),
+                                       nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            self.input_specs = [TensorSpec("pixels", (2, 1, 6, 6), "float32", "two grey images")]
+            self.slot_specs = HeadShape(8, 8, 3).slot_specs()
+            self.output_spec = TensorSpec("logits", (2, 3), "float32", "class logits")
+
+        def forward(self, pixels, *slots):
+            return apply_head(self.trunk(pixels), list(slots))
+
+        def example_inputs(self, seed: int = 0):
+            return (torch.rand(2, 1, 6, 6, generator=torch.Generator().manual_seed(seed)),)
+
+    return ConvDeviceModel().eval()
+
+
 def slot_sets(model, count: int = 3, start: int = 1) -> dict[str, dict[str, np.ndarray]]:
     """`count` different slot sets of the model's spec (stand-ins for three devices' generated slots)."""
     from exporters.base import example_slots

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from export_fixtures import BACKBONES, CANDIDATES, TARGETS, exports, slot_sets, tiny_device_model  # noqa: F401
+from export_fixtures import (BACKBONES, CANDIDATES, TARGETS, exports, slot_sets,  # noqa: F401
+                             tiny_conv_device_model, tiny_device_model)
 
 from exporters import EXPORTERS, SUPPORT_MODULES, exporter, target_names
 from exporters.base import (FP32_ATOL, ExportOptions, InputShapeError, ParityError, SignatureError, check_parity,
@@ -82,6 +83,16 @@ def test_int8_program_compresses_static_layers_and_stays_close(exports, target):
     report = exporter(target).validate(artifact, model, slot_sets(model), options)
     assert report.cases["set-1"]["max_abs_diff"] > 0  # the static layers really changed ...
     assert "int8" in artifact.quantization and "none" in fp32.quantization  # ... and the artifact says how
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_program_of_another_task_exports_through_the_same_code(tmp_path, target):
+    """Convolutions over images, a classifier head as slots: nothing in the exporters is specific to one task."""
+    model = tiny_conv_device_model()
+    for quantize in ("none", "int8"):
+        options = ExportOptions(quantize=quantize, min_quant_elements=0)
+        artifact = exporter(target).export(model, options, tmp_path / quantize)
+        exporter(target).validate(artifact, model, slot_sets(model), options)
 
 
 def test_tiny_model_is_a_few_kilobytes():
