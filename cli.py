@@ -75,6 +75,9 @@ def cli(threads: int, verbose: bool) -> None:
 @click.option("--backbone-lr", type=float, default=None,
               help="Learning rate of the shared static layers while the generator trains; 0 freezes them "
                    "[recommendation 1e-3, image 0].")
+@click.option("--base-from", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Reuse the trained Base of an earlier run with the same task and data (skips the Base stage); "
+                   "for generator ablations.")
 @click.option("--max-users", type=int, default=0, help="Use only the first N users (quick trials; 0 = all).")
 @click.option("--context-images", type=int, default=16, show_default=True,
               help="Image task: K unlabeled recent images per device that the generator reads.")
@@ -83,12 +86,12 @@ def cli(threads: int, verbose: bool) -> None:
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=str(DEFAULT_CACHE), show_default=True,
               help="Where preprocessed data is cached.")
 def train(task_name, dataset, data_path, data_format, backbone, out_dir, seed, max_epochs, patience, embed_dim,
-          context_items, context_time, stabilizer, lr, generator_lr, backbone_lr, max_users, context_images, train_devices,
+          context_items, context_time, stabilizer, lr, generator_lr, backbone_lr, base_from, max_users, context_images, train_devices,
           test_devices, cache_dir) -> None:
     """Train Base and the DUET generator on real data; writes config.json, *.safetensors, train_log.jsonl."""
     from toolkit.errors import DuetError
     from toolkit.generator import GeneratorConfig
-    from toolkit.runs import LOG_FILE, run_config, save_run
+    from toolkit.runs import LOG_FILE, load_base, run_config, save_run
     from toolkit.train import TrainConfig, TrainLog, train_base, train_duet
 
     out = Path(out_dir)
@@ -120,10 +123,33 @@ def train(task_name, dataset, data_path, data_format, backbone, out_dir, seed, m
     log = TrainLog(out / LOG_FILE, show)
     log(event="start", task=task.name, config=task.config_json(), seed=seed)
     with _progress_bars() as progress:
-        base = train_base(task, train_cfg, log, progress)
+        if base_from:
+            try:
+                base = load_base(Path(base_from), task)
+            except DuetError as err:
+                _fail(str(err))
+            log(event="base_from", run=str(base_from))
+        else:
+            base = train_base(task, train_cfg, log, progress)
         duet, generator = train_duet(task, base, gen_cfg, train_cfg, log, progress)
     save_run(out, run_config(task, gen_cfg, train_cfg), base, duet, generator)
     click.echo(f"wrote {out}")
+
+
+@cli.command()
+@click.argument("name", type=click.Choice(["ml-100k", "ml-1m", "ml-latest-small", "ml-25m"]))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="data", show_default=True,
+              help="Where to unpack the data set.")
+def download(name: str, out_dir: str) -> None:
+    """Download a MovieLens data set from GroupLens (needs network access); prints the train command to use."""
+    from toolkit.data.download import download as fetch
+    from toolkit.errors import DuetError
+
+    try:
+        path, fmt = fetch(name, Path(out_dir))
+    except DuetError as err:
+        _fail(str(err))
+    click.echo(f"wrote {path}\ntrain with: python cli.py train --data {path} --format {fmt} --out runs/{name}")
 
 
 def _recommendation_task(dataset, data_path, data_format, seed, max_users, backbone, embed_dim, context_items,

@@ -89,3 +89,20 @@ def test_data_without_format_is_refused(tmp_path):
 def test_evaluate_on_a_directory_without_a_run(tmp_path):
     result = CliRunner().invoke(cli.cli, ["evaluate", str(tmp_path)])
     assert result.exit_code == 2 and "config.json is missing" in result.output
+
+
+def test_base_from_reuses_the_base_and_refuses_other_data(tmp_path, cache_dir):
+    first = _train(tmp_path / "a", cache_dir)
+    second = _train(tmp_path / "b", cache_dir, "--base-from", str(first), "--no-stabilizer", "--context-items", "10")
+    base_a, base_b = load_file(first / "base.safetensors"), load_file(second / "base.safetensors")
+    assert all((base_a[k] == base_b[k]).all() for k in base_a)
+    events = (second / "train_log.jsonl").read_text()
+    assert '"base_from"' in events and '"stage": "base"' not in events
+    result = CliRunner().invoke(cli.cli, ["train", "--out", str(tmp_path / "c"), "--cache-dir", cache_dir,
+                                          *TINY[:-4], "--embed-dim", "16", "--base-from", str(first)])
+    assert result.exit_code == 2 and "another architecture" in result.output
+
+
+def test_download_of_an_unknown_data_set_is_refused():
+    result = CliRunner().invoke(cli.cli, ["download", "ml-999"])
+    assert result.exit_code == 2 and "ml-999" in result.output

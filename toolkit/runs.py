@@ -74,6 +74,24 @@ def read_config(path: Path) -> dict[str, Any]:
     return config
 
 
+def load_base(path: Path, task: Task) -> nn.Module:
+    """The Base model of an earlier run, checked to belong to the same task, data and architecture."""
+    config = read_config(path)
+    if config["task"] != task.name:
+        raise ConfigError(f"{path}: its Base is for the {config['task']} task, not {task.name}")
+    theirs = TASKS[task.name].base_signature_of(config["task_config"])
+    ours = TASKS[task.name].base_signature_of(task.config_json())
+    if theirs != ours:
+        differing = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        raise ConfigError(f"{path}: its Base was trained on other data or another architecture ({differing} differ)")
+    base = task.build_model()
+    try:
+        base.load_state_dict(load_file(str(Path(path) / BASE_WEIGHTS)))
+    except (OSError, RuntimeError, ValueError) as err:
+        raise ConfigError(f"{path}: cannot load {BASE_WEIGHTS} ({err})") from err
+    return base
+
+
 def load_run(path: str | Path, cache_dir: Path | None = None) -> Run:
     """Rebuild task, models and generator from a run directory."""
     path = Path(path)

@@ -53,6 +53,11 @@ class Task(ABC):
     def build_model(self) -> TaskModel:
         """A freshly initialised cloud model."""
 
+    @staticmethod
+    def base_signature_of(config_json: Mapping[str, Any]) -> dict[str, Any]:
+        """The part of a saved task config that the Base model depends on (data and architecture)."""
+        return dict(config_json)
+
     def train_defaults(self) -> dict[str, Any]:
         """TrainConfig fields this task trains best with (chosen on its validation split)."""
         return {}

@@ -86,6 +86,12 @@ class RecommendationTask(Task):
     def from_config_json(cls, obj: Mapping[str, Any], cache_dir: Path | None = None) -> "RecommendationTask":
         return cls(RecTaskConfig.from_json(obj), cache_dir)
 
+    @staticmethod
+    def base_signature_of(config_json: Mapping[str, Any]) -> dict[str, Any]:
+        generator_side = {"context_items", "context_time", "time_mean", "time_std"}
+        model = {k: v for k, v in (config_json.get("model") or {}).items() if k not in generator_side}
+        return {"source": config_json["source"], "protocol": config_json["protocol"], "model": model}
+
     @property
     def model_cfg(self) -> RecModelConfig:
         assert self.cfg.model is not None
