@@ -194,7 +194,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
 
     @app.get("/v1/manifest", summary="The export's manifest", tags=["v1"], response_class=Response,
              responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}},
-                        304: {"description": "If-None-Match named the manifest's ETag"}, **_errors(401, 429)})
+                        304: {"description": "If-None-Match named the manifest's ETag"}, **_errors(401, 422, 429)})
     async def manifest(request: Request) -> Response:
         _check_query(request, ())
         headers = {"ETag": state.manifest_etag, "X-Model-Version": state.model_version, "Cache-Control": "no-cache"}
@@ -206,7 +206,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
              tags=["v1"], response_class=Response,
              responses={200: {"content": BINARY}, 206: {"description": "the byte range asked for", "content": BINARY},
                         304: {"description": "If-None-Match named the artifact's ETag"},
-                        **_errors(401, 404, 416, 429)})
+                        **_errors(401, 404, 416, 422, 429)})
     async def artifact(request: Request, target: str = PathParam(description=f"one of: {', '.join(targets)}",
                                                                  examples=targets)) -> Response:
         _check_query(request, ())
