@@ -9,13 +9,17 @@ from toolkit.runs import Run
 from toolkit.tasks.base import DeviceContext
 
 
-def generate_slots(run: Run, context: DeviceContext) -> list[dict[str, np.ndarray]]:
-    """One {slot name: fp32 array} per device of the batch."""
-    with torch.no_grad():
+def generate_slot_batch(run: Run, context: DeviceContext) -> dict[str, np.ndarray]:
+    """{slot name: fp32 array (B, *shape)} for the devices of the batch, in spec order."""
+    with torch.inference_mode():
         params = run.generator(context.vectors, context.mask, list(run.duet.head.params))
-    specs = run.duet.slot_specs
-    return [{spec.name: params[i][row].numpy().astype(np.float32) for i, spec in enumerate(specs)}
-            for row in range(context.vectors.shape[0])]
+    return {spec.name: np.asarray(p.numpy(), dtype=np.float32) for spec, p in zip(run.duet.slot_specs, params)}
+
+
+def generate_slots(run: Run, context: DeviceContext) -> list[dict[str, np.ndarray]]:
+    """One {slot name: fp32 array} per device of the batch (views into one batch array per slot)."""
+    batch = generate_slot_batch(run, context)
+    return [{name: values[row] for name, values in batch.items()} for row in range(context.vectors.shape[0])]
 
 
 def slots_for_device(run: Run, device: int, split: str = "test") -> dict[str, np.ndarray]:

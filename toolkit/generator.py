@@ -42,11 +42,18 @@ class SetEncoder(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = self.embed(self.dropout(context))
-        weight = mask.to(h.dtype)[..., None]
-        mean = (h * weight).sum(1) / weight.sum(1).clamp(min=1.0)
-        logits = self.query(h).masked_fill(~mask[..., None], -1e9)
-        attended = (logits.softmax(1) * h).sum(1)
+        # embed = Linear, GELU, Linear. Both poolings are linear in the last Linear's output, so that layer is
+        # applied after pooling (exactly the same function): its cost no longer grows with the context size.
+        first, activation, last = self.embed
+        g = activation(first(self.dropout(context)))
+        weight = mask.to(g.dtype)[..., None]
+        present = (weight.sum(1) > 0).to(g.dtype)
+        mean_g = (g * weight).sum(1) / weight.sum(1).clamp(min=1.0)
+        # query(last(g)) = g . (W_last^T q) + const; the constant cancels in the softmax
+        logits = (g @ (last.weight.t() @ self.query.weight.t())).masked_fill(~mask[..., None], -1e9)
+        attended_g = (logits.softmax(1) * g).sum(1)
+        mean = F.linear(mean_g, last.weight) + last.bias * present
+        attended = F.linear(attended_g, last.weight) + last.bias * present
         return self.out(torch.cat([mean, attended], -1))
 
 
