@@ -152,6 +152,26 @@ def download(name: str, out_dir: str) -> None:
     click.echo(f"wrote {path}\ntrain with: python cli.py train --data {path} --format {fmt} --out runs/{name}")
 
 
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--metrics", "metric_keys", default=None,
+              help="Comma-separated metric names to show (default: all of the task's metrics).")
+@click.option("--shifted", is_flag=True, help="Report the most-shifted devices (metrics_shifted.json).")
+@click.option("--timing", is_flag=True, help="Report fine-tuning vs generation time per device instead.")
+def report(run_dirs, metric_keys, shifted, timing) -> None:
+    """Print a Markdown table of evaluated runs (what the README shows)."""
+    from toolkit.report import comparison_table, timing_table
+
+    runs = [Path(r) for r in run_dirs]
+    try:
+        if timing:
+            click.echo(timing_table(runs))
+        else:
+            click.echo(comparison_table(runs, metric_keys.split(",") if metric_keys else None, shifted))
+    except (FileNotFoundError, KeyError) as err:
+        _fail(str(err))
+
+
 def _recommendation_task(dataset, data_path, data_format, seed, max_users, backbone, embed_dim, context_items,
                          context_time, cache_dir):
     from toolkit.data.sequences import SequenceProtocol

@@ -106,3 +106,19 @@ def test_base_from_reuses_the_base_and_refuses_other_data(tmp_path, cache_dir):
 def test_download_of_an_unknown_data_set_is_refused():
     result = CliRunner().invoke(cli.cli, ["download", "ml-999"])
     assert result.exit_code == 2 and "ml-999" in result.output
+
+
+def test_report_renders_the_evaluated_metrics(tmp_path, cache_dir):
+    out = _train(tmp_path, cache_dir)
+    assert CliRunner().invoke(cli.cli, ["evaluate", str(out), "--cache-dir", cache_dir]).exit_code == 0
+    result = CliRunner().invoke(cli.cli, ["report", str(out), "--metrics", "uauc,ndcg@10"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert result.exit_code == 0
+    assert f"| duet | {metrics['duet']['uauc']:.4f} |" in result.output
+    assert f"{metrics['duet']['uauc'] - metrics['base']['uauc']:+.4f}" in result.output
+
+
+def test_report_on_an_unevaluated_run_says_what_to_do(tmp_path, cache_dir):
+    out = _train(tmp_path, cache_dir)
+    result = CliRunner().invoke(cli.cli, ["report", str(out)])
+    assert result.exit_code == 2 and "cli.py evaluate" in result.output

@@ -1,0 +1,45 @@
+"""Markdown tables from evaluated runs (metrics.json, metrics_shifted.json), so README numbers come from files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+METHODS = ("base", "finetune", "duet")
+
+
+def _load(run: Path, name: str) -> dict:
+    path = Path(run) / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `cli.py evaluate {run}` first")
+    return json.loads(path.read_text())
+
+
+def comparison_table(runs: list[Path], metric_keys: list[str] | None = None, shifted: bool = False) -> str:
+    """One row per (run, method): the chosen metrics, and for DUET the gain over Base and fine-tuning."""
+    rows = []
+    for run in runs:
+        metrics = _load(run, "metrics_shifted.json" if shifted else "metrics.json")
+        keys = metric_keys or list(metrics["base"])
+        head = "uauc" if "uauc" in keys else keys[0]
+        if not rows:
+            rows.append("| run | method | " + " | ".join(keys) + f" | Δ{head} vs base | Δ{head} vs finetune |")
+            rows.append("|---|---|" + "---:|" * (len(keys) + 2))
+        for method in METHODS:
+            values = " | ".join(f"{metrics[method][k]:.4f}" for k in keys)
+            if method == "duet":
+                gains = (f"{metrics['duet'][head] - metrics['base'][head]:+.4f} | "
+                         f"{metrics['duet'][head] - metrics['finetune'][head]:+.4f}")
+            else:
+                gains = " | "
+            rows.append(f"| {Path(run).name} | {method} | {values} | {gains} |")
+    return "\n".join(rows)
+
+
+def timing_table(runs: list[Path]) -> str:
+    rows = ["| run | fine-tune ms/device | generate ms/device | ratio |", "|---|---:|---:|---:|"]
+    for run in runs:
+        m = _load(run, "metrics.json")
+        ft, gen = m["finetune_seconds_per_device"], m["generate_seconds_per_device"]
+        rows.append(f"| {Path(run).name} | {ft * 1e3:.1f} | {gen * 1e3:.3f} | {ft / gen:.0f}x |")
+    return "\n".join(rows)
