@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from toolkit.errors import DuetError, SlotShapeError, ToleranceExceeded
+from toolkit.errors import DuetError, ToleranceExceeded
 from toolkit.slots import check_slots
 
 if TYPE_CHECKING:  # torch stays unimported until an export runs, so `cli.py --help` is fast
@@ -59,6 +59,13 @@ class ExportOptions:
         return {"quantize": self.quantize, "shape": dict(self.shape), "min_quant_elements": self.min_quant_elements,
                 "coreml_palettize_bits": self.coreml_palettize_bits, "threads": self.threads,
                 "latency_calls": self.latency_calls, "max_eval_devices": self.max_eval_devices}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> "ExportOptions":
+        """Rebuild the options saved in a report.json or manifest.json (quantization.options)."""
+        fields = dict(obj)
+        fields["shape"] = tuple((str(k), int(v)) for k, v in dict(fields.get("shape", {})).items())
+        return cls(**fields)
 
 
 @dataclass(frozen=True)

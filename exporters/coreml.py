@@ -20,7 +20,8 @@ NAME = "coreml"
 FILE_NAME = "model.mlpackage"
 DEPLOYMENT_TARGET = "iOS17"  # minimum_deployment_target of the converted program
 ARRAY_DTYPES = {"int32": "INT32", "float32": "FLOAT32"}  # spec multiArrayType data types
-EVAL_CHUNK = 32  # calls evaluated together by the numpy evaluator (bounds its memory)
+EVAL_ELEMENTS = 400_000  # the numpy evaluator batches calls until an intermediate holds about this many floats
+MAX_EVAL_CHUNK = 64  # and never more calls than this at once (larger batches only thrash the caches)
 
 
 def export(model, options: ExportOptions, out_dir: Path) -> Artifact:
@@ -130,26 +131,44 @@ class MilRunner(Runner):
 
     is_runtime = False  # a reference interpreter: checks numbers, says nothing about Core ML's speed
 
-    def __init__(self, artifact: Artifact, model):
+    def __init__(self, artifact: Artifact, model, threads: int = 1):
         super().__init__(artifact, model)
         from exporters.coreml_mil import MilProgram
 
         self.program = MilProgram.from_package(artifact.path)
+        self.threads = threads
         self._names = list(artifact.input_names)
         self._per_call = self._names[: len(self.input_specs)]
 
     def _run(self, args: list[np.ndarray]) -> np.ndarray:
-        return np.array(self.program.run(dict(zip(self._names, args)))[self.artifact.output_name], copy=True)
+        with _blas_threads(self.threads):
+            return np.array(self.program.run(dict(zip(self._names, args)))[self.artifact.output_name], copy=True)
 
     def _run_many(self, calls: list[list[np.ndarray]], slot_args: list[np.ndarray]) -> list[np.ndarray]:
+        with _blas_threads(self.threads):
+            return self._evaluate_many(calls, slot_args)
+
+    def _evaluate_many(self, calls: list[list[np.ndarray]], slot_args: list[np.ndarray]) -> list[np.ndarray]:
         outputs: list[np.ndarray] = []
         slots = dict(zip(self._names[len(self.input_specs):], slot_args))
-        for start in range(0, len(calls), EVAL_CHUNK):
-            chunk = calls[start : start + EVAL_CHUNK]
+        size = max(1, min(MAX_EVAL_CHUNK, EVAL_ELEMENTS // self.program.largest_value))
+        for start in range(0, len(calls), size):
+            chunk = calls[start : start + size]
             stacked = {name: np.stack([c[i] for c in chunk]) for i, name in enumerate(self._per_call)}
             result = self.program.run({**stacked, **slots}, batched=self._per_call)[self.artifact.output_name]
             outputs.extend(np.array(row, copy=True) for row in result)
         return outputs
+
+
+def _blas_threads(threads: int):
+    """Limit numpy's BLAS threads: on a busy machine its thread pool spins and small GEMMs get 10x slower."""
+    from contextlib import nullcontext
+
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # comes with scikit-learn; without it numpy keeps its default
+        return nullcontext()
+    return threadpool_limits(limits=threads, user_api="blas")
 
 
 class PredictRunner(Runner):
@@ -168,14 +187,15 @@ class PredictRunner(Runner):
 
 def load(artifact: Artifact, model, options: ExportOptions | None = None) -> Runner:
     """MLModel.predict on macOS; elsewhere the numpy evaluator of the saved program."""
-    return PredictRunner(artifact, model) if sys.platform == "darwin" else MilRunner(artifact, model)
+    threads = (options or ExportOptions()).threads
+    return PredictRunner(artifact, model) if sys.platform == "darwin" else MilRunner(artifact, model, threads)
 
 
 def validate(artifact: Artifact, model, slot_sets: Mapping[str, Mapping[str, np.ndarray]],
              options: ExportOptions) -> ParityReport:
     """Check features and slot wiring against the specs, then numpy-MIL parity (and MLModel.predict on macOS)."""
     check_package(artifact, model)
-    report = check_parity(MilRunner(artifact, model), model, slot_sets, options.compressed)
+    report = check_parity(MilRunner(artifact, model, options.threads), model, slot_sets, options.compressed)
     if sys.platform == "darwin":
         predicted = check_parity(PredictRunner(artifact, model), model, slot_sets, options.compressed)
         report.cases.update({f"predict:{k}": v for k, v in predicted.cases.items()})

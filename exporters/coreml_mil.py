@@ -83,7 +83,8 @@ def _linear(args) -> Val:
     x, weight, bias = args["x"], args["weight"], args.get("bias")
     if weight.batched or (bias is not None and bias.batched):
         raise UnsupportedMilOp("linear with per-call weights")
-    out = np.matmul(x.array, weight.array.T)
+    a = x.array
+    out = (a.reshape(-1, a.shape[-1]) @ weight.array.T).reshape(a.shape[:-1] + (weight.array.shape[0],))  # one GEMM
     return Val(out if bias is None else out + bias.array, x.batched)
 
 
@@ -96,6 +97,8 @@ def _matmul(args) -> Val:
         b = np.swapaxes(b, -1, -2)
     if (x.batched and x.rank < 2) or (y.batched and y.rank < 2):
         raise UnsupportedMilOp("matmul of a rank-1 per-call tensor")
+    if not y.batched and y.rank == 2 and a.ndim >= 2:  # a stack times one matrix: a single GEMM
+        return Val((a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + (b.shape[-1],)), x.batched)
     rank = max(x.rank, y.rank)
     a, b = _expand([Val(a, x.batched), Val(b, y.batched)], rank)
     return Val(np.matmul(a, b), x.batched or y.batched)
@@ -334,6 +337,7 @@ class MilProgram:
         self.output_names = [v.name for v in function.outputs]
         self.constants: dict[str, np.ndarray] = {}
         self.steps: list[tuple[str, Callable, dict[str, Any], list[str]]] = []
+        self.largest_value = 1  # elements of the largest per-call intermediate (sizes the batches of calls)
         for op in function.operations:
             if op.op_type == "const":
                 self.constants[op.outputs[0].name] = np.asarray(op.outputs[0].val)
@@ -344,6 +348,10 @@ class MilProgram:
                 wiring = {k: (tuple(x.name for x in v) if isinstance(v, (list, tuple)) else v.name)
                           for k, v in op.inputs.items()}
                 self.steps.append((op.op_type, OPS[op.op_type], wiring, [o.name for o in op.outputs]))
+                for out in op.outputs:
+                    shape = getattr(out, "shape", None) or ()
+                    if all(isinstance(d, (int, np.integer)) for d in shape):
+                        self.largest_value = max(self.largest_value, int(np.prod(shape, dtype=np.int64)))
             else:
                 raise UnsupportedMilOp(f"the numpy evaluator has no implementation of MIL op {op.op_type!r} "
                                        f"(implemented: {', '.join(sorted(OPS) + sorted(CONSTEXPR_OPS))})")

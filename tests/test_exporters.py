@@ -66,6 +66,11 @@ def test_options_reject_unknown_modes_with_a_clear_message():
         ExportOptions(quantize="none", coreml_palettize_bits=4)
 
 
+def test_options_survive_their_json_round_trip():
+    options = ExportOptions(quantize="int8", shape=(("seq_len", 12),), coreml_palettize_bits=4, threads=2)
+    assert ExportOptions.from_json(options.to_json()) == options
+
+
 # -- parity in the real runtimes -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("backbone", BACKBONES)
 @pytest.mark.parametrize("target", TARGETS)

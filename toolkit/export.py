@@ -82,17 +82,19 @@ def build_eval_set(run, model, shape: Mapping[str, int], max_devices: int, progr
 
 
 class EagerCalls:
-    """PyTorch eager outputs of many calls that share slots: vectorised with torch.func.vmap over the calls.
+    """PyTorch eager outputs of many calls that share slots, vectorised with torch.func.vmap over the calls.
 
-    vmap runs the same per-call program on a stack of calls; the first batch is checked against one call at a
-    time, and a model vmap cannot run (or that disagrees) is run one call at a time instead.
+    vmap runs the same per-call program on a stack of calls. Before the first use, it is checked against one
+    call at a time on the model's example inputs and the fastest batch size is picked (small batches suit
+    programs with large intermediates); a model vmap cannot run, or that disagrees, runs one call at a time.
     """
 
-    CHUNK = 32  # calls per vmap batch (bounds memory for programs with large intermediates)
+    BATCH_SIZES = (4, 16, 64)  # vmap batch sizes tried
+    TRIAL_CALLS = 64  # example calls timed per choice
     CHECK_ATOL = 1e-5  # vmap and one-call-at-a-time outputs may differ by float rounding only
 
     def __init__(self, model):
-        self.model, self.vectorised = model, None
+        self.model, self.batch = model, None  # batch: chosen vmap batch size, 0 = one call at a time
 
     def one_at_a_time(self, calls, slot_tensors) -> list[np.ndarray]:
         import torch
@@ -101,32 +103,45 @@ class EagerCalls:
             return [self.model(*(torch.from_numpy(np.asarray(x)) for x in inputs), *slot_tensors).numpy().copy()
                     for inputs in calls]
 
-    def batched(self, calls, slot_tensors) -> list[np.ndarray]:
+    def batched(self, calls, slot_tensors, batch: int) -> list[np.ndarray]:
         import torch
 
         n_inputs = len(calls[0])
         forward = torch.func.vmap(lambda *args: self.model(*args), in_dims=(0,) * n_inputs + (None,) * len(slot_tensors))
         outputs = []
         with torch.no_grad():
-            for start in range(0, len(calls), self.CHUNK):
-                chunk = calls[start : start + self.CHUNK]
-                stacked = [torch.from_numpy(np.stack([c[i] for c in chunk])) for i in range(n_inputs)]
+            for start in range(0, len(calls), batch):
+                chunk = calls[start : start + batch]
+                stacked = [torch.from_numpy(np.stack([np.asarray(c[i]) for c in chunk])) for i in range(n_inputs)]
                 outputs.extend(row.copy() for row in forward(*stacked, *slot_tensors).numpy())
         return outputs
 
-    def __call__(self, calls, slots) -> list[np.ndarray]:
-        slot_tensors = self.model.slot_tensors(slots)
-        if self.vectorised is None:  # decide once, on the first device's calls
-            single = self.one_at_a_time(calls, slot_tensors)
+    def choose(self, slot_tensors) -> int:
+        """The fastest exact way to run many calls: a vmap batch size, or 0 for one call at a time."""
+        calls = [[t.numpy() for t in self.model.example_inputs(seed)] for seed in range(self.TRIAL_CALLS)]
+        started = time.perf_counter()
+        single = self.one_at_a_time(calls, slot_tensors)
+        best, best_time = 0, time.perf_counter() - started
+        for batch in self.BATCH_SIZES:
             try:
-                batched = self.batched(calls, slot_tensors)
-                self.vectorised = all(b.shape == s.shape and np.abs(b - s).max() <= self.CHECK_ATOL
-                                      for b, s in zip(batched, single))
+                started = time.perf_counter()
+                outputs = self.batched(calls, slot_tensors, batch)
+                seconds = time.perf_counter() - started
             except Exception as err:  # an op without a batching rule: stay exact and slow
                 logger.info("PyTorch reference runs one call at a time (vmap failed: %s)", err)
-                self.vectorised = False
-            return single
-        return self.batched(calls, slot_tensors) if self.vectorised else self.one_at_a_time(calls, slot_tensors)
+                return 0
+            if not all(o.shape == s.shape and np.abs(o - s).max() <= self.CHECK_ATOL for o, s in zip(outputs, single)):
+                logger.info("PyTorch reference runs one call at a time (vmap disagrees with single calls)")
+                return 0
+            if seconds < best_time:
+                best, best_time = batch, seconds
+        return best
+
+    def __call__(self, calls, slots) -> list[np.ndarray]:
+        slot_tensors = self.model.slot_tensors(slots)
+        if self.batch is None:
+            self.batch = self.choose(slot_tensors)
+        return self.batched(calls, slot_tensors, self.batch) if self.batch else self.one_at_a_time(calls, slot_tensors)
 
 
 def score(task, eval_set: EvalSet, outputs: Mapping[int, Sequence[np.ndarray]]) -> dict[str, float]:
