@@ -174,6 +174,7 @@ def test_the_written_manifest_is_valid_and_each_break_is_named(exported):
         (lambda m: m["targets"]["coreml"].update(sha256="xyz"), r"targets/coreml/sha256: 'xyz' does not match"),
         (lambda m: m["targets"]["executorch"].update(input_names="args"), r"input_names: 'args' is not of type"),
         (lambda m: m["targets"]["executorch"].update(speed="fast"), r"Additional properties are not allowed"),
+        (lambda m: m["targets"]["tflite"]["input_names"].pop(), r"input_names has 5 names for the 6 arguments"),
         (lambda m: m["slots"][1].update(offset=4), r"slot 'head.0.bias' should sit at byte \d+"),
         (lambda m: m["quantization"].update(mode="int4"), r"quantization/mode: 'int4' is not one of"),
         (lambda m: m.update(call_signature=list(reversed(m["call_signature"]))), r"call_signature .* should be inputs"),
