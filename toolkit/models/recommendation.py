@@ -95,17 +95,21 @@ class GRU4RecEncoder(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, hist_emb: torch.Tensor, hist_mask: torch.Tensor, cand_emb: torch.Tensor) -> torch.Tensor:
+        # Slices rather than indexing/chunk: XNNPACK delegates slices, so the exported loop stays in one partition.
         x = self.dropout(hist_emb)
+        d = x.shape[-1]
         gates_in = self.input_gates(x)
         hidden = torch.zeros_like(x[:, 0])
         keep = hist_mask[..., None].to(x.dtype)
         for step in range(x.shape[1]):
-            r_in, z_in, n_in = gates_in[:, step].chunk(3, -1)
-            r_h, z_h, n_h = self.hidden_gates(hidden).chunk(3, -1)
-            reset, update = torch.sigmoid(r_in + r_h), torch.sigmoid(z_in + z_h)
-            candidate = torch.tanh(n_in + reset * n_h)
+            step_in = gates_in[:, step : step + 1].squeeze(1)
+            step_h = self.hidden_gates(hidden)
+            reset = torch.sigmoid(step_in[:, :d] + step_h[:, :d])
+            update = torch.sigmoid(step_in[:, d : 2 * d] + step_h[:, d : 2 * d])
+            candidate = torch.tanh(step_in[:, 2 * d :] + reset * step_h[:, 2 * d :])
             new_hidden = (1 - update) * candidate + update * hidden
-            hidden = keep[:, step] * new_hidden + (1 - keep[:, step]) * hidden
+            kept = keep[:, step : step + 1].squeeze(1)
+            hidden = kept * new_hidden + (1 - kept) * hidden
         return self.dropout(hidden)[:, None, :].expand(-1, cand_emb.shape[1], -1)
 
 
