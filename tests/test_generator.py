@@ -71,7 +71,7 @@ def test_generator_size_grows_linearly_with_slot_size():
     def count(rows: int) -> int:
         specs = [SlotSpec("w", (rows, rows)), SlotSpec("b", (rows,))]
         gen = ParameterGenerator(GeneratorConfig(context_dim=7, code_dim=8, rank=2), specs)
-        return sum(p.numel() for p in gen.writers.parameters())
+        return sum(p.numel() for p in gen.writer.parameters())
 
     small, double, quadruple = count(64), count(128), count(256)
     assert (quadruple - double) == pytest.approx(2 * (double - small), rel=1e-9)  # linear, not quadratic

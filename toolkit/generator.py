@@ -35,26 +35,26 @@ class SetEncoder(nn.Module):
 
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
-        self.embed = nn.Sequential(nn.Linear(cfg.context_dim, cfg.code_dim), nn.GELU(),
+        self.embed = nn.Sequential(nn.Linear(cfg.context_dim, cfg.code_dim), nn.SiLU(),
                                    nn.Linear(cfg.code_dim, cfg.code_dim))
         self.query = nn.Linear(cfg.code_dim, 1, bias=False)  # a bias would cancel in the softmax
         self.out = nn.Sequential(nn.Linear(2 * cfg.code_dim, cfg.code_dim), nn.LayerNorm(cfg.code_dim))
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # embed = Linear, GELU, Linear. Both poolings are linear in the last Linear's output, so that layer is
-        # applied after pooling (exactly the same function): its cost no longer grows with the context size.
+        # embed = Linear, SiLU, Linear. Both poolings are linear in the last Linear's output, so that layer is
+        # applied after pooling (the same function): its cost does not grow with the context size.
         first, activation, last = self.embed
-        g = activation(first(self.dropout(context)))
-        weight = mask.to(g.dtype)[..., None]
-        present = (weight.sum(1) > 0).to(g.dtype)
-        mean_g = (g * weight).sum(1) / weight.sum(1).clamp(min=1.0)
-        # query(last(g)) = g . (W_last^T q) + const; the constant cancels in the softmax
-        logits = (g @ (last.weight.t() @ self.query.weight.t())).masked_fill(~mask[..., None], -1e9)
-        attended_g = (logits.softmax(1) * g).sum(1)
-        mean = F.linear(mean_g, last.weight) + last.bias * present
-        attended = F.linear(attended_g, last.weight) + last.bias * present
-        return self.out(torch.cat([mean, attended], -1))
+        if self.training:
+            context = self.dropout(context)
+        g = activation(first(context))  # (B, M, code)
+        weight = mask.to(g.dtype)
+        mean_weights = weight / weight.sum(1, keepdim=True).clamp(min=1.0)
+        # query(last(g)) = g . (W_last^T q) + a constant that cancels in the softmax
+        logits = (g @ (last.weight.t() @ self.query.weight.t())).squeeze(-1).masked_fill(~mask, -1e9)
+        pooling = torch.stack([mean_weights, logits.softmax(1)], 1)  # (B, 2, M): mean, attention
+        pooled = F.linear(pooling @ g, last.weight, last.bias)  # (B, 2, code)
+        return self.out(pooled.flatten(1))
 
 
 class StableWeightAdapter(nn.Module):
@@ -72,32 +72,48 @@ class StableWeightAdapter(nn.Module):
 
 
 class SlotWriter(nn.Module):
-    """Device code -> one slot's residual: U(code) V(code)^T / rank for a matrix, a linear map for a vector."""
+    """Device code -> every slot's residual through ONE linear map.
 
-    def __init__(self, spec: SlotSpec, cfg: GeneratorConfig):
+    A matrix slot (rows x cols) gets U V^T / rank from a (rows x rank) and a (cols x rank) block of the
+    output; a vector slot gets its block directly. Output size = sum over slots of (rows + cols) x rank or
+    length: linear in the slot sizes.
+    """
+
+    def __init__(self, specs: list[SlotSpec], cfg: GeneratorConfig):
         super().__init__()
-        self.spec = spec
-        self.rank = cfg.rank
-        if len(spec.shape) == 2:
-            rows, cols = spec.shape
-            self.left = nn.Linear(cfg.code_dim, rows * cfg.rank)
-            self.right = nn.Linear(cfg.code_dim, cols * cfg.rank)
-            nn.init.normal_(self.left.weight, std=1e-3)
-            nn.init.zeros_(self.left.bias)
-        elif len(spec.shape) == 1:
-            self.vector = nn.Linear(cfg.code_dim, spec.shape[0])
-            nn.init.normal_(self.vector.weight, std=1e-3)
-            nn.init.zeros_(self.vector.bias)
-        else:
-            raise ValueError(f"slot {spec.name} has shape {spec.shape}; the generator writes 1-D and 2-D slots")
+        self.specs, self.rank = list(specs), cfg.rank
+        blocks: list[tuple[int, bool]] = []  # (size, starts small): U factors and vectors start near zero
+        for spec in self.specs:
+            if len(spec.shape) == 2:
+                rows, cols = spec.shape
+                blocks += [(rows * cfg.rank, True), (cols * cfg.rank, False)]
+            elif len(spec.shape) == 1:
+                blocks.append((spec.shape[0], True))
+            else:
+                raise ValueError(f"slot {spec.name} has shape {spec.shape}; the generator writes 1-D and 2-D slots")
+        self.sizes = [size for size, _ in blocks]
+        self.project = nn.Linear(cfg.code_dim, sum(self.sizes))
+        with torch.no_grad():
+            start = 0
+            for size, small in blocks:
+                if small:  # the first residuals are tiny, so DUET starts from Base's behaviour
+                    nn.init.normal_(self.project.weight[start : start + size], std=1e-3)
+                    self.project.bias[start : start + size].zero_()
+                start += size
 
-    def forward(self, code: torch.Tensor) -> torch.Tensor:
-        if len(self.spec.shape) == 1:
-            return self.vector(code)
-        rows, cols = self.spec.shape
-        left = self.left(code).reshape(-1, rows, self.rank)
-        right = self.right(code).reshape(-1, cols, self.rank)
-        return left @ right.transpose(1, 2) / self.rank
+    def forward(self, code: torch.Tensor, base_params: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Base slots + generated residuals, one (B, *shape) tensor per slot."""
+        parts = iter(self.project(code).split(self.sizes, -1))
+        out = []
+        for spec, base in zip(self.specs, base_params):
+            if len(spec.shape) == 2:
+                rows, cols = spec.shape
+                left = next(parts).reshape(-1, rows, self.rank)
+                right = next(parts).reshape(-1, cols, self.rank)
+                out.append(torch.baddbmm(base[None], left, right.transpose(1, 2), alpha=1.0 / self.rank))
+            else:
+                out.append(base[None] + next(parts))
+        return out
 
 
 class ParameterGenerator(nn.Module):
@@ -109,7 +125,7 @@ class ParameterGenerator(nn.Module):
         self.slot_specs = list(slot_specs)
         self.encoder = SetEncoder(cfg)
         self.stabilizer = StableWeightAdapter(cfg) if cfg.stabilizer else nn.Identity()
-        self.writers = nn.ModuleList(SlotWriter(spec, cfg) for spec in self.slot_specs)
+        self.writer = SlotWriter(self.slot_specs, cfg)
 
     def device_code(self, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.stabilizer(self.encoder(context, mask))
@@ -117,10 +133,4 @@ class ParameterGenerator(nn.Module):
     def forward(self, context: torch.Tensor, mask: torch.Tensor,
                 base_params: list[torch.Tensor]) -> list[torch.Tensor]:
         """(B, M, context_dim) vectors and (B, M) mask -> one (B, *shape) tensor per slot."""
-        code = self.device_code(context, mask)
-        return [base[None] + writer(code) for base, writer in zip(base_params, self.writers)]
-
-
-def generator_regulariser(deltas: list[torch.Tensor]) -> torch.Tensor:
-    """Mean squared size of the generated residuals (keeps generated slots near the Base slots)."""
-    return sum(F.mse_loss(d, torch.zeros_like(d), reduction="mean") for d in deltas) / len(deltas)
+        return self.writer(self.device_code(context, mask), base_params)

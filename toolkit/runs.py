@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ class Run:
     base: nn.Module
     duet: nn.Module
     generator: ParameterGenerator
+    serving: nn.Module | None = field(default=None, repr=False, compare=False)  # see generation.serving_generator
 
     @property
     def name(self) -> str:
