@@ -158,18 +158,21 @@ def download(name: str, out_dir: str) -> None:
               help="Comma-separated metric names to show (default: all of the task's metrics).")
 @click.option("--shifted", is_flag=True, help="Report the most-shifted devices (metrics_shifted.json).")
 @click.option("--timing", is_flag=True, help="Report fine-tuning vs generation time per device instead.")
-def report(run_dirs, metric_keys, shifted, timing) -> None:
+@click.option("--ablation", is_flag=True, help="Report DUET variants (generator settings, epochs, slot stability).")
+def report(run_dirs, metric_keys, shifted, timing, ablation) -> None:
     """Print a Markdown table of evaluated runs (what the README shows)."""
-    from toolkit.report import comparison_table, timing_table
+    from toolkit.report import ablation_table, comparison_table, timing_table
 
     runs = [Path(r) for r in run_dirs]
     try:
-        if timing:
+        if ablation:
+            click.echo(ablation_table(runs))
+        elif timing:
             click.echo(timing_table(runs))
         else:
             click.echo(comparison_table(runs, metric_keys.split(",") if metric_keys else None, shifted))
-    except (FileNotFoundError, KeyError) as err:
-        _fail(str(err))
+    except (FileNotFoundError, KeyError, StopIteration) as err:
+        _fail(str(err) or "a run lacks the DUET stage in its train_log.jsonl")
 
 
 def _recommendation_task(dataset, data_path, data_format, seed, max_users, backbone, embed_dim, context_items,

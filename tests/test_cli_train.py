@@ -122,3 +122,13 @@ def test_report_on_an_unevaluated_run_says_what_to_do(tmp_path, cache_dir):
     out = _train(tmp_path, cache_dir)
     result = CliRunner().invoke(cli.cli, ["report", str(out)])
     assert result.exit_code == 2 and "cli.py evaluate" in result.output
+
+
+def test_ablation_report_names_the_generator_settings(tmp_path, cache_dir):
+    out = _train(tmp_path, cache_dir, "--no-stabilizer")
+    assert CliRunner().invoke(cli.cli, ["evaluate", str(out), "--cache-dir", cache_dir]).exit_code == 0
+    result = CliRunner().invoke(cli.cli, ["report", "--ablation", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "stabilizer=False" in result.output and "context=20 items, time=True" in result.output
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["slot_change_per_new_sample"] > 0

@@ -54,6 +54,28 @@ def generate_timings(run: Run, devices: np.ndarray, split: str = "test") -> dict
     return {"forward": float(np.mean(forward[skip:])), "with_context": float(np.mean(end_to_end[skip:]))}
 
 
+def slot_stability(run: Run, devices: np.ndarray, split: str = "test") -> float:
+    """How far a device's generated slots move when its latest sample is left out of its context:
+    mean over devices of ||slots(context) - slots(context without its latest sample)|| / ||Base slots||.
+
+    Contexts are ordered oldest to newest and right-aligned, so the latest sample is the last present one.
+    """
+    serving = serving_generator(run)
+    base_norm = float(torch.sqrt(sum((p.detach() ** 2).sum() for p in run.duet.head.params)))
+    changes = []
+    with torch.inference_mode():
+        for device in devices:
+            context = run.task.device_context(run.duet, int(device), split)
+            if int(context.mask.sum()) < 2:
+                continue
+            shorter = context.mask.clone()
+            shorter[0, int(torch.nonzero(shorter[0])[-1])] = False
+            full, reduced = serving(context.vectors, context.mask), serving(context.vectors, shorter)
+            change = torch.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(full, reduced)))
+            changes.append(float(change) / base_norm)
+    return float(np.mean(changes)) if changes else float("nan")
+
+
 def evaluate_run(run: Run, finetune: FinetuneConfig, shifted_fraction: float = 0.25,
                  progress: Callable[[str, int], Callable[[], None]] | None = None) -> dict[str, dict]:
     """{"metrics": metrics.json, "shifted": the same on the most-shifted devices, "settings": how it was run}."""
@@ -82,5 +104,6 @@ def evaluate_run(run: Run, finetune: FinetuneConfig, shifted_fraction: float = 0
     shifted_metrics.update({m: task.metrics_from_scores(scores[m], shifted) for m in METHODS})
     settings_used = {"finetune": settings, "shifted_fraction": shifted_fraction, "test_devices": int(len(devices)),
                      "torch_threads": torch.get_num_threads(),
-                     "generate_seconds_per_device_with_context_encoding": timings["with_context"]}
+                     "generate_seconds_per_device_with_context_encoding": timings["with_context"],
+                     "slot_change_per_new_sample": slot_stability(run, devices)}
     return {"metrics": metrics, "shifted": shifted_metrics, "settings": settings_used}

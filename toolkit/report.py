@@ -43,3 +43,27 @@ def timing_table(runs: list[Path]) -> str:
         ft, gen = m["finetune_seconds_per_device"], m["generate_seconds_per_device"]
         rows.append(f"| {Path(run).name} | {ft * 1e3:.1f} | {gen * 1e3:.3f} | {ft / gen:.0f}x |")
     return "\n".join(rows)
+
+
+def ablation_table(runs: list[Path]) -> str:
+    """DUET variants sharing one Base: the selection metric, its gain, epochs to the best validation score,
+    and how far the slots move per new sample (evaluation.json)."""
+    rows = ["| run | generator settings | DUET | Δ vs base | Δ vs finetune | best epoch | slot change per new sample |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    for run in runs:
+        metrics = _load(run, "metrics.json")
+        key = "uauc" if "uauc" in metrics["base"] else next(iter(metrics["base"]))
+        config = _load(run, "config.json")
+        events = [json.loads(line) for line in (Path(run) / "train_log.jsonl").read_text().splitlines()]
+        best = next(e for e in events if e.get("stage") == "duet" and e.get("event") == "best")
+        epoch = max(e["epoch"] for e in events
+                    if e.get("stage") == "duet" and "epoch" in e and e.get(f"val_{key}") == best[f"val_{key}"])
+        model = config["task_config"].get("model") or {}
+        settings = (f"stabilizer={config['generator']['stabilizer']}, backbone_lr={config['train']['backbone_lr']}"
+                    + (f", context={model['context_items']} items, time={model['context_time']}"
+                       if "context_items" in model else ""))
+        change = _load(run, "evaluation.json").get("slot_change_per_new_sample", float("nan"))
+        rows.append(f"| {Path(run).name} | {settings} | {metrics['duet'][key]:.4f} | "
+                    f"{metrics['duet'][key] - metrics['base'][key]:+.4f} | "
+                    f"{metrics['duet'][key] - metrics['finetune'][key]:+.4f} | {epoch} | {change:.4f} |")
+    return "\n".join(rows)
