@@ -74,7 +74,7 @@ def cli(threads: int, verbose: bool) -> None:
               help="Learning rate of the generator [recommendation 1e-3, image 3e-3].")
 @click.option("--backbone-lr", type=float, default=None,
               help="Learning rate of the shared static layers while the generator trains; 0 freezes them "
-                   "[recommendation 1e-3, image 0].")
+                   "[recommendation 1e-3 (DIN 0), image 0].")
 @click.option("--base-from", type=click.Path(exists=True, file_okay=False), default=None,
               help="Reuse the trained Base of an earlier run with the same task and data (skips the Base stage); "
                    "for generator ablations.")
