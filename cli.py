@@ -158,14 +158,18 @@ def download(name: str, out_dir: str) -> None:
               help="Comma-separated metric names to show (default: all of the task's metrics).")
 @click.option("--shifted", is_flag=True, help="Report the most-shifted devices (metrics_shifted.json).")
 @click.option("--timing", is_flag=True, help="Report fine-tuning vs generation time per device instead.")
+@click.option("--exports", "exports", is_flag=True,
+              help="The arguments are export folders: sizes, runtime scores and latency from their report.json.")
 @click.option("--ablation", is_flag=True, help="Report DUET variants (generator settings, epochs, slot stability).")
-def report(run_dirs, metric_keys, shifted, timing, ablation) -> None:
-    """Print a Markdown table of evaluated runs (what the README shows)."""
-    from toolkit.report import ablation_table, comparison_table, timing_table
+def report(run_dirs, metric_keys, shifted, timing, exports, ablation) -> None:
+    """Print a Markdown table of evaluated runs or exports (what the README shows)."""
+    from toolkit.report import ablation_table, comparison_table, export_table, timing_table
 
     runs = [Path(r) for r in run_dirs]
     try:
-        if ablation:
+        if exports:
+            click.echo(export_table(runs))
+        elif ablation:
             click.echo(ablation_table(runs))
         elif timing:
             click.echo(timing_table(runs))

@@ -85,6 +85,21 @@ def test_report_puts_runtime_uauc_next_to_pytorch_and_times_both(exported):
             assert result["latency"]["runtime_p50_us"] > 0
 
 
+def test_cli_report_exports_prints_one_row_per_target_from_report_json(exported):
+    from click.testing import CliRunner
+
+    import cli
+
+    out, report = exported
+    result = CliRunner().invoke(cli.cli, ["report", "--exports", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if line.startswith(f"| {out.name} |")]
+    assert [row.split("|")[2].strip() for row in rows] == list(report["targets"])
+    tflite = next(row for row in rows if "| tflite |" in row).split("|")
+    assert tflite[4].strip() == str(round(report["targets"]["tflite"]["bytes"] / 1024))
+    assert tflite[6].strip() == f"{report['targets']['tflite']['uauc']['runtime']:.4f}"
+
+
 def test_reexport_replaces_the_previous_one_and_leaves_nothing_behind(run, exported, tmp_path):
     import shutil
 

@@ -67,3 +67,23 @@ def ablation_table(runs: list[Path]) -> str:
                     f"{metrics['duet'][key] - metrics['base'][key]:+.4f} | "
                     f"{metrics['duet'][key] - metrics['finetune'][key]:+.4f} | {epoch} | {change:.4f} |")
     return "\n".join(rows)
+
+
+def export_table(export_dirs: list[Path]) -> str:
+    """One row per (export, target) from report.json: file size, the task's metric scored in the runtime against
+    PyTorch fp32, and one call's p50 latency in the runtime against PyTorch eager in the same process."""
+    rows = ["| export | target | quantize | size KiB | metric | runtime | PyTorch fp32 | drop | runtime p50 µs "
+            "| eager p50 µs | export s (all targets) |",
+            "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for export_dir in export_dirs:
+        report = _load(export_dir, "report.json")
+        mode = report["options"]["quantize"]
+        for target, entry in report["targets"].items():
+            key = next(k for k, v in entry.items() if isinstance(v, dict) and {"runtime", "pytorch_fp32"} <= set(v))
+            score, latency = entry[key], entry["latency"]
+            runtime_us = latency["runtime_p50_us"]
+            rows.append(f"| {Path(export_dir).name} | {target} | {mode} | {entry['bytes'] / 1024:.0f} | {key} | "
+                        f"{score['runtime']:.4f} | {score['pytorch_fp32']:.4f} | {score['drop']:+.5f} | "
+                        f"{'n/a (no runtime on Linux)' if runtime_us is None else f'{runtime_us:.0f}'} | "
+                        f"{latency['pytorch_eager_p50_us']:.0f} | {report['seconds_total']:.0f} |")
+    return "\n".join(rows)
