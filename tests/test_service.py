@@ -320,3 +320,21 @@ def test_blob_encoder_writes_exactly_what_encode_safetensors_writes(run, manifes
     huge = dict(slots, **{specs[0].name: np.full(specs[0].shape, 1e6, np.float32)})
     with pytest.raises(Exception, match="NaN or infinite values as float16"):
         encoder.encode(huge, "float16")
+
+
+def test_a_batch_encodes_each_row_in_its_dtype_and_refuses_only_the_bad_row(run, manifest):
+    from toolkit.service.generate import BlobEncoder
+    from toolkit.slots import encode_safetensors
+
+    specs = slot_specs_of(manifest)
+    devices = [int(d) for d in run.task.device_ids("test")[:3]]
+    rows = [slots_for_device(run, d, "test") for d in devices]
+    batch = {spec.name: np.stack([row[spec.name] for row in rows]) for spec in specs}
+    batch[specs[0].name][1, 0] = np.inf
+    metadata = {"model_version": manifest["model_version"], "task": run.task.name}
+    blobs = BlobEncoder(specs, metadata).encode_batch(batch, ["float16", "float32", "float32"])
+    assert blobs[0].data == encode_safetensors(specs, rows[0], "float16", metadata)
+    assert isinstance(blobs[1], Exception) and "NaN or infinite values as float32" in str(blobs[1])
+    assert blobs[2].data == encode_safetensors(specs, rows[2], "float32", metadata)
+    with pytest.raises(Exception, match="should have shape"):
+        BlobEncoder(specs, metadata).encode_batch(batch, ["float32", "float32"])

@@ -62,6 +62,26 @@ def test_recommendation_requests_are_validated(rec_task, body, message):
         rec_task.request_context(_run(rec_task).duet, [body])
 
 
+def test_a_batch_of_requests_reads_like_its_requests_one_by_one_and_names_the_bad_one(rec_task):
+    import enum
+
+    class Rating(enum.IntEnum):  # an int subclass: refused by the batch fast path, accepted by the slow one
+        FIVE = 5
+
+    model = _run(rec_task).duet
+    bodies = [rec_task.example_request(0), {"device_id": "x", "items": [3, Rating.FIVE], "timestamps": [7, 9]},
+              rec_task.example_request(1)]
+    together = rec_task.request_context(model, bodies)
+    for row, body in enumerate(bodies):
+        alone = rec_task.request_context(model, [body])
+        torch.testing.assert_close(together.vectors[row], alone.vectors[0])
+        assert torch.equal(together.mask[row], alone.mask[0])
+    assert together.mask[1].sum() == 2 and together.mask[1, -2:].all()  # right-aligned, zero-padded on the left
+    bad = dict(bodies[2], items=[1] * (len(bodies[2]["items"]) - 1) + [10**9])
+    with pytest.raises(RequestError, match=r"'items\[\d+\]' = 1000000000 is unknown item id"):
+        rec_task.request_context(model, [bodies[0], bad])
+
+
 @pytest.mark.parametrize("images,message", [
     ([], "non-empty list"),
     ([[0.5] * 63], r"'images\[0\]' must be a list of 64 numbers"),

@@ -73,8 +73,3 @@ def generate_slots(run: Run, context: DeviceContext) -> list[dict[str, np.ndarra
 def slots_for_device(run: Run, device: int, split: str = "test") -> dict[str, np.ndarray]:
     """Slots generated from one device's data as it stands when `split` begins."""
     return generate_slots(run, run.task.device_context(run.duet, device, split))[0]
-
-
-def slots_for_request(run: Run, payloads: list[dict]) -> list[dict[str, np.ndarray]]:
-    """Slots for validated generate-request bodies (RequestError on bad input)."""
-    return generate_slots(run, run.task.request_context(run.duet, payloads))

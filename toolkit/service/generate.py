@@ -60,33 +60,36 @@ class SlotMaker:
         self.encoder = BlobEncoder(specs, {"model_version": model_version, "task": run.task.name})
 
     def __call__(self, jobs: list[GenerateJob]) -> list[SlotBlob | Exception]:
-        from toolkit.generation import slots_for_request
+        from toolkit.generation import generate_slot_batch
 
         results: list[SlotBlob | Exception | None] = [None] * len(jobs)
         valid = list(range(len(jobs)))
+        task, model = self.run.task, self.run.duet
         try:
-            generated = slots_for_request(self.run, [jobs[i].body for i in valid])
+            context = task.request_context(model, [job.body for job in jobs])
         except RequestError:
             valid = []
             for i, job in enumerate(jobs):
                 try:
-                    self.run.task.request_context(self.run.duet, [job.body])
+                    task.request_context(model, [job.body])
                     valid.append(i)
                 except RequestError as err:
                     results[i] = err
-            generated = slots_for_request(self.run, [jobs[i].body for i in valid]) if valid else []
-        for i, slots in zip(valid, generated):
-            try:
-                results[i] = self.encoder.encode(slots, jobs[i].dtype)
-            except SlotShapeError as err:  # non-finite generated values: a model problem, answered as a 500
-                logger.error("generated slots failed their check: %s", err)
-                results[i] = err
+            context = task.request_context(model, [jobs[i].body for i in valid]) if valid else None
+        if context is not None:
+            batch = generate_slot_batch(self.run, context)
+            dtypes = [jobs[i].dtype for i in valid]
+            for i, blob in zip(valid, self.encoder.encode_batch(batch, dtypes)):
+                if isinstance(blob, SlotShapeError):  # non-finite generated values: a model problem, a 500
+                    logger.error("generated slots failed their check: %s", blob)
+                results[i] = blob
         return results
 
 
 class BlobEncoder:
     """Exactly `encode_safetensors`'s bytes, faster: the header depends only on the specs, the dtype and the
-    metadata, so it is built once per dtype by `encode_safetensors` itself; each blob then costs one copy."""
+    metadata, so it is built once per dtype by `encode_safetensors` itself; a batch's slots are cast and
+    checked in one array, and each device's blob is then its header plus one row's bytes."""
 
     def __init__(self, specs: list[SlotSpec], metadata: Mapping[str, str]):
         self.specs = specs
@@ -98,18 +101,37 @@ class BlobEncoder:
             self.headers[dtype] = template[: 8 + size]
 
     def encode(self, slots: Mapping[str, np.ndarray], dtype: str) -> SlotBlob:
-        if dtype not in self.headers:
-            raise SlotShapeError(f"unsupported slot dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-        wire = np.dtype(DTYPES[dtype]).newbyteorder("<")
-        parts = [self.headers[dtype]]
+        """One device's blob; raises SlotShapeError for a wrong shape, a wrong dtype or non-finite values."""
+        result = self.encode_batch({name: np.asarray(value)[None] for name, value in slots.items()}, [dtype])[0]
+        if isinstance(result, SlotShapeError):
+            raise result
+        return result
+
+    def encode_batch(self, batch: Mapping[str, np.ndarray], dtypes: list[str]) -> list[SlotBlob | SlotShapeError]:
+        """One blob per row of `batch` ({slot name: (B, *shape)}) in that row's dtype, or the SlotShapeError
+        that row's values earn (NaN or infinity, also after the cast); a wrong shape or dtype name raises."""
+        for dtype in set(dtypes):
+            if dtype not in self.headers:
+                raise SlotShapeError(f"unsupported slot dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+        rows = len(dtypes)
         for spec in self.specs:
-            with np.errstate(over="ignore"):  # overflow to float16 infinity is caught below
-                value = np.ascontiguousarray(slots[spec.name], dtype=wire)
-            if value.shape != spec.shape:
+            shape = tuple(np.shape(batch[spec.name]))
+            if shape != (rows, *spec.shape):
                 raise SlotShapeError(f"slot {spec.name!r} should have shape {list(spec.shape)}, "
-                                     f"got {list(value.shape)}")
-            parts.append(value.tobytes())
-        data = b"".join(parts)
-        if not np.isfinite(np.frombuffer(data, wire, offset=len(parts[0]))).all():
-            raise SlotShapeError(f"generated slots hold NaN or infinite values as {dtype}")
-        return SlotBlob(data, hashlib.sha256(data).hexdigest())
+                                     f"got {list(shape[1:])}")
+        flat32 = np.concatenate([np.asarray(batch[spec.name], np.float32).reshape(rows, -1) for spec in self.specs],
+                                axis=1)
+        results: list[SlotBlob | SlotShapeError] = [None] * rows  # type: ignore[list-item]
+        for dtype in set(dtypes):
+            wire = np.dtype(DTYPES[dtype]).newbyteorder("<")
+            with np.errstate(over="ignore"):  # overflow to float16 infinity is caught below
+                flat = flat32.astype(wire)
+            finite = np.isfinite(flat).all(axis=1)
+            header = self.headers[dtype]
+            for row in (r for r in range(rows) if dtypes[r] == dtype):
+                if not finite[row]:
+                    results[row] = SlotShapeError(f"generated slots hold NaN or infinite values as {dtype}")
+                    continue
+                data = header + flat[row].tobytes()
+                results[row] = SlotBlob(data, hashlib.sha256(data).hexdigest())
+        return results

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from itertools import chain
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -263,19 +264,17 @@ class RecommendationTask(Task):
 
     def request_context(self, model: RecModel, payloads: list[Mapping[str, Any]]) -> DeviceContext:
         m = self.model_cfg.context_items
-        items = np.zeros((len(payloads), m), np.int64)
-        times = np.zeros((len(payloads), m), np.int64)
-        for row, payload in enumerate(payloads):
-            ids = _int_list(payload, "items", 1, self.data.n_items - 1, m)
-            items[row, m - len(ids) :] = ids
-            if self.model_cfg.context_time:
-                stamps = _int_list(payload, "timestamps", 0, 2**62, m)
-                if len(stamps) != len(ids):
-                    raise RequestError(f"'timestamps' has {len(stamps)} entries but 'items' has {len(ids)}")
-                times[row, m - len(ids) :] = stamps
+        items = _right_aligned(payloads, "items", 1, self.data.n_items - 1, m)
+        times = None
+        if self.model_cfg.context_time:
+            times = _right_aligned(payloads, "timestamps", 0, 2**62, m)
+            for row, payload in enumerate(payloads):
+                if len(payload["timestamps"]) != len(payload["items"]):
+                    raise RequestError(f"'timestamps' has {len(payload['timestamps'])} entries but 'items' has "
+                                       f"{len(payload['items'])}")
         with torch.no_grad():
             tensor = torch.from_numpy(items)
-            vectors = model.context_vectors(tensor, torch.from_numpy(times) if self.model_cfg.context_time else None)
+            vectors = model.context_vectors(tensor, None if times is None else torch.from_numpy(times))
         return DeviceContext(vectors, tensor > 0)
 
     def example_request(self, device: int) -> dict:
@@ -339,7 +338,42 @@ class RecDeviceModel(DeviceModel):
         return history, torch.randint(1, n_items, (1, self.n_candidates), generator=g, dtype=torch.int32)
 
 
+def _right_aligned(payloads: list[Mapping[str, Any]], key: str, low: int, high: int, max_len: int) -> np.ndarray:
+    """(B, max_len) int64: each payload's `key` list, validated, right-aligned and left-padded with 0.
+
+    The whole batch is checked in one pass (one type scan, one array, one range check); only when that fails
+    is each list checked on its own, to name the first bad entry of the first bad payload.
+    """
+    out = np.zeros((len(payloads), max_len), np.int64)
+    lists = [payload.get(key) for payload in payloads]
+    flat = _checked_batch(lists, low, high, max_len)
+    if flat is None:  # the slow path raises the RequestError that names the problem
+        lists = [_int_list(payload, key, low, high, max_len) for payload in payloads]
+        flat = np.array([int(x) for x in chain.from_iterable(lists)], dtype=np.int64)
+    start = 0
+    for row, values in enumerate(lists):
+        out[row, max_len - len(values) :] = flat[start : start + len(values)]
+        start += len(values)
+    return out
+
+
+def _checked_batch(lists: list[Any], low: int, high: int, max_len: int) -> np.ndarray | None:
+    """All lists concatenated as int64 when every one is a non-empty list of at most `max_len` ints (not
+    bools) within low..high; None otherwise."""
+    if not all(type(values) is list and 0 < len(values) <= max_len for values in lists):
+        return None
+    flat = list(chain.from_iterable(lists))
+    if set(map(type, flat)) != {int}:
+        return None
+    try:
+        array = np.array(flat, dtype=np.int64)
+    except OverflowError:
+        return None
+    return array if array.min() >= low and array.max() <= high else None
+
+
 def _int_list(payload: Mapping[str, Any], key: str, low: int, high: int, max_len: int) -> list[int]:
+    """`payload[key]` as a list of ints within low..high, or a RequestError naming what is wrong."""
     value = payload.get(key)
     if not isinstance(value, list):
         raise RequestError(f"'{key}' must be a list of integers")
@@ -347,18 +381,13 @@ def _int_list(payload: Mapping[str, Any], key: str, low: int, high: int, max_len
         raise RequestError(f"'{key}' is empty; send at least one entry")
     if len(value) > max_len:
         raise RequestError(f"'{key}' has {len(value)} entries; at most {max_len} are read")
-    if all(type(x) is int for x in value):  # fast path: one pass in C, then a vectorised range check
-        array = np.asarray(value, dtype=object if max(abs(min(value)), abs(max(value))) >= 2**63 else np.int64)
-        bad = np.flatnonzero((array < low) | (array > high))
-        if not bad.size:
-            return value
-        first = int(bad[0])
-        what = "unknown item id" if key == "items" else "out of range"
-        raise RequestError(f"'{key}[{first}]' = {value[first]} is {what} (valid: {low}..{high})")
     for i, x in enumerate(value):
         if isinstance(x, bool) or not isinstance(x, int):
             raise RequestError(f"'{key}[{i}]' must be an integer, got {type(x).__name__}")
-    raise RequestError(f"'{key}' must hold only integers")
+        if not low <= x <= high:
+            what = "unknown item id" if key == "items" else "out of range"
+            raise RequestError(f"'{key}[{i}]' = {x} is {what} (valid: {low}..{high})")
+    return value
 
 
 def _load_data(cfg: RecTaskConfig, cache_dir: Path | None) -> SequenceData:
