@@ -103,6 +103,20 @@ def test_base_from_reuses_the_base_and_refuses_other_data(tmp_path, cache_dir):
     assert result.exit_code == 2 and "another architecture" in result.output
 
 
+def test_base_from_works_for_the_image_task_whose_config_holds_tuples(tmp_path, cache_dir):
+    tiny = ["--task", "image", "--max-epochs", "1", "--train-devices", "20", "--test-devices", "4",
+            "--cache-dir", cache_dir]
+    first, second = tmp_path / "a", tmp_path / "b"
+    for out, extra in ((first, []), (second, ["--base-from", str(first), "--no-stabilizer"])):
+        result = CliRunner().invoke(cli.cli, ["train", "--out", str(out), *tiny, *extra])
+        assert result.exit_code == 0, result.output
+    base_a, base_b = load_file(first / "base.safetensors"), load_file(second / "base.safetensors")
+    assert all((base_a[k] == base_b[k]).all() for k in base_a)
+    result = CliRunner().invoke(cli.cli, ["train", "--out", str(tmp_path / "c"), *tiny[:-4], "--train-devices", "24",
+                                          "--test-devices", "4", "--base-from", str(first)])
+    assert result.exit_code == 2 and "other data" in result.output
+
+
 def test_download_of_an_unknown_data_set_is_refused():
     result = CliRunner().invoke(cli.cli, ["download", "ml-999"])
     assert result.exit_code == 2 and "ml-999" in result.output

@@ -81,7 +81,7 @@ def load_base(path: Path, task: Task) -> nn.Module:
     if config["task"] != task.name:
         raise ConfigError(f"{path}: its Base is for the {config['task']} task, not {task.name}")
     theirs = TASKS[task.name].base_signature_of(config["task_config"])
-    ours = TASKS[task.name].base_signature_of(task.config_json())
+    ours = TASKS[task.name].base_signature_of(json.loads(json.dumps(task.config_json())))  # tuples as saved: lists
     if theirs != ours:
         differing = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         raise ConfigError(f"{path}: its Base was trained on other data or another architecture ({differing} differ)")
