@@ -140,7 +140,7 @@ def test_report_on_an_unevaluated_run_says_what_to_do(tmp_path, cache_dir):
 
 def test_ablation_report_names_the_generator_settings(tmp_path, cache_dir):
     out = _train(tmp_path, cache_dir, "--no-stabilizer", "--rank", "2")
-    assert load_run(out, cache_dir).generator.cfg.rank == 2
+    assert json.loads((out / "config.json").read_text())["generator"]["rank"] == 2
     assert CliRunner().invoke(cli.cli, ["evaluate", str(out), "--cache-dir", cache_dir]).exit_code == 0
     result = CliRunner().invoke(cli.cli, ["report", "--ablation", str(out)])
     assert result.exit_code == 0, result.output
