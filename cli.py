@@ -61,7 +61,7 @@ def cli(threads: int, verbose: bool) -> None:
 @click.option("--max-epochs", type=int, default=None,
               help="Epoch limit per stage; early stopping usually ends sooner [recommendation 20, image 30].")
 @click.option("--patience", type=int, default=None,
-              help="Epochs without validation gain before a stage stops [recommendation 3, image 4].")
+              help="Epochs without validation gain before a stage stops [recommendation 3, image 10].")
 @click.option("--embed-dim", type=int, default=32, show_default=True, help="Item embedding size.")
 @click.option("--context-items", type=int, default=100, show_default=True,
               help="How many of a device's most recent items the generator reads.")
@@ -73,7 +73,7 @@ def cli(threads: int, verbose: bool) -> None:
               help="Rank of each generated weight residual (the generator's size grows linearly with it).")
 @click.option("--lr", type=float, default=None, help="Adam learning rate of the Base stage [3e-3].")
 @click.option("--generator-lr", type=float, default=None,
-              help="Learning rate of the generator [recommendation 1e-3, image 3e-3].")
+              help="Learning rate of the generator [1e-3].")
 @click.option("--backbone-lr", type=float, default=None,
               help="Learning rate of the shared static layers while the generator trains; 0 freezes them "
                    "[recommendation 1e-3 (DIN 0), image 0].")
