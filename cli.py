@@ -177,8 +177,13 @@ def report(run_dirs, metric_keys, shifted, timing, exports, ablation) -> None:
             click.echo(timing_table(runs))
         else:
             click.echo(comparison_table(runs, metric_keys.split(",") if metric_keys else None, shifted))
-    except (FileNotFoundError, KeyError, StopIteration) as err:
-        _fail(str(err) or "a run lacks the DUET stage in its train_log.jsonl")
+    except FileNotFoundError as err:
+        _fail(str(err))
+    except KeyError as err:
+        _fail(f"{err} is missing from the files of {', '.join(run_dirs)}: made by an older version? "
+              f"re-run `cli.py evaluate` or `cli.py export`")
+    except StopIteration:
+        _fail("a run lacks the DUET stage in its train_log.jsonl")
 
 
 def _recommendation_task(dataset, data_path, data_format, seed, max_users, backbone, embed_dim, context_items,

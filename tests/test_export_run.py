@@ -72,6 +72,7 @@ def test_export_writes_every_target_a_valid_manifest_and_a_report(exported):
 
 def test_report_puts_runtime_uauc_next_to_pytorch_and_times_both(exported):
     _, report = exported
+    assert report["metric"] == "uauc"
     for name, result in report["targets"].items():
         assert result["uauc"]["pytorch_fp32"] == report["pytorch_fp32"]["uauc"]
         assert abs(result["uauc"]["drop"]) <= MAX_METRIC_DROP

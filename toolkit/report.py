@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from toolkit.tasks import TASKS
+
 METHODS = ("base", "finetune", "duet")
 
 
@@ -15,13 +17,19 @@ def _load(run: Path, name: str) -> dict:
     return json.loads(path.read_text())
 
 
+def _selection_metric(run: Path) -> str:
+    """The metric the run's task selects on (UAUC, accuracy): the one the gains are reported in."""
+    return TASKS[_load(run, "config.json")["task"]].selection_metric
+
+
 def comparison_table(runs: list[Path], metric_keys: list[str] | None = None, shifted: bool = False) -> str:
     """One row per (run, method): the chosen metrics, and for DUET the gain over Base and fine-tuning."""
     rows = []
     for run in runs:
         metrics = _load(run, "metrics_shifted.json" if shifted else "metrics.json")
         keys = metric_keys or list(metrics["base"])
-        head = "uauc" if "uauc" in keys else keys[0]
+        selected = _selection_metric(run)
+        head = selected if selected in keys else keys[0]
         if not rows:
             rows.append("| run | method | " + " | ".join(keys) + f" | Δ{head} vs base | Δ{head} vs finetune |")
             rows.append("|---|---|" + "---:|" * (len(keys) + 2))
@@ -52,7 +60,7 @@ def ablation_table(runs: list[Path]) -> str:
             "|---|---|---:|---:|---:|---:|---:|"]
     for run in runs:
         metrics = _load(run, "metrics.json")
-        key = "uauc" if "uauc" in metrics["base"] else next(iter(metrics["base"]))
+        key = _selection_metric(run)
         config = _load(run, "config.json")
         events = [json.loads(line) for line in (Path(run) / "train_log.jsonl").read_text().splitlines()]
         best = next(e for e in events if e.get("stage") == "duet" and e.get("event") == "best")
@@ -80,7 +88,7 @@ def export_table(export_dirs: list[Path]) -> str:
         report = _load(export_dir, "report.json")
         mode = report["options"]["quantize"]
         for target, entry in report["targets"].items():
-            key = next(k for k, v in entry.items() if isinstance(v, dict) and {"runtime", "pytorch_fp32"} <= set(v))
+            key = report["metric"]
             score, latency = entry[key], entry["latency"]
             runtime_us = latency["runtime_p50_us"]
             rows.append(f"| {Path(export_dir).name} | {target} | {mode} | {entry['bytes'] / 1024:.0f} | {key} | "
