@@ -338,3 +338,16 @@ def test_a_batch_encodes_each_row_in_its_dtype_and_refuses_only_the_bad_row(run,
     assert blobs[2].data == encode_safetensors(specs, rows[2], "float32", metadata)
     with pytest.raises(Exception, match="should have shape"):
         BlobEncoder(specs, metadata).encode_batch(batch, ["float32", "float32"])
+
+
+def test_slot_maker_answers_a_bad_body_alone_and_the_others_as_if_it_were_absent(run, manifest):
+    from toolkit.errors import RequestError
+    from toolkit.service.generate import GenerateJob, SlotMaker
+
+    maker = SlotMaker(run, slot_specs_of(manifest), manifest["model_version"])
+    good = [_body(run, int(d)) for d in run.task.device_ids("test")[:3]]
+    bad = dict(good[0], items=[10**9] * len(good[0]["items"]))
+    mixed = maker([GenerateJob(b, "float32") for b in (good[0], bad, good[1], good[2])])
+    clean = maker([GenerateJob(b, "float32") for b in good])
+    assert isinstance(mixed[1], RequestError) and "unknown item id" in str(mixed[1])
+    assert [blob.data for blob in mixed[::2] + mixed[3:]] == [blob.data for blob in clean]

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
+import torch
 
 from toolkit.errors import RequestError, SlotShapeError
 from toolkit.slots import DTYPES, SlotSpec, encode_safetensors
+from toolkit.tasks.base import DeviceContext
 
 logger = logging.getLogger(__name__)
 
@@ -68,14 +70,15 @@ class SlotMaker:
         try:
             context = task.request_context(model, [job.body for job in jobs])
         except RequestError:
-            valid = []
+            valid, contexts = [], []
             for i, job in enumerate(jobs):
                 try:
-                    task.request_context(model, [job.body])
+                    contexts.append(task.request_context(model, [job.body]))
                     valid.append(i)
                 except RequestError as err:
                     results[i] = err
-            context = task.request_context(model, [jobs[i].body for i in valid]) if valid else None
+            context = DeviceContext(torch.cat([c.vectors for c in contexts]),
+                                    torch.cat([c.mask for c in contexts])) if contexts else None
         if context is not None:
             batch = generate_slot_batch(self.run, context)
             dtypes = [jobs[i].dtype for i in valid]
