@@ -85,11 +85,14 @@ def cli(threads: int, verbose: bool) -> None:
               help="Image task: K unlabeled recent images per device that the generator reads.")
 @click.option("--train-devices", type=int, default=300, show_default=True, help="Image task: simulated training devices.")
 @click.option("--test-devices", type=int, default=60, show_default=True, help="Image task: held-out devices.")
+@click.option("--fresh-devices/--fixed-devices", default=True, show_default=True,
+              help="Image task: every training episode draws a new simulated device (label mix and writing style) "
+                   "over the training digits, or re-visits the fixed training devices (the ablation).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=str(DEFAULT_CACHE), show_default=True,
               help="Where preprocessed data is cached.")
 def train(task_name, dataset, data_path, data_format, backbone, out_dir, seed, max_epochs, patience, embed_dim,
           context_items, context_time, stabilizer, rank, lr, generator_lr, backbone_lr, base_from, max_users, context_images, train_devices,
-          test_devices, cache_dir) -> None:
+          test_devices, fresh_devices, cache_dir) -> None:
     """Train Base and the DUET generator on real data; writes config.json, *.safetensors, train_log.jsonl."""
     from toolkit.errors import DuetError
     from toolkit.generator import GeneratorConfig
@@ -103,7 +106,7 @@ def train(task_name, dataset, data_path, data_format, backbone, out_dir, seed, m
         _fail("--data needs --format (ml-100k, ml-1m, ml-latest or amazon)")
     try:
         if task_name == "image":
-            task = _image_task(dataset, seed, context_images, train_devices, test_devices)
+            task = _image_task(dataset, seed, context_images, train_devices, test_devices, fresh_devices)
         else:
             task = _recommendation_task(dataset, data_path, data_format, seed, max_users, backbone, embed_dim,
                                         context_items, context_time, Path(cache_dir))
@@ -200,13 +203,13 @@ def _recommendation_task(dataset, data_path, data_format, seed, max_users, backb
                                             context_time=context_time), cache_dir)
 
 
-def _image_task(dataset, seed, context_images, train_devices, test_devices):
+def _image_task(dataset, seed, context_images, train_devices, test_devices, fresh_devices=True):
     from toolkit.data.digits import DigitsDeviceConfig
     from toolkit.tasks.image import ImageTask, ImageTaskConfig
 
     devices = DigitsDeviceConfig(train_devices=train_devices, test_devices=test_devices,
                                  context_images=context_images, seed=seed)
-    return ImageTask(ImageTaskConfig(dataset=dataset or "digits", devices=devices))
+    return ImageTask(ImageTaskConfig(dataset=dataset or "digits", devices=devices, fresh_devices=fresh_devices))
 
 
 @cli.command()

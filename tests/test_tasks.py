@@ -132,3 +132,36 @@ def test_shifted_devices_are_a_quarter_of_the_test_devices(request, task_name):
     devices = task.device_ids("test")
     assert len(chosen) == max(1, round(len(devices) * 0.25))
     assert set(chosen) <= set(devices.tolist())
+
+
+def _device_set(images: np.ndarray) -> set[bytes]:
+    return {device.tobytes() for device in images}
+
+
+def test_image_training_draws_new_devices_every_epoch_and_fixed_mode_revisits_the_same():
+    devices = DigitsDeviceConfig(train_devices=6, test_devices=2, val_devices=3, context_images=4, images_per_device=10)
+    fresh = ImageTask(ImageTaskConfig(devices=devices))
+    fixed = ImageTask(ImageTaskConfig(devices=devices, fresh_devices=False))
+    rng = np.random.default_rng(0)
+
+    def epoch(task):  # the devices of one epoch, each image set sorted so the in-episode shuffle does not matter
+        return {np.sort(b.images.reshape(len(b.images), 10, -1), axis=1).tobytes() for b in task.train_batches(rng, 10)}
+
+    first, second = epoch(fresh), epoch(fresh)
+    assert len(first) == 6 * fresh.cfg.episodes_per_epoch and not first & second
+    fixed_devices = {np.sort(d.reshape(10, -1), axis=0).tobytes() for d in fixed.data.images["train"]}
+    assert epoch(fixed) == epoch(fixed) == fixed_devices
+    # validation devices are separate devices; the held-out test devices are the same in both modes
+    assert fresh.data.images["val"].shape[0] == 3 and not _device_set(fresh.data.images["val"]) & _device_set(
+        fresh.data.images["train"])
+    assert np.array_equal(fresh.data.images["test"], fixed.data.images["test"])
+
+
+def test_image_runs_made_before_val_devices_and_fresh_devices_load_as_they_were_trained():
+    saved = ImageTaskConfig(devices=DigitsDeviceConfig(train_devices=20, test_devices=2, context_images=4,
+                                                       images_per_device=10))
+    old = ImageTask(saved).config_json()
+    del old["fresh_devices"], old["devices"]["val_devices"]
+    task = ImageTask.from_config_json(old)
+    assert task.cfg.fresh_devices is False and task.cfg.devices.val_devices == 0
+    assert len(task.device_ids("train")) == 18 and len(task.device_ids("val")) == 2  # the last tenth, as before

@@ -19,6 +19,8 @@ class DigitsDeviceConfig:
 
     train_devices: int = 300  # devices whose data the cloud trains on
     test_devices: int = 60  # held-out devices (disjoint devices, and drawn from held-out images)
+    val_devices: int = 200  # validation devices, new ones over the training digits (0: the last tenth of the
+    # training devices, as runs made before this option)
     images_per_device: int = 64  # images each device holds
     context_images: int = 16  # K: unlabeled recent images the generator reads (the labeled set for fine-tuning)
     dirichlet_alpha: float = 0.5  # label skew per device (smaller = more skewed)
@@ -40,12 +42,21 @@ class DeviceStyle:
 
 @dataclass
 class DigitsDevices:
-    """Images (n_devices, images_per_device, 8, 8) in [0, 1] with labels, for train and test devices."""
+    """Images (n_devices, images_per_device, 8, 8) in [0, 1] with labels, for train, test (and val) devices."""
 
     config: DigitsDeviceConfig
     images: dict[str, np.ndarray]  # split -> (n_devices, n_images, 8, 8) float32
     labels: dict[str, np.ndarray]  # split -> (n_devices, n_images) int64
     styles: dict[str, list[DeviceStyle]]
+    pool_images: np.ndarray  # (1797, 8, 8) the digits every device is drawn from
+    pool_labels: np.ndarray  # (1797,)
+    train_pool: np.ndarray  # indices of the digits training devices use (held-out devices never see them)
+
+    def draw_training_devices(self, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """`count` new devices over the training digits, each with a new label mix and writing style:
+        (count, images_per_device, 8, 8) images and their labels."""
+        images, labels, _ = draw_devices(self.pool_images, self.pool_labels, self.train_pool, count, self.config, rng)
+        return images, labels
 
 
 def load_digit_pool() -> tuple[np.ndarray, np.ndarray]:
@@ -59,32 +70,47 @@ def load_digit_pool() -> tuple[np.ndarray, np.ndarray]:
 def simulate_devices(cfg: DigitsDeviceConfig) -> DigitsDevices:
     images, labels = load_digit_pool()
     rng = np.random.default_rng(cfg.seed)
-    order = rng.permutation(len(images))
-    n_holdout = int(round(len(images) * cfg.holdout_fraction))
-    pools = {"test": order[:n_holdout], "train": order[n_holdout:]}
-    counts = {"train": cfg.train_devices, "test": cfg.test_devices}
+    pools = split_pools(labels, cfg, rng)
+    counts = {"train": cfg.train_devices, "test": cfg.test_devices, "val": cfg.val_devices}
     out_images, out_labels, out_styles = {}, {}, {}
-    for split in ("train", "test"):
-        pool = pools[split]
-        by_class = [pool[labels[pool] == c] for c in range(N_CLASSES)]
-        split_images = np.empty((counts[split], cfg.images_per_device, IMAGE_SIDE, IMAGE_SIDE), np.float32)
-        split_labels = np.empty((counts[split], cfg.images_per_device), np.int64)
-        styles = []
-        for device in range(counts[split]):
-            mix = rng.dirichlet(np.full(N_CLASSES, cfg.dirichlet_alpha))
-            classes = rng.choice(N_CLASSES, size=cfg.images_per_device, p=mix)
-            chosen = np.array([rng.choice(by_class[c]) for c in classes])
-            style = DeviceStyle(
-                rotation=float(rng.uniform(-cfg.max_rotation, cfg.max_rotation)),
-                contrast=float(rng.uniform(*cfg.contrast_range)),
-                noise=float(rng.uniform(0, cfg.max_noise)),
-                thickness=int(rng.choice(cfg.thickness_levels)),
-            )
-            split_images[device] = apply_style(images[chosen], style, rng)
-            split_labels[device] = labels[chosen]
-            styles.append(style)
-        out_images[split], out_labels[split], out_styles[split] = split_images, split_labels, styles
-    return DigitsDevices(cfg, out_images, out_labels, out_styles)
+    for split in ("train", "test", "val"):  # val last: train and test devices do not depend on it
+        if counts[split]:
+            out_images[split], out_labels[split], out_styles[split] = draw_devices(
+                images, labels, pools["test" if split == "test" else "train"], counts[split], cfg, rng)
+    return DigitsDevices(cfg, out_images, out_labels, out_styles, images, labels, pools["train"])
+
+
+def split_pools(labels: np.ndarray, cfg: DigitsDeviceConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Indices of the digit images each split draws from: held-out devices never see a training image."""
+    order = rng.permutation(len(labels))
+    n_holdout = int(round(len(labels) * cfg.holdout_fraction))
+    return {"test": order[:n_holdout], "train": order[n_holdout:]}
+
+
+def draw_devices(images: np.ndarray, labels: np.ndarray, pool: np.ndarray, count: int, cfg: DigitsDeviceConfig,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[DeviceStyle]]:
+    """`count` devices from the images of `pool`, each with its own label mix and writing style."""
+    by_class = [pool[labels[pool] == c] for c in range(N_CLASSES)]
+    flat = np.concatenate(by_class)
+    sizes = np.array([len(members) for members in by_class])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    out_images = np.empty((count, cfg.images_per_device, IMAGE_SIDE, IMAGE_SIDE), np.float32)
+    out_labels = np.empty((count, cfg.images_per_device), np.int64)
+    styles = []
+    for device in range(count):
+        mix = rng.dirichlet(np.full(N_CLASSES, cfg.dirichlet_alpha))
+        classes = rng.choice(N_CLASSES, size=cfg.images_per_device, p=mix)
+        chosen = flat[starts[classes] + (rng.random(len(classes)) * sizes[classes]).astype(np.int64)]
+        style = DeviceStyle(
+            rotation=float(rng.uniform(-cfg.max_rotation, cfg.max_rotation)),
+            contrast=float(rng.uniform(*cfg.contrast_range)),
+            noise=float(rng.uniform(0, cfg.max_noise)),
+            thickness=int(rng.choice(cfg.thickness_levels)),
+        )
+        out_images[device] = apply_style(images[chosen], style, rng)
+        out_labels[device] = labels[chosen]
+        styles.append(style)
+    return out_images, out_labels, styles
 
 
 def apply_style(images: np.ndarray, style: DeviceStyle, rng: np.random.Generator) -> np.ndarray:

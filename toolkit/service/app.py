@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,7 +185,8 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
 
     @app.get("/healthz", summary="Liveness and the model version", tags=["ops"])
     async def healthz() -> dict:
-        return {"status": "ok", "model_version": state.model_version, "pending": state.batcher.pending}
+        return {"status": "ok", "model_version": state.model_version, "pending": state.batcher.pending,
+                "worker": os.getpid()}
 
     @app.get("/metrics", summary="Prometheus metrics of this process", tags=["ops"], response_class=Response,
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})

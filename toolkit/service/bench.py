@@ -74,20 +74,25 @@ class _Server:
         with log.open("w") as handle:
             self.process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
 
-    def wait_ready(self, timeout: float = 300.0) -> None:
+    def wait_ready(self, workers: int, timeout: float = 300.0) -> None:
+        """Until `workers` different processes have answered /healthz (a worker still loading would otherwise
+        leave the first one to take the whole load test, and the machine busy with the loading)."""
         import httpx
 
-        deadline = time.monotonic() + timeout
+        deadline, seen = time.monotonic() + timeout, set()
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise ConfigError(f"the benchmark server exited: {self.log.read_text()[-2000:]}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
+                answer = httpx.get(f"{self.url}/healthz", timeout=2)  # a new connection each time
+                if answer.status_code == 200:
+                    seen.add(answer.json()["worker"])
+                    if len(seen) >= workers:
+                        return
             except httpx.HTTPError:
                 pass
-            time.sleep(0.5)
-        raise ConfigError(f"the benchmark server did not start within {timeout:.0f} s")
+            time.sleep(0.2 if seen else 0.5)
+        raise ConfigError(f"the benchmark server did not start {workers} workers within {timeout:.0f} s")
 
     def metrics(self) -> str:
         import httpx
@@ -127,8 +132,8 @@ def run_benchmark(cfg: BenchConfig) -> dict:
         batched = _Server(cfg, keys, ["--static-floor"], Path(scratch) / "batched.log")
         unbatched = _Server(cfg, keys, ["--no-batching"], Path(scratch) / "unbatched.log")
         try:
-            batched.wait_ready()
-            unbatched.wait_ready()
+            batched.wait_ready(cfg.workers)
+            unbatched.wait_ready(cfg.workers)
             plan = [("static_floor", batched, "/v1/static"), ("generate", batched, "/v1/generate"),
                     ("generate_no_batching", unbatched, "/v1/generate")]
             for _, server, path in plan:
