@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -157,7 +159,7 @@ def test_image_training_draws_new_devices_every_epoch_and_fixed_mode_revisits_th
     assert np.array_equal(fresh.data.images["test"], fixed.data.images["test"])
 
 
-def test_image_runs_made_before_val_devices_and_fresh_devices_load_as_they_were_trained():
+def test_image_runs_made_before_val_devices_load_with_their_splits_and_simulation():
     saved = ImageTaskConfig(devices=DigitsDeviceConfig(train_devices=20, test_devices=2, context_images=4,
                                                        images_per_device=10))
     old = ImageTask(saved).config_json()
@@ -165,3 +167,9 @@ def test_image_runs_made_before_val_devices_and_fresh_devices_load_as_they_were_
     task = ImageTask.from_config_json(old)
     assert task.cfg.fresh_devices is False and task.cfg.devices.val_devices == 0
     assert len(task.device_ids("train")) == 18 and len(task.device_ids("val")) == 2  # the last tenth, as before
+    assert task.cfg.devices.simulation_version == 1  # their devices are drawn as they were
+    # a run saved with val_devices but before simulation_version: the same Base signature as a current one
+    current = ImageTask(saved).config_json()
+    del current["devices"]["simulation_version"]
+    assert ImageTask.base_signature_of(current) == ImageTask.base_signature_of(
+        json.loads(json.dumps(ImageTask(saved).config_json())))

@@ -30,6 +30,8 @@ class DigitsDeviceConfig:
     thickness_levels: tuple[int, ...] = (-1, 0, 1)  # stroke thinning (-1), none (0) or thickening (+1)
     holdout_fraction: float = 0.3  # share of the 1,797 digit images reserved for held-out devices
     seed: int = 0  # seeds the whole simulation
+    simulation_version: int = 2  # 2: one random draw per device picks its images; 1: one per image (runs made
+    # before val_devices existed: they load with the devices they were trained and scored on)
 
 
 @dataclass
@@ -100,7 +102,10 @@ def draw_devices(images: np.ndarray, labels: np.ndarray, pool: np.ndarray, count
     for device in range(count):
         mix = rng.dirichlet(np.full(N_CLASSES, cfg.dirichlet_alpha))
         classes = rng.choice(N_CLASSES, size=cfg.images_per_device, p=mix)
-        chosen = flat[starts[classes] + (rng.random(len(classes)) * sizes[classes]).astype(np.int64)]
+        if cfg.simulation_version == 1:
+            chosen = np.array([rng.choice(by_class[c]) for c in classes])
+        else:
+            chosen = flat[starts[classes] + (rng.random(len(classes)) * sizes[classes]).astype(np.int64)]
         style = DeviceStyle(
             rotation=float(rng.uniform(-cfg.max_rotation, cfg.max_rotation)),
             contrast=float(rng.uniform(*cfg.contrast_range)),

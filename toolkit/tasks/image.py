@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,7 +33,9 @@ class ImageTaskConfig:
 
     @staticmethod
     def from_json(obj: Mapping[str, Any]) -> "ImageTaskConfig":
-        devices = {"val_devices": 0, **obj["devices"]}  # runs made before val_devices carved it from train
+        devices = dict(obj["devices"])
+        if "val_devices" not in devices:  # a run made before it: validation carved from train, first simulation
+            devices.update(val_devices=0, simulation_version=1)
         devices["contrast_range"] = tuple(devices["contrast_range"])
         devices["thickness_levels"] = tuple(devices["thickness_levels"])
         model = dict(obj["model"])
@@ -71,6 +74,11 @@ class ImageTask(Task):
             self._splits = {"train": ("train", np.arange(devices.train_devices - n_val)),
                             "val": ("train", np.arange(devices.train_devices - n_val, devices.train_devices))}
         self._splits["test"] = ("test", np.arange(devices.test_devices))
+
+    @staticmethod
+    def base_signature_of(config_json: Mapping[str, Any]) -> dict[str, Any]:
+        """The whole saved config, with the values a run saved before a newer field existed was made with."""
+        return json.loads(json.dumps(asdict(ImageTaskConfig.from_json(config_json))))
 
     @classmethod
     def from_config_json(cls, obj: Mapping[str, Any], cache_dir: Path | None = None) -> "ImageTask":
