@@ -203,7 +203,7 @@ def _recommendation_task(dataset, data_path, data_format, seed, max_users, backb
                                             context_time=context_time), cache_dir)
 
 
-def _image_task(dataset, seed, context_images, train_devices, test_devices, fresh_devices=True):
+def _image_task(dataset, seed, context_images, train_devices, test_devices, fresh_devices):
     from toolkit.data.digits import DigitsDeviceConfig
     from toolkit.tasks.image import ImageTask, ImageTaskConfig
 

@@ -309,17 +309,16 @@ def test_blob_encoder_writes_exactly_what_encode_safetensors_writes(run, manifes
     specs = slot_specs_of(manifest)
     slots = slots_for_device(run, int(run.task.device_ids("test")[0]), "test")
     metadata = {"model_version": manifest["model_version"], "task": run.task.name}
-    encoder = BlobEncoder(specs, metadata)
-    for dtype in ("float32", "float16"):
-        blob = encoder.encode(slots, dtype)
+    broken = np.full(specs[0].shape, np.nan, np.float32)
+    huge = np.full(specs[0].shape, 1e6, np.float32)  # finite as float32, infinite as float16
+    rows = [slots, slots, dict(slots, **{specs[0].name: broken}), dict(slots, **{specs[0].name: huge})]
+    batch = {spec.name: np.stack([row[spec.name] for row in rows]) for spec in specs}
+    blobs = BlobEncoder(specs, metadata).encode_batch(batch, ["float32", "float16", "float32", "float16"])
+    for blob, dtype in zip(blobs[:2], ("float32", "float16")):
         assert blob.data == encode_safetensors(specs, slots, dtype, metadata)
         assert blob.sha256 == hashlib.sha256(blob.data).hexdigest()
-    broken = dict(slots, **{specs[0].name: np.full(specs[0].shape, np.nan, np.float32)})
-    with pytest.raises(Exception, match="NaN or infinite"):
-        encoder.encode(broken, "float32")
-    huge = dict(slots, **{specs[0].name: np.full(specs[0].shape, 1e6, np.float32)})
-    with pytest.raises(Exception, match="NaN or infinite values as float16"):
-        encoder.encode(huge, "float16")
+    assert isinstance(blobs[2], Exception) and "NaN or infinite values as float32" in str(blobs[2])
+    assert isinstance(blobs[3], Exception) and "NaN or infinite values as float16" in str(blobs[3])
 
 
 def test_a_batch_encodes_each_row_in_its_dtype_and_refuses_only_the_bad_row(run, manifest):

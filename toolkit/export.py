@@ -285,7 +285,8 @@ def export_run(run, targets: Sequence[str], options, out_dir: Path, progress: Pr
             write_manifest(work, manifest)
             load_manifest(work)  # what the service will read back
             report = {"run": str(run.path), "metric": run.task.selection_metric, "targets": reports, "shape": shape,
-                      "options": options.to_json(), "pytorch_fp32": reference_metrics, "seconds_total": time.perf_counter() - started}
+                      "options": options.to_json(), "pytorch_fp32": reference_metrics,
+                      "seconds_total": time.perf_counter() - started}
             (work / REPORT_FILE).write_text(json.dumps(report, indent=2))
             _move_into_place(work, out_dir)
         except BaseException:

@@ -86,9 +86,8 @@ def export_table(export_dirs: list[Path]) -> str:
             "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     for export_dir in export_dirs:
         report = _load(export_dir, "report.json")
-        mode = report["options"]["quantize"]
+        mode, key = report["options"]["quantize"], report["metric"]
         for target, entry in report["targets"].items():
-            key = report["metric"]
             score, latency = entry[key], entry["latency"]
             runtime_us = latency["runtime_p50_us"]
             rows.append(f"| {Path(export_dir).name} | {target} | {mode} | {entry['bytes'] / 1024:.0f} | {key} | "

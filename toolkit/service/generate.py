@@ -103,13 +103,6 @@ class BlobEncoder:
             (size,) = struct.unpack("<Q", template[:8])
             self.headers[dtype] = template[: 8 + size]
 
-    def encode(self, slots: Mapping[str, np.ndarray], dtype: str) -> SlotBlob:
-        """One device's blob; raises SlotShapeError for a wrong shape, a wrong dtype or non-finite values."""
-        result = self.encode_batch({name: np.asarray(value)[None] for name, value in slots.items()}, [dtype])[0]
-        if isinstance(result, SlotShapeError):
-            raise result
-        return result
-
     def encode_batch(self, batch: Mapping[str, np.ndarray], dtypes: list[str]) -> list[SlotBlob | SlotShapeError]:
         """One blob per row of `batch` ({slot name: (B, *shape)}) in that row's dtype, or the SlotShapeError
         that row's values earn (NaN or infinity, also after the cast); a wrong shape or dtype name raises."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,7 +77,7 @@ class ImageTask(Task):
     @staticmethod
     def base_signature_of(config_json: Mapping[str, Any]) -> dict[str, Any]:
         """The whole saved config, with the values a run saved before a newer field existed was made with."""
-        return json.loads(json.dumps(asdict(ImageTaskConfig.from_json(config_json))))
+        return asdict(ImageTaskConfig.from_json(config_json))
 
     @classmethod
     def from_config_json(cls, obj: Mapping[str, Any], cache_dir: Path | None = None) -> "ImageTask":
@@ -110,7 +109,8 @@ class ImageTask(Task):
         images, labels = self._arrays("train")
         devices_per_batch = max(1, batch_size // images.shape[1])
         visits = np.concatenate([rng.permutation(len(images)) for _ in range(self.cfg.episodes_per_epoch)])
-        if self.cfg.fresh_devices:  # the same number of episodes, each on a device never seen before
+        if self.cfg.fresh_devices:  # as many episodes, each on a new device (visits is still drawn above, so the
+            # README's runs keep their random stream)
             images, labels = self.data.draw_training_devices(len(visits), rng)
             visits = np.arange(len(visits))
         for start in range(0, len(visits), devices_per_batch):
