@@ -139,11 +139,12 @@ def test_report_on_an_unevaluated_run_says_what_to_do(tmp_path, cache_dir):
 
 
 def test_ablation_report_names_the_generator_settings(tmp_path, cache_dir):
-    out = _train(tmp_path, cache_dir, "--no-stabilizer", "--rank", "2")
-    assert json.loads((out / "config.json").read_text())["generator"]["rank"] == 2
+    out = _train(tmp_path, cache_dir, "--no-stabilizer", "--rank", "2", "--code-dim", "16")
+    generator = json.loads((out / "config.json").read_text())["generator"]
+    assert (generator["rank"], generator["code_dim"]) == (2, 16)
     assert CliRunner().invoke(cli.cli, ["evaluate", str(out), "--cache-dir", cache_dir]).exit_code == 0
     result = CliRunner().invoke(cli.cli, ["report", "--ablation", str(out)])
     assert result.exit_code == 0, result.output
-    assert "stabilizer=False, rank=2" in result.output and "context=20 items, time=True" in result.output
+    assert "stabilizer=False, code=16, rank=2" in result.output and "context=20 items, time=True" in result.output
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert evaluation["slot_change_per_new_sample"] > 0
