@@ -17,9 +17,9 @@ def _load(run: Path, name: str) -> dict:
     return json.loads(path.read_text())
 
 
-def _selection_metric(run: Path) -> str:
-    """The metric the run's task selects on (UAUC, accuracy): the one the gains are reported in."""
-    return TASKS[_load(run, "config.json")["task"]].selection_metric
+def _selection_metric(config: dict) -> str:
+    """The metric a run's task selects on (UAUC, accuracy), from its config.json: the one gains are reported in."""
+    return TASKS[config["task"]].selection_metric
 
 
 def comparison_table(runs: list[Path], metric_keys: list[str] | None = None, shifted: bool = False) -> str:
@@ -28,7 +28,7 @@ def comparison_table(runs: list[Path], metric_keys: list[str] | None = None, shi
     for run in runs:
         metrics = _load(run, "metrics_shifted.json" if shifted else "metrics.json")
         keys = metric_keys or list(metrics["base"])
-        selected = _selection_metric(run)
+        selected = _selection_metric(_load(run, "config.json"))
         head = selected if selected in keys else keys[0]
         if not rows:
             rows.append("| run | method | " + " | ".join(keys) + f" | Δ{head} vs base | Δ{head} vs finetune |")
@@ -60,8 +60,8 @@ def ablation_table(runs: list[Path]) -> str:
             "|---|---|---:|---:|---:|---:|---:|"]
     for run in runs:
         metrics = _load(run, "metrics.json")
-        key = _selection_metric(run)
         config = _load(run, "config.json")
+        key = _selection_metric(config)
         events = [json.loads(line) for line in (Path(run) / "train_log.jsonl").read_text().splitlines()]
         best = next(e for e in events if e.get("stage") == "duet" and e.get("event") == "best")
         epoch = max(e["epoch"] for e in events

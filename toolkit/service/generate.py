@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
-import torch
 
 from toolkit.errors import RequestError, SlotShapeError
 from toolkit.slots import DTYPES, SlotSpec, encode_safetensors
@@ -77,8 +76,7 @@ class SlotMaker:
                     valid.append(i)
                 except RequestError as err:
                     results[i] = err
-            context = DeviceContext(torch.cat([c.vectors for c in contexts]),
-                                    torch.cat([c.mask for c in contexts])) if contexts else None
+            context = DeviceContext.concat(contexts) if contexts else None
         if context is not None:
             batch = generate_slot_batch(self.run, context)
             dtypes = [jobs[i].dtype for i in valid]

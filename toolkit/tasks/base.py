@@ -21,6 +21,11 @@ class DeviceContext:
     vectors: torch.Tensor  # (B, M, context_dim)
     mask: torch.Tensor  # (B, M) bool, True where a sample is present
 
+    @staticmethod
+    def concat(contexts: list["DeviceContext"]) -> "DeviceContext":
+        """One batch holding the devices of `contexts`, in order (all of the same context size)."""
+        return DeviceContext(torch.cat([c.vectors for c in contexts]), torch.cat([c.mask for c in contexts]))
+
 
 class TaskModel(nn.Module, ABC):
     """A task's cloud model: static layers, a Base slot head (`head`), and a context encoder for the generator."""
