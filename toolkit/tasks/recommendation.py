@@ -350,10 +350,9 @@ def _right_aligned(payloads: list[Mapping[str, Any]], key: str, low: int, high: 
     if flat is None:  # the slow path raises the RequestError that names the problem
         lists = [_int_list(payload, key, low, high, max_len) for payload in payloads]
         flat = np.array([int(x) for x in chain.from_iterable(lists)], dtype=np.int64)
-    start = 0
-    for row, values in enumerate(lists):
-        out[row, max_len - len(values) :] = flat[start : start + len(values)]
-        start += len(values)
+    lengths = np.fromiter(map(len, lists), np.int64, len(lists))
+    # row-major order of the right-aligned cells is the order of the concatenated lists
+    out[np.arange(max_len) >= (max_len - lengths)[:, None]] = flat
     return out
 
 
