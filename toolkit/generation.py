@@ -27,41 +27,78 @@ class _WithBase(nn.Module):
         return tuple(self.generator(vectors, mask, list(self.base)))
 
 
-def serving_generator(run: Run) -> nn.Module:
-    """The generator as served and timed: traced and frozen with TorchScript (half the per-call overhead of
-    eager PyTorch at batch 1), checked against eager on other batch and context sizes; eager if that fails."""
-    if run.serving is not None:
-        return run.serving
-    eager = _WithBase(run.generator, list(run.duet.head.params)).eval()
-    dim = run.generator.cfg.context_dim
-    generator = torch.Generator().manual_seed(0)
+class _FromRequests(nn.Module):
+    """The task model's context encoder, then the generator: the request's raw tensors -> slot tensors."""
 
-    def example(batch: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        mask = torch.ones(batch, length, dtype=torch.bool)
-        mask[0, : length // 2] = False
-        return torch.randn(batch, length, dim, generator=generator), mask
+    def __init__(self, model: nn.Module, with_base: _WithBase):
+        super().__init__()
+        self.model, self.with_base = model, with_base
 
-    chosen: nn.Module = eager
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.with_base(*self.model.context(*inputs))
+
+
+def _traced(eager: nn.Module, example: tuple, checks: list[tuple], what: str) -> nn.Module:
+    """`eager` traced on `example` and frozen with TorchScript (half the per-call overhead of eager PyTorch at
+    batch 1), if it equals eager on every input of `checks` (other batch and context sizes); eager otherwise."""
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            traced = torch.jit.freeze(torch.jit.trace(eager, example(2, 7), check_trace=False))
-            for batch, length in ((1, 7), (3, 5), (1, 11)):
-                inputs = example(batch, length)
+            traced = torch.jit.freeze(torch.jit.trace(eager, example, check_trace=False))
+            for inputs in checks:
                 if not all(torch.allclose(a, b, atol=1e-5) for a, b in zip(traced(*inputs), eager(*inputs))):
-                    raise ValueError(f"traced generator differs from eager at batch {batch}, length {length}")
-        chosen = traced
+                    shapes = [list(t.shape) for t in inputs]
+                    raise ValueError(f"traced {what} differs from eager on inputs of shapes {shapes}")
+        return traced
     except (RuntimeError, ValueError) as err:  # serve eager rather than fail
-        logger.warning("serving the eager generator: tracing failed (%s)", err)
-    run.serving = chosen
-    return chosen
+        logger.warning("serving the eager %s: tracing failed (%s)", what, err)
+        return eager
+
+
+def serving_generator(run: Run) -> nn.Module:
+    """The generator as timed by `evaluate`: (context vectors, mask) -> slot tensors, traced (see `_traced`)."""
+    if run.serving is None:
+        eager = _WithBase(run.generator, list(run.duet.head.params)).eval()
+        dim = run.generator.cfg.context_dim
+        generator = torch.Generator().manual_seed(0)
+
+        def example(batch: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+            mask = torch.ones(batch, length, dtype=torch.bool)
+            mask[0, : length // 2] = False
+            return torch.randn(batch, length, dim, generator=generator), mask
+
+        run.serving = _traced(eager, example(2, 7), [example(1, 7), example(3, 5), example(1, 11)], "generator")
+    return run.serving
+
+
+def serving_pipeline(run: Run) -> nn.Module:
+    """What the service runs per batch: the raw tensors of `task.request_inputs` -> slot tensors, the task
+    model's context encoder and the generator traced as ONE program (no Python between their ops), checked
+    against eager on example requests of the run's test devices."""
+    if run.serving_requests is None:
+        eager = _FromRequests(run.duet, _WithBase(run.generator, list(run.duet.head.params))).eval()
+        devices = [int(d) for d in run.task.device_ids("test")[:6]]
+        bodies = [run.task.example_request(d) for d in devices]
+        example = run.task.request_inputs(bodies[:2])
+        checks = [run.task.request_inputs(group) for group in (bodies[2:3], bodies[3:6], bodies[:1])]
+        run.serving_requests = _traced(eager, example, checks, "request pipeline")
+    return run.serving_requests
+
+
+def _slot_arrays(run: Run, params: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
+    return {spec.name: np.asarray(p.numpy(), dtype=np.float32) for spec, p in zip(run.duet.slot_specs, params)}
 
 
 def generate_slot_batch(run: Run, context: DeviceContext) -> dict[str, np.ndarray]:
     """{slot name: fp32 array (B, *shape)} for the devices of the batch, in spec order."""
     with torch.inference_mode():
-        params = serving_generator(run)(context.vectors, context.mask)
-    return {spec.name: np.asarray(p.numpy(), dtype=np.float32) for spec, p in zip(run.duet.slot_specs, params)}
+        return _slot_arrays(run, serving_generator(run)(context.vectors, context.mask))
+
+
+def request_slot_batch(run: Run, inputs: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
+    """{slot name: fp32 array (B, *shape)} from the raw tensors of `run.task.request_inputs`, in spec order."""
+    with torch.inference_mode():
+        return _slot_arrays(run, serving_pipeline(run)(*inputs))
 
 
 def generate_slots(run: Run, context: DeviceContext) -> list[dict[str, np.ndarray]]:

@@ -35,6 +35,7 @@ class Run:
     duet: nn.Module
     generator: ParameterGenerator
     serving: nn.Module | None = field(default=None, repr=False, compare=False)  # see generation.serving_generator
+    serving_requests: nn.Module | None = field(default=None, repr=False, compare=False)  # generation.serving_pipeline
 
     @property
     def name(self) -> str:

@@ -56,6 +56,10 @@ class DigitCNN(nn.Module):
         flat = images.reshape(-1, 1, self.cfg.image_side, self.cfg.image_side)
         return self.trunk(flat).reshape(*lead, self.cfg.feature_dim)
 
+    def context(self, images: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(context vectors, mask) of (B, K, side, side) context images, `mask` (B, K) True where present."""
+        return self.context_vectors(images), mask
+
     def context_vectors(self, images: torch.Tensor) -> torch.Tensor:
         """Generator input per context image: its embedding and the Base head's class probabilities.
 

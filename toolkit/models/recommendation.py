@@ -27,7 +27,7 @@ class RecModelConfig:
     n_heads: int = 1  # attention heads (SASRec only)
     dropout: float = 0.2  # dropout on embeddings and encoder outputs during training
     head_hidden: int = 64  # hidden units of the slot head
-    context_items: int = 100  # M: a device's most recent items the generator reads
+    context_items: int = 30  # M: a device's most recent items the generator reads
     context_time: bool = True  # the generator also reads when each context item was clicked
     time_mean: float = 0.0  # unix-time normalisation of the time features (set from the training data)
     time_std: float = 1.0
@@ -165,6 +165,10 @@ class RecModel(nn.Module):
     @property
     def slot_specs(self):
         return self.head.shape.slot_specs()
+
+    def context(self, items: torch.Tensor, times: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(context vectors, mask) of right-aligned context items (B, M), 0 where absent, and their times."""
+        return self.context_vectors(items, times), items > 0
 
     def context_vectors(self, items: torch.Tensor, times: torch.Tensor | None) -> torch.Tensor:
         """Generator input for context items (B, M): their shared embeddings, plus time features."""

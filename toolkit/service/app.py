@@ -74,6 +74,7 @@ def load_state(config: ServiceConfig) -> ServiceState:
     """Load the run, the manifest and the artifacts, and check that they belong together (DuetError if not)."""
     import torch
 
+    from toolkit.generation import serving_pipeline
     from toolkit.manifest import load_manifest, slot_specs_of
     from toolkit.runs import load_run
 
@@ -85,6 +86,7 @@ def load_state(config: ServiceConfig) -> ServiceState:
     artifacts = load_artifacts(Path(config.exports_dir), manifest)
     checker = SchemaChecker(run.task.request_schema())
     maker = SlotMaker(run, slot_specs_of(manifest), manifest["model_version"])
+    serving_pipeline(run)  # traced now, not on the first request
     examples = [run.task.example_request(int(d)) for d in run.task.device_ids("test")[: max(config.examples, 1)]]
     for body in examples:  # the task's own examples must pass the service's checks
         checker.check(body)
@@ -271,7 +273,7 @@ def _check_body(state: ServiceState, body: Any) -> None:
         message = str(err)
         if isinstance(body, dict):
             try:  # e.g. "'items[3]' = 99999 is unknown item id (valid: 1..3061)" beats "greater than the maximum"
-                state.run.task.request_context(state.run.duet, [body])
+                state.run.task.request_inputs([body])
             except RequestError as task_err:
                 message = str(task_err)
             except Exception:  # the schema already refused it; a task that trips on odd input keeps the schema's words

@@ -12,7 +12,6 @@ import numpy as np
 
 from toolkit.errors import RequestError, SlotShapeError
 from toolkit.slots import DTYPES, SlotSpec, encode_safetensors
-from toolkit.tasks.base import DeviceContext
 
 logger = logging.getLogger(__name__)
 
@@ -61,24 +60,26 @@ class SlotMaker:
         self.encoder = BlobEncoder(specs, {"model_version": model_version, "task": run.task.name})
 
     def __call__(self, jobs: list[GenerateJob]) -> list[SlotBlob | Exception]:
-        from toolkit.generation import generate_slot_batch
+        import torch
+
+        from toolkit.generation import request_slot_batch
 
         results: list[SlotBlob | Exception | None] = [None] * len(jobs)
         valid = list(range(len(jobs)))
-        task, model = self.run.task, self.run.duet
+        task = self.run.task
         try:
-            context = task.request_context(model, [job.body for job in jobs])
+            inputs = task.request_inputs([job.body for job in jobs])
         except RequestError:
-            valid, contexts = [], []
+            valid, parts = [], []
             for i, job in enumerate(jobs):
                 try:
-                    contexts.append(task.request_context(model, [job.body]))
+                    parts.append(task.request_inputs([job.body]))
                     valid.append(i)
                 except RequestError as err:
                     results[i] = err
-            context = DeviceContext.concat(contexts) if contexts else None
-        if context is not None:
-            batch = generate_slot_batch(self.run, context)
+            inputs = tuple(torch.cat(column) for column in zip(*parts)) if parts else None
+        if inputs is not None:
+            batch = request_slot_batch(self.run, inputs)
             dtypes = [jobs[i].dtype for i in valid]
             for i, blob in zip(valid, self.encoder.encode_batch(batch, dtypes)):
                 if isinstance(blob, SlotShapeError):  # non-finite generated values: a model problem, a 500

@@ -21,10 +21,6 @@ class DeviceContext:
     vectors: torch.Tensor  # (B, M, context_dim)
     mask: torch.Tensor  # (B, M) bool, True where a sample is present
 
-    @staticmethod
-    def concat(contexts: list["DeviceContext"]) -> "DeviceContext":
-        """One batch holding the devices of `contexts`, in order (all of the same context size)."""
-        return DeviceContext(torch.cat([c.vectors for c in contexts]), torch.cat([c.mask for c in contexts]))
 
 
 class TaskModel(nn.Module, ABC):
@@ -40,6 +36,13 @@ class TaskModel(nn.Module, ABC):
     @property
     def slot_specs(self) -> list[SlotSpec]:
         return self.head.shape.slot_specs()
+
+    @abstractmethod
+    def context(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tensors `Task.request_inputs` builds -> (context vectors (B, M, context_dim), mask (B, M)).
+
+        Plain tensor ops only: the service traces it together with the generator into one program.
+        """
 
 
 class Task(ABC):
@@ -65,6 +68,10 @@ class Task(ABC):
 
     def train_defaults(self) -> dict[str, Any]:
         """TrainConfig fields this task trains best with (chosen on its validation split)."""
+        return {}
+
+    def generator_defaults(self) -> dict[str, Any]:
+        """GeneratorConfig fields this task is served best with (GeneratorConfig's own defaults otherwise)."""
         return {}
 
     @abstractmethod
@@ -109,8 +116,15 @@ class Task(ABC):
 
     # -- the wire and the device program --------------------------------------------------------------
     @abstractmethod
+    def request_inputs(self, payloads: list[Mapping[str, Any]]) -> tuple[torch.Tensor, ...]:
+        """Generate-request bodies, validated -> the batch's raw context tensors (`TaskModel.context`'s inputs);
+        bad input raises RequestError naming what is wrong."""
+
     def request_context(self, model: TaskModel, payloads: list[Mapping[str, Any]]) -> DeviceContext:
         """Validated generate-request bodies -> a batch of contexts; bad input raises RequestError."""
+        inputs = self.request_inputs(payloads)
+        with torch.no_grad():
+            return DeviceContext(*model.context(*inputs))
 
     @abstractmethod
     def request_schema(self) -> dict:

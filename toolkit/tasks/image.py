@@ -130,7 +130,7 @@ class ImageTask(Task):
 
     def _context(self, model: DigitCNN, images: np.ndarray) -> DeviceContext:
         tensor = torch.as_tensor(images, dtype=torch.float32)
-        return DeviceContext(model.context_vectors(tensor), torch.ones(tensor.shape[:2], dtype=torch.bool))
+        return DeviceContext(*model.context(tensor, torch.ones(tensor.shape[:2], dtype=torch.bool)))
 
     # -- evaluation --------------------------------------------------------------------------------
     def device_ids(self, split: str) -> np.ndarray:
@@ -224,7 +224,8 @@ class ImageTask(Task):
             },
         }
 
-    def request_context(self, model: DigitCNN, payloads: list[Mapping[str, Any]]) -> DeviceContext:
+    def request_inputs(self, payloads: list[Mapping[str, Any]]) -> tuple[torch.Tensor, ...]:
+        """(images (B, K, side, side) float32, right-aligned and zero-padded; mask (B, K) bool)."""
         side = self.cfg.model.image_side
         batch = np.zeros((len(payloads), self.k, side, side), np.float32)
         mask = np.zeros((len(payloads), self.k), bool)
@@ -244,9 +245,7 @@ class ImageTask(Task):
                     raise RequestError(f"'images[{i}]' values must lie in [0, 1]")
                 batch[row, self.k - len(images) + i] = values.reshape(side, side)
             mask[row, self.k - len(images) :] = True
-        with torch.no_grad():
-            vectors = model.context_vectors(torch.from_numpy(batch))
-        return DeviceContext(vectors, torch.from_numpy(mask))
+        return torch.from_numpy(batch), torch.from_numpy(mask)
 
     def example_request(self, device: int) -> dict:
         images, _ = self._arrays("test")
