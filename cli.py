@@ -63,15 +63,15 @@ def cli(threads: int, verbose: bool) -> None:
 @click.option("--patience", type=int, default=None,
               help="Epochs without validation gain before a stage stops [recommendation 3, image 10].")
 @click.option("--embed-dim", type=int, default=32, show_default=True, help="Item embedding size.")
-@click.option("--context-items", type=int, default=30, show_default=True,
+@click.option("--context-items", type=int, default=100, show_default=True,
               help="How many of a device's most recent items the generator reads.")
 @click.option("--context-time/--no-context-time", default=True, show_default=True,
               help="Whether the generator also reads the timestamps of the device's items.")
 @click.option("--stabilizer/--no-stabilizer", default=True, show_default=True,
               help="Stable Weight Adapter in the generator (off for the ablation).")
-@click.option("--code-dim", type=click.IntRange(4, 1024), default=None,
+@click.option("--code-dim", type=click.IntRange(4, 1024), default=64, show_default=True,
               help="Size of the device code the generator writes every slot from (its per-sample layers have this "
-                   "width, so its serving cost grows with it) [recommendation: --embed-dim, image 64].")
+                   "width, so its serving cost grows with it).")
 @click.option("--rank", type=click.IntRange(1, 256), default=4, show_default=True,
               help="Rank of each generated weight residual (the generator's size grows linearly with it).")
 @click.option("--lr", type=float, default=None, help="Adam learning rate of the Base stage [3e-3].")
@@ -118,8 +118,7 @@ def train(task_name, dataset, data_path, data_format, backbone, out_dir, seed, m
     train_cfg = TrainConfig.for_task(task, max_epochs=max_epochs, patience=patience, seed=seed, lr=lr,
                                      generator_lr=generator_lr, backbone_lr=backbone_lr)
     model_probe = task.build_model()
-    gen_cfg = GeneratorConfig.for_task(task, context_dim=model_probe.context_dim, code_dim=code_dim,
-                                       stabilizer=stabilizer, rank=rank)
+    gen_cfg = GeneratorConfig(context_dim=model_probe.context_dim, code_dim=code_dim, stabilizer=stabilizer, rank=rank)
     out.mkdir(parents=True, exist_ok=True)
     (out / LOG_FILE).unlink(missing_ok=True)
 

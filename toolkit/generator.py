@@ -29,11 +29,6 @@ class GeneratorConfig:
     stabilizer: bool = True  # Stable Weight Adapter on; off for the ablation
     dropout: float = 0.1  # dropout on context vectors during training
 
-    @classmethod
-    def for_task(cls, task, **overrides) -> "GeneratorConfig":
-        """Defaults, then the task's own (`task.generator_defaults()`), then the given overrides (None ignored)."""
-        return cls(**{**task.generator_defaults(), **{k: v for k, v in overrides.items() if v is not None}})
-
 
 class SetEncoder(nn.Module):
     """Context vectors -> one device code: a per-vector MLP, then masked mean and attention pooling."""

@@ -27,7 +27,7 @@ class RecModelConfig:
     n_heads: int = 1  # attention heads (SASRec only)
     dropout: float = 0.2  # dropout on embeddings and encoder outputs during training
     head_hidden: int = 64  # hidden units of the slot head
-    context_items: int = 30  # M: a device's most recent items the generator reads
+    context_items: int = 100  # M: a device's most recent items the generator reads
     context_time: bool = True  # the generator also reads when each context item was clicked
     time_mean: float = 0.0  # unix-time normalisation of the time features (set from the training data)
     time_std: float = 1.0

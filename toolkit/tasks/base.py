@@ -69,11 +69,6 @@ class Task(ABC):
     def train_defaults(self) -> dict[str, Any]:
         """TrainConfig fields this task trains best with (chosen on its validation split)."""
         return {}
-
-    def generator_defaults(self) -> dict[str, Any]:
-        """GeneratorConfig fields this task is served best with (GeneratorConfig's own defaults otherwise)."""
-        return {}
-
     @abstractmethod
     def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator[Any]:
         """One epoch of shuffled training batches (opaque to the trainer)."""

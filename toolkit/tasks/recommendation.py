@@ -44,7 +44,7 @@ class RecTaskConfig:
     model: RecModelConfig | None = None  # filled in once the data is loaded (n_items, time normalisation)
     backbone: str = "sasrec"  # used to fill `model` when it is None
     embed_dim: int = 32  # used to fill `model` when it is None
-    context_items: int = 30  # used to fill `model` when it is None
+    context_items: int = 100  # used to fill `model` when it is None
     context_time: bool = True  # used to fill `model` when it is None
 
     @staticmethod
@@ -87,12 +87,6 @@ class RecommendationTask(Task):
         # Chosen on the validation split: training DIN's static layers along with the generator overfit them
         # (no validation gain), while SASRec and GRU4Rec gained from it.
         return {"backbone_lr": 0.0} if self.model_cfg.backbone == "din" else {}
-
-    def generator_defaults(self) -> dict[str, Any]:
-        # A code as wide as the item embeddings: with 30 context items it scored as the 64-wide code with 100
-        # (README ablations) and costs the service half as much per request (docs/service.md).
-        return {"code_dim": self.model_cfg.embed_dim}
-
     @classmethod
     def from_config_json(cls, obj: Mapping[str, Any], cache_dir: Path | None = None) -> "RecommendationTask":
         return cls(RecTaskConfig.from_json(obj), cache_dir)
