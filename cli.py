@@ -368,14 +368,16 @@ def keys_hash(key, name) -> None:
               help="Slot dtype asked for.")
 @click.option("--max-seconds", type=float, default=600.0, show_default=True, help="Stop sending after this long.")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Per-request limit in seconds.")
-def loadtest(url, api_key, concurrency, total, bodies, dtype, max_seconds, timeout) -> None:
+@click.option("--body-format", type=click.Choice(["json", "safetensors"]), default="json", show_default=True,
+              help="Send the bodies as JSON or in the compact binary form (safetensors, application/octet-stream).")
+def loadtest(url, api_key, concurrency, total, bodies, dtype, max_seconds, timeout, body_format) -> None:
     """Closed-loop load test of POST /v1/generate on loopback; prints one JSON object."""
     from toolkit.errors import DuetError
     from toolkit.loadtest import LoadTestConfig, bodies_from_file, load_test, summary
 
     try:
         config = LoadTestConfig(url, api_key, concurrency, total, max_seconds, timeout,
-                                "" if dtype == "float32" else f"dtype={dtype}")
+                                "" if dtype == "float32" else f"dtype={dtype}", body_format)
         result = load_test(config, bodies_from_file(bodies) if bodies else None)
     except DuetError as err:
         _fail(str(err))
@@ -447,17 +449,20 @@ def export(run_dir, targets, out_dir, quantize, seq_len, candidates, palettize_b
 @click.option("--rounds", type=int, default=1, show_default=True,
               help="Measure all three this many times, in rotated order; the median round is reported too.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Processes per server.")
+@click.option("--body-format", type=click.Choice(["json", "safetensors"]), default="json", show_default=True,
+              help="Request bodies of all three measurements: JSON or the compact binary form.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=str(DEFAULT_CACHE), show_default=True,
               help="Where preprocessed data is cached.")
-def bench_service(run_dir, exports_dir, total, concurrency, warmup, rounds, workers, out_file, cache_dir) -> None:
+def bench_service(run_dir, exports_dir, total, concurrency, warmup, rounds, workers, body_format, out_file,
+                  cache_dir) -> None:
     """Generate (batched), generate (batching off) and the static HTTP floor, measured in one run on loopback."""
     from toolkit.errors import DuetError
     from toolkit.service.bench import BenchConfig, run_benchmark
 
     try:
         result = run_benchmark(BenchConfig(str(Path(run_dir).resolve()), str(Path(exports_dir).resolve()), total,
-                                           concurrency, warmup, rounds, workers,
+                                           concurrency, warmup, rounds, workers, body_format=body_format,
                                            cache_dir=str(Path(cache_dir).resolve())))
     except DuetError as err:
         _fail(str(err))

@@ -15,6 +15,8 @@ from toolkit.generation import slots_for_device
 from toolkit.manifest import load_manifest, slot_specs_of
 from toolkit.runs import load_run
 from toolkit.slots import decode_safetensors
+from toolkit.wire import MEDIA_TYPE as WIRE_TYPE
+from toolkit.wire import encode_request
 
 
 @pytest.fixture(scope="module")
@@ -191,10 +193,46 @@ def test_bad_bodies_get_a_4xx_that_says_what_is_wrong(svc_server, run, body, sta
     assert _generate(svc_server, _body(run, int(run.task.device_ids("test")[0]))).status_code == 200  # still serving
 
 
+def test_a_binary_body_gets_exactly_the_json_bodys_blob(svc_server, run):
+    from toolkit.client import ServiceClient
+
+    body = _body(run, int(run.task.device_ids("test")[1]))
+    as_json = _generate(svc_server, body)
+    binary = httpx.post(f"{svc_server}/v1/generate", content=encode_request(body),
+                        headers={**auth(), "Content-Type": WIRE_TYPE}, timeout=30)
+    assert binary.status_code == 200 and binary.content == as_json.content
+    with ServiceClient(svc_server, KEY) as service:
+        assert service.generate(body, binary=True).blob == as_json.content
+
+
+def _binary_variant(run, **changes) -> bytes:
+    body = dict(_body(run, int(run.task.device_ids("test")[0])), **changes)
+    return encode_request({k: v for k, v in body.items() if v is not None})
+
+
+@pytest.mark.parametrize("make, status, message", [
+    (lambda run: b"\x00" * 3, 400, "not a valid binary request"),
+    (lambda run: _binary_variant(run)[:-4], 400, "not a valid binary request"),
+    (lambda run: _binary_variant(run, device_id=None), 422, "'device_id' is required"),
+    (lambda run: _binary_variant(run, extra=[1]), 422, "unknown field 'extra'"),
+    (lambda run: _binary_variant(run, device_id=[1]), 422, "'device_id' must be a string in '__metadata__'"),
+    (lambda run: _binary_variant(run, device_id="x" * 200), 422, "device_id"),
+    (lambda run: _binary_variant(run, items=[1.5, 2.0]), 422, "'items' must be a 1-D integer tensor"),
+    (lambda run: _binary_variant(run, items=[[1, 2]]), 422, "'items' must be a 1-D integer tensor"),
+    (lambda run: _binary_variant(run, items=[999999]), 422, "unknown item id"),
+    (lambda run: _binary_variant(run, timestamps=[-5]), 422, "out of range"),
+])
+def test_bad_binary_bodies_get_a_4xx_that_says_what_is_wrong(svc_server, run, make, status, message):
+    answer = httpx.post(f"{svc_server}/v1/generate", content=make(run), headers={**auth(), "Content-Type": WIRE_TYPE})
+    assert answer.status_code == status, answer.text
+    assert message in answer.json()["message"]
+    assert _generate(svc_server, _body(run, int(run.task.device_ids("test")[0]))).status_code == 200  # still serving
+
+
 def test_wrong_content_type_size_and_dtype_are_refused(svc_server, run):
     body = json.dumps(_body(run, int(run.task.device_ids("test")[0]))).encode()
     form = httpx.post(f"{svc_server}/v1/generate", content=body, headers={**auth(), "Content-Type": "text/plain"})
-    assert form.status_code == 415 and "application/json" in form.json()["message"]
+    assert form.status_code == 415 and "application/json or application/octet-stream" in form.json()["message"]
     huge = httpx.post(f"{svc_server}/v1/generate", content=b" " * 9000 + body,
                       headers={**auth(), "Content-Type": "application/json"})
     assert huge.status_code == 413 and "at most 8192" in huge.json()["message"]

@@ -14,6 +14,7 @@ import torch
 from service_fixtures import CACHE, KEY, REPO, auth, live_server
 
 from toolkit.client import DeviceClient, ServiceClient
+from toolkit.errors import ServiceError
 from toolkit.generation import slots_for_device
 from toolkit.loadtest import LoadTestConfig, load_test
 from toolkit.runs import load_run
@@ -64,5 +65,12 @@ def test_image_devices_get_their_slots_and_the_runtime_scores_like_pytorch(image
             assert any(not np.allclose(served[devices[0]][k], served[devices[1]][k]) for k in served[devices[0]])
         bad = httpx.post(f"{url}/v1/generate", json={"device_id": "x", "images": [[0.5] * 3]}, headers=auth())
         assert bad.status_code == 422 and "images" in bad.json()["message"]
+        with ServiceClient(url, KEY) as service:  # the binary body: images as an (n, 64) F32 tensor, same slots
+            body = run.task.example_request(devices[0])
+            assert service.generate(body, binary=True).blob == service.generate(body).blob
+            with pytest.raises(ServiceError, match=r"values must lie in \[0, 1\]"):
+                service.generate(dict(body, images=[[2.0] * 64]), binary=True)
         summary = load_test(LoadTestConfig(url, KEY, concurrency=8, requests=100))
         assert summary["ok"] == summary["requests"] == 100
+        binary = load_test(LoadTestConfig(url, KEY, concurrency=8, requests=100, body_format="safetensors"))
+        assert binary["ok"] == binary["requests"] == 100

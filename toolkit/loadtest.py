@@ -43,6 +43,7 @@ class LoadTestConfig:
     max_seconds: float = 600.0  # stop sending after this long (what was sent is still counted)
     timeout_s: float = 30.0  # one request's limit; beyond it the request counts as an error
     query: str = ""  # query string added to every request, e.g. "dtype=float16"
+    body_format: str = "json"  # "json", or "safetensors": the same bodies in the binary form of toolkit.wire
 
 
 @dataclass(frozen=True)
@@ -101,9 +102,9 @@ def bodies_from_openapi(url: str) -> list[bytes]:
     return bodies
 
 
-def _request_bytes(target: Target, api_key: str, body: bytes) -> bytes:
+def _request_bytes(target: Target, api_key: str, body: bytes, content_type: str) -> bytes:
     head = (f"POST {target.path} HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
-            f"Authorization: Bearer {api_key}\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {api_key}\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n")
     return head.encode("latin-1") + body
 
@@ -182,7 +183,14 @@ async def run_load(config: LoadTestConfig, bodies: list[bytes]) -> dict:
     if not 1 <= config.requests <= MAX_REQUESTS:
         raise ConfigError(f"requests must be 1..{MAX_REQUESTS}")
     target = loopback_target(config.url, config.query)
-    payloads = [_request_bytes(target, config.api_key, body) for body in bodies]
+    content_type = "application/json"
+    if config.body_format == "safetensors":
+        from toolkit.wire import MEDIA_TYPE, encode_request
+
+        bodies, content_type = [encode_request(json.loads(body)) for body in bodies], MEDIA_TYPE
+    elif config.body_format != "json":
+        raise ConfigError(f"body format {config.body_format!r}: choose json or safetensors")
+    payloads = [_request_bytes(target, config.api_key, body, content_type) for body in bodies]
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     started = time.perf_counter()

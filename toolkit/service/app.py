@@ -24,8 +24,9 @@ from toolkit.service.generate import GenerateJob, SchemaChecker, SlotBlob, SlotM
 from toolkit.service.metrics import CONTENT_TYPE, ServiceMetrics
 from toolkit.service.middleware import ApiKeyMiddleware, MetricsMiddleware
 from toolkit.service.openapi import build_openapi, request_body_doc
-from toolkit.service.responses import ApiError, ErrorBody, add_error_handlers, etag_matches, parse_json, read_body
+from toolkit.service.responses import ApiError, ErrorBody, add_error_handlers, etag_matches, parse_body, read_body
 from toolkit.slots import DTYPES
+from toolkit.wire import MEDIA_TYPE as WIRE_TYPE
 
 logger = logging.getLogger(__name__)
 
@@ -235,8 +236,9 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
             if dtype not in DTYPES:  # more per request than the rest of this handler
                 raise ApiError(422, "invalid_request", f"query parameter dtype={dtype!r}: choose one of "
                                                        f"{', '.join(DTYPES)}")
-        body = parse_json(await read_body(request, config.max_body_bytes), request.headers.get("content-type"))
-        _check_body(state, body)
+        body, binary = parse_body(await read_body(request, config.max_body_bytes), request.headers.get("content-type"),
+                                  WIRE_TYPE)
+        _check_body(state, body, binary)
         try:
             blob = await state.batcher.submit(GenerateJob(body, dtype))
         except QueueFull as err:
@@ -265,10 +267,14 @@ def _check_query(request: Request, allowed: tuple[str, ...]) -> None:
         raise ApiError(422, "invalid_request", f"unknown query parameter {', '.join(map(repr, unknown))}; {takes}")
 
 
-def _check_body(state: ServiceState, body: Any) -> None:
-    """422 unless the body satisfies the task's schema; the task's own words are used when it has them."""
+def _check_body(state: ServiceState, body: Any, binary: bool = False) -> None:
+    """422 unless the body (or a binary body's fields) satisfies the task's schema; the task's own words are used
+    when it has them."""
     try:
-        state.checker.check(body)
+        if binary:
+            state.checker.check_binary(body)
+        else:
+            state.checker.check(body)
     except RequestError as err:
         message = str(err)
         if isinstance(body, dict):

@@ -41,6 +41,7 @@ class BenchConfig:
     rounds: int = 1  # each round measures all three, in a rotated order; medians are reported
     workers: int = 1  # server processes per server
     max_devices: int = 2_000  # test devices whose bodies are sent (round-robin)
+    body_format: str = "json"  # request bodies of all three measurements: "json" or "safetensors" (toolkit.wire)
     cache_dir: str = ".cache/duet"  # preprocessed-data cache
 
 
@@ -137,14 +138,15 @@ def run_benchmark(cfg: BenchConfig) -> dict:
             plan = [("static_floor", batched, "/v1/static"), ("generate", batched, "/v1/generate"),
                     ("generate_no_batching", unbatched, "/v1/generate")]
             for _, server, path in plan:
-                asyncio.run(run_load(LoadTestConfig(server.url + path, key, cfg.concurrency, cfg.warmup), bodies))
+                warmup = LoadTestConfig(server.url + path, key, cfg.concurrency, cfg.warmup, body_format=cfg.body_format)
+                asyncio.run(run_load(warmup, bodies))
             load_before = os.getloadavg()
             rounds = []
             for number in range(cfg.rounds):
                 measured = {}
                 for name, server, path in plan[number % 3:] + plan[: number % 3]:
                     result = asyncio.run(run_load(LoadTestConfig(server.url + path, key, cfg.concurrency,
-                                                                 cfg.requests), bodies))
+                                                                 cfg.requests, body_format=cfg.body_format), bodies))
                     measured[name] = {**summary(result), "statuses": result["statuses"], "seconds": result["seconds"]}
                     logger.info("round %d %s: %s", number + 1, name, measured[name])
                 rounds.append(_with_ratios(measured))

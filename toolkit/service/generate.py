@@ -33,12 +33,19 @@ class SlotBlob:
 
 
 class SchemaChecker:
-    """The task's request schema, compiled once; `check` raises RequestError naming the first violation."""
+    """The task's request schema, compiled once; `check` (a JSON body) and `check_binary` (the fields of a binary
+    body) raise RequestError naming the first violation."""
 
     def __init__(self, schema: Mapping[str, Any]):
         import jsonschema_rs
 
         self._validator = jsonschema_rs.validator_for(dict(schema))
+        self._properties = dict(schema.get("properties", {}))
+        self._required = list(schema.get("required", []))
+        self._closed = schema.get("additionalProperties") is False
+        self._arrays = {name for name, prop in self._properties.items() if prop.get("type") == "array"}
+        self._strings = {name: jsonschema_rs.validator_for(dict(prop)) for name, prop in self._properties.items()
+                         if name not in self._arrays}
 
     def check(self, body: Any) -> None:
         if self._validator.is_valid(body):
@@ -46,6 +53,24 @@ class SchemaChecker:
         error = next(iter(self._validator.iter_errors(body)))
         where = "/".join(str(p) for p in error.instance_path)
         raise RequestError(f"{where or 'body'}: {error.message}")
+
+    def check_binary(self, fields: Mapping[str, Any]) -> None:
+        """What the schema says about a binary body's fields: none unknown or missing, array fields as tensors,
+        the others as metadata strings that satisfy their schema. The task checks the tensors' values."""
+        unknown = sorted(name for name in fields if name not in self._properties) if self._closed else []
+        if unknown:
+            raise RequestError(f"unknown field {unknown[0]!r}; the body takes {', '.join(self._properties)}")
+        missing = [name for name in self._required if name not in fields]
+        if missing:
+            raise RequestError(f"'{missing[0]}' is required")
+        for name, value in fields.items():
+            if (name in self._arrays) != isinstance(value, np.ndarray):
+                where = "a tensor" if name in self._arrays else "a string in '__metadata__'"
+                raise RequestError(f"'{name}' must be {where} in a binary body")
+            validator = self._strings.get(name)
+            if validator is not None and not validator.is_valid(value):
+                error = next(iter(validator.iter_errors(value)))
+                raise RequestError(f"{name}: {error.message}")
 
 
 class SlotMaker:

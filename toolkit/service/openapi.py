@@ -8,12 +8,18 @@ API_PREFIX = "/v1/"
 
 
 def request_body_doc(examples: list[dict]) -> dict:
-    """The generate request body: the task's schema (a component) and example bodies of test devices."""
+    """The generate request body: the task's schema (a component) with example bodies of test devices, or the
+    same fields in the compact binary form of `toolkit.wire`."""
+    from toolkit.wire import MEDIA_TYPE
+
     media: dict[str, Any] = {"schema": {"$ref": "#/components/schemas/GenerateRequest"}}
     if examples:
         media["examples"] = {f"device{i}": {"summary": "a test device's recent samples", "value": body}
                              for i, body in enumerate(examples)}
-    return {"required": True, "content": {"application/json": media}}
+    return {"required": True,
+            "description": f"JSON, or as {MEDIA_TYPE} the same fields as a safetensors file: each array field a tensor "
+                           "(integers I32 or I64, numbers F32 or F64), each string field a '__metadata__' entry",
+            "content": {"application/json": media, MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}}
 
 
 def build_openapi(app, request_schema: Mapping[str, Any]) -> dict:

@@ -231,14 +231,21 @@ class ImageTask(Task):
         mask = np.zeros((len(payloads), self.k), bool)
         for row, payload in enumerate(payloads):
             images = payload.get("images")
+            if isinstance(images, np.ndarray):  # from a binary body: a (n, side * side) float tensor
+                if images.ndim != 2 or images.dtype.kind != "f" or images.shape[1] != side * side:
+                    raise RequestError(f"'images' must be an (n, {side * side}) float tensor (F32 or F64), got "
+                                       f"{images.dtype} of shape {list(images.shape)}")
+                images = list(images)
             if not isinstance(images, list) or not images:
                 raise RequestError("'images' must be a non-empty list of images")
             if len(images) > self.k:
                 raise RequestError(f"'images' has {len(images)} images; at most {self.k} are read")
             for i, image in enumerate(images):
-                if not isinstance(image, list) or len(image) != side * side:
+                if isinstance(image, np.ndarray):
+                    pass  # a row of a float tensor: numbers of the right count
+                elif not isinstance(image, list) or len(image) != side * side:
                     raise RequestError(f"'images[{i}]' must be a list of {side * side} numbers ({side}x{side})")
-                if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in image):
+                elif any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in image):
                     raise RequestError(f"'images[{i}]' must hold only numbers")
                 values = np.asarray(image, dtype=np.float64)
                 if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:

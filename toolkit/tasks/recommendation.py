@@ -336,7 +336,8 @@ class RecDeviceModel(DeviceModel):
 
 
 def _right_aligned(payloads: list[Mapping[str, Any]], key: str, low: int, high: int, max_len: int) -> np.ndarray:
-    """(B, max_len) int64: each payload's `key` list, validated, right-aligned and left-padded with 0.
+    """(B, max_len) int64: each payload's `key` list (or 1-D integer tensor, from a binary body), validated,
+    right-aligned and left-padded with 0.
 
     The whole batch is checked in one pass (one type scan, one array, one range check); only when that fails
     is each list checked on its own, to name the first bad entry of the first bad payload.
@@ -355,15 +356,19 @@ def _right_aligned(payloads: list[Mapping[str, Any]], key: str, low: int, high: 
 
 def _checked_batch(lists: list[Any], low: int, high: int, max_len: int) -> np.ndarray | None:
     """All lists concatenated as int64 when every one is a non-empty list of at most `max_len` ints (not
-    bools) within low..high; None otherwise."""
-    if not all(type(values) is list and 0 < len(values) <= max_len for values in lists):
-        return None
-    flat = list(chain.from_iterable(lists))
-    if set(map(type, flat)) != {int}:
-        return None
-    try:
-        array = np.array(flat, dtype=np.int64)
-    except OverflowError:
+    bools), or every one such a 1-D integer tensor, within low..high; None otherwise."""
+    if all(type(values) is list and 0 < len(values) <= max_len for values in lists):
+        flat = list(chain.from_iterable(lists))
+        if set(map(type, flat)) != {int}:
+            return None
+        try:
+            array = np.array(flat, dtype=np.int64)
+        except OverflowError:
+            return None
+    elif all(type(values) is np.ndarray and values.ndim == 1 and values.dtype.kind == "i"
+             and 0 < len(values) <= max_len for values in lists):
+        array = np.concatenate(lists).astype(np.int64, copy=False)
+    else:
         return None
     return array if array.min() >= low and array.max() <= high else None
 
@@ -371,6 +376,11 @@ def _checked_batch(lists: list[Any], low: int, high: int, max_len: int) -> np.nd
 def _int_list(payload: Mapping[str, Any], key: str, low: int, high: int, max_len: int) -> list[int]:
     """`payload[key]` as a list of ints within low..high, or a RequestError naming what is wrong."""
     value = payload.get(key)
+    if isinstance(value, np.ndarray):  # from a binary body
+        if value.ndim != 1 or value.dtype.kind != "i":
+            raise RequestError(f"'{key}' must be a 1-D integer tensor (I32 or I64), got {value.dtype} "
+                               f"of shape {list(value.shape)}")
+        value = value.tolist()
     if not isinstance(value, list):
         raise RequestError(f"'{key}' must be a list of integers")
     if not value:
