@@ -79,9 +79,12 @@ def serving_pipeline(run: Run) -> nn.Module:
         eager = _FromRequests(run.duet, _WithBase(run.generator, list(run.duet.head.params))).eval()
         devices = [int(d) for d in run.task.device_ids("test")[:6]]
         bodies = [run.task.example_request(d) for d in devices]
-        example = run.task.request_inputs(bodies[:2])
-        checks = [run.task.request_inputs(group) for group in (bodies[2:3], bodies[3:6], bodies[:1])]
-        run.serving_requests = _traced(eager, example, checks, "request pipeline")
+        if bodies:  # other batch sizes and context lengths than the traced example's
+            example = run.task.request_inputs(bodies[:2])
+            checks = [run.task.request_inputs(group) for group in (bodies[2:3], bodies[3:6], bodies[:1]) if group]
+            run.serving_requests = _traced(eager, example, checks, "request pipeline")
+        else:  # no test device to trace on
+            run.serving_requests = eager
     return run.serving_requests
 
 

@@ -64,7 +64,7 @@ class SchemaChecker:
         if missing:
             raise RequestError(f"'{missing[0]}' is required")
         for name, value in fields.items():
-            if (name in self._arrays) != isinstance(value, np.ndarray):
+            if name in self._properties and (name in self._arrays) != isinstance(value, np.ndarray):
                 where = "a tensor" if name in self._arrays else "a string in '__metadata__'"
                 raise RequestError(f"'{name}' must be {where} in a binary body")
             validator = self._strings.get(name)

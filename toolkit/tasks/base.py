@@ -22,7 +22,6 @@ class DeviceContext:
     mask: torch.Tensor  # (B, M) bool, True where a sample is present
 
 
-
 class TaskModel(nn.Module, ABC):
     """A task's cloud model: static layers, a Base slot head (`head`), and a context encoder for the generator."""
 
@@ -69,6 +68,7 @@ class Task(ABC):
     def train_defaults(self) -> dict[str, Any]:
         """TrainConfig fields this task trains best with (chosen on its validation split)."""
         return {}
+
     @abstractmethod
     def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator[Any]:
         """One epoch of shuffled training batches (opaque to the trainer)."""
