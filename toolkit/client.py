@@ -130,13 +130,11 @@ class ServiceClient:
     def generate(self, body: Mapping[str, Any], dtype: str = "float32", binary: bool = False) -> SlotAnswer:
         """POST the device's samples, as JSON or (`binary`) in the compact safetensors form of `toolkit.wire`;
         the raw answer (check it with `check_answer`)."""
-        if binary:
-            from toolkit.wire import MEDIA_TYPE, encode_request
+        from toolkit.wire import MEDIA_TYPE, encode_request
 
-            response = self._call("POST", "/v1/generate", content=encode_request(body),
-                                  headers={"Content-Type": MEDIA_TYPE}, params={"dtype": dtype})
-        else:
-            response = self._call("POST", "/v1/generate", json=dict(body), params={"dtype": dtype})
+        sent = ({"content": encode_request(body), "headers": {"Content-Type": MEDIA_TYPE}} if binary
+                else {"json": dict(body)})
+        response = self._call("POST", "/v1/generate", params={"dtype": dtype}, **sent)
         return SlotAnswer(response.content, response.headers.get("x-blob-sha256", ""),
                           response.headers.get("x-model-version", ""))
 

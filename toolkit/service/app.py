@@ -9,7 +9,7 @@ import os
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from fastapi import FastAPI, Request
 from fastapi import Path as PathParam
@@ -26,7 +26,6 @@ from toolkit.service.middleware import ApiKeyMiddleware, MetricsMiddleware
 from toolkit.service.openapi import build_openapi, request_body_doc
 from toolkit.service.responses import ApiError, ErrorBody, add_error_handlers, etag_matches, parse_body, read_body
 from toolkit.slots import DTYPES
-from toolkit.wire import MEDIA_TYPE as WIRE_TYPE
 
 logger = logging.getLogger(__name__)
 
@@ -229,15 +228,12 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
                          **_errors(400, 401, 413, 415, 422, 429, 503)},
               openapi_extra={"requestBody": request_body_doc(state.examples), "parameters": [DTYPE_PARAMETER]})
     async def generate(request: Request) -> Response:
-        dtype = "float32"
-        if request.scope.get("query_string"):  # parsed only when present: most calls send none
-            _check_query(request, ("dtype",))
-            dtype = request.query_params.get("dtype", dtype)  # read here: FastAPI's parameter machinery cost
-            if dtype not in DTYPES:  # more per request than the rest of this handler
-                raise ApiError(422, "invalid_request", f"query parameter dtype={dtype!r}: choose one of "
-                                                       f"{', '.join(DTYPES)}")
-        body, binary = parse_body(await read_body(request, config.max_body_bytes), request.headers.get("content-type"),
-                                  WIRE_TYPE)
+        # read here: FastAPI's parameter machinery cost more per request than the rest of this handler
+        dtype = _check_query(request, ("dtype",)).get("dtype", "float32")
+        if dtype not in DTYPES:
+            raise ApiError(422, "invalid_request", f"query parameter dtype={dtype!r}: choose one of "
+                                                   f"{', '.join(DTYPES)}")
+        body, binary = parse_body(await read_body(request, config.max_body_bytes), request.headers.get("content-type"))
         _check_body(state, body, binary)
         try:
             blob = await state.batcher.submit(GenerateJob(body, dtype))
@@ -259,12 +255,17 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
             return _blob_response(state.static_blob, state.model_version, "float32")
 
 
-def _check_query(request: Request, allowed: tuple[str, ...]) -> None:
-    """422 for a query parameter the endpoint does not take (a typo like ?dtyp= must not pass silently)."""
-    unknown = sorted({name for name in request.query_params if name not in allowed})
+def _check_query(request: Request, allowed: tuple[str, ...]) -> Mapping[str, str]:
+    """The query parameters; 422 for one the endpoint does not take (a typo like ?dtyp= must not pass silently).
+    Most calls send none: then nothing is parsed."""
+    if not request.scope.get("query_string"):
+        return {}
+    params = request.query_params
+    unknown = sorted({name for name in params if name not in allowed})
     if unknown:
         takes = f"it takes {', '.join(allowed)}" if allowed else "it takes none"
         raise ApiError(422, "invalid_request", f"unknown query parameter {', '.join(map(repr, unknown))}; {takes}")
+    return params
 
 
 def _check_body(state: ServiceState, body: Any, binary: bool = False) -> None:

@@ -137,16 +137,19 @@ def run_benchmark(cfg: BenchConfig) -> dict:
             unbatched.wait_ready(cfg.workers)
             plan = [("static_floor", batched, "/v1/static"), ("generate", batched, "/v1/generate"),
                     ("generate_no_batching", unbatched, "/v1/generate")]
+
+            def load(url: str, requests: int) -> dict:
+                config = LoadTestConfig(url, key, cfg.concurrency, requests, body_format=cfg.body_format)
+                return asyncio.run(run_load(config, bodies))
+
             for _, server, path in plan:
-                warmup = LoadTestConfig(server.url + path, key, cfg.concurrency, cfg.warmup, body_format=cfg.body_format)
-                asyncio.run(run_load(warmup, bodies))
+                load(server.url + path, cfg.warmup)
             load_before = os.getloadavg()
             rounds = []
             for number in range(cfg.rounds):
                 measured = {}
                 for name, server, path in plan[number % 3:] + plan[: number % 3]:
-                    result = asyncio.run(run_load(LoadTestConfig(server.url + path, key, cfg.concurrency,
-                                                                 cfg.requests, body_format=cfg.body_format), bodies))
+                    result = load(server.url + path, cfg.requests)
                     measured[name] = {**summary(result), "statuses": result["statuses"], "seconds": result["seconds"]}
                     logger.info("round %d %s: %s", number + 1, name, measured[name])
                 rounds.append(_with_ratios(measured))

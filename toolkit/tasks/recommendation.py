@@ -87,6 +87,7 @@ class RecommendationTask(Task):
         # Chosen on the validation split: training DIN's static layers along with the generator overfit them
         # (no validation gain), while SASRec and GRU4Rec gained from it.
         return {"backbone_lr": 0.0} if self.model_cfg.backbone == "din" else {}
+
     @classmethod
     def from_config_json(cls, obj: Mapping[str, Any], cache_dir: Path | None = None) -> "RecommendationTask":
         return cls(RecTaskConfig.from_json(obj), cache_dir)
