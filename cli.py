@@ -70,8 +70,10 @@ def cli(threads: int, verbose: bool) -> None:
 @click.option("--stabilizer/--no-stabilizer", default=True, show_default=True,
               help="Stable Weight Adapter in the generator (off for the ablation).")
 @click.option("--code-dim", type=click.IntRange(4, 1024), default=64, show_default=True,
-              help="Size of the device code the generator writes every slot from (its per-sample layers have this "
-                   "width, so its serving cost grows with it).")
+              help="Size of the device code the generator writes every slot from.")
+@click.option("--sample-dim", type=click.IntRange(4, 1024), default=None,
+              help="Width of the generator's per-sample layer, the part of its serving cost that grows with the "
+                   "context size [recommendation 16, image --code-dim].")
 @click.option("--rank", type=click.IntRange(1, 256), default=4, show_default=True,
               help="Rank of each generated weight residual (the generator's size grows linearly with it).")
 @click.option("--lr", type=float, default=None, help="Adam learning rate of the Base stage [3e-3].")
@@ -94,7 +96,7 @@ def cli(threads: int, verbose: bool) -> None:
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=str(DEFAULT_CACHE), show_default=True,
               help="Where preprocessed data is cached.")
 def train(task_name, dataset, data_path, data_format, backbone, out_dir, seed, max_epochs, patience, embed_dim,
-          context_items, context_time, stabilizer, code_dim, rank, lr, generator_lr, backbone_lr, base_from, max_users, context_images, train_devices,
+          context_items, context_time, stabilizer, code_dim, sample_dim, rank, lr, generator_lr, backbone_lr, base_from, max_users, context_images, train_devices,
           test_devices, fresh_devices, cache_dir) -> None:
     """Train Base and the DUET generator on real data; writes config.json, *.safetensors, train_log.jsonl."""
     from toolkit.errors import DuetError
@@ -118,7 +120,8 @@ def train(task_name, dataset, data_path, data_format, backbone, out_dir, seed, m
     train_cfg = TrainConfig.for_task(task, max_epochs=max_epochs, patience=patience, seed=seed, lr=lr,
                                      generator_lr=generator_lr, backbone_lr=backbone_lr)
     model_probe = task.build_model()
-    gen_cfg = GeneratorConfig(context_dim=model_probe.context_dim, code_dim=code_dim, stabilizer=stabilizer, rank=rank)
+    gen_cfg = GeneratorConfig.for_task(task, model_probe.context_dim, code_dim=code_dim, sample_dim=sample_dim,
+                                       stabilizer=stabilizer, rank=rank)
     out.mkdir(parents=True, exist_ok=True)
     (out / LOG_FILE).unlink(missing_ok=True)
 

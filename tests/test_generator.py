@@ -22,10 +22,10 @@ def _base_params():
     return [torch.randn(*s.shape) for s in SHAPE.slot_specs()]
 
 
-@pytest.mark.parametrize("stabilizer", [True, False])
-def test_every_generator_parameter_receives_a_gradient(stabilizer):
+@pytest.mark.parametrize("stabilizer,sample_dim", [(True, None), (False, None), (True, 3)])
+def test_every_generator_parameter_receives_a_gradient(stabilizer, sample_dim):
     torch.manual_seed(0)
-    generator = _generator(stabilizer=stabilizer, dropout=0.0)
+    generator = _generator(stabilizer=stabilizer, sample_dim=sample_dim, dropout=0.0)
     context, mask = torch.randn(3, 5, 7), torch.ones(3, 5, dtype=torch.bool)
     mask[0, :2] = False
     params = generator(context, mask, _base_params())
@@ -36,6 +36,14 @@ def test_every_generator_parameter_receives_a_gradient(stabilizer):
     missing = [n for n, p in generator.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
     assert not missing, f"parameters without gradient: {missing}"
     assert len(list(generator.state_dict())) >= len(names)
+
+
+def test_sample_dim_sets_the_per_sample_layer_width_and_defaults_to_the_code_width():
+    narrow, default = _generator(sample_dim=3), _generator()
+    assert narrow.encoder.embed[0].out_features == 3 and narrow.encoder.embed[2].out_features == 8
+    assert default.encoder.embed[0].out_features == 8
+    saved_before_the_option = {"context_dim": 7, "code_dim": 8, "rank": 2, "n_candidates": 3}
+    assert GeneratorConfig(**saved_before_the_option).sample_dim is None  # older runs load unchanged
 
 
 def test_generated_slots_follow_the_spec_and_start_near_base():

@@ -37,6 +37,13 @@ def _run(task) -> Run:
     return Run(path=None, config={}, task=task, base=model, duet=model, generator=generator)
 
 
+def test_generator_defaults_narrow_only_the_recommendation_per_item_layer_and_yield_to_the_user(rec_task, image_task):
+    assert GeneratorConfig.for_task(rec_task, 9).sample_dim == 16
+    chosen = GeneratorConfig.for_task(rec_task, 9, sample_dim=64, code_dim=None)  # None: not given, default stays
+    assert (chosen.sample_dim, chosen.code_dim) == (64, 64)
+    assert GeneratorConfig.for_task(image_task, 9).sample_dim is None  # the code width
+
+
 @pytest.mark.parametrize("task_name", ["rec_task", "image_task"])
 def test_example_requests_are_valid_and_give_device_specific_slots(request, task_name):
     task = request.getfixturevalue(task_name)

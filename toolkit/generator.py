@@ -24,10 +24,17 @@ class GeneratorConfig:
 
     context_dim: int  # size of each context vector the task provides
     code_dim: int = 64  # size of the device code every slot is generated from
+    sample_dim: int | None = None  # width of the per-sample layer (the serving cost's largest part); None = code_dim
     rank: int = 4  # rank of each generated weight residual (cost is linear in rows + columns)
     n_candidates: int = 4  # candidate codes mixed by the stabiliser
     stabilizer: bool = True  # Stable Weight Adapter on; off for the ablation
     dropout: float = 0.1  # dropout on context vectors during training
+
+    @classmethod
+    def for_task(cls, task, context_dim: int, **overrides) -> "GeneratorConfig":
+        """Defaults, then the task's own (`Task.generator_defaults`), then the given overrides (None values ignored)."""
+        return cls(context_dim=context_dim, **{**task.generator_defaults(),
+                                               **{k: v for k, v in overrides.items() if v is not None}})
 
 
 class SetEncoder(nn.Module):
@@ -35,8 +42,8 @@ class SetEncoder(nn.Module):
 
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
-        self.embed = nn.Sequential(nn.Linear(cfg.context_dim, cfg.code_dim), nn.SiLU(),
-                                   nn.Linear(cfg.code_dim, cfg.code_dim))
+        width = cfg.sample_dim or cfg.code_dim
+        self.embed = nn.Sequential(nn.Linear(cfg.context_dim, width), nn.SiLU(), nn.Linear(width, cfg.code_dim))
         self.query = nn.Linear(cfg.code_dim, 1, bias=False)  # a bias would cancel in the softmax
         self.out = nn.Sequential(nn.Linear(2 * cfg.code_dim, cfg.code_dim), nn.LayerNorm(cfg.code_dim))
         self.dropout = nn.Dropout(cfg.dropout)
@@ -47,7 +54,7 @@ class SetEncoder(nn.Module):
         first, activation, last = self.embed
         if self.training:
             context = self.dropout(context)
-        g = activation(first(context))  # (B, M, code)
+        g = activation(first(context))  # (B, M, sample_dim)
         weight = mask.to(g.dtype)
         mean_weights = weight / weight.sum(1, keepdim=True).clamp(min=1.0)
         # query(last(g)) = g . (W_last^T q) + a constant that cancels in the softmax

@@ -67,8 +67,10 @@ def ablation_table(runs: list[Path]) -> str:
         epoch = max(e["epoch"] for e in events
                     if e.get("stage") == "duet" and "epoch" in e and e.get(f"val_{key}") == best[f"val_{key}"])
         model = config["task_config"].get("model") or {}
-        settings = (f"stabilizer={config['generator']['stabilizer']}, code={config['generator']['code_dim']}, "
-                    f"rank={config['generator']['rank']}, "
+        generator = config["generator"]
+        sample = generator.get("sample_dim") or generator["code_dim"]  # runs made before the option: the code width
+        settings = (f"stabilizer={generator['stabilizer']}, code={generator['code_dim']}, per-sample={sample}, "
+                    f"rank={generator['rank']}, "
                     f"backbone_lr={config['train']['backbone_lr']}, generator_lr={config['train']['generator_lr']}"
                     + (f", context={model['context_items']} items, time={model['context_time']}"
                        if "context_items" in model else ""))

@@ -69,6 +69,10 @@ class Task(ABC):
         """TrainConfig fields this task trains best with (chosen on its validation split)."""
         return {}
 
+    def generator_defaults(self) -> dict[str, Any]:
+        """GeneratorConfig fields this task's generator is built with unless the user sets them."""
+        return {}
+
     @abstractmethod
     def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator[Any]:
         """One epoch of shuffled training batches (opaque to the trainer)."""

@@ -88,6 +88,11 @@ class RecommendationTask(Task):
         # (no validation gain), while SASRec and GRU4Rec gained from it.
         return {"backbone_lr": 0.0} if self.model_cfg.backbone == "din" else {}
 
+    def generator_defaults(self) -> dict[str, Any]:
+        # A 16-wide per-item layer over the 100 context items: the same DUET UAUC as a 64-wide one in five paired
+        # runs (README ablations) at a third less serving cost; the per-item layer is what grows with the context.
+        return {"sample_dim": 16}
+
     @classmethod
     def from_config_json(cls, obj: Mapping[str, Any], cache_dir: Path | None = None) -> "RecommendationTask":
         return cls(RecTaskConfig.from_json(obj), cache_dir)
