@@ -91,6 +91,33 @@ def test_a_batch_of_requests_reads_like_its_requests_one_by_one_and_names_the_ba
         rec_task.request_context(model, [bodies[0], bad])
 
 
+@pytest.mark.parametrize("context_time", [True, False])
+def test_the_served_program_folds_the_first_layer_into_the_item_table_and_computes_the_same_slots(
+        tmp_path_factory, context_time):
+    from toolkit.generation import _FoldedFromRequests, serving_pipeline
+
+    task = RecommendationTask(RecTaskConfig(protocol=SequenceProtocol(max_users=20), embed_dim=8, context_items=12,
+                                            context_time=context_time), tmp_path_factory.mktemp("cache"))
+    torch.manual_seed(0)
+    model = task.build_model().eval()
+    generator = ParameterGenerator(GeneratorConfig(context_dim=model.context_dim, sample_dim=5),
+                                   model.slot_specs).eval()
+    run = Run(path=None, config={}, task=task, base=model, duet=model, generator=generator)
+    inputs = task.request_inputs([task.example_request(d) for d in range(5)])
+    ids, rest, mask = model.context_parts(*inputs)  # the contract: context = (cat([table[ids], rest]), mask)
+    vectors, context_mask = model.context(*inputs)
+    torch.testing.assert_close(vectors, torch.cat([model.context_table()[ids], rest], -1))
+    assert torch.equal(mask, context_mask) and rest.shape[-1] == (3 if context_time else 0)
+    with torch.no_grad():
+        expected = generator(vectors, mask, list(model.head.params))
+        folded = _FoldedFromRequests(model, generator, list(model.head.params)).eval()(*inputs)
+        served = serving_pipeline(run)(*inputs)
+    assert isinstance(run.serving_requests, torch.jit.ScriptModule)  # traced, not the eager fallback
+    for want, got_eager, got_served in zip(expected, folded, served):
+        torch.testing.assert_close(got_eager, want, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(got_served, want, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("images,message", [
     ([], "non-empty list"),
     ([[0.5] * 63], r"'images\[0\]' must be a list of 64 numbers"),

@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from toolkit.runs import Run
@@ -38,15 +39,43 @@ class _FromRequests(nn.Module):
         return self.with_base(*self.model.context(*inputs))
 
 
-def _traced(eager: nn.Module, example: tuple, checks: list[tuple], what: str) -> nn.Module:
+class _FoldedFromRequests(nn.Module):
+    """`_FromRequests` for a task model whose context vectors start with a row of a table (`context_table`,
+    `context_parts`): the generator's first per-sample layer is folded into that table once,
+    first(cat([table[ids], rest])) = (table W_t^T + b)[ids] + rest W_r^T, so a request gathers one narrow row per
+    sample instead of building the vector and multiplying it (the same function, checked at start-up)."""
+
+    def __init__(self, model: nn.Module, generator: nn.Module, base: list[torch.Tensor]):
+        super().__init__()
+        self.model, self.generator = model, generator
+        self.base = nn.ParameterList([nn.Parameter(b.detach().clone(), requires_grad=False) for b in base])
+        first = generator.encoder.embed[0]
+        with torch.no_grad():
+            table = model.context_table()
+            width = table.shape[1]
+            self.table = nn.Parameter(table @ first.weight[:, :width].t() + first.bias, requires_grad=False)
+            self.rest = nn.Parameter(first.weight[:, width:].t().contiguous(), requires_grad=False)
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        ids, rest, mask = self.model.context_parts(*inputs)
+        first = F.embedding(ids, self.table)
+        if self.rest.shape[0]:  # known when traced: the model's context has features beyond the table row
+            first = first + rest @ self.rest
+        return tuple(self.generator.from_first_layer(first, mask, list(self.base)))
+
+
+def _traced(eager: nn.Module, example: tuple, checks: list[tuple], what: str,
+            reference: nn.Module | None = None) -> nn.Module:
     """`eager` traced on `example` and frozen with TorchScript (half the per-call overhead of eager PyTorch at
-    batch 1), if it equals eager on every input of `checks` (other batch and context sizes); eager otherwise."""
+    batch 1), if it equals `reference` (default: eager itself) on every input of `checks` (other batch and
+    context sizes); eager otherwise."""
+    reference = eager if reference is None else reference
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             traced = torch.jit.freeze(torch.jit.trace(eager, example, check_trace=False))
             for inputs in checks:
-                if not all(torch.allclose(a, b, atol=1e-5) for a, b in zip(traced(*inputs), eager(*inputs))):
+                if not all(torch.allclose(a, b, atol=1e-5) for a, b in zip(traced(*inputs), reference(*inputs))):
                     shapes = [list(t.shape) for t in inputs]
                     raise ValueError(f"traced {what} differs from eager on inputs of shapes {shapes}")
         return traced
@@ -73,16 +102,20 @@ def serving_generator(run: Run) -> nn.Module:
 
 def serving_pipeline(run: Run) -> nn.Module:
     """What the service runs per batch: the raw tensors of `task.request_inputs` -> slot tensors, the task
-    model's context encoder and the generator traced as ONE program (no Python between their ops), checked
-    against eager on example requests of the run's test devices."""
+    model's context encoder and the generator traced as ONE program (no Python between their ops; with the
+    generator's first layer folded into the model's context table when it has one), checked against the eager
+    model and generator on example requests of the run's test devices."""
     if run.serving_requests is None:
         eager = _FromRequests(run.duet, _WithBase(run.generator, list(run.duet.head.params))).eval()
+        program = eager
+        if getattr(run.duet, "context_table", lambda: None)() is not None:
+            program = _FoldedFromRequests(run.duet, run.generator, list(run.duet.head.params)).eval()
         devices = [int(d) for d in run.task.device_ids("test")[:6]]
         bodies = [run.task.example_request(d) for d in devices]
         if bodies:  # other batch sizes and context lengths than the traced example's
             example = run.task.request_inputs(bodies[:2])
             checks = [run.task.request_inputs(group) for group in (bodies[2:3], bodies[3:6], bodies[:1]) if group]
-            run.serving_requests = _traced(eager, example, checks, "request pipeline")
+            run.serving_requests = _traced(program, example, checks, "request pipeline", reference=eager)
         else:  # no test device to trace on
             run.serving_requests = eager
     return run.serving_requests

@@ -49,12 +49,16 @@ class SetEncoder(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # embed = Linear, SiLU, Linear. Both poolings are linear in the last Linear's output, so that layer is
-        # applied after pooling (the same function): its cost does not grow with the context size.
-        first, activation, last = self.embed
         if self.training:
             context = self.dropout(context)
-        g = activation(first(context))  # (B, M, sample_dim)
+        return self.pool(self.embed[0](context), mask)
+
+    def pool(self, first: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The device code from the per-sample layer's first output (B, M, sample_dim), before its activation."""
+        # embed = Linear, SiLU, Linear. Both poolings are linear in the last Linear's output, so that layer is
+        # applied after pooling (the same function): its cost does not grow with the context size.
+        _, activation, last = self.embed
+        g = activation(first)  # (B, M, sample_dim)
         weight = mask.to(g.dtype)
         mean_weights = weight / weight.sum(1, keepdim=True).clamp(min=1.0)
         # query(last(g)) = g . (W_last^T q) + a constant that cancels in the softmax
@@ -141,3 +145,9 @@ class ParameterGenerator(nn.Module):
                 base_params: list[torch.Tensor]) -> list[torch.Tensor]:
         """(B, M, context_dim) vectors and (B, M) mask -> one (B, *shape) tensor per slot."""
         return self.writer(self.device_code(context, mask), base_params)
+
+    def from_first_layer(self, first: torch.Tensor, mask: torch.Tensor,
+                         base_params: list[torch.Tensor]) -> list[torch.Tensor]:
+        """`forward` from the per-sample layer's first output, `encoder.embed[0](context)`, computed by the caller
+        (the service folds that layer into a task's context table; see `toolkit.generation`)."""
+        return self.writer(self.stabilizer(self.encoder.pool(first, mask)), base_params)

@@ -11,7 +11,7 @@ from torch import nn
 
 from toolkit.models.head import HeadShape, SlotHead, apply_head
 
-TIME_FEATURES = ("time_z", "time_z_squared", "log_age_days")  # per context item, see context_vectors
+TIME_FEATURES = ("time_z", "time_z_squared", "log_age_days")  # per context item, see context_parts
 NEG_INF = -1e9  # finite "minus infinity" for masks: keeps exported programs free of NaN on empty rows
 
 
@@ -167,23 +167,29 @@ class RecModel(nn.Module):
         return self.head.shape.slot_specs()
 
     def context(self, items: torch.Tensor, times: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(context vectors, mask) of right-aligned context items (B, M), 0 where absent, and their times."""
-        return self.context_vectors(items, times), items > 0
+        """(context vectors, mask) of right-aligned context items (B, M), 0 where absent, and their times:
+        each vector is the item's shared embedding, then (with `context_time`) its time features."""
+        ids, features, mask = self.context_parts(items, times)
+        return torch.cat([self.item_embedding(ids), features], -1), mask
 
-    def context_vectors(self, items: torch.Tensor, times: torch.Tensor | None) -> torch.Tensor:
-        """Generator input for context items (B, M): their shared embeddings, plus time features."""
-        vectors = self.item_embedding(items)
+    def context_table(self) -> torch.Tensor:
+        """The table whose rows begin the context vectors: the item embeddings (see `context_parts`)."""
+        return self.item_embedding.weight
+
+    def context_parts(self, items: torch.Tensor,
+                      times: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(item ids (B, M), the rest of each context vector (B, M, 3), or (B, M, 0) without time features, mask)."""
+        present = items > 0
         if not self.cfg.context_time:
-            return vectors
+            return items, self.item_embedding.weight.new_zeros(*items.shape, 0), present
         if times is None:
             raise ValueError("this model's generator reads timestamps; none were given")
-        present = items > 0
         times = times.to(torch.float64)
         latest = torch.where(present, times, torch.full_like(times, -1e18)).amax(1, keepdim=True)
         z = (times - self.cfg.time_mean) / self.cfg.time_std
         age_days = (latest - times).clamp(min=0) / 86400.0
-        features = torch.stack([z, z * z, torch.log1p(age_days) / 5], -1).to(vectors.dtype)
-        return torch.cat([vectors, features * present[..., None]], -1)
+        features = torch.stack([z, z * z, torch.log1p(age_days) / 5], -1).to(self.item_embedding.weight.dtype)
+        return items, features * present[..., None], present
 
     def encode(self, hist: torch.Tensor, cand: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Static layers: (state (B, C, in_dim), candidate embeddings (B, C, d))."""

@@ -43,6 +43,17 @@ class TaskModel(nn.Module, ABC):
         Plain tensor ops only: the service traces it together with the generator into one program.
         """
 
+    def context_table(self) -> torch.Tensor | None:
+        """Optional, with `context_parts`: a table (V, t) whose rows begin every context vector. The service then
+        folds the generator's first layer into it once, so a request gathers a narrow row per sample instead of
+        building the vector and multiplying it. None (the default): the vectors are not of that form."""
+        return None
+
+    def context_parts(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(row ids (B, M), the rest of each vector (B, M, context_dim - t), mask (B, M)) such that `context(*inputs)`
+        is (cat([context_table()[ids], rest], -1), mask). Needed only when `context_table` is not None."""
+        raise NotImplementedError(f"{type(self).__name__} has no context table")
+
 
 class Task(ABC):
     """A task: its data, its model, its samples on the wire. Everything outside a task's module is generic."""
