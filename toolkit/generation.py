@@ -54,13 +54,13 @@ class _FoldedFromRequests(nn.Module):
             table = model.context_table()
             width = table.shape[1]
             self.table = nn.Parameter(table @ first.weight[:, :width].t() + first.bias, requires_grad=False)
-            self.rest = nn.Parameter(first.weight[:, width:].t().contiguous(), requires_grad=False)
+            self.rest_weight = nn.Parameter(first.weight[:, width:].t().contiguous(), requires_grad=False)
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         ids, rest, mask = self.model.context_parts(*inputs)
         first = F.embedding(ids, self.table)
-        if self.rest.shape[0]:  # known when traced: the model's context has features beyond the table row
-            first = first + rest @ self.rest
+        if self.rest_weight.shape[0]:  # known when traced: the model's context has features beyond the table row
+            first = first + rest @ self.rest_weight
         return tuple(self.generator.from_first_layer(first, mask, list(self.base)))
 
 
