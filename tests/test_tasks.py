@@ -94,7 +94,7 @@ def test_a_batch_of_requests_reads_like_its_requests_one_by_one_and_names_the_ba
 @pytest.mark.parametrize("context_time", [True, False])
 def test_the_served_program_folds_the_first_layer_into_the_item_table_and_computes_the_same_slots(
         tmp_path_factory, context_time):
-    from toolkit.generation import _FoldedFromRequests, serving_pipeline
+    from toolkit.generation import _FoldedFromRequests, _WithBase, serving_pipeline
 
     task = RecommendationTask(RecTaskConfig(protocol=SequenceProtocol(max_users=20), embed_dim=8, context_items=12,
                                             context_time=context_time), tmp_path_factory.mktemp("cache"))
@@ -110,12 +110,29 @@ def test_the_served_program_folds_the_first_layer_into_the_item_table_and_comput
     assert torch.equal(mask, context_mask) and rest.shape[-1] == (3 if context_time else 0)
     with torch.no_grad():
         expected = generator(vectors, mask, list(model.head.params))
-        folded = _FoldedFromRequests(model, generator, list(model.head.params)).eval()(*inputs)
+        folded = _FoldedFromRequests(model, _WithBase(generator, list(model.head.params))).eval()(*inputs)
         served = serving_pipeline(run)(*inputs)
     assert isinstance(run.serving_requests, torch.jit.ScriptModule)  # traced, not the eager fallback
     for want, got_eager, got_served in zip(expected, folded, served):
         torch.testing.assert_close(got_eager, want, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(got_served, want, atol=1e-5, rtol=1e-5)
+
+
+def test_a_traced_program_that_differs_from_its_reference_is_not_served():
+    from toolkit.generation import _traced
+
+    class Scaled(torch.nn.Module):
+        def __init__(self, factor: float):
+            super().__init__()
+            self.factor = factor
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+            return (x * self.factor,)
+
+    reference, wrong = Scaled(1.0).eval(), Scaled(1.5).eval()
+    example, checks = (torch.ones(2, 3),), [(torch.ones(1, 3),)]
+    assert _traced(wrong, example, checks, "program", reference=reference) is reference
+    assert isinstance(_traced(reference, example, checks, "program"), torch.jit.ScriptModule)
 
 
 @pytest.mark.parametrize("images,message", [

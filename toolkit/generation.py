@@ -45,11 +45,10 @@ class _FoldedFromRequests(nn.Module):
     first(cat([table[ids], rest])) = (table W_t^T + b)[ids] + rest W_r^T, so a request gathers one narrow row per
     sample instead of building the vector and multiplying it (the same function, checked at start-up)."""
 
-    def __init__(self, model: nn.Module, generator: nn.Module, base: list[torch.Tensor]):
+    def __init__(self, model: nn.Module, with_base: _WithBase):
         super().__init__()
-        self.model, self.generator = model, generator
-        self.base = nn.ParameterList([nn.Parameter(b.detach().clone(), requires_grad=False) for b in base])
-        first = generator.encoder.embed[0]
+        self.model, self.with_base = model, with_base
+        first = with_base.generator.encoder.embed[0]
         with torch.no_grad():
             table = model.context_table()
             width = table.shape[1]
@@ -61,14 +60,14 @@ class _FoldedFromRequests(nn.Module):
         first = F.embedding(ids, self.table)
         if self.rest_weight.shape[0]:  # known when traced: the model's context has features beyond the table row
             first = first + rest @ self.rest_weight
-        return tuple(self.generator.from_first_layer(first, mask, list(self.base)))
+        return tuple(self.with_base.generator.from_first_layer(first, mask, list(self.with_base.base)))
 
 
 def _traced(eager: nn.Module, example: tuple, checks: list[tuple], what: str,
             reference: nn.Module | None = None) -> nn.Module:
     """`eager` traced on `example` and frozen with TorchScript (half the per-call overhead of eager PyTorch at
     batch 1), if it equals `reference` (default: eager itself) on every input of `checks` (other batch and
-    context sizes); eager otherwise."""
+    context sizes); otherwise `reference`, the function that is known to be right."""
     reference = eager if reference is None else reference
     try:
         with torch.no_grad(), warnings.catch_warnings():
@@ -81,7 +80,7 @@ def _traced(eager: nn.Module, example: tuple, checks: list[tuple], what: str,
         return traced
     except (RuntimeError, ValueError) as err:  # serve eager rather than fail
         logger.warning("serving the eager %s: tracing failed (%s)", what, err)
-        return eager
+        return reference
 
 
 def serving_generator(run: Run) -> nn.Module:
@@ -106,10 +105,11 @@ def serving_pipeline(run: Run) -> nn.Module:
     generator's first layer folded into the model's context table when it has one), checked against the eager
     model and generator on example requests of the run's test devices."""
     if run.serving_requests is None:
-        eager = _FromRequests(run.duet, _WithBase(run.generator, list(run.duet.head.params))).eval()
+        with_base = _WithBase(run.generator, list(run.duet.head.params))
+        eager = _FromRequests(run.duet, with_base).eval()
         program = eager
         if getattr(run.duet, "context_table", lambda: None)() is not None:
-            program = _FoldedFromRequests(run.duet, run.generator, list(run.duet.head.params)).eval()
+            program = _FoldedFromRequests(run.duet, with_base).eval()
         devices = [int(d) for d in run.task.device_ids("test")[:6]]
         bodies = [run.task.example_request(d) for d in devices]
         if bodies:  # other batch sizes and context lengths than the traced example's

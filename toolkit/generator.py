@@ -30,6 +30,11 @@ class GeneratorConfig:
     stabilizer: bool = True  # Stable Weight Adapter on; off for the ablation
     dropout: float = 0.1  # dropout on context vectors during training
 
+    @property
+    def sample_width(self) -> int:
+        """The per-sample layer's width as built: `sample_dim`, or the code width when it is None."""
+        return self.sample_dim or self.code_dim
+
     @classmethod
     def for_task(cls, task, context_dim: int, **overrides) -> "GeneratorConfig":
         """Defaults, then the task's own (`Task.generator_defaults`), then the given overrides (None values ignored)."""
@@ -42,7 +47,7 @@ class SetEncoder(nn.Module):
 
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
-        width = cfg.sample_dim or cfg.code_dim
+        width = cfg.sample_width
         self.embed = nn.Sequential(nn.Linear(cfg.context_dim, width), nn.SiLU(), nn.Linear(width, cfg.code_dim))
         self.query = nn.Linear(cfg.code_dim, 1, bias=False)  # a bias would cancel in the softmax
         self.out = nn.Sequential(nn.Linear(2 * cfg.code_dim, cfg.code_dim), nn.LayerNorm(cfg.code_dim))

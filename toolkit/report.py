@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from toolkit.generator import GeneratorConfig
 from toolkit.tasks import TASKS
 
 METHODS = ("base", "finetune", "duet")
@@ -67,10 +68,9 @@ def ablation_table(runs: list[Path]) -> str:
         epoch = max(e["epoch"] for e in events
                     if e.get("stage") == "duet" and "epoch" in e and e.get(f"val_{key}") == best[f"val_{key}"])
         model = config["task_config"].get("model") or {}
-        generator = config["generator"]
-        sample = generator.get("sample_dim") or generator["code_dim"]  # runs made before the option: the code width
-        settings = (f"stabilizer={generator['stabilizer']}, code={generator['code_dim']}, per-sample={sample}, "
-                    f"rank={generator['rank']}, "
+        generator = GeneratorConfig(**config["generator"])
+        settings = (f"stabilizer={generator.stabilizer}, code={generator.code_dim}, "
+                    f"per-sample={generator.sample_width}, rank={generator.rank}, "
                     f"backbone_lr={config['train']['backbone_lr']}, generator_lr={config['train']['generator_lr']}"
                     + (f", context={model['context_items']} items, time={model['context_time']}"
                        if "context_items" in model else ""))

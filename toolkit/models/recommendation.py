@@ -170,7 +170,8 @@ class RecModel(nn.Module):
         """(context vectors, mask) of right-aligned context items (B, M), 0 where absent, and their times:
         each vector is the item's shared embedding, then (with `context_time`) its time features."""
         ids, features, mask = self.context_parts(items, times)
-        return torch.cat([self.item_embedding(ids), features], -1), mask
+        vectors = self.item_embedding(ids)
+        return (torch.cat([vectors, features], -1) if features.shape[-1] else vectors), mask
 
     def context_table(self) -> torch.Tensor:
         """The table whose rows begin the context vectors: the item embeddings (see `context_parts`)."""
