@@ -173,11 +173,16 @@ def test_service_refusals_reach_the_caller_as_service_errors(svc_server, run, tm
     with ServiceClient(svc_server, KEY) as service:
         device = DeviceClient(service, "executorch", tmp_path)
         device.setup()
-        with pytest.raises(SlotShapeError, match="no slots yet"):
-            device.score([np.zeros(t["shape"], t["dtype"]) for t in device.manifest["inputs"]])
+        assert device.slots is device.base_slots  # Base's slots until generated ones pass their checks
+        base_answer = check_answer(service.base_slots(), device.manifest)
+        assert all(np.array_equal(device.slots[k], base_answer[k]) for k in base_answer)
         with pytest.raises(ServiceError, match="unknown item id") as caught:
             device.refresh({"device_id": "x", "items": [10 ** 9], "timestamps": [1]})
-        assert caught.value.status == 422 and device.slots is None
+        assert caught.value.status == 422 and device.slots is device.base_slots
+        assert device.last_refusal.startswith("ServiceError: POST /v1/generate: 422")
+        good = device.refresh(run.task.example_request(int(run.task.device_ids("test")[0])))
+        assert device.last_refusal is None and device.slots is good
+        assert any(not np.array_equal(good[k], base_answer[k]) for k in good)
     with ServiceClient("http://127.0.0.1:9", KEY, timeout=2) as service:
         with pytest.raises(ServiceError, match="no answer from the service"):
             service.manifest()

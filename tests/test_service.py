@@ -157,6 +157,22 @@ def test_generate_answers_the_devices_slots_as_safetensors(svc_server, run, mani
                                atol=2e-2, rtol=1e-2)
 
 
+def test_base_slots_are_the_heads_the_generator_starts_from(svc_server, run, manifest):
+    answer = httpx.get(f"{svc_server}/v1/slots/base", headers=auth())
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/octet-stream"
+    assert answer.headers["x-model-version"] == manifest["model_version"]
+    assert answer.headers["x-blob-sha256"] == hashlib.sha256(answer.content).hexdigest()
+    slots = decode_safetensors(answer.content, slot_specs_of(manifest))
+    for spec, param in zip(slot_specs_of(manifest), run.duet.head.params):
+        np.testing.assert_array_equal(slots[spec.name], param.detach().numpy())
+    half = httpx.get(f"{svc_server}/v1/slots/base", headers=auth(), params={"dtype": "float16"})
+    assert half.status_code == 200 and half.headers["x-slot-dtype"] == "float16"
+    assert len(half.content) < len(answer.content)
+    assert httpx.get(f"{svc_server}/v1/slots/base").status_code == 401
+    wrong = httpx.get(f"{svc_server}/v1/slots/base", headers=auth(), params={"dtype": "int8"})
+    assert wrong.status_code == 422 and "dtype='int8'" in wrong.json()["message"]
+
+
 def test_two_devices_with_different_histories_get_different_slots(svc_server, run, manifest):
     first, second = (int(d) for d in run.task.device_ids("test")[:2])
     assert _body(run, first)["items"] != _body(run, second)["items"]

@@ -7,7 +7,7 @@
         scores = device.score(inputs)        # the program, run in its runtime with the last good slots
 
 A blob that is corrupt, from another model version, or whose slots disagree with the manifest is refused
-with a typed error, and the device keeps the slots it had.
+with a typed error, and the device keeps the slots it had (Base's until generated ones pass their checks).
 """
 
 from __future__ import annotations
@@ -134,9 +134,16 @@ class ServiceClient:
 
         sent = ({"content": encode_request(body), "headers": {"Content-Type": MEDIA_TYPE}} if binary
                 else {"json": dict(body)})
-        response = self._call("POST", "/v1/generate", params={"dtype": dtype}, **sent)
-        return SlotAnswer(response.content, response.headers.get("x-blob-sha256", ""),
-                          response.headers.get("x-model-version", ""))
+        return _slot_answer(self._call("POST", "/v1/generate", params={"dtype": dtype}, **sent))
+
+    def base_slots(self, dtype: str = "float32") -> SlotAnswer:
+        """Base's slots, the device's fallback before or instead of generated ones (check with `check_answer`)."""
+        return _slot_answer(self._call("GET", "/v1/slots/base", params={"dtype": dtype}))
+
+
+def _slot_answer(response) -> SlotAnswer:
+    return SlotAnswer(response.content, response.headers.get("x-blob-sha256", ""),
+                      response.headers.get("x-model-version", ""))
 
 
 def _raise_for_error(response, method: str, path: str) -> None:
@@ -214,24 +221,38 @@ def _unzip(archive: Path, dest: Path) -> Path:
 
 
 class DeviceClient:
-    """One device: the manifest, its program loaded in the runtime, and its last good slots."""
+    """One device: the manifest, its program loaded in the runtime, Base's slots and its last good slots.
+
+    The fallback rule (the apps' cores follow it too): on any failure to get or check new slots the current
+    slots stay: the last good generated ones, or Base's when none were ever installed; `last_refusal` says why.
+    """
 
     def __init__(self, service: ServiceClient, target: str, workdir: Path, threads: int = 1):
         self.service, self.target, self.workdir, self.threads = service, target, Path(workdir), threads
         self.manifest: dict[str, Any] | None = None
         self.program = None
-        self.slots: dict[str, np.ndarray] | None = None  # the last slots that passed every check
+        self.base_slots: dict[str, np.ndarray] | None = None  # Base's slots, checked like any answer
+        self.slots: dict[str, np.ndarray] | None = None  # the slots in use: the last that passed every check
+        self.last_refusal: str | None = None  # why the last refresh or install left the slots as they were
 
     def setup(self) -> Path:
-        """Fetch the manifest and the program file, load it in its runtime; returns the file's path."""
+        """Fetch the manifest, Base's slots (now the current ones) and the program file, load it in its runtime;
+        returns the file's path."""
         self.manifest = self.service.manifest()
+        self.base_slots = check_answer(self.service.base_slots(), self.manifest)
+        self.slots = self.base_slots
         path = self.service.download(self.manifest, self.target, self.workdir)
         self.program = load_program(self.manifest, self.target, path, self.threads)
         return path
 
     def refresh(self, body: Mapping[str, Any], dtype: str = "float32") -> dict[str, np.ndarray]:
         """Ask for slots generated from `body`; on any failure the previous slots stay and the error is raised."""
-        return self.install(self.service.generate(body, dtype))
+        try:
+            answer = self.service.generate(body, dtype)
+        except ServiceError as err:
+            self._refused(err)
+            raise
+        return self.install(answer)
 
     def install(self, answer: SlotAnswer) -> dict[str, np.ndarray]:
         """Check a generate answer and make its slots current; a refused answer leaves the current slots."""
@@ -240,15 +261,20 @@ class DeviceClient:
         try:
             slots = check_answer(answer, self.manifest)
         except (BlobError, ManifestError, SlotShapeError) as err:
-            logger.warning("slots refused, keeping the last good ones: %s", err)
+            self._refused(err)
             raise
-        self.slots = slots
+        self.slots, self.last_refusal = slots, None
         return slots
+
+    def _refused(self, err: Exception) -> None:
+        self.last_refusal = f"{type(err).__name__}: {err}"
+        kept = "Base's slots" if self.slots is self.base_slots else "the last good slots"
+        logger.warning("slots refused, keeping %s: %s", kept, err)
 
     def score(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """One program call with the current slots (inputs in the manifest's order, shapes and dtypes)."""
         if self.program is None:
             raise ManifestError("no program loaded: call setup() first")
         if self.slots is None:
-            raise SlotShapeError("no slots yet: call refresh() first")
+            raise SlotShapeError("no slots yet: call setup() first")
         return self.program(list(inputs), self.slots)

@@ -48,6 +48,8 @@ def validate_manifest(manifest: Mapping[str, Any], source: str = "manifest") -> 
     if manifest["call_signature"] != names:
         raise ManifestError(f"{source}: call_signature {manifest['call_signature']} should be inputs then slots {names}")
     for target, info in manifest["targets"].items():
+        if info["file"] in (".", ".."):
+            raise ManifestError(f"{source}: targets/{target}/file {info['file']!r} is not a file name")
         if "input_names" in info and len(info["input_names"]) != len(names):
             raise ManifestError(f"{source}: targets/{target}/input_names has {len(info['input_names'])} names for "
                                 f"the {len(names)} arguments of call_signature")

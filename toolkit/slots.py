@@ -101,17 +101,24 @@ def decode_safetensors(blob: bytes, specs: list[SlotSpec]) -> dict[str, np.ndarr
 
     Corrupt blobs raise BlobError; missing, extra or misshapen slots raise SlotShapeError.
     """
-    from safetensors import SafetensorError
-    from safetensors.numpy import load
+    from safetensors import SafetensorError, deserialize
 
     if len(blob) < 8:
         raise BlobError(f"slot blob of {len(blob)} bytes is too short to be safetensors")
-    try:
-        tensors = load(bytes(blob))
-    except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as err:
+    try:  # the reference reader: header bounds, JSON object, string metadata, contiguous offsets, exact length
+        entries = deserialize(bytes(blob))
+    except (SafetensorError, ValueError, TypeError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BlobError(f"slot blob is not valid safetensors: {err}") from err
-    check_slots(specs, tensors, "slot blob")
-    return {s.name: tensors[s.name].astype(np.float32) for s in specs}
+    wire = {name: dtype for dtype, name in SAFETENSORS_DTYPES.items()}
+    slots = {}
+    for name, entry in entries:
+        if entry["dtype"] not in wire:
+            raise BlobError(f"slot blob: tensor {name!r} is {entry['dtype']}; slots are sent as "
+                            f"{' or '.join(wire)}")
+        values = np.frombuffer(bytes(entry["data"]), np.dtype(DTYPES[wire[entry["dtype"]]]).newbyteorder("<"))
+        slots[name] = values.astype(np.float32).reshape(entry["shape"])
+    check_slots(specs, slots, "slot blob")  # after the cast to float32: finite values only
+    return {s.name: slots[s.name] for s in specs}
 
 
 def sha256_hex(data: bytes) -> str:

@@ -66,6 +66,7 @@ class ServiceState:
     checker: SchemaChecker
     examples: list[dict]  # example generate bodies of test devices, published in the OpenAPI document
     static_blob: SlotBlob | None  # the benchmark's fixed answer (static_floor only)
+    base_blobs: dict[str, SlotBlob]  # Base's slots per dtype: a device's fallback (GET /v1/slots/base)
     metrics: ServiceMetrics
     batcher: MicroBatcher
 
@@ -114,7 +115,7 @@ def load_state(config: ServiceConfig) -> ServiceState:
     manifest_bytes = json.dumps(manifest, indent=2).encode()
     return ServiceState(config, run, manifest, manifest_bytes, f'"{hashlib.sha256(manifest_bytes).hexdigest()}"',
                         manifest["model_version"], artifacts, keys, checker, examples[: config.examples],
-                        static_blob, metrics, batcher)
+                        static_blob, maker.base_blobs(), metrics, batcher)
 
 
 def check_compatible(run, manifest: dict, config: ServiceConfig) -> None:
@@ -229,10 +230,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
               openapi_extra={"requestBody": request_body_doc(state.examples), "parameters": [DTYPE_PARAMETER]})
     async def generate(request: Request) -> Response:
         # read here: FastAPI's parameter machinery cost more per request than the rest of this handler
-        dtype = _check_query(request, ("dtype",)).get("dtype", "float32")
-        if dtype not in DTYPES:
-            raise ApiError(422, "invalid_request", f"query parameter dtype={dtype!r}: choose one of "
-                                                   f"{', '.join(DTYPES)}")
+        dtype = _slot_dtype(request)
         body, binary = parse_body(await read_body(request, config.max_body_bytes), request.headers.get("content-type"))
         _check_body(state, body, binary)
         try:
@@ -246,6 +244,17 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
             logger.error("generation failed: %s", err)
             raise ApiError(500, "internal_error", "slot generation failed; the server log has details") from None
         return _blob_response(blob, state.model_version, dtype)
+
+    @app.get("/v1/slots/base", summary="Base's slots: what a device runs before (or instead of) generated ones",
+             tags=["v1"], response_class=Response,
+             responses={200: {"description": "Base's slots as safetensors, in manifest order", "content": BINARY,
+                              "headers": {k: {"description": v, "schema": {"type": "string"}}
+                                          for k, v in BLOB_HEADERS.items()}},
+                        **_errors(401, 422, 429)},
+             openapi_extra={"parameters": [DTYPE_PARAMETER]})
+    async def base_slots(request: Request) -> Response:
+        dtype = _slot_dtype(request)
+        return _blob_response(state.base_blobs[dtype], state.model_version, dtype)
 
     if config.static_floor:
         @app.post("/v1/static", include_in_schema=False)
@@ -266,6 +275,14 @@ def _check_query(request: Request, allowed: tuple[str, ...]) -> Mapping[str, str
         takes = f"it takes {', '.join(allowed)}" if allowed else "it takes none"
         raise ApiError(422, "invalid_request", f"unknown query parameter {', '.join(map(repr, unknown))}; {takes}")
     return params
+
+
+def _slot_dtype(request: Request) -> str:
+    """The ?dtype= of a slot answer (float32 by default); 422 for another parameter or dtype."""
+    dtype = _check_query(request, ("dtype",)).get("dtype", "float32")
+    if dtype not in DTYPES:
+        raise ApiError(422, "invalid_request", f"query parameter dtype={dtype!r}: choose one of {', '.join(DTYPES)}")
+    return dtype
 
 
 def _check_body(state: ServiceState, body: Any, binary: bool = False) -> None:

@@ -84,6 +84,18 @@ class SlotMaker:
         self.run, self.specs = run, specs
         self.encoder = BlobEncoder(specs, {"model_version": model_version, "task": run.task.name})
 
+    def base_blobs(self) -> dict[str, SlotBlob]:
+        """Base's slots (the shared head the generator writes its residual on; what a device runs before it has
+        generated slots, or when they are refused) as a blob per dtype."""
+        head = {spec.name: p.detach().numpy()[None] for spec, p in zip(self.specs, self.run.duet.head.params)}
+        blobs = {}
+        for dtype in DTYPES:
+            (blob,) = self.encoder.encode_batch(head, [dtype])
+            if isinstance(blob, SlotShapeError):
+                raise blob
+            blobs[dtype] = blob
+        return blobs
+
     def __call__(self, jobs: list[GenerateJob]) -> list[SlotBlob | Exception]:
         import torch
 

@@ -9,7 +9,7 @@ from toolkit.service.metrics import ServiceMetrics
 from toolkit.service.responses import error_response
 
 API_PREFIX = "/v1/"
-_ROUTES = ("/v1/generate", "/v1/manifest", "/v1/static", "/healthz", "/metrics", "/openapi.json")
+_ROUTES = ("/v1/generate", "/v1/manifest", "/v1/slots/base", "/v1/static", "/healthz", "/metrics", "/openapi.json")
 
 
 class ApiKeyMiddleware:

@@ -1,0 +1,309 @@
+"""The golden files of the device protocol (tests/golden/): a manifest, slot blobs good and bad, request bodies,
+a served package zip and latency statistics, with the outcome every decoder must reach (expected.json).
+
+The Python client (tests/test_golden.py), the Kotlin core (android_demo/core) and DuetKit (ios_demo/DuetKit)
+decode the same files and must agree exactly. Rewrite them after a deliberate format change with
+
+    python tests/golden.py            # writes tests/golden/; tests/test_golden.py fails while they are stale
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from toolkit.artifacts import zip_directory  # noqa: E402
+from toolkit.manifest import FORMAT_VERSION, validate_manifest  # noqa: E402
+from toolkit.slots import SlotSpec, blob_layout, encode_safetensors, pack_flat  # noqa: E402
+from toolkit.wire import encode_request  # noqa: E402
+
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+SPECS = [SlotSpec("head.0.weight", (4, 3)), SlotSpec("head.0.bias", (4,)), SlotSpec("head.1.weight", (2, 4)),
+         SlotSpec("head.1.bias", (2,))]
+METADATA = {"model_version": "0123456789abcdef", "task": "recommendation"}  # as the service sends it
+
+
+def _fake_sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def manifest() -> dict[str, Any]:
+    """A small valid manifest: two int32 inputs, a score output, the four slots of a head."""
+    inputs = [{"name": "history", "shape": [1, 6], "dtype": "int32", "description": "the last 6 item ids"},
+              {"name": "candidates", "shape": [1, 5], "dtype": "int32", "description": "item ids to score"}]
+    slots = blob_layout(SPECS)
+    names = [t["name"] for t in inputs] + [s.name for s in SPECS]
+    return {
+        "format_version": FORMAT_VERSION,
+        "toolkit_version": "golden",
+        "task": "recommendation",
+        "run": {"name": "golden", "config_sha256": _fake_sha("config")},
+        "model_version": METADATA["model_version"],
+        "created": "2026-11-30T00:00:00+00:00",
+        "inputs": inputs,
+        "output": {"name": "scores", "shape": [1, 5], "dtype": "float32", "description": "one score per candidate"},
+        "slots": slots,
+        "slot_blob": {"byte_order": "little", "dtype": "float32", "nbytes": sum(s["nbytes"] for s in slots)},
+        "call_signature": names,
+        "quantization": {"mode": "int8", "scope": "static layers only; slots are float32 program inputs"},
+        "targets": {
+            "executorch": {"file": "model.pte", "bytes": 1000, "sha256": _fake_sha("pte"),
+                           "runtime": "executorch 1.5.1", "quantization": "int8", "served_as": "file"},
+            "tflite": {"file": "model.tflite", "bytes": 2000, "sha256": _fake_sha("tflite"),
+                       "runtime": "ai-edge-litert 2.3.0", "quantization": "int8", "served_as": "file",
+                       "input_names": [f"args_{i}" for i in range(len(names))], "output_name": "output_0"},
+            "coreml": {"file": "model.mlpackage", "bytes": 3000, "sha256": _fake_sha("coreml"),
+                       "runtime": "coremltools 9.0", "quantization": "int8", "served_as": "zip",
+                       "input_names": [n.replace(".", "_") for n in names], "output_name": "scores"},
+        },
+    }
+
+
+def _bad_manifests(good: dict[str, Any]) -> dict[str, tuple[Any, str]]:
+    def changed(edit: Callable[[dict], None]) -> dict:
+        copy = json.loads(json.dumps(good))
+        edit(copy)
+        return copy
+
+    def shift_offset(m: dict) -> None:
+        m["slots"][1]["offset"] += 4
+
+    def swap_signature(m: dict) -> None:
+        m["call_signature"][2], m["call_signature"][3] = m["call_signature"][3], m["call_signature"][2]
+
+    return {
+        "manifest-format-2.json": (changed(lambda m: m.update(format_version=2)), "a format this client does not read"),
+        "manifest-not-object.json": ([good], "a JSON array, not an object"),
+        "manifest-no-slots.json": (changed(lambda m: m.pop("slots")), "the slots are missing"),
+        "manifest-slot-offsets.json": (changed(shift_offset), "a hole between two slots of the flat blob"),
+        "manifest-call-signature.json": (changed(swap_signature), "call_signature is not inputs then slots"),
+        "manifest-file-dotdot.json": (changed(lambda m: m["targets"]["tflite"].update(file="..")),
+                                      "a target file that names the parent directory"),
+        "manifest-slot-dtype.json": (changed(lambda m: m["slots"][0].update(dtype="float16")),
+                                     "a slot that is not float32 in the program"),
+    }
+
+
+def slot_values() -> dict[str, np.ndarray]:
+    """Float32 slot values with the awkward cases: signed zero, a subnormal, the largest finite float32."""
+    rng = np.random.default_rng(13)
+    values = {s.name: rng.normal(0, 0.5, s.shape).astype(np.float32) for s in SPECS}
+    values["head.0.bias"][:3] = [-0.0, np.float32(1e-40), np.finfo(np.float32).max]
+    return values
+
+
+def half_values() -> dict[str, np.ndarray]:
+    """Values sent as F16 (exactly representable): signed zero, the smallest subnormal, the largest half."""
+    rng = np.random.default_rng(14)
+    values = {s.name: rng.normal(0, 0.5, s.shape).astype(np.float16) for s in SPECS}
+    values["head.0.bias"][:] = [-0.0, np.float16(2.0 ** -24), np.float16(65504), np.float16(-3.0e-5)]
+    return values
+
+
+def raw_safetensors(entries: list[tuple[str, str, list[int], bytes]], metadata: dict | None = None,
+                    offsets: list[tuple[int, int]] | None = None, data: bytes | None = None) -> bytes:
+    """A safetensors file written by hand, so that the header can say what the data does not."""
+    header: dict[str, Any] = {"__metadata__": metadata} if metadata is not None else {}
+    position = 0
+    for i, (name, dtype, shape, payload) in enumerate(entries):
+        span = offsets[i] if offsets else (position, position + len(payload))
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": list(span)}
+        position += len(payload)
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
+    return struct.pack("<Q", len(head)) + head + (data if data is not None else b"".join(e[3] for e in entries))
+
+
+def _entries(values: dict[str, np.ndarray], dtype: str = "F32", numpy_dtype: str = "<f4") -> list:
+    return [(s.name, dtype, list(s.shape), np.ascontiguousarray(values[s.name], numpy_dtype).tobytes())
+            for s in SPECS]
+
+
+def _with_header(blob: bytes, header: bytes) -> bytes:
+    """Replace a blob's header JSON (padded to the old length) and keep its data."""
+    (size,) = struct.unpack_from("<Q", blob)
+    return struct.pack("<Q", size) + header.ljust(size) + blob[8 + size:]
+
+
+def blob_cases() -> list[tuple[str, bytes, str | None, str, dict[str, np.ndarray] | None]]:
+    """(file, bytes, expected error, why, decoded float32 slots when it decodes)."""
+    f32, f16 = slot_values(), half_values()
+    good = encode_safetensors(SPECS, f32, "float32", METADATA)
+    half = encode_safetensors(SPECS, f16.copy(), "float16", METADATA)
+    as_f32 = {k: v.astype(np.float32) for k, v in f16.items()}
+    entries = _entries(f32)
+    reordered_data = entries[1][3] + entries[0][3] + entries[2][3] + entries[3][3]
+    spans, position = {}, 0
+    for name, _, _, payload in (entries[1], entries[0], entries[2], entries[3]):
+        spans[name] = (position, position + len(payload))
+        position += len(payload)
+    holes = [(0, 48), (52, 68), (68, 100), (100, 108)]
+    overlap = [(0, 48), (44, 60), (60, 92), (92, 100)]
+    nan = {k: v.copy() for k, v in f32.items()}
+    nan["head.1.weight"][1, 2] = np.nan
+    inf = {k: v.copy() for k, v in f16.items()}
+    inf["head.1.bias"][0] = np.inf
+    wrong = [SlotSpec(s.name, (3, 4) if s.name == "head.0.weight" else s.shape) for s in SPECS]
+    (size,) = struct.unpack_from("<Q", good)
+    corrupt = bytearray(good)
+    corrupt[8 + 2] ^= 0x55  # inside the header's first key: no longer JSON
+    return [
+        ("slots-f32.safetensors", good, None, "F32 slots as the service sends them, with __metadata__", f32),
+        ("slots-f16.safetensors", half, None, "F16 slots (?dtype=float16), decoded to float32 exactly", as_f32),
+        ("reordered.safetensors", raw_safetensors(entries, offsets=[spans[s.name] for s in SPECS],
+                                                  data=reordered_data),
+         None, "tensors stored out of header order, still contiguous from 0", f32),
+        ("no-metadata.safetensors", raw_safetensors(entries), None, "no __metadata__ entry at all", f32),
+        ("short.safetensors", good[:5], "blob", "fewer than the 8 bytes of the header length", None),
+        ("truncated.safetensors", good[:-5], "blob", "the data ends 5 bytes early", None),
+        ("trailing.safetensors", good + b"\0\0\0\0", "blob", "4 bytes after the last tensor", None),
+        ("corrupt.safetensors", bytes(corrupt), "blob", "a flipped byte inside the header JSON", None),
+        ("header-too-long.safetensors", struct.pack("<Q", len(good)) + good[8:], "blob",
+         "a header length past the end of the file", None),
+        ("header-not-object.safetensors", _with_header(good, b"[1, 2, 3]"), "blob",
+         "a header that is a JSON array", None),
+        ("header-not-json.safetensors", _with_header(good, b"xy" + good[8:8 + size - 2]), "blob",
+         "a header that does not start with {", None),
+        ("metadata-not-strings.safetensors", raw_safetensors(entries, metadata={"model_version": 1}), "blob",
+         "__metadata__ values must be strings", None),
+        ("holes.safetensors", raw_safetensors(entries, offsets=holes, data=b"".join(e[3] for e in entries)
+                                              + b"\0" * 4), "blob",
+         "a 4-byte hole between two tensors", None),
+        ("overlap.safetensors", raw_safetensors(entries, offsets=overlap, data=b"".join(e[3] for e in entries)[:100]),
+         "blob", "two tensors share 4 bytes", None),
+        ("bad-size.safetensors", raw_safetensors(
+            [(n, d, [s[0] + 1, *s[1:]] if n == "head.1.bias" else s, p) for n, d, s, p in entries]), "blob",
+         "a shape whose element count does not match its bytes", None),
+        ("f64.safetensors", raw_safetensors(_entries(f32, "F64", "<f8")), "blob",
+         "F64 slots (only F32 and F16 are sent)", None),
+        ("i32.safetensors", raw_safetensors(_entries({s.name: np.arange(np.prod(s.shape)).reshape(s.shape)
+                                                      for s in SPECS}, "I32", "<i4")), "blob", "integer slots", None),
+        ("bf16.safetensors", raw_safetensors(
+            [(n, "BF16", s, p[: len(p) // 2]) for n, d, s, p in entries]), "blob", "BF16 slots", None),
+        ("wrong-shape.safetensors", encode_safetensors(wrong, {s.name: f32[s.name].reshape(s.shape) for s in wrong}),
+         "slot_shape", "head.0.weight as 3x4 where the manifest says 4x3", None),
+        ("missing-slot.safetensors", encode_safetensors(SPECS[:3], {s.name: f32[s.name] for s in SPECS[:3]}), "slot_shape", "head.1.bias is missing", None),
+        ("extra-slot.safetensors", encode_safetensors(SPECS + [SlotSpec("head.2.bias", (2,))],
+                                                      {**f32, "head.2.bias": np.ones(2, np.float32)}),
+         "slot_shape", "a slot the manifest does not name", None),
+        ("nan.safetensors", raw_safetensors(_entries(nan)), "slot_shape", "a NaN in head.1.weight", None),
+        ("f16-inf.safetensors", raw_safetensors(_entries(inf, "F16", "<f2")), "slot_shape",
+         "an infinite F16 value in head.1.bias", None),
+    ]
+
+
+def request_cases() -> dict[str, dict[str, Any]]:
+    """JSON generate bodies; their binary form is toolkit.wire.encode_request's bytes."""
+    rng = np.random.default_rng(15)
+    items = [int(x) for x in rng.integers(1, 3000, 30)]
+    timestamps = [int(x) for x in np.sort(rng.integers(1_100_000_000, 1_400_000_000, 30))]
+    return {
+        "request": {"device_id": "golden-device", "items": items, "timestamps": timestamps},
+        "request-image": {"device_id": "golden-image-device", "images": [[0.0, 0.25, 0.5, 1.0], [0.125, 0.75, 1.0, 0.0]]},
+        "request-wide": {"device_id": "golden-wide-device", "items": [1, 2 ** 33], "timestamps": []},
+    }
+
+
+def package_dir(root: Path) -> Path:
+    """A stand-in .mlpackage: text (dynamic Huffman), a tiny file (fixed Huffman), random bytes (stored), empty."""
+    package = root / "model.mlpackage"
+    rng = np.random.default_rng(16)
+    files = {
+        "Manifest.json": json.dumps({"fileFormatVersion": "1.0.0", "itemInfoEntries": {
+            f"item-{i}": {"author": "golden", "path": f"weights/{i}.bin"} for i in range(20)}}, indent=2).encode(),
+        "Data/com.apple.CoreML/model.mlmodel": b"mlmodel",
+        "Data/com.apple.CoreML/weights/weight.bin": rng.bytes(70_000),
+        "Data/com.apple.CoreML/empty": b"",
+    }
+    for name, data in files.items():
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_bytes(data)
+    return package
+
+
+def zip_slip() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(zipfile.ZipInfo("model.mlpackage/Manifest.json", (1980, 1, 1, 0, 0, 0)), b"{}")
+        archive.writestr(zipfile.ZipInfo("model.mlpackage/../../evil.txt", (1980, 1, 1, 0, 0, 0)), b"outside")
+    return buffer.getvalue()
+
+
+def latency_stats() -> dict[str, Any]:
+    """Latency samples and the statistics every benchmark writer must compute from them."""
+    samples = [round(float(x), 3) for x in np.random.default_rng(17).gamma(4.0, 0.5, 23)]
+    ordered = sorted(samples)
+    cut = int(0.1 * len(ordered))
+    return {"samples_ms": samples, "avg": float(np.mean(samples)), "trimmean": float(np.mean(ordered[cut:len(ordered) - cut])),
+            "p50": float(np.percentile(samples, 50)), "p90": float(np.percentile(samples, 90)),
+            "p99": float(np.percentile(samples, 99))}
+
+
+def golden_files() -> dict[str, bytes]:
+    """Every golden file by name, expected.json included."""
+    files: dict[str, bytes] = {}
+    good = manifest()
+    validate_manifest(good, "golden manifest")
+    files["manifest.json"] = json.dumps(good, indent=2).encode()
+    expected: dict[str, Any] = {
+        "manifest": "manifest.json",
+        "manifests": [{"file": "manifest.json", "error": None, "why": "a valid manifest"}],
+        "blobs": [], "requests": [], "zips": [], "stats": latency_stats()}
+    for name, (content, why) in _bad_manifests(good).items():
+        files[name] = json.dumps(content, indent=2).encode()
+        expected["manifests"].append({"file": name, "error": "manifest", "why": why})
+    for name, data, error, why, decoded in blob_cases():
+        files[name] = data
+        entry: dict[str, Any] = {"file": name, "error": error, "why": why}
+        if decoded is not None:
+            flat = name.replace(".safetensors", ".flat")
+            files[flat] = pack_flat(SPECS, decoded)
+            entry["flat"] = flat
+        expected["blobs"].append(entry)
+    for name, body in request_cases().items():
+        files[f"{name}.json"] = json.dumps(body).encode()
+        files[f"{name}.safetensors"] = encode_request(body)
+        expected["requests"].append({"json": f"{name}.json", "binary": f"{name}.safetensors"})
+    with tempfile.TemporaryDirectory() as tmp:
+        package = package_dir(Path(tmp))
+        files["package.zip"] = zip_directory(package)
+        entries = {f"{package.name}/{p.relative_to(package).as_posix()}": hashlib.sha256(p.read_bytes()).hexdigest()
+                   for p in sorted(package.rglob("*")) if p.is_file()}
+    expected["zips"].append({"file": "package.zip", "error": None, "entries": entries,
+                             "why": "a served .mlpackage: deflate entries, sorted, fixed timestamps"})
+    files["zip-slip.zip"] = zip_slip()
+    expected["zips"].append({"file": "zip-slip.zip", "error": "blob", "why": "an entry that leaves the destination"})
+    files["expected.json"] = (json.dumps(expected, indent=1) + "\n").encode()
+    return files
+
+
+def write(directory: Path = GOLDEN_DIR) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    files = golden_files()
+    for stale in directory.iterdir():
+        if stale.name not in files:
+            stale.unlink()
+    written = []
+    for name, data in files.items():
+        (directory / name).write_bytes(data)
+        written.append(directory / name)
+    return written
+
+
+if __name__ == "__main__":
+    paths = write()
+    print(f"wrote {len(paths)} golden files to {GOLDEN_DIR}")

@@ -1,0 +1,149 @@
+"""Runs a command beside a real `cli.py serve` on 127.0.0.1, with the Python client's answers as the reference.
+
+    python tests/live_service.py -- bash android_demo/core/test.sh        # make android-core-test
+    python tests/live_service.py -- swift test --package-path ios_demo/DuetKit   # make ios-core-test
+
+Trains a tiny run on the embedded MovieLens data, exports it (TFLite and Core ML, fp32), starts the service
+with a fresh API key, asks it with `toolkit.client` for Base's slots and two test devices' slots, and writes
+DIR/live.json and the decoded slots (float32, little-endian, manifest order: `toolkit.slots.pack_flat`). The
+command runs with DUET_LIVE_DIR=DIR, DUET_REQUIRE_LIVE=1 (its live tests must run, not skip) and
+DUET_GOLDEN_DIR=tests/golden; its exit status is this script's. The server is stopped whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+sys.path[:0] = [str(REPO), str(TESTS)]
+
+from service_fixtures import CACHE, train_tiny  # noqa: E402
+
+TARGETS = ("tflite", "coreml")
+API_KEY, WRONG_KEY = "duet_live-test-key", "duet_not-a-key"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def prepare(workdir: Path) -> tuple[Path, Path, Path]:
+    """A tiny run, its fp32 export and a keys file under workdir (reused when already there)."""
+    from exporters.base import ExportOptions
+    from toolkit.export import export_run
+    from toolkit.runs import load_run
+    from toolkit.service.auth import key_line
+
+    run_dir, export_dir, keys = workdir / "run", workdir / "export", workdir / "keys.txt"
+    if not (run_dir / "config.json").exists():
+        print("live_service: training a tiny run (40 users, 1 epoch)", flush=True)
+        train_tiny(run_dir)
+    if not (export_dir / "manifest.json").exists():
+        print(f"live_service: exporting it to {', '.join(TARGETS)}", flush=True)
+        options = ExportOptions(quantize="none", latency_calls=5, max_eval_devices=4)
+        export_run(load_run(run_dir, CACHE), list(TARGETS), options, export_dir)
+    keys.write_text(key_line(API_KEY, "mobile-tests") + "\n")
+    return run_dir, export_dir, keys
+
+
+def start_server(run_dir: Path, export_dir: Path, keys: Path) -> tuple[subprocess.Popen, str]:
+    import httpx
+
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "cli.py"), "--threads", "1", "serve", str(run_dir), "--exports", str(export_dir),
+         "--api-keys", str(keys), "--host", "127.0.0.1", "--port", str(port), "--rate-limit", "0",
+         "--cache-dir", str(CACHE)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"cli.py serve exited: {process.stdout.read()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            stop(process)
+            raise RuntimeError("cli.py serve did not answer /healthz within 120 s")
+        time.sleep(0.3)
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def write_reference(url: str, run_dir: Path, live_dir: Path) -> dict:
+    """What the Python client receives for Base and two test devices: live.json and the flat slot files."""
+    from toolkit.client import ServiceClient, check_answer
+    from toolkit.manifest import slot_specs_of
+    from toolkit.runs import load_run
+    from toolkit.slots import pack_flat
+
+    run = load_run(run_dir, CACHE)
+    devices = [int(d) for d in run.task.device_ids("test")[:2]]
+    with ServiceClient(url, API_KEY) as service:
+        manifest = service.manifest()
+        specs = slot_specs_of(manifest)
+
+        def reference(answer, name: str) -> dict:
+            (live_dir / name).write_bytes(pack_flat(specs, check_answer(answer, manifest)))
+            return {"flat": name, "blob_sha256": answer.sha256}
+
+        live = {"url": url, "api_key": API_KEY, "wrong_key": WRONG_KEY, "target": TARGETS[0],
+                "model_version": manifest["model_version"],
+                "base": reference(service.base_slots(), "base.flat"), "devices": []}
+        for i, device in enumerate(devices):
+            body = run.task.example_request(device)
+            live["devices"].append({"body": body, **reference(service.generate(body), f"device-{i}.flat")})
+    if live["devices"][0]["blob_sha256"] == live["devices"][1]["blob_sha256"]:
+        raise RuntimeError("the two reference devices got the same slots: pick devices with other histories")
+    (live_dir / "live.json").write_text(json.dumps(live, indent=1))
+    return live
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, help="keep the tiny run and export here (default: a temp dir)")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="the command to run, after --")
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("give the command to run after --")
+    with tempfile.TemporaryDirectory(prefix="duet-live-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        live_dir = Path(tmp) / "live"
+        live_dir.mkdir()
+        process, url = start_server(*prepare(workdir))
+        try:
+            write_reference(url, workdir / "run", live_dir)
+            env = {**os.environ, "DUET_LIVE_DIR": str(live_dir), "DUET_REQUIRE_LIVE": "1",
+                   "DUET_GOLDEN_DIR": str(TESTS / "golden")}
+            print(f"live_service: {url} is up; running {' '.join(command)}", flush=True)
+            return subprocess.run(command, cwd=REPO, env=env).returncode
+        finally:
+            stop(process)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

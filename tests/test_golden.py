@@ -1,0 +1,110 @@
+"""The golden files of the device protocol: current, and decoded by the Python client as expected.json says.
+
+The Kotlin core and DuetKit run the same files (make android-core-test, make ios-core-test).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from golden import GOLDEN_DIR, SPECS, golden_files
+
+from toolkit.client import _unzip
+from toolkit.errors import BlobError, ManifestError, SlotShapeError
+from toolkit.manifest import load_manifest, slot_specs_of
+from toolkit.slots import decode_safetensors, pack_flat
+from toolkit.wire import decode_request, encode_request
+
+EXPECTED = json.loads((GOLDEN_DIR / "expected.json").read_text())
+ERRORS = {"blob": BlobError, "slot_shape": SlotShapeError, "manifest": ManifestError}
+
+
+def _comparable(name: str, data: bytes | None):
+    """A zip's entries and contents (another zlib may compress the same files to other bytes); other files as is."""
+    if data is None or not name.endswith(".zip"):
+        return data
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return [(info.filename, archive.read(info)) for info in archive.infolist()]
+
+
+def test_the_golden_files_are_current():
+    fresh = golden_files()
+    on_disk = {p.name: p.read_bytes() for p in GOLDEN_DIR.iterdir()}
+    stale = sorted(name for name in fresh if _comparable(name, on_disk.get(name)) != _comparable(name, fresh[name]))
+    extra = sorted(set(on_disk) - set(fresh))
+    assert not stale and not extra, (f"tests/golden is stale (run `python tests/golden.py`): differ {stale}, "
+                                     f"not written by it {extra}")
+
+
+def test_the_golden_manifest_describes_the_golden_slots():
+    manifest = load_manifest(GOLDEN_DIR / EXPECTED["manifest"])
+    assert slot_specs_of(manifest) == SPECS
+
+
+@pytest.mark.parametrize("case", EXPECTED["manifests"], ids=lambda c: c["file"])
+def test_manifests_load_or_fail_as_expected(case):
+    path = GOLDEN_DIR / case["file"]
+    if case["error"] is None:
+        assert load_manifest(path)["format_version"] == 1
+    else:
+        with pytest.raises(ERRORS[case["error"]]):
+            load_manifest(path)
+
+
+@pytest.mark.parametrize("case", EXPECTED["blobs"], ids=lambda c: c["file"])
+def test_slot_blobs_decode_or_fail_as_expected(case):
+    specs = slot_specs_of(load_manifest(GOLDEN_DIR / EXPECTED["manifest"]))
+    blob = (GOLDEN_DIR / case["file"]).read_bytes()
+    if case["error"] is None:
+        slots = decode_safetensors(blob, specs)
+        assert pack_flat(specs, slots) == (GOLDEN_DIR / case["flat"]).read_bytes()
+    else:
+        with pytest.raises(ERRORS[case["error"]]):
+            decode_safetensors(blob, specs)
+
+
+def test_the_error_cases_cover_every_reason_and_the_good_cases_are_distinct():
+    errors = {c["error"] for c in EXPECTED["blobs"]}
+    assert errors == {None, "blob", "slot_shape"}
+    flats = [(GOLDEN_DIR / c["flat"]).read_bytes() for c in EXPECTED["blobs"] if c["error"] is None]
+    assert len(set(flats)) == 2  # the F32 cases share values; the F16 case has its own
+    assert np.signbit(np.frombuffer(flats[0], "<f4")[12])  # the -0.0 in head.0.bias survives as -0.0
+
+
+@pytest.mark.parametrize("case", EXPECTED["requests"], ids=lambda c: c["json"])
+def test_request_bodies_encode_to_the_golden_bytes(case):
+    body = json.loads((GOLDEN_DIR / case["json"]).read_text())
+    binary = (GOLDEN_DIR / case["binary"]).read_bytes()
+    assert encode_request(body) == binary
+    decoded = decode_request(binary)
+    assert list(decoded) == list(body) or set(decoded) == set(body)
+    for name, value in body.items():
+        assert (decoded[name] == value) if isinstance(value, str) else np.array_equal(decoded[name], value)
+
+
+@pytest.mark.parametrize("case", EXPECTED["zips"], ids=lambda c: c["file"])
+def test_served_package_zips_unpack_or_are_refused(case, tmp_path):
+    archive = GOLDEN_DIR / case["file"]
+    if case["error"] is None:
+        root = _unzip(archive, tmp_path)
+        found = {f"{root.name}/{p.relative_to(root).as_posix()}": hashlib.sha256(p.read_bytes()).hexdigest()
+                 for p in root.rglob("*") if p.is_file()}
+        assert found == case["entries"]
+    else:
+        with pytest.raises(ERRORS[case["error"]], match="outside"):
+            _unzip(archive, tmp_path / "dest")
+        assert not (tmp_path / "evil.txt").exists()
+
+
+def test_latency_statistics_follow_numpy():
+    stats = EXPECTED["stats"]
+    samples = np.array(stats["samples_ms"])
+    assert stats["p50"] == pytest.approx(np.median(samples), abs=1e-12)
+    assert stats["p90"] == pytest.approx(np.quantile(samples, 0.9), abs=1e-12)
+    ordered = np.sort(samples)
+    assert stats["trimmean"] == pytest.approx(ordered[2:-2].mean(), abs=1e-12)  # 23 samples: 2 cut at each end
