@@ -185,6 +185,13 @@ def test_shifted_devices_are_a_quarter_of_the_test_devices(request, task_name):
     devices = task.device_ids("test")
     assert len(chosen) == max(1, round(len(devices) * 0.25))
     assert set(chosen) <= set(devices.tolist())
+    assert set(task.shifted_devices(0.5)) >= set(chosen)  # the most shifted quarter lies within the top half
+    if task_name == "image_task":  # the definition restated: distance of a device's mean image from training's
+        images, _ = task._arrays("test")
+        shift = np.linalg.norm((images.mean(axis=1) - task.data.images["train"].mean(axis=(0, 1)))
+                               .reshape(len(images), -1), axis=1)
+        others = np.setdiff1d(np.arange(len(images)), chosen)
+        assert shift[chosen].min() >= shift[others].max()
 
 
 def _device_set(images: np.ndarray) -> set[bytes]:
