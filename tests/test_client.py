@@ -163,6 +163,11 @@ def test_downloads_resume_and_a_wrong_digest_is_deleted(svc_server, tmp_path):
         assert service.download(manifest, "executorch", tmp_path).read_bytes() == whole
         with pytest.raises(ManifestError, match="no target 'onnx'"):
             service.download(manifest, "onnx", tmp_path)
+        for name in ("..", "../escape.pte", "/tmp/escape.pte"):  # a manifest nobody validated cannot aim outside
+            hostile = {**manifest, "targets": {"executorch": {**info, "file": name}}}
+            with pytest.raises(ManifestError, match="not a plain file name"):
+                service.download(hostile, "executorch", tmp_path / "inside")
+        assert not (tmp_path / "escape.pte").exists() and not (tmp_path / "inside").exists()
 
 
 def test_service_refusals_reach_the_caller_as_service_errors(svc_server, run, tmp_path):

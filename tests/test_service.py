@@ -118,6 +118,12 @@ def test_artifacts_come_with_sha256_etag_and_byte_ranges(svc_server, manifest):
         assert cached.status_code == 304
         beyond = httpx.get(f"{svc_server}/v1/artifacts/{target}", headers={**auth(), "Range": f"bytes={info['bytes']}-"})
         assert beyond.status_code == 416 and beyond.headers["content-range"] == f"bytes */{info['bytes']}"
+        huge = httpx.get(f"{svc_server}/v1/artifacts/{target}", headers={**auth(), "Range": "bytes=0-" + "9" * 4301})
+        assert huge.status_code == 206 and huge.content == full.content  # the end is clamped to the file
+        far = httpx.get(f"{svc_server}/v1/artifacts/{target}", headers={**auth(), "Range": "bytes=" + "9" * 4301 + "-"})
+        assert far.status_code == 416 and far.json()["error"] == "range_not_satisfiable"
+        padded = httpx.get(f"{svc_server}/v1/artifacts/{target}", headers={**auth(), "Range": "bytes=" + "0" * 5000 + "5-9"})
+        assert padded.status_code == 206 and padded.content == full.content[5:10]
     unknown = httpx.get(f"{svc_server}/v1/artifacts/model.onnx", headers=auth())
     assert unknown.status_code == 404 and "this export has" in unknown.json()["message"]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from toolkit.errors import BlobError, ManifestError, ServiceError, SlotShapeErro
 logger = logging.getLogger(__name__)
 
 CHUNK = 1 << 16
+SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # the manifest schema's file names: no separators
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,9 @@ class ServiceClient:
         if target not in manifest["targets"]:
             raise ManifestError(f"the manifest has no target {target!r}; it has {', '.join(manifest['targets'])}")
         info = manifest["targets"][target]
+        if not SAFE_FILE_NAME.fullmatch(str(info.get("file", ""))) or info["file"] in (".", ".."):
+            raise ManifestError(f"{target}: the manifest's file name {str(info.get('file'))[:80]!r} is not a plain "
+                                f"file name; nothing was written")
         dest_dir = Path(dest_dir)
         dest_dir.mkdir(parents=True, exist_ok=True)
         final = dest_dir / (info["file"] + (".zip" if info.get("served_as") == "zip" else ""))

@@ -46,6 +46,15 @@ def load_artifacts(exports_dir: Path, manifest: Mapping[str, Any]) -> dict[str, 
     return artifacts
 
 
+MAX_POSITION = 10 ** 18  # beyond any artifact; longer digit strings would trip Python's int-parsing limit
+
+
+def _position(digits: str) -> int:
+    """A byte position of a Range header, any number of digits; positions past MAX_POSITION read as it."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else MAX_POSITION
+
+
 class RangeNotSatisfiable(ValueError):
     """A Range header that selects no byte of the artifact (answered 416)."""
 
@@ -63,13 +72,13 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     first, last = match.group(1), match.group(2)
     if not first:  # suffix: the last N bytes
-        length = int(last)
+        length = _position(last)
         if length == 0:
             raise RangeNotSatisfiable("a suffix range of 0 bytes selects nothing")
         return max(0, size - length), size
-    start = int(first)
-    end = size if not last else min(size, int(last) + 1)
-    if last and int(last) < start:
+    start = _position(first)
+    end = size if not last else min(size, _position(last) + 1)
+    if last and _position(last) < start:
         return None
     if start >= size:
         raise RangeNotSatisfiable(f"range starts at byte {start}; the artifact has {size} bytes")
