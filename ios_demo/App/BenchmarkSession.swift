@@ -1,0 +1,110 @@
+// One benchmark run, off the main actor: forward latencies with prepared features, generate round trips, one slot
+// swap, peak memory; then DuetKit's records, written to Documents/benchmark_results.json.
+
+import Darwin
+import DuetKit
+import DuetKitCoreML
+import Foundation
+import os
+
+struct BenchmarkSession: @unchecked Sendable {
+    static let warmUp = 10
+    static let roundTrips = 5
+
+    let program: CoreMLProgram
+    let slots: DeviceSlots
+    let client: ServiceClient
+    let body: GenerateBody
+    let inputs: [String: ProgramInput]
+    let modelLoadMs: Double
+    let benchmarkModel: BenchmarkModel
+
+    @MainActor
+    init?(model: DemoModel) {
+        guard let program = model.program, let slots = model.slots, let manifest = model.manifest,
+              let client = try? model.client(), let inputs = try? model.programInputs() else { return nil }
+        self.program = program
+        self.slots = slots
+        self.client = client
+        self.body = model.generateBody(manifest)
+        self.inputs = inputs
+        self.modelLoadMs = model.modelLoadMs ?? 0
+        self.benchmarkModel = BenchmarkModel(target: program.target, manifest: manifest)
+    }
+
+    func run(iterations: Int) async throws -> ([BenchmarkRecord], URL) {
+        var peak = MemoryProbe.footprintMB()
+        let features = try program.features(inputs: inputs, slots: slots.current)
+        let latencies = try Benchmark.samplesMs(iterations: iterations, warmUp: Self.warmUp) {
+            _ = try program.predict(features)
+        }
+        peak = max(peak, MemoryProbe.footprintMB())
+
+        // generate round trip: POST /v1/generate until the answer is checked (median of a few)
+        var roundTrips: [Double] = []
+        var lastAnswer: SlotAnswer?
+        for _ in 0..<Self.roundTrips {
+            let start = Benchmark.nowMs()
+            let answer = try await client.generate(body)
+            _ = try answer.checked(against: slots.manifest)
+            roundTrips.append(Benchmark.nowMs() - start)
+            lastAnswer = answer
+        }
+
+        // slot swap: the blob's bytes in memory -> the first forward that uses them done
+        var device = slots
+        let swapStart = Benchmark.nowMs()
+        try device.install(lastAnswer!)
+        _ = try program.predict(inputs: inputs, slots: device.current)
+        let swapMs = Benchmark.nowMs() - swapStart
+        peak = max(peak, MemoryProbe.footprintMB())
+
+        let results = BenchmarkResults(latenciesMs: latencies, modelLoadMs: modelLoadMs, loadStatus: 0,
+                                       peakMemoryMB: peak, slotSwapMs: swapMs,
+                                       generateRoundTripMs: LatencyStats(samplesMs: roundTrips).p50)
+        let records = results.records(model: benchmarkModel, device: DeviceProbe.current())
+        let documents = FileManager.default.urls(for: .documentDirectory, in: .userDomainMask)[0]
+        return (records, try BenchmarkRecord.write(records, toDirectory: documents))
+    }
+}
+
+/// The process's physical footprint (what iOS counts against the app's memory limit), via task_vm_info.
+enum MemoryProbe {
+    /// max(current phys_footprint, the kernel's recorded peak) in MiB.
+    static func footprintMB() -> Double {
+        var info = task_vm_info_data_t()
+        var count = mach_msg_type_number_t(MemoryLayout<task_vm_info_data_t>.size / MemoryLayout<natural_t>.size)
+        let result = withUnsafeMutablePointer(to: &info) { pointer in
+            pointer.withMemoryRebound(to: integer_t.self, capacity: Int(count)) {
+                task_info(mach_task_self_, task_flavor_t(TASK_VM_INFO), $0, &count)
+            }
+        }
+        guard result == KERN_SUCCESS else { return 0 }
+        let peak = UInt64(max(0, info.ledger_phys_footprint_peak))
+        return Double(max(info.phys_footprint, peak)) / 1_048_576
+    }
+}
+
+/// The record's deviceInfo for this device.
+enum DeviceProbe {
+    static func current() -> DeviceInfo {
+        var system = utsname()
+        uname(&system)
+        var machine = withUnsafeBytes(of: &system.machine) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        if let simulated = ProcessInfo.processInfo.environment["SIMULATOR_MODEL_IDENTIFIER"] {
+            machine = simulated + " (simulator)"
+        }
+        #if arch(arm64)
+        let arch = "arm64"
+        #else
+        let arch = "x86_64"
+        #endif
+        let version = ProcessInfo.processInfo.operatingSystemVersion
+        return DeviceInfo(device: machine, arch: arch,
+                          os: "iOS \(version.majorVersion).\(version.minorVersion).\(version.patchVersion)",
+                          totalMem: Int64(ProcessInfo.processInfo.physicalMemory),
+                          availMem: Int64(os_proc_available_memory()))
+    }
+}

@@ -1,0 +1,135 @@
+// The golden files of the device protocol (tests/golden/, written by tests/golden.py): every manifest, blob,
+// request body, zip and the statistics of expected.json, with the outcome the Python client and the Kotlin
+// core reach on the same files.
+
+import Foundation
+import XCTest
+@testable import DuetKit
+
+final class GoldenTests: XCTestCase {
+    var golden: URL { TestPaths.goldenDirectory }
+
+    func load(_ name: String) throws -> Data { try Data(contentsOf: golden.appendingPathComponent(name)) }
+
+    func expected() throws -> JSONObject {
+        let path = golden.appendingPathComponent("expected.json")
+        guard FileManager.default.fileExists(atPath: path.path) else {
+            XCTFail("no golden files at \(golden.path) (set DUET_GOLDEN_DIR or run python tests/golden.py)")
+            throw XCTSkip("no golden files")
+        }
+        guard let object = try JSONValue.parse(Data(contentsOf: path)).objectValue else {
+            throw XCTSkip("expected.json is not an object")
+        }
+        return object
+    }
+
+    func cases(_ section: String) throws -> [JSONObject] {
+        let items = try XCTUnwrap(try expected()[section]?.arrayValue, "expected.json has no \(section)")
+        XCTAssertFalse(items.isEmpty, "\(section) is empty")
+        return try items.map { try XCTUnwrap($0.objectValue) }
+    }
+
+    /// The reason id of the DuetError `body` throws, or nil when it succeeds.
+    func outcome(_ body: () throws -> Void) -> String? {
+        do {
+            try body()
+            return nil
+        } catch let error as DuetError {
+            return error.reasonID
+        } catch {
+            return "not a DuetError: \(error)"
+        }
+    }
+
+    func testEverySectionOfExpectedJSONIsChecked() throws {
+        // a section added to the golden files must get a test here, not be skipped silently
+        XCTAssertEqual(Set(try expected().keys), ["manifest", "manifests", "blobs", "requests", "zips", "stats"])
+    }
+
+    func testManifests() throws {
+        for item in try cases("manifests") {
+            let file = try XCTUnwrap(item["file"]?.stringValue)
+            let data = try load(file)
+            var manifest: Manifest?
+            let got = outcome { manifest = try Manifest.parse(data, source: file) }
+            XCTAssertEqual(got, item["error"]?.stringValue, "\(file): \(item["why"]?.stringValue ?? "")")
+            if got == nil { XCTAssertEqual(manifest?.slots.isEmpty, false) }
+        }
+    }
+
+    func testBlobs() throws {
+        let manifestFile = try XCTUnwrap(try expected()["manifest"]?.stringValue)
+        let manifest = try Manifest.parse(try load(manifestFile))
+        for item in try cases("blobs") {
+            let file = try XCTUnwrap(item["file"]?.stringValue)
+            let why = "\(file): \(item["why"]?.stringValue ?? "")"
+            let blob = try load(file)
+            var slots: SlotSet?
+            let got = outcome { slots = try SlotSet(blob: blob, manifest: manifest) }
+            XCTAssertEqual(got, item["error"]?.stringValue, why)
+            if got == nil, let flat = item["flat"]?.stringValue {
+                XCTAssertEqual(slots?.flatBytes, try load(flat), why)
+            } else if got == nil {
+                XCTFail("\(why): a good blob without a flat file")
+            }
+        }
+    }
+
+    func testRequestsEncodeToTheSameBytesAsToolkitWire() throws {
+        for item in try cases("requests") {
+            let jsonFile = try XCTUnwrap(item["json"]?.stringValue)
+            let binaryFile = try XCTUnwrap(item["binary"]?.stringValue)
+            let body = try GenerateBody(jsonData: try load(jsonFile))
+            XCTAssertEqual(try body.binaryData(), try load(binaryFile), "\(jsonFile) -> \(binaryFile)")
+            // the JSON body sends the same fields, in the same order, with the same values
+            XCTAssertEqual(try JSONValue.parse(body.jsonData), try JSONValue.parse(try load(jsonFile)), jsonFile)
+        }
+    }
+
+    func testZips() throws {
+        for item in try cases("zips") {
+            let file = try XCTUnwrap(item["file"]?.stringValue)
+            let why = "\(file): \(item["why"]?.stringValue ?? "")"
+            let root = try TestPaths.temporaryDirectory("golden-zip")
+            defer { try? FileManager.default.removeItem(at: root) }
+            let destination = root.appendingPathComponent("dest", isDirectory: true)
+            try FileManager.default.createDirectory(at: destination, withIntermediateDirectories: true)
+            var top: URL?
+            var archive: ZipArchive?
+            let got = outcome {
+                archive = try ZipArchive(contentsOf: self.golden.appendingPathComponent(file))
+                top = try archive!.extractAll(to: destination)
+            }
+            XCTAssertEqual(got, item["error"]?.stringValue, why)
+            if got != nil {
+                // nothing was written, inside or outside the destination
+                XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: root.path), ["dest"], why)
+                XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: destination.path), [], why)
+                continue
+            }
+            let entries = try XCTUnwrap(item["entries"]?.objectValue, why)
+            let files = try XCTUnwrap(archive).entries.filter { !$0.isDirectory }
+            XCTAssertEqual(Set(files.map(\.name)), Set(entries.keys), why)
+            for (name, digest) in entries {
+                let entry = try XCTUnwrap(archive?.entry(named: name), name)
+                XCTAssertEqual(SHA256Hasher.portableHex(try archive!.contents(of: entry)), digest.stringValue, name)
+                let written = destination.appendingPathComponent(name)
+                XCTAssertEqual(try SHA256Hasher.hex(fileAt: written), digest.stringValue, "extracted \(name)")
+            }
+            XCTAssertEqual(top?.lastPathComponent, entries.keys.first?.split(separator: "/").first.map(String.init))
+        }
+    }
+
+    func testStats() throws {
+        let stats = try XCTUnwrap(try expected()["stats"]?.objectValue)
+        let samples = try XCTUnwrap(stats["samples_ms"]?.arrayValue).compactMap(\.numberValue)
+        XCTAssertFalse(samples.isEmpty)
+        let got = LatencyStats(samplesMs: samples)
+        let pairs: [(String, Double)] = [("avg", got.avg), ("trimmean", got.trimmean), ("p50", got.p50), ("p90", got.p90),
+                                         ("p99", got.p99)]
+        for (name, value) in pairs {
+            let want = try XCTUnwrap(stats[name]?.numberValue, name)
+            XCTAssertEqual(value, want, accuracy: 1e-9, name)
+        }
+    }
+}
