@@ -54,4 +54,4 @@ golden: $(STAMP)
 	$(PY) tests/golden.py
 
 clean:
-	rm -rf runs/demo-* .cache android_demo/core/build ios_demo/DuetKit/.build
+	rm -rf runs/demo-* .cache android_demo/core/build ios_demo/DuetKit/.build  # the data cache: ~/.cache/duet

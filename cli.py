@@ -10,7 +10,18 @@ from pathlib import Path
 
 import click
 
-DEFAULT_CACHE = Path(".cache/duet")
+
+
+def cache_dir_option(command):
+    """--cache-dir, shared by every command that reads data: resolved by toolkit.cache (never the current dir)."""
+    def resolve(ctx, param, value):
+        from toolkit.cache import cache_dir
+
+        return cache_dir(value)
+
+    return click.option("--cache-dir", type=click.Path(file_okay=False), default=None, callback=resolve,
+                        help="Where preprocessed data is cached [$DUET_CACHE_DIR, else the user cache directory, "
+                             "e.g. ~/.cache/duet].")(command)
 
 
 @contextmanager
@@ -93,8 +104,7 @@ def cli(threads: int, verbose: bool) -> None:
 @click.option("--fresh-devices/--fixed-devices", default=True, show_default=True,
               help="Image task: every training episode draws a new simulated device (label mix and writing style) "
                    "over the training digits, or re-visits the fixed training devices (the ablation).")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=str(DEFAULT_CACHE), show_default=True,
-              help="Where preprocessed data is cached.")
+@cache_dir_option
 def train(task_name, dataset, data_path, data_format, backbone, out_dir, seed, max_epochs, patience, embed_dim,
           context_items, context_time, stabilizer, code_dim, sample_dim, rank, lr, generator_lr, backbone_lr, base_from, max_users, context_images, train_devices,
           test_devices, fresh_devices, cache_dir) -> None:
@@ -114,7 +124,7 @@ def train(task_name, dataset, data_path, data_format, backbone, out_dir, seed, m
             task = _image_task(dataset, seed, context_images, train_devices, test_devices, fresh_devices)
         else:
             task = _recommendation_task(dataset, data_path, data_format, seed, max_users, backbone, embed_dim,
-                                        context_items, context_time, Path(cache_dir))
+                                        context_items, context_time, cache_dir)
     except DuetError as err:
         _fail(str(err))
     train_cfg = TrainConfig.for_task(task, max_epochs=max_epochs, patience=patience, seed=seed, lr=lr,
@@ -228,26 +238,22 @@ def _image_task(dataset, seed, context_images, train_devices, test_devices, fres
               help="Fine-tuning baseline: batch size [recommendation 32, image K].")
 @click.option("--shifted-fraction", type=float, default=0.25, show_default=True,
               help="Share of most-shifted devices reported separately.")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=str(DEFAULT_CACHE), show_default=True,
-              help="Where preprocessed data is cached.")
+@cache_dir_option
 def evaluate(run_dir, finetune_lr, finetune_epochs, finetune_batch, shifted_fraction, cache_dir) -> None:
     """Score Base, per-device fine-tuning and DUET on every test device; writes metrics.json."""
     from toolkit.errors import DuetError
-    from toolkit.evaluate import METHODS, FinetuneConfig, evaluate_run
+    from toolkit.evaluate import METHODS, FinetuneConfig, evaluate_run, write_evaluation
     from toolkit.runs import load_run
 
     try:
-        run = load_run(run_dir, Path(cache_dir))
+        run = load_run(run_dir, cache_dir)
     except DuetError as err:
         _fail(str(err))
     with _progress_bars() as progress:
         result = evaluate_run(run, FinetuneConfig(finetune_lr, finetune_epochs, finetune_batch),
                               shifted_fraction, progress)
     metrics, shifted = result["metrics"], result["shifted"]
-    out = Path(run_dir)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (out / "metrics_shifted.json").write_text(json.dumps(shifted, indent=2))
-    (out / "evaluation.json").write_text(json.dumps(result["settings"], indent=2))
+    written = write_evaluation(Path(run_dir), result)
     _print_table(f"all {len(run.task.device_ids('test'))} test devices", metrics, METHODS)
     _print_table(f"most-shifted {shifted['devices']} devices", shifted, METHODS)
     ratio = metrics["finetune_seconds_per_device"] / max(metrics["generate_seconds_per_device"], 1e-12)
@@ -255,7 +261,7 @@ def evaluate(run_dir, finetune_lr, finetune_epochs, finetune_batch, shifted_frac
     click.echo(f"fine-tune {metrics['finetune_seconds_per_device'] * 1e3:.1f} ms/device, generate "
                f"{metrics['generate_seconds_per_device'] * 1e3:.3f} ms/device ({ratio:.0f}x faster; "
                f"{with_context * 1e3:.3f} ms with the context encoded from raw samples)")
-    click.echo(f"wrote {out / 'metrics.json'} and {out / 'metrics_shifted.json'}")
+    click.echo(f"wrote {', '.join(str(p) for p in written)}")
 
 
 def _print_table(title: str, metrics: dict, methods) -> None:
@@ -297,8 +303,7 @@ def _print_table(title: str, metrics: dict, methods) -> None:
 @click.option("--static-floor", is_flag=True, hidden=True,
               help="Benchmark only: POST /v1/static answers a fixed blob of generate's size (the HTTP floor).")
 @click.option("--access-log", is_flag=True, help="Log every request.")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=str(DEFAULT_CACHE), show_default=True,
-              help="Where preprocessed data is cached.")
+@cache_dir_option
 @click.pass_context
 def serve(ctx, run_dir, exports_dir, api_keys, host, port, workers, batching, batch_window_ms, max_batch, queue_size,
           rate_limit, rate_burst, max_body_bytes, examples, static_floor, access_log, cache_dir) -> None:
@@ -311,7 +316,7 @@ def serve(ctx, run_dir, exports_dir, api_keys, host, port, workers, batching, ba
     try:
         config = ServiceConfig(
             run_dir=str(Path(run_dir).resolve()), exports_dir=str(Path(exports_dir).resolve()),
-            api_keys=str(Path(api_keys).resolve()), cache_dir=str(Path(cache_dir).resolve()), batching=batching,
+            api_keys=str(Path(api_keys).resolve()), cache_dir=str(cache_dir), batching=batching,
             batch_window_ms=batch_window_ms, max_batch=max_batch, queue_size=queue_size, rate_limit=rate_limit,
             rate_burst=rate_burst, max_body_bytes=max_body_bytes, examples=examples, static_floor=static_floor,
             torch_threads=threads)
@@ -333,17 +338,12 @@ def keys() -> None:
 def keys_add(keys_file, name) -> None:
     """Make a random key, append its hashed line to the file, print the key (shown only this once)."""
     from toolkit.errors import DuetError
-    from toolkit.service.auth import key_line, new_key
+    from toolkit.service.auth import add_key
 
-    key = new_key()
     try:
-        line = key_line(key, name)
+        click.echo(add_key(Path(keys_file), name))
     except DuetError as err:
         _fail(str(err))
-    path = Path(keys_file)
-    existing = path.read_text() if path.exists() else "# DUET API keys: sha256 of each key, then an optional name\n"
-    path.write_text(existing + ("" if existing.endswith("\n") or not existing else "\n") + line + "\n")
-    click.echo(key)
 
 
 @keys.command("hash")
@@ -411,8 +411,7 @@ from exporters import target_names as _export_targets  # noqa: E402  the registr
 @click.option("--latency-calls", type=int, default=200, show_default=True, help="Calls timed for each p50 latency.")
 @click.option("--max-eval-devices", type=int, default=0, show_default=True,
               help="Score only the first N test devices in each runtime (0 = all; for quick trials).")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=str(DEFAULT_CACHE), show_default=True,
-              help="Where preprocessed data is cached.")
+@cache_dir_option
 def export(run_dir, targets, out_dir, quantize, seq_len, candidates, palettize_bits, min_quant_elements, eval_threads,
            latency_calls, max_eval_devices, cache_dir) -> None:
     """Export a run's device model with its slots as inputs; validate every file in its runtime; write manifest.json."""
@@ -427,7 +426,7 @@ def export(run_dir, targets, out_dir, quantize, seq_len, candidates, palettize_b
         options = ExportOptions(quantize=quantize, shape=shape, min_quant_elements=min_quant_elements,
                                 coreml_palettize_bits=int(palettize_bits), threads=eval_threads,
                                 latency_calls=latency_calls, max_eval_devices=max_eval_devices)
-        run = load_run(run_dir, Path(cache_dir))
+        run = load_run(run_dir, cache_dir)
         with _progress_bars() as progress:
             report = export_run(run, names, options, Path(out_dir), progress)
     except (DuetError, ValueError) as err:
@@ -455,8 +454,7 @@ def export(run_dir, targets, out_dir, quantize, seq_len, candidates, palettize_b
 @click.option("--body-format", type=click.Choice(["json", "safetensors"]), default="json", show_default=True,
               help="Request bodies of all three measurements: JSON or the compact binary form.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=str(DEFAULT_CACHE), show_default=True,
-              help="Where preprocessed data is cached.")
+@cache_dir_option
 def bench_service(run_dir, exports_dir, total, concurrency, warmup, rounds, workers, body_format, out_file,
                   cache_dir) -> None:
     """Generate (batched), generate (batching off) and the static HTTP floor, measured in one run on loopback."""
@@ -466,7 +464,7 @@ def bench_service(run_dir, exports_dir, total, concurrency, warmup, rounds, work
     try:
         result = run_benchmark(BenchConfig(str(Path(run_dir).resolve()), str(Path(exports_dir).resolve()), total,
                                            concurrency, warmup, rounds, workers, body_format=body_format,
-                                           cache_dir=str(Path(cache_dir).resolve())))
+                                           cache_dir=str(cache_dir)))
     except DuetError as err:
         _fail(str(err))
     text = json.dumps(result, indent=2)

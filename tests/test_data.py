@@ -145,10 +145,15 @@ def test_cache_is_reused_and_keyed_by_settings(tmp_path):
     assert len(list(tmp_path.glob("sequences-*.npz"))) == 2
 
 
-def test_corrupt_cache_is_rebuilt(tmp_path):
+def test_corrupt_cache_is_rebuilt(tmp_path, caplog):
     interactions = load_default()
     build_sequences(interactions, SequenceProtocol(max_users=5), tmp_path)
     (cache,) = tmp_path.glob("sequences-*.npz")
-    cache.write_bytes(b"not an npz")
-    data = build_sequences(interactions, SequenceProtocol(max_users=5), tmp_path)
-    assert data.n_users == 5
+    whole = cache.read_bytes()
+    for broken in (b"not an npz", whole[: len(whole) // 2]):  # garbage, and a cache cut short (was BadZipFile)
+        cache.write_bytes(broken)
+        with caplog.at_level("WARNING"):
+            data = build_sequences(interactions, SequenceProtocol(max_users=5), tmp_path)
+        assert data.n_users == 5 and "rebuilding it" in caplog.text and cache.name in caplog.text
+        assert cache.read_bytes() == whole  # rebuilt in place, byte for byte
+        caplog.clear()

@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from toolkit import routes
 from toolkit.errors import BlobError, ManifestError, ServiceError, SlotShapeError
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class ServiceClient:
         """The service's manifest, checked against the manifest schema."""
         from toolkit.manifest import validate_manifest
 
-        response = self._call("GET", "/v1/manifest")
+        response = self._call("GET", routes.MANIFEST)
         try:
             manifest = response.json()
         except ValueError as err:
@@ -108,7 +109,7 @@ class ServiceClient:
             partial.unlink()
             have = 0
         headers = {"Range": f"bytes={have}-", "If-Range": f'"{info["sha256"]}"'} if have else {}
-        path = f"/v1/artifacts/{target}"
+        path = routes.artifact(target)
         try:
             with self._http.stream("GET", path, headers=headers) as response:
                 if response.status_code not in (200, 206):
@@ -139,11 +140,11 @@ class ServiceClient:
 
         sent = ({"content": encode_request(body), "headers": {"Content-Type": MEDIA_TYPE}} if binary
                 else {"json": dict(body)})
-        return _slot_answer(self._call("POST", "/v1/generate", params={"dtype": dtype}, **sent))
+        return _slot_answer(self._call("POST", routes.GENERATE, params={"dtype": dtype}, **sent))
 
     def base_slots(self, dtype: str = "float32") -> SlotAnswer:
         """Base's slots, the device's fallback before or instead of generated ones (check with `check_answer`)."""
-        return _slot_answer(self._call("GET", "/v1/slots/base", params={"dtype": dtype}))
+        return _slot_answer(self._call("GET", routes.BASE_SLOTS, params={"dtype": dtype}))
 
 
 def _slot_answer(response) -> SlotAnswer:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from toolkit.generation import serving_generator
-from toolkit.runs import Run
+from toolkit.runs import EVALUATION_FILE, METRICS_FILE, SHIFTED_FILE, Run
 
 logger = logging.getLogger(__name__)
 
@@ -107,3 +109,15 @@ def evaluate_run(run: Run, finetune: FinetuneConfig, shifted_fraction: float = 0
                      "generate_seconds_per_device_with_context_encoding": timings["with_context"],
                      "slot_change_per_new_sample": slot_stability(run, devices)}
     return {"metrics": metrics, "shifted": shifted_metrics, "settings": settings_used}
+
+
+def write_evaluation(run_dir: Path, result: dict[str, dict]) -> list[Path]:
+    """metrics.json, metrics_shifted.json and evaluation.json of an `evaluate_run` result, in the run directory."""
+    written = []
+    for name, part in ((METRICS_FILE, "metrics"), (SHIFTED_FILE, "shifted"), (EVALUATION_FILE, "settings")):
+        path = Path(run_dir) / name
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(json.dumps(result[part], indent=2))
+        partial.replace(path)
+        written.append(path)
+    return written

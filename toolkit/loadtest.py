@@ -23,13 +23,13 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from toolkit import routes
 from toolkit.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 MAX_REQUESTS = 1_000_000  # the most one load test may send
 MAX_CONCURRENCY = 1024  # the most connections one load test may open
-GENERATE_PATH = "/v1/generate"
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def loopback_target(url: str, query: str = "") -> Target:
         loopback = False
     if not loopback:
         raise ConfigError(f"{url}: load tests target loopback only (127.0.0.1, ::1 or localhost), not {host!r}")
-    path = parts.path if parts.path not in ("", "/") else GENERATE_PATH
+    path = parts.path if parts.path not in ("", "/") else routes.GENERATE
     query = "&".join(q for q in (parts.query, query) if q)
     return Target(host, parts.port or 80, path + (f"?{query}" if query else ""))
 
@@ -93,7 +93,7 @@ def bodies_from_openapi(url: str) -> list[bytes]:
     parts = urlsplit(url)
     try:
         doc = httpx.get(f"{parts.scheme}://{parts.netloc}/openapi.json", timeout=30).raise_for_status().json()
-        examples = doc["paths"][GENERATE_PATH]["post"]["requestBody"]["content"]["application/json"]["examples"]
+        examples = doc["paths"][routes.GENERATE]["post"]["requestBody"]["content"]["application/json"]["examples"]
     except (httpx.HTTPError, KeyError, ValueError) as err:
         raise ConfigError(f"{url}: no generate examples in /openapi.json ({err}); pass --bodies FILE") from err
     bodies = [json.dumps(e["value"], separators=(",", ":")).encode() for e in examples.values()]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from toolkit.generator import GeneratorConfig
+from toolkit.runs import EVALUATION_FILE, METRICS_FILE, SHIFTED_FILE
 from toolkit.tasks import TASKS
 
 METHODS = ("base", "finetune", "duet")
@@ -27,7 +28,7 @@ def comparison_table(runs: list[Path], metric_keys: list[str] | None = None, shi
     """One row per (run, method): the chosen metrics, and for DUET the gain over Base and fine-tuning."""
     rows = []
     for run in runs:
-        metrics = _load(run, "metrics_shifted.json" if shifted else "metrics.json")
+        metrics = _load(run, SHIFTED_FILE if shifted else METRICS_FILE)
         keys = metric_keys or list(metrics["base"])
         selected = _selection_metric(_load(run, "config.json"))
         head = selected if selected in keys else keys[0]
@@ -48,7 +49,7 @@ def comparison_table(runs: list[Path], metric_keys: list[str] | None = None, shi
 def timing_table(runs: list[Path]) -> str:
     rows = ["| run | fine-tune ms/device | generate ms/device | ratio |", "|---|---:|---:|---:|"]
     for run in runs:
-        m = _load(run, "metrics.json")
+        m = _load(run, METRICS_FILE)
         ft, gen = m["finetune_seconds_per_device"], m["generate_seconds_per_device"]
         rows.append(f"| {Path(run).name} | {ft * 1e3:.1f} | {gen * 1e3:.3f} | {ft / gen:.0f}x |")
     return "\n".join(rows)
@@ -60,7 +61,7 @@ def ablation_table(runs: list[Path]) -> str:
     rows = ["| run | generator settings | DUET | Δ vs base | Δ vs finetune | best epoch | slot change per new sample |",
             "|---|---|---:|---:|---:|---:|---:|"]
     for run in runs:
-        metrics = _load(run, "metrics.json")
+        metrics = _load(run, METRICS_FILE)
         config = _load(run, "config.json")
         key = _selection_metric(config)
         events = [json.loads(line) for line in (Path(run) / "train_log.jsonl").read_text().splitlines()]
@@ -74,7 +75,7 @@ def ablation_table(runs: list[Path]) -> str:
                     f"backbone_lr={config['train']['backbone_lr']}, generator_lr={config['train']['generator_lr']}"
                     + (f", context={model['context_items']} items, time={model['context_time']}"
                        if "context_items" in model else ""))
-        change = _load(run, "evaluation.json").get("slot_change_per_new_sample", float("nan"))
+        change = _load(run, EVALUATION_FILE).get("slot_change_per_new_sample", float("nan"))
         rows.append(f"| {Path(run).name} | {settings} | {metrics['duet'][key]:.4f} | "
                     f"{metrics['duet'][key] - metrics['base'][key]:+.4f} | "
                     f"{metrics['duet'][key] - metrics['finetune'][key]:+.4f} | {epoch} | {change:.4f} |")

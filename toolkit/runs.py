@@ -16,11 +16,11 @@ from toolkit import __version__
 from toolkit.errors import ConfigError
 from toolkit.generator import GeneratorConfig, ParameterGenerator
 from toolkit.tasks import TASKS, Task
-from toolkit.train import TrainConfig
 
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE, BASE_WEIGHTS, DUET_WEIGHTS, LOG_FILE = "config.json", "base.safetensors", "duet.safetensors", "train_log.jsonl"
+METRICS_FILE, SHIFTED_FILE, EVALUATION_FILE = "metrics.json", "metrics_shifted.json", "evaluation.json"  # by evaluate
 RUN_FORMAT = 1
 
 
@@ -42,7 +42,8 @@ class Run:
         return self.path.name
 
 
-def run_config(task: Task, gen_cfg: GeneratorConfig, train_cfg: TrainConfig) -> dict[str, Any]:
+def run_config(task: Task, gen_cfg: GeneratorConfig, train_cfg: Any) -> dict[str, Any]:
+    """config.json of a run; `train_cfg` is the trainer's TrainConfig (a dataclass; the trainer is a later stage)."""
     return {"format": RUN_FORMAT, "toolkit_version": __version__, "task": task.name,
             "task_config": task.config_json(), "generator": asdict(gen_cfg), "train": asdict(train_cfg)}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -99,8 +100,8 @@ def build_sequences(interactions: Interactions, protocol: SequenceProtocol, cach
     if cache_file and cache_file.exists():
         try:
             return _load_cache(cache_file, protocol)
-        except (OSError, ValueError, KeyError) as err:
-            logger.warning("ignoring unreadable cache %s (%s)", cache_file, err)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            logger.warning("the cache %s is unreadable (%s): rebuilding it", cache_file, err)
     data = _build(interactions.frame, protocol)
     if cache_file:
         _save_cache(cache_file, data)

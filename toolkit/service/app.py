@@ -15,6 +15,8 @@ from fastapi import FastAPI, Request
 from fastapi import Path as PathParam
 from starlette.responses import Response
 
+from toolkit import routes
+from toolkit.cache import cache_dir
 from toolkit.errors import ConfigError, ManifestError, RequestError
 from toolkit.service.auth import KeyStore, RateLimiter
 from toolkit.service.batching import MicroBatcher, QueueFull
@@ -81,7 +83,7 @@ def load_state(config: ServiceConfig) -> ServiceState:
 
     torch.set_num_threads(config.torch_threads)
     keys = KeyStore.from_file(config.api_keys)
-    run = load_run(config.run_dir, Path(config.cache_dir))
+    run = load_run(config.run_dir, cache_dir(config.cache_dir))
     manifest = load_manifest(Path(config.exports_dir))
     check_compatible(run, manifest, config)
     artifacts = load_artifacts(Path(config.exports_dir), manifest)
@@ -186,18 +188,18 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
     config = state.config
     targets = sorted(state.artifacts)
 
-    @app.get("/healthz", summary="Liveness and the model version", tags=["ops"])
+    @app.get(routes.HEALTH, summary="Liveness and the model version", tags=["ops"])
     async def healthz() -> dict:
         return {"status": "ok", "model_version": state.model_version, "pending": state.batcher.pending,
                 "worker": os.getpid()}
 
-    @app.get("/metrics", summary="Prometheus metrics of this process", tags=["ops"], response_class=Response,
+    @app.get(routes.METRICS, summary="Prometheus metrics of this process", tags=["ops"], response_class=Response,
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def metrics() -> Response:
         state.metrics.queue.set(state.batcher.pending)
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
-    @app.get("/v1/manifest", summary="The export's manifest", tags=["v1"], response_class=Response,
+    @app.get(routes.MANIFEST, summary="The export's manifest", tags=["v1"], response_class=Response,
              responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}},
                         304: {"description": "If-None-Match named the manifest's ETag"}, **_errors(401, 422, 429)})
     async def manifest(request: Request) -> Response:
@@ -207,7 +209,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
             return Response(status_code=304, headers=headers)
         return Response(state.manifest_bytes, headers=headers, media_type="application/json")
 
-    @app.get("/v1/artifacts/{target}", summary="A device program file (an .mlpackage is sent as a zip)",
+    @app.get(routes.ARTIFACT_ROUTE, summary="A device program file (an .mlpackage is sent as a zip)",
              tags=["v1"], response_class=Response,
              responses={200: {"content": BINARY}, 206: {"description": "the byte range asked for", "content": BINARY},
                         304: {"description": "If-None-Match named the artifact's ETag"},
@@ -220,7 +222,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
             raise ApiError(404, "unknown_target", f"no artifact {target!r}; this export has {', '.join(targets)}")
         return _artifact_response(request, found, state.model_version)
 
-    @app.post("/v1/generate", summary="Slots generated from one device's recent samples", tags=["v1"],
+    @app.post(routes.GENERATE, summary="Slots generated from one device's recent samples", tags=["v1"],
               response_class=Response,
               responses={200: {"description": "the device's slots as safetensors, in manifest order",
                                "content": BINARY,
@@ -245,7 +247,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
             raise ApiError(500, "internal_error", "slot generation failed; the server log has details") from None
         return _blob_response(blob, state.model_version, dtype)
 
-    @app.get("/v1/slots/base", summary="Base's slots: what a device runs before (or instead of) generated ones",
+    @app.get(routes.BASE_SLOTS, summary="Base's slots: what a device runs before (or instead of) generated ones",
              tags=["v1"], response_class=Response,
              responses={200: {"description": "Base's slots as safetensors, in manifest order", "content": BINARY,
                               "headers": {k: {"description": v, "schema": {"type": "string"}}
@@ -257,7 +259,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
         return _blob_response(state.base_blobs[dtype], state.model_version, dtype)
 
     if config.static_floor:
-        @app.post("/v1/static", include_in_schema=False)
+        @app.post(routes.STATIC_FLOOR, include_in_schema=False)
         async def static(request: Request) -> Response:
             """The HTTP floor of the benchmark: generate's stack and answer size, without the generation."""
             await read_body(request, config.max_body_bytes)

@@ -41,6 +41,17 @@ def key_line(key: str, name: str = "") -> str:
     return f"sha256:{hash_key(key)}" + (f" {name}" if name else "")
 
 
+def add_key(keys_file: Path, name: str = "") -> str:
+    """Make a new key, append its hashed line to the keys file (created with a header if missing); returns the key,
+    which is stored nowhere in the clear."""
+    key = new_key()
+    line = key_line(key, name)
+    path = Path(keys_file)
+    existing = path.read_text() if path.exists() else "# DUET API keys: sha256 of each key, then an optional name\n"
+    path.write_text(existing + ("" if existing.endswith("\n") or not existing else "\n") + line + "\n")
+    return key
+
+
 @dataclass(frozen=True)
 class StoredKey:
     """One accepted key, as the keys file holds it."""

@@ -21,6 +21,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from toolkit import routes
+from toolkit.cache import cache_dir as resolve_cache_dir
 from toolkit.errors import ConfigError
 from toolkit.loadtest import LoadTestConfig, run_load, summary
 
@@ -42,7 +44,7 @@ class BenchConfig:
     workers: int = 1  # server processes per server
     max_devices: int = 2_000  # test devices whose bodies are sent (round-robin)
     body_format: str = "json"  # request bodies of all three measurements: "json" or "safetensors" (toolkit.wire)
-    cache_dir: str = ".cache/duet"  # preprocessed-data cache
+    cache_dir: str = ""  # preprocessed-data cache ("": toolkit.cache's default)
 
 
 def _free_port() -> int:
@@ -55,7 +57,7 @@ def device_bodies(run_dir: str, cache_dir: str, max_devices: int) -> list[bytes]
     """Generate bodies of the run's test devices, as JSON bytes."""
     from toolkit.runs import load_run
 
-    run = load_run(run_dir, Path(cache_dir))
+    run = load_run(run_dir, resolve_cache_dir(cache_dir))
     devices = run.task.device_ids("test")[:max_devices]
     if not len(devices):
         raise ConfigError(f"{run_dir} has no test devices to build request bodies from")
@@ -71,7 +73,8 @@ class _Server:
         self.log = log
         command = [sys.executable, str(CLI), "--threads", "1", "serve", cfg.run_dir, "--exports", cfg.exports_dir,
                    "--api-keys", str(keys), "--host", "127.0.0.1", "--port", str(self.port), "--workers",
-                   str(cfg.workers), "--rate-limit", "0", "--examples", "0", "--cache-dir", cfg.cache_dir, *extra]
+                   str(cfg.workers), "--rate-limit", "0", "--examples", "0", "--cache-dir",
+                   str(resolve_cache_dir(cfg.cache_dir)), *extra]
         with log.open("w") as handle:
             self.process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -135,8 +138,8 @@ def run_benchmark(cfg: BenchConfig) -> dict:
         try:
             batched.wait_ready(cfg.workers)
             unbatched.wait_ready(cfg.workers)
-            plan = [("static_floor", batched, "/v1/static"), ("generate", batched, "/v1/generate"),
-                    ("generate_no_batching", unbatched, "/v1/generate")]
+            plan = [("static_floor", batched, routes.STATIC_FLOOR), ("generate", batched, routes.GENERATE),
+                    ("generate_no_batching", unbatched, routes.GENERATE)]
 
             def load(url: str, requests: int) -> dict:
                 config = LoadTestConfig(url, key, cfg.concurrency, requests, body_format=cfg.body_format)

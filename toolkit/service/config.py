@@ -20,7 +20,7 @@ class ServiceConfig:
     run_dir: str  # run directory (config.json, weights) whose generator writes the slots
     exports_dir: str  # export directory: manifest.json and the artifacts it lists
     api_keys: str  # keys file: one "sha256:<64 hex> [name]" line per key (see toolkit.service.auth)
-    cache_dir: str = ".cache/duet"  # preprocessed-data cache the task reads when the run is loaded
+    cache_dir: str = ""  # preprocessed-data cache the task reads when the run is loaded ("": toolkit.cache's default)
     batching: bool = True  # micro-batch concurrent generate requests; False = one generator forward per request
     batch_window_ms: float = 2.0  # longest a request waits, from its arrival, for others to share its forward
     max_batch: int = 64  # most generate requests in one generator forward

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 
+from toolkit import routes
 from toolkit.service.auth import KeyStore, RateLimiter, bearer_token, retry_after_header
 from toolkit.service.metrics import ServiceMetrics
 from toolkit.service.responses import error_response
 
-API_PREFIX = "/v1/"
-_ROUTES = ("/v1/generate", "/v1/manifest", "/v1/slots/base", "/v1/static", "/healthz", "/metrics", "/openapi.json")
+_ROUTES = (routes.GENERATE, routes.MANIFEST, routes.BASE_SLOTS, routes.STATIC_FLOOR, routes.HEALTH, routes.METRICS,
+           routes.OPENAPI)
 
 
 class ApiKeyMiddleware:
@@ -19,7 +20,7 @@ class ApiKeyMiddleware:
         self.app, self.keys, self.limiter = app, keys, limiter
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
+        if scope["type"] != "http" or not scope["path"].startswith(routes.API_PREFIX):
             await self.app(scope, receive, send)
             return
         header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
@@ -41,8 +42,8 @@ class ApiKeyMiddleware:
 
 def endpoint_label(path: str) -> str:
     """The route a path belongs to, so metrics have a bounded set of label values."""
-    if path.startswith("/v1/artifacts/"):
-        return "/v1/artifacts/{target}"
+    if path.startswith(routes.ARTIFACTS + "/"):
+        return routes.ARTIFACT_ROUTE
     return path if path in _ROUTES else "other"
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-API_PREFIX = "/v1/"
+from toolkit import routes
+
 
 
 def request_body_doc(examples: list[dict]) -> dict:
@@ -37,7 +38,7 @@ def build_openapi(app, request_schema: Mapping[str, Any]) -> dict:
     components["securitySchemes"] = {"apiKey": {"type": "http", "scheme": "bearer",
                                                 "description": "an API key from the service's keys file"}}
     for path, operations in doc["paths"].items():
-        if path.startswith(API_PREFIX):
+        if path.startswith(routes.API_PREFIX):
             for operation in operations.values():
                 operation["security"] = [{"apiKey": []}]
     return doc
