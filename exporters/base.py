@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from toolkit.errors import DuetError, ToleranceExceeded
+from toolkit.errors import ConfigError, DuetError, ToleranceExceeded
 from toolkit.slots import check_slots
 
 if TYPE_CHECKING:  # torch stays unimported until an export runs, so `cli.py --help` is fast
@@ -43,13 +43,13 @@ class ExportOptions:
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE_MODES:
-            raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}")
+            raise ConfigError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}")
         if self.coreml_palettize_bits not in (0, 2, 4, 6, 8):
-            raise ValueError(f"coreml_palettize_bits must be 0, 2, 4, 6 or 8, got {self.coreml_palettize_bits}")
+            raise ConfigError(f"coreml_palettize_bits must be 0, 2, 4, 6 or 8, got {self.coreml_palettize_bits}")
         if self.coreml_palettize_bits and self.quantize != "int8":
-            raise ValueError("palettization compresses static layers; it needs quantize='int8' (not 'none')")
+            raise ConfigError("palettization compresses static layers; it needs quantize='int8' (not 'none')")
         if self.threads < 1 or self.latency_calls < 1 or self.min_quant_elements < 0 or self.max_eval_devices < 0:
-            raise ValueError("threads and latency_calls must be >= 1; min_quant_elements, max_eval_devices >= 0")
+            raise ConfigError("threads and latency_calls must be >= 1; min_quant_elements, max_eval_devices >= 0")
 
     @property
     def compressed(self) -> bool:
@@ -211,7 +211,7 @@ class ParityReport:
 def parity_cases(model: DeviceModel, slot_sets: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, dict]:
     """The generated slot sets plus one random probe: a program with any slot baked in cannot match all of them."""
     if len(slot_sets) < MIN_SLOT_SETS:
-        raise ValueError(f"parity needs at least {MIN_SLOT_SETS} slot sets, got {len(slot_sets)}")
+        raise ConfigError(f"parity needs at least {MIN_SLOT_SETS} slot sets, got {len(slot_sets)}")
     for label, slots in slot_sets.items():
         check_slots(model.slot_specs, slots, f"slot set {label}")
     cases = {label: dict(slots) for label, slots in slot_sets.items()}

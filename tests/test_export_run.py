@@ -142,7 +142,7 @@ def test_unknown_shape_and_target_names_are_refused(run, tmp_path):
 
     with pytest.raises(ConfigError, match="unknown export shape 'width'; this task's shapes are seq_len, candidates"):
         export_run(run, ["tflite"], ExportOptions(shape=(("width", 3),)), tmp_path / "x")
-    with pytest.raises(ValueError, match="unknown export target 'onnx'"):
+    with pytest.raises(ConfigError, match="unknown export target 'onnx'"):
         export_run(run, ["onnx"], QUICK, tmp_path / "x")
 
 

@@ -14,7 +14,7 @@ from export_fixtures import (BACKBONES, CANDIDATES, TARGETS, exports, slot_sets,
 from exporters import EXPORTERS, SUPPORT_MODULES, exporter, target_names
 from exporters.base import (FP32_ATOL, ExportOptions, InputShapeError, ParityError, SignatureError, check_parity,
                             example_slots)
-from toolkit.errors import SlotShapeError, ToleranceExceeded
+from toolkit.errors import ConfigError, SlotShapeError, ToleranceExceeded
 
 EXPORTERS_DIR = Path(__file__).resolve().parents[1] / "exporters"
 
@@ -36,7 +36,7 @@ def test_each_registered_target_exposes_the_contract(name):
 
 def test_registry_names_every_target_and_rejects_unknown_ones():
     assert target_names() == list(TARGETS)
-    with pytest.raises(ValueError, match="unknown export target 'onnx'"):
+    with pytest.raises(ConfigError, match="unknown export target 'onnx'"):
         exporter("onnx")
 
 
@@ -60,9 +60,9 @@ def test_exporters_hold_no_task_specific_code():
 
 
 def test_options_reject_unknown_modes_with_a_clear_message():
-    with pytest.raises(ValueError, match="quantize must be one of int8, none"):
+    with pytest.raises(ConfigError, match="quantize must be one of int8, none"):
         ExportOptions(quantize="fp16")
-    with pytest.raises(ValueError, match="palettization .* needs quantize='int8'"):
+    with pytest.raises(ConfigError, match="palettization .* needs quantize='int8'"):
         ExportOptions(quantize="none", coreml_palettize_bits=4)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from toolkit.generator import GeneratorConfig
 from toolkit.runs import EVALUATION_FILE, METRICS_FILE, SHIFTED_FILE
-from toolkit.tasks import TASKS
+from toolkit.registry import task_class
 
 METHODS = ("base", "finetune", "duet")
 
@@ -21,7 +21,7 @@ def _load(run: Path, name: str) -> dict:
 
 def _selection_metric(config: dict) -> str:
     """The metric a run's task selects on (UAUC, accuracy), from its config.json: the one gains are reported in."""
-    return TASKS[config["task"]].selection_metric
+    return task_class(config["task"]).selection_metric
 
 
 def comparison_table(runs: list[Path], metric_keys: list[str] | None = None, shifted: bool = False) -> str:

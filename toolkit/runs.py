@@ -15,7 +15,8 @@ from torch import nn
 from toolkit import __version__
 from toolkit.errors import ConfigError
 from toolkit.generator import GeneratorConfig, ParameterGenerator
-from toolkit.tasks import TASKS, Task
+from toolkit.registry import TASKS, task_class
+from toolkit.tasks import Task
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,15 @@ def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().clone() for k, v in state.items()}
 
 
+def check_new_run_dir(path: Path) -> None:
+    """ConfigError unless `path` can become a new run: absent, or an empty directory (nothing there is overwritten)."""
+    path = Path(path)
+    if (path / CONFIG_FILE).exists():
+        raise ConfigError(f"{path} already holds a run; choose another --out or delete it")
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ConfigError(f"{path} exists and is not an empty directory; choose another --out")
+
+
 def read_config(path: Path) -> dict[str, Any]:
     config_file = Path(path) / CONFIG_FILE
     if not config_file.exists():
@@ -82,8 +92,8 @@ def load_base(path: Path, task: Task) -> nn.Module:
     config = read_config(path)
     if config["task"] != task.name:
         raise ConfigError(f"{path}: its Base is for the {config['task']} task, not {task.name}")
-    theirs = TASKS[task.name].base_signature_of(config["task_config"])
-    ours = TASKS[task.name].base_signature_of(json.loads(json.dumps(task.config_json())))  # tuples as saved: lists
+    theirs = type(task).base_signature_of(config["task_config"])
+    ours = type(task).base_signature_of(json.loads(json.dumps(task.config_json())))  # tuples as saved: lists
     if theirs != ours:
         differing = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         raise ConfigError(f"{path}: its Base was trained on other data or another architecture ({differing} differ)")
@@ -99,7 +109,7 @@ def load_run(path: str | Path, cache_dir: Path | None = None) -> Run:
     """Rebuild task, models and generator from a run directory."""
     path = Path(path)
     config = read_config(path)
-    task = TASKS[config["task"]].from_config_json(config["task_config"], cache_dir)
+    task = task_class(config["task"]).from_config_json(config["task_config"], cache_dir)
     base, duet = task.build_model(), task.build_model()
     generator = ParameterGenerator(GeneratorConfig(**config["generator"]), duet.slot_specs)
     try:

@@ -9,7 +9,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -121,3 +121,26 @@ def train_duet(task: Task, base: nn.Module, gen_cfg: GeneratorConfig, cfg: Train
     fit_stage("duet", task, model, generator, torch.optim.Adam(groups), cfg, log, progress)
     model.requires_grad_(True)
     return model, generator
+
+
+def train_run(out: Path, task: Task, train_cfg: TrainConfig, generator_options: dict[str, Any],
+              base_from: Path | None = None, listener: Callable[[dict], None] | None = None,
+              progress=None) -> Path:
+    """Train Base (or take `base_from`'s) and the DUET stage, then write the run directory `out`: config.json, the
+    weights and train_log.jsonl (each event also goes to `listener`). Nothing is written before the inputs check."""
+    from toolkit.runs import LOG_FILE, check_new_run_dir, load_base, run_config, save_run
+
+    out = Path(out)
+    check_new_run_dir(out)
+    gen_cfg = GeneratorConfig.for_task(task, task.build_model().context_dim, **generator_options)
+    base = load_base(Path(base_from), task) if base_from else None
+    out.mkdir(parents=True, exist_ok=True)
+    log = TrainLog(out / LOG_FILE, listener)
+    log(event="start", task=task.name, config=task.config_json(), seed=train_cfg.seed)
+    if base is None:
+        base = train_base(task, train_cfg, log, progress)
+    else:
+        log(event="base_from", run=str(base_from))
+    duet, generator = train_duet(task, base, gen_cfg, train_cfg, log, progress)
+    save_run(out, run_config(task, gen_cfg, train_cfg), base, duet, generator)
+    return out

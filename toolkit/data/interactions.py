@@ -11,29 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from toolkit.data.formats import FORMATS, FileFormat
 from toolkit.errors import DataFormatError
 
 logger = logging.getLogger(__name__)
 
 COLUMNS = ("user", "item", "timestamp")
 
-
-@dataclass(frozen=True)
-class FileFormat:
-    """How one kind of ratings file is laid out."""
-
-    description: str  # shown in --help
-    separator: str  # field separator as it appears in the file
-    has_header: bool  # whether the first line names the columns
-    n_fields: int  # fields per line; user, item, rating, timestamp come first in that order
-
-
-FORMATS: dict[str, FileFormat] = {
-    "ml-100k": FileFormat("MovieLens 100K u.data (tab separated, no header)", "\t", False, 4),
-    "ml-1m": FileFormat("MovieLens 1M ratings.dat (user::item::rating::timestamp)", "::", False, 4),
-    "ml-latest": FileFormat("MovieLens latest/25M ratings.csv (with header)", ",", True, 4),
-    "amazon": FileFormat("Amazon ratings CSV user,item,rating,timestamp (no header)", ",", False, 4),
-}
 
 DEFAULT_DATASET = "movielens"
 

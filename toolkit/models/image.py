@@ -14,6 +14,7 @@ from toolkit.models.head import HeadShape, SlotHead, apply_head
 class ImageModelConfig:
     """Architecture of the digit classifier; saved with every run and rebuilt from it."""
 
+    backbone: str = "cnn"  # the registry's image backbone (toolkit.registry.BACKBONES["image"])
     image_side: int = 8  # input images are image_side x image_side, one channel
     channels: tuple[int, int] = (16, 32)  # conv widths: a 3x3 conv, then a stride-2 3x3 conv
     feature_dim: int = 32  # size of the image embedding the head (and the generator) read
@@ -27,7 +28,13 @@ class ImageModelConfig:
 
 
 class DigitCNN(nn.Module):
-    """logits = head(trunk(image)); the trunk also embeds the device's context images for the generator."""
+    """logits = head(trunk(image)); the trunk also embeds the device's context images for the generator.
+
+    An image backbone takes the ImageModelConfig and offers embed, context, context_vectors, slot_specs and
+    forward(images, head_params=None) like this one; `train_defaults` are the training settings it changes.
+    """
+
+    train_defaults: dict = {}
 
     def __init__(self, cfg: ImageModelConfig):
         super().__init__()

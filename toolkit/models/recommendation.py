@@ -33,13 +33,26 @@ class RecModelConfig:
     time_std: float = 1.0
 
     @property
+    def encoder_class(self) -> type:
+        """The backbone's encoder class, from the registry (ConfigError for an unknown backbone)."""
+        from toolkit.registry import backbone_class
+
+        return backbone_class("recommendation", self.backbone)
+
+    @property
     def head_shape(self) -> HeadShape:
-        state_dim = 2 * self.embed_dim if self.backbone == "din" else self.embed_dim
-        return HeadShape(state_dim, self.head_hidden, self.embed_dim)
+        return HeadShape(self.encoder_class.state_factor * self.embed_dim, self.head_hidden, self.embed_dim)
 
 
 class SASRecEncoder(nn.Module):
-    """Causal self-attention over the history; the state is the output at the last position."""
+    """Causal self-attention over the history; the state is the output at the last position.
+
+    Every encoder: forward(hist_emb (B, L, d), hist_mask (B, L), cand_emb (B, C, d)) -> state (B, C, state_factor * d);
+    `train_defaults` are the training settings this backbone changes (chosen on validation).
+    """
+
+    state_factor = 1
+    train_defaults: dict = {}
 
     def __init__(self, cfg: RecModelConfig):
         super().__init__()
@@ -87,6 +100,9 @@ class _TransformerBlock(nn.Module):
 class GRU4RecEncoder(nn.Module):
     """A GRU over the history (unrolled, so every export path sees plain linear ops); state = last hidden."""
 
+    state_factor = 1
+    train_defaults: dict = {}
+
     def __init__(self, cfg: RecModelConfig):
         super().__init__()
         d = cfg.embed_dim
@@ -117,8 +133,13 @@ class DINEncoder(nn.Module):
     """Target attention (DIN): history items weighted by an MLP of (item, candidate); state per candidate.
 
     The MLP's first layer on [h, c, h - c, h * c] is applied in its factorised form
-    W_h h + W_c c + W_p (h * c): the same function class at a quarter of the cost.
+    W_h h + W_c c + W_p (h * c): the same function class at a quarter of the cost. The state is
+    [pooled, pooled * candidate]; its static layers stay frozen while the generator trains (chosen on validation:
+    joint training hurt DIN).
     """
+
+    state_factor = 2
+    train_defaults = {"backbone_lr": 0.0}
 
     def __init__(self, cfg: RecModelConfig):
         super().__init__()
@@ -138,16 +159,12 @@ class DINEncoder(nn.Module):
         return self.dropout(torch.cat([pooled, pooled * cand_emb], -1))
 
 
-ENCODERS = {"sasrec": SASRecEncoder, "gru4rec": GRU4RecEncoder, "din": DINEncoder}
-
-
 class RecModel(nn.Module):
     """Item embeddings + encoder (static layers) and a slot head; score = head(state) . e_item + b_item."""
 
     def __init__(self, cfg: RecModelConfig):
         super().__init__()
-        if cfg.backbone not in ENCODERS:
-            raise ValueError(f"unknown backbone {cfg.backbone!r}; choose one of {', '.join(ENCODERS)}")
+        encoder = cfg.encoder_class
         self.cfg = cfg
         self.item_embedding = nn.Embedding(cfg.n_items, cfg.embed_dim, padding_idx=0)
         nn.init.normal_(self.item_embedding.weight, std=cfg.embed_dim ** -0.5)
@@ -155,7 +172,7 @@ class RecModel(nn.Module):
             self.item_embedding.weight[0].zero_()
         self.item_bias = nn.Embedding(cfg.n_items, 1)
         nn.init.zeros_(self.item_bias.weight)
-        self.encoder = ENCODERS[cfg.backbone](cfg)
+        self.encoder = encoder(cfg)
         self.head = SlotHead(cfg.head_shape)
 
     @property

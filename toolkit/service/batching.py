@@ -16,10 +16,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Sequence
 
+from toolkit.errors import DuetError
+
 logger = logging.getLogger(__name__)
 
 
-class QueueFull(Exception):
+class QueueFull(DuetError):
     """More requests are pending than the queue admits; the caller answers 503 with Retry-After."""
 
 

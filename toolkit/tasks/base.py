@@ -67,6 +67,11 @@ class Task(ABC):
     def from_config_json(cls, obj: Mapping[str, Any], cache_dir: Any = None) -> "Task":
         """Rebuild the task from the `task_config` saved in a run's config.json."""
 
+    @classmethod
+    @abstractmethod
+    def from_options(cls, options: Mapping[str, Any], cache_dir: Any = None) -> "Task":
+        """A new task from `cli.py train`'s options (by their parameter names; it reads the ones it has)."""
+
     @abstractmethod
     def build_model(self) -> TaskModel:
         """A freshly initialised cloud model."""

@@ -83,11 +83,25 @@ class ImageTask(Task):
     def from_config_json(cls, obj: Mapping[str, Any], cache_dir: Path | None = None) -> "ImageTask":
         return cls(ImageTaskConfig.from_json(obj), cache_dir)
 
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], cache_dir: Path | None = None) -> "ImageTask":
+        from toolkit.registry import backbone_class, default_backbone
+
+        backbone = options.get("backbone") or default_backbone(cls.name)
+        backbone_class(cls.name, backbone)  # ConfigError for a backbone of another task
+        devices = DigitsDeviceConfig(seed=options.get("seed", 0), **{
+            k: options[k] for k in ("train_devices", "test_devices", "context_images") if k in options})
+        return cls(ImageTaskConfig(dataset=options.get("dataset") or "digits", devices=devices,
+                                   model=ImageModelConfig(backbone=backbone),
+                                   fresh_devices=options.get("fresh_devices", True)), cache_dir)
+
     def config_json(self) -> dict:
         return asdict(self.cfg)
 
     def build_model(self) -> DigitCNN:
-        return DigitCNN(self.cfg.model)
+        from toolkit.registry import backbone_class
+
+        return backbone_class(self.name, self.cfg.model.backbone)(self.cfg.model)
 
     @property
     def k(self) -> int:
@@ -102,7 +116,10 @@ class ImageTask(Task):
         # Chosen on the validation devices: a frozen backbone learned best here, and a patience of 10 (validation
         # accuracy moves by ~0.005 from epoch to epoch). With a new device every episode nothing overfits, and
         # Base was still improving at 30 epochs, hence 60.
-        return {"max_epochs": 60, "patience": 10, "generator_lr": 1e-3, "backbone_lr": 0.0}
+        from toolkit.registry import backbone_class
+
+        backbone = backbone_class(self.name, self.cfg.model.backbone)
+        return {"max_epochs": 60, "patience": 10, "generator_lr": 1e-3, "backbone_lr": 0.0, **backbone.train_defaults}
 
     def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator[ImageBatch]:
         """Episodes: each device's images shuffled; K become the context, the rest the labeled queries."""

@@ -84,9 +84,7 @@ class RecommendationTask(Task):
         self.cfg = cfg
 
     def train_defaults(self) -> dict[str, Any]:
-        # Chosen on the validation split: training DIN's static layers along with the generator overfit them
-        # (no validation gain), while SASRec and GRU4Rec gained from it.
-        return {"backbone_lr": 0.0} if self.model_cfg.backbone == "din" else {}
+        return dict(self.model_cfg.encoder_class.train_defaults)
 
     def generator_defaults(self) -> dict[str, Any]:
         # A 16-wide per-item layer over the 100 context items: the same DUET UAUC as a 64-wide one in five paired
@@ -103,9 +101,27 @@ class RecommendationTask(Task):
         model = {k: v for k, v in (config_json.get("model") or {}).items() if k not in generator_side}
         return {"source": config_json["source"], "protocol": config_json["protocol"], "model": model}
 
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], cache_dir: Path | None = None) -> "RecommendationTask":
+        from toolkit.registry import backbone_class, default_backbone
+
+        data_path, data_format = options.get("data_path"), options.get("data_format")
+        if data_path and not data_format:
+            raise ConfigError("--data needs --format (one of toolkit.data.formats.FORMATS: ml-100k, ml-1m, "
+                              "ml-latest or amazon)")
+        source = (RecDataSource("file", str(Path(data_path).resolve()), data_format) if data_path
+                  else RecDataSource(options.get("dataset") or DEFAULT_DATASET))
+        backbone = options.get("backbone") or default_backbone(cls.name)
+        backbone_class(cls.name, backbone)  # ConfigError for a backbone of another task, before the data loads
+        protocol = SequenceProtocol(seed=options.get("seed", 0), max_users=options.get("max_users", 0))
+        config = RecTaskConfig(source=source, protocol=protocol, backbone=backbone,
+                               **{k: options[k] for k in ("embed_dim", "context_items", "context_time") if k in options})
+        return cls(config, cache_dir)
+
     @property
     def model_cfg(self) -> RecModelConfig:
-        assert self.cfg.model is not None
+        if self.cfg.model is None:
+            raise ConfigError("the recommendation task has no model config yet: it is set when the data is loaded")
         return self.cfg.model
 
     def config_json(self) -> dict:

@@ -1,0 +1,72 @@
+"""The registries the CLI's choices come from: every entry imports and is what it claims; wrong pairs are refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+import cli
+from toolkit import registry
+from toolkit.errors import ConfigError
+from toolkit.tasks import Task
+
+
+@pytest.mark.parametrize("name", registry.task_names())
+def test_every_registered_task_is_a_task_of_that_name(name):
+    task = registry.task_class(name)
+    assert issubclass(task, Task) and task.name == name
+    assert registry.backbone_names(name), f"task {name!r} has no backbone in the registry"
+
+
+@pytest.mark.parametrize("task,backbone", [(t, b) for t in registry.BACKBONES for b in registry.BACKBONES[t]])
+def test_every_registered_backbone_is_a_module_with_its_training_defaults(task, backbone):
+    module = registry.backbone_class(task, backbone)
+    assert issubclass(module, nn.Module)
+    assert isinstance(module.train_defaults, dict)
+
+
+def test_the_recommendation_backbones_decide_their_own_state_width_and_defaults():
+    from toolkit.models.recommendation import RecModel, RecModelConfig
+
+    for backbone, factor in (("sasrec", 1), ("gru4rec", 1), ("din", 2)):
+        model = RecModel(RecModelConfig(backbone=backbone, n_items=20, max_len=4, embed_dim=8, head_hidden=8))
+        assert model.head.shape.in_dim == factor * 8
+        state = model.encoder(torch.zeros(2, 4, 8), torch.ones(2, 4, dtype=torch.bool), torch.zeros(2, 3, 8))
+        assert state.shape == (2, 3, factor * 8)
+    assert registry.backbone_class("recommendation", "din").train_defaults == {"backbone_lr": 0.0}
+
+
+def test_a_backbone_of_another_task_or_an_unknown_name_is_refused():
+    with pytest.raises(ConfigError, match="the image task has no backbone 'sasrec'; choose one of cnn"):
+        registry.backbone_class("image", "sasrec")
+    with pytest.raises(ConfigError, match="unknown task 'audio'; this toolkit has recommendation, image"):
+        registry.task_class("audio")
+
+
+def test_the_cli_choices_are_the_registries(tmp_path):
+    train = {p.name: p for p in cli.train.params}
+    assert list(train["task_name"].type.choices) == registry.task_names()
+    assert list(train["backbone"].type.choices) == registry.backbone_names()
+    from exporters import target_names
+    from toolkit.data.download import DATASETS
+    from toolkit.data.formats import FORMATS
+
+    assert list(train["data_format"].type.choices) == list(FORMATS)
+    assert list({p.name: p for p in cli.download.params}["name"].type.choices) == list(DATASETS)
+    assert list({p.name: p for p in cli.export.params}["targets"].type.choices) == target_names() + ["all"]
+    result = CliRunner().invoke(cli.cli, ["train", "--task", "image", "--backbone", "din", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "the image task has no backbone 'din'; choose one of cnn" in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_train_into_a_directory_that_is_not_empty_writes_nothing(tmp_path):
+    out = tmp_path / "notes"
+    out.mkdir()
+    (out / "train_log.jsonl").write_text('{"mine": true}\n')
+    result = CliRunner().invoke(cli.cli, ["train", "--out", str(out), "--max-users", "5"])
+    assert result.exit_code == 2 and "exists and is not an empty directory" in result.output
+    assert json.loads((out / "train_log.jsonl").read_text()) == {"mine": True}
