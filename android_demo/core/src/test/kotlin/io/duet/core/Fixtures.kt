@@ -1,0 +1,106 @@
+/** Test fixtures: a small valid manifest, a test-side safetensors writer, and assertions on refusals. */
+package io.duet.core
+
+import com.google.gson.Gson
+import com.google.gson.JsonArray
+import com.google.gson.JsonObject
+import com.google.gson.JsonParser
+import org.junit.Assert.assertEquals
+import org.junit.Assert.assertTrue
+import org.junit.Assert.fail
+import java.nio.ByteBuffer
+import java.nio.ByteOrder
+
+object Fixtures {
+    const val MODEL_VERSION = "0123456789abcdef"
+    val SHA = "a".repeat(64)
+
+    /** A valid manifest: inputs items (int32 [1, 4]) and mask; slots w (float32 [2, 3]) and b ([3]); two targets. */
+    fun manifestJson(): JsonObject = JsonParser.parseString("""
+        {"format_version": 1, "toolkit_version": "0.1", "task": "recommendation",
+         "run": {"name": "t", "config_sha256": "$SHA"}, "model_version": "$MODEL_VERSION", "created": "now",
+         "inputs": [{"name": "items", "shape": [1, 4], "dtype": "int32", "description": ""},
+                    {"name": "mask", "shape": [1, 4], "dtype": "float32", "description": ""}],
+         "output": {"name": "scores", "shape": [1, 10], "dtype": "float32", "description": ""},
+         "slots": [{"name": "head.w", "shape": [2, 3], "dtype": "float32", "offset": 0, "nbytes": 24},
+                   {"name": "head.b", "shape": [3], "dtype": "float32", "offset": 24, "nbytes": 12}],
+         "slot_blob": {"byte_order": "little", "dtype": "float32", "nbytes": 36},
+         "call_signature": ["items", "mask", "head.w", "head.b"],
+         "quantization": {"mode": "int8", "scope": "static"},
+         "targets": {
+           "executorch": {"file": "model.pte", "bytes": 10, "sha256": "$SHA", "runtime": "et", "quantization": "int8",
+                          "served_as": "file", "notes": ["link the quantized kernels"]},
+           "tflite": {"file": "model.tflite", "bytes": 10, "sha256": "$SHA", "runtime": "litert", "quantization": "int8",
+                      "input_names": ["args_0", "args_1", "args_2", "args_3"], "output_name": "output_0"},
+           "coreml": {"file": "model.mlpackage", "bytes": 10, "sha256": "$SHA", "runtime": "coreml",
+                      "quantization": "int8", "served_as": "zip"}}}
+    """.trimIndent()).asJsonObject
+
+    fun manifest(): Manifest = Manifest.parse(Gson().toJson(manifestJson()))
+
+    /** One tensor to write: raw little-endian bytes under a header entry. */
+    class Tensor(val name: String, val dtype: String, val shape: List<Long>, val data: ByteArray)
+
+    fun f32(name: String, shape: List<Long>, values: FloatArray): Tensor {
+        val b = ByteBuffer.allocate(values.size * 4).order(ByteOrder.LITTLE_ENDIAN)
+        for (v in values) b.putFloat(v)
+        return Tensor(name, "F32", shape, b.array())
+    }
+
+    fun f16(name: String, shape: List<Long>, halves: IntArray): Tensor {
+        val b = ByteBuffer.allocate(halves.size * 2).order(ByteOrder.LITTLE_ENDIAN)
+        for (h in halves) b.putShort(h.toShort())
+        return Tensor(name, "F16", shape, b.array())
+    }
+
+    /** A safetensors file of [tensors] in order, header space-padded to 8 bytes. */
+    fun safetensors(tensors: List<Tensor>, metadata: Map<String, String>? = null): ByteArray {
+        val header = JsonObject()
+        if (metadata != null) header.add("__metadata__", Gson().toJsonTree(metadata))
+        var offset = 0L
+        for (t in tensors) {
+            val entry = JsonObject()
+            entry.addProperty("dtype", t.dtype)
+            entry.add("shape", JsonArray().also { a -> t.shape.forEach { a.add(it) } })
+            entry.add("data_offsets", JsonArray().also { it.add(offset); it.add(offset + t.data.size) })
+            header.add(t.name, entry)
+            offset += t.data.size
+        }
+        return raw(Gson().toJson(header), tensors.map { it.data })
+    }
+
+    /** A safetensors-like file with this exact [header] text (padded) and data. */
+    fun raw(header: String, data: List<ByteArray>): ByteArray {
+        var text = header.toByteArray(Charsets.UTF_8)
+        val pad = (8 - text.size % 8) % 8
+        text += ByteArray(pad) { 0x20 }
+        val out = ByteBuffer.allocate(8 + text.size + data.fold(0) { n, d -> n + d.size }).order(ByteOrder.LITTLE_ENDIAN)
+        out.putLong(text.size.toLong())
+        out.put(text)
+        for (d in data) out.put(d)
+        return out.array()
+    }
+
+    val W = floatArrayOf(1f, 2f, 3f, 4f, 5f, 6f)
+    val B = floatArrayOf(-1f, 0.5f, 0f)
+
+    /** A good slot blob for [manifest]: w = 1..6, b = (-1, 0.5, 0). */
+    fun goodBlob(): ByteArray = safetensors(listOf(f32("head.w", listOf(2, 3), W), f32("head.b", listOf(3), B)))
+
+    /** A generate answer for [blob] with correct headers. */
+    fun answer(blob: ByteArray, version: String = MODEL_VERSION): SlotAnswer =
+        SlotAnswer(blob, Sha256.hex(blob), version, "float32")
+
+    /** Run [action], assert it throws a [DuetException] of [reason] whose message holds every [fragments]. */
+    fun refused(reason: Reason, vararg fragments: String, action: () -> Unit): DuetException {
+        try {
+            action()
+        } catch (e: DuetException) {
+            assertEquals("reason of: ${e.message}", reason, e.reason)
+            for (f in fragments) assertTrue("'$f' not in: ${e.message}", (e.message ?: "").contains(f))
+            return e
+        }
+        fail("expected a ${reason.id} refusal, nothing was thrown")
+        throw AssertionError()
+    }
+}

@@ -1,0 +1,79 @@
+/** The golden files of tests/golden (expected.json): manifests, slot blobs, request bodies and statistics, as Python decides. */
+package io.duet.core
+
+import com.google.gson.JsonObject
+import com.google.gson.JsonParser
+import org.junit.Assert.assertArrayEquals
+import org.junit.Assert.assertEquals
+import org.junit.Assert.assertTrue
+import org.junit.Test
+
+class GoldenTest {
+    private val expected: JsonObject = JsonParser.parseString(Golden.file("expected.json").readText()).asJsonObject
+    private val manifest: Manifest by lazy { Manifest.parse(Golden.file(expected.get("manifest").asString).readBytes()) }
+
+    /** Run [action] for a case that should end with [error] (a reason id, or null for success); a problem or null. */
+    private fun outcome(name: String, why: String, error: String?, action: () -> Unit): String? {
+        try {
+            action()
+        } catch (e: DuetException) {
+            return if (e.reason.id == error) null else "$name ($why): expected ${error ?: "success"}, got ${e.reason.id}: ${e.message}"
+        }
+        return if (error == null) null else "$name ($why): expected a $error refusal, it was accepted"
+    }
+
+    private fun entries(key: String): List<JsonObject> {
+        val list = expected.getAsJsonArray(key).map { it.asJsonObject }
+        assertTrue("expected.json has no $key", list.isNotEmpty())
+        return list
+    }
+
+    private fun JsonObject.error(): String? = get("error")?.takeIf { !it.isJsonNull }?.asString
+
+    @Test
+    fun manifests() {
+        val problems = entries("manifests").mapNotNull { m ->
+            val name = m.get("file").asString
+            outcome(name, m.get("why").asString, m.error()) { Manifest.parse(Golden.file(name).readBytes()) }
+        }
+        assertTrue(problems.joinToString("\n"), problems.isEmpty())
+    }
+
+    @Test
+    fun blobs() {
+        var decoded = 0
+        val problems = entries("blobs").mapNotNull { b ->
+            val name = b.get("file").asString
+            outcome(name, b.get("why").asString, b.error()) {
+                val slots = SlotBlob.decode(Golden.file(name).readBytes(), manifest)
+                if (b.error() == null) {
+                    assertArrayEquals("$name: flat bytes", Golden.file(b.get("flat").asString).readBytes(), slots.toFlatBytes())
+                    decoded += 1
+                }
+            }
+        }
+        assertTrue(problems.joinToString("\n"), problems.isEmpty())
+        assertEquals(entries("blobs").count { it.error() == null }, decoded)
+    }
+
+    @Test
+    fun requestBodiesEncodeToTheSameBytes() {
+        for (r in entries("requests")) {
+            val json = r.get("json").asString
+            val body = RequestBody.fromJson(Golden.file(json).readText())
+            val want = Golden.file(r.get("binary").asString).readBytes()
+            assertEquals("$json: binary body", Sha256.toHex(want), Sha256.toHex(WireEncoder.encode(body)))
+        }
+    }
+
+    @Test
+    fun statistics() {
+        val stats = expected.getAsJsonObject("stats")
+        val s = LatencyStats.of(stats.getAsJsonArray("samples_ms").map { it.asDouble })
+        assertEquals(stats.get("avg").asDouble, s.avg, 1e-9)
+        assertEquals(stats.get("trimmean").asDouble, s.trimmean, 1e-9)
+        assertEquals(stats.get("p50").asDouble, s.p50, 1e-9)
+        assertEquals(stats.get("p90").asDouble, s.p90, 1e-9)
+        assertEquals(stats.get("p99").asDouble, s.p99, 1e-9)
+    }
+}
