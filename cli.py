@@ -358,8 +358,6 @@ def loadtest(url, api_key, concurrency, total, bodies, dtype, max_seconds, timeo
 
 
 # -- export: device programs with swappable slots ----------------------------------------------------------------
-from exporters import target_names as _export_targets  # noqa: E402  the registry imports no SDK
-
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from toolkit.models.base import TaskModel
 from toolkit.models.head import HeadShape, SlotHead, apply_head
 
 
@@ -27,7 +28,7 @@ class ImageModelConfig:
         return HeadShape(self.feature_dim, self.head_hidden, self.n_classes)
 
 
-class DigitCNN(nn.Module):
+class DigitCNN(TaskModel):
     """logits = head(trunk(image)); the trunk also embeds the device's context images for the generator.
 
     An image backbone takes the ImageModelConfig and offers embed, context, context_vectors, slot_specs and
@@ -52,10 +53,6 @@ class DigitCNN(nn.Module):
     @property
     def context_dim(self) -> int:
         return self.cfg.feature_dim + self.cfg.n_classes
-
-    @property
-    def slot_specs(self):
-        return self.head.shape.slot_specs()
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """(..., side, side) images -> (..., feature_dim) embeddings."""

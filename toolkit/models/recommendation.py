@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toolkit.models.base import TaskModel
 from toolkit.models.head import HeadShape, SlotHead, apply_head
 
 TIME_FEATURES = ("time_z", "time_z_squared", "log_age_days")  # per context item, see context_parts
@@ -159,7 +160,7 @@ class DINEncoder(nn.Module):
         return self.dropout(torch.cat([pooled, pooled * cand_emb], -1))
 
 
-class RecModel(nn.Module):
+class RecModel(TaskModel):
     """Item embeddings + encoder (static layers) and a slot head; score = head(state) . e_item + b_item."""
 
     def __init__(self, cfg: RecModelConfig):
@@ -178,10 +179,6 @@ class RecModel(nn.Module):
     @property
     def context_dim(self) -> int:
         return self.cfg.embed_dim + (len(TIME_FEATURES) if self.cfg.context_time else 0)
-
-    @property
-    def slot_specs(self):
-        return self.head.shape.slot_specs()
 
     def context(self, items: torch.Tensor, times: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(context vectors, mask) of right-aligned context items (B, M), 0 where absent, and their times:

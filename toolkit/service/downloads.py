@@ -8,13 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from starlette.requests import Request
+from starlette.responses import Response
+
 from toolkit.errors import ManifestError
+from toolkit.service.responses import ApiError, etag_matches
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 @dataclass(frozen=True)
-class Artifact:
+class ServedArtifact:
     """One target's file as served (an .mlpackage directory as its deterministic zip)."""
 
     target: str  # manifest key, e.g. "executorch"
@@ -27,7 +31,7 @@ class Artifact:
         return f'"{self.sha256}"'
 
 
-def load_artifacts(exports_dir: Path, manifest: Mapping[str, Any]) -> dict[str, Artifact]:
+def load_artifacts(exports_dir: Path, manifest: Mapping[str, Any]) -> dict[str, ServedArtifact]:
     """Every target of the manifest, read and checked; a missing file or a wrong size or digest is a ManifestError."""
     from toolkit.artifacts import served_bytes
 
@@ -42,7 +46,7 @@ def load_artifacts(exports_dir: Path, manifest: Mapping[str, Any]) -> dict[str, 
             raise ManifestError(f"{path}: served as {len(data)} bytes with sha256 {digest}, but the manifest says "
                                 f"{info['bytes']} bytes with sha256 {info['sha256']} (re-export?)")
         filename = info["file"] + (".zip" if path.is_dir() else "")
-        artifacts[target] = Artifact(target, filename, data, digest)
+        artifacts[target] = ServedArtifact(target, filename, data, digest)
     return artifacts
 
 
@@ -83,3 +87,26 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if start >= size:
         raise RangeNotSatisfiable(f"range starts at byte {start}; the artifact has {size} bytes")
     return start, end
+
+
+def artifact_response(request: Request, artifact: ServedArtifact, model_version: str) -> Response:
+    """The artifact, whole (200), a byte range of it (206; 416 outside it) or 304 when If-None-Match names it.
+    A Range whose If-Range names another version gets the whole file."""
+    size = len(artifact.data)
+    headers = {"ETag": artifact.etag, "X-Artifact-SHA256": artifact.sha256, "Accept-Ranges": "bytes",
+               "X-Model-Version": model_version, "Content-Disposition": f'attachment; filename="{artifact.filename}"'}
+    if etag_matches(request.headers.get("if-none-match"), artifact.etag):
+        return Response(status_code=304, headers=headers)
+    wanted = request.headers.get("range")
+    if_range = request.headers.get("if-range")
+    if if_range is not None and if_range.strip() != artifact.etag:
+        wanted = None  # the client's partial copy is of another version: send it all
+    try:
+        span = parse_range(wanted, size)
+    except RangeNotSatisfiable as err:
+        raise ApiError(416, "range_not_satisfiable", str(err), {"Content-Range": f"bytes */{size}"}) from None
+    if span is None:
+        return Response(artifact.data, headers=headers, media_type="application/octet-stream")
+    start, end = span
+    headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    return Response(artifact.data[start:end], 206, headers=headers, media_type="application/octet-stream")

@@ -6,7 +6,7 @@ import time
 
 from toolkit import routes
 from toolkit.service.auth import KeyStore, RateLimiter, bearer_token, retry_after_header
-from toolkit.service.metrics import ServiceMetrics
+from toolkit.service.prometheus import ServiceMetrics
 from toolkit.service.responses import error_response
 
 _ROUTES = (routes.GENERATE, routes.MANIFEST, routes.BASE_SLOTS, routes.STATIC_FLOOR, routes.HEALTH, routes.METRICS,

@@ -1,4 +1,12 @@
-"""The task contract: what a task (its data and model code) gives the task-agnostic trainer, evaluator and service."""
+"""The task contract: what a task (its data and model code) gives the task-agnostic trainer, evaluator, service
+and exporters, split by concern into small protocols; `Task` is all of them.
+
+    TaskSetup       name, config (saved in config.json and rebuilt), a fresh model, defaults
+    TaskTraining    training batches, their loss, validation metrics, a device's context
+    TaskEvaluation  test devices and scores, metrics, the most-shifted devices, the fine-tuning baseline's hooks
+    TaskWire        the generate request: its JSON Schema, its validation into tensors, an example
+    TaskProgram     the exportable device program, its fixed shapes, and scoring a split through it
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,7 @@ import torch
 from torch import nn
 
 from toolkit.device import DeviceModel
-from toolkit.slots import SlotSpec
+from toolkit.models.base import TaskModel
 
 
 @dataclass
@@ -22,43 +30,10 @@ class DeviceContext:
     mask: torch.Tensor  # (B, M) bool, True where a sample is present
 
 
-class TaskModel(nn.Module, ABC):
-    """A task's cloud model: static layers, a Base slot head (`head`), and a context encoder for the generator."""
+class TaskSetup(ABC):
+    """What a task is and how it is rebuilt: its name, its config, a fresh model, its training defaults."""
 
-    head: nn.Module  # SlotHead: the Base parameters of the slots
-
-    @property
-    @abstractmethod
-    def context_dim(self) -> int:
-        """Size of each context vector the generator reads."""
-
-    @property
-    def slot_specs(self) -> list[SlotSpec]:
-        return self.head.shape.slot_specs()
-
-    @abstractmethod
-    def context(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The tensors `Task.request_inputs` builds -> (context vectors (B, M, context_dim), mask (B, M)).
-
-        Plain tensor ops only: the service traces it together with the generator into one program.
-        """
-
-    def context_table(self) -> torch.Tensor | None:
-        """Optional, with `context_parts`: a table (V, t) whose rows begin every context vector. The service then
-        folds the generator's first layer into it once, so a request gathers a narrow row per sample instead of
-        building the vector and multiplying it. None (the default): the vectors are not of that form."""
-        return None
-
-    def context_parts(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(row ids (B, M), the rest of each vector (B, M, context_dim - t), mask (B, M)) such that `context(*inputs)`
-        is (cat([context_table()[ids], rest], -1), mask). Needed only when `context_table` is not None."""
-        raise NotImplementedError(f"{type(self).__name__} has no context table")
-
-
-class Task(ABC):
-    """A task: its data, its model, its samples on the wire. Everything outside a task's module is generic."""
-
-    name: str  # registry key, e.g. "recommendation"
+    name: str  # registry key (toolkit.registry.TASKS), e.g. "recommendation"
     metric_names: tuple[str, ...]  # keys of each method's object in metrics.json
     selection_metric: str  # validation metric that early stopping maximises
 
@@ -73,8 +48,12 @@ class Task(ABC):
         """A new task from `cli.py train`'s options (by their parameter names; it reads the ones it has)."""
 
     @abstractmethod
+    def config_json(self) -> dict:
+        """Everything needed to rebuild this task (data source, protocol, model sizes)."""
+
+    @abstractmethod
     def build_model(self) -> TaskModel:
-        """A freshly initialised cloud model."""
+        """A freshly initialised cloud model (its backbone from toolkit.registry.BACKBONES)."""
 
     @staticmethod
     def base_signature_of(config_json: Mapping[str, Any]) -> dict[str, Any]:
@@ -89,6 +68,10 @@ class Task(ABC):
         """GeneratorConfig fields this task's generator is built with unless the user sets them."""
         return {}
 
+
+class TaskTraining(ABC):
+    """What the trainer (toolkit.train) needs: batches, their loss, validation metrics, device contexts."""
+
     @abstractmethod
     def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator[Any]:
         """One epoch of shuffled training batches (opaque to the trainer)."""
@@ -102,38 +85,63 @@ class Task(ABC):
         """Metrics on a split ("val" or "test"); with a generator, each device's slots are generated once."""
 
     @abstractmethod
+    def device_context(self, model: TaskModel, device: int, split: str) -> DeviceContext:
+        """Context (batch of 1) of a device as it stands when `split` begins."""
+
+
+class TaskEvaluation(ABC):
+    """What the evaluator (toolkit.evaluate) needs: test devices and scores, metrics, and the fine-tuning baseline's
+    hooks (the loop itself is written once, in toolkit.evaluate.finetune_and_score)."""
+
+    @abstractmethod
     def device_ids(self, split: str) -> np.ndarray:
         """The devices scored on a split."""
-
-    @abstractmethod
-    def finetune_defaults(self) -> dict[str, Any]:
-        """Default fine-tuning settings of the baseline: lr, epochs, batch_size."""
-
-    @abstractmethod
-    def finetune_and_score(self, model: TaskModel, device: int, settings: Mapping[str, Any]) -> tuple[Any, float]:
-        """Fine-tune a copy of `model` on one device's labeled training data; (test scores, seconds spent)."""
-
-    @abstractmethod
-    def metrics_from_scores(self, scores: Mapping[int, Any], devices: np.ndarray | None = None) -> dict[str, float]:
-        """Metrics from per-device test scores (all devices, or the subset `devices`)."""
 
     @abstractmethod
     def test_scores(self, model: TaskModel, generator: nn.Module | None) -> dict[int, Any]:
         """Per-device test scores of Base (no generator) or DUET."""
 
     @abstractmethod
+    def metrics_from_scores(self, scores: Mapping[int, Any], devices: np.ndarray | None = None) -> dict[str, float]:
+        """Metrics from per-device test scores (all devices, or the subset `devices`)."""
+
+    @abstractmethod
     def shifted_devices(self, fraction: float) -> np.ndarray:
         """The `fraction` of test devices whose test data differs most from their training data."""
 
     @abstractmethod
-    def device_context(self, model: TaskModel, device: int, split: str) -> DeviceContext:
-        """Context (batch of 1) of a device as it stands when `split` begins."""
+    def finetune_defaults(self) -> dict[str, Any]:
+        """Default fine-tuning settings of the baseline: lr, epochs, batch_size."""
 
-    # -- the wire and the device program --------------------------------------------------------------
+    @abstractmethod
+    def finetune_batches(self, device: int, settings: Mapping[str, Any]) -> Iterator[Any]:
+        """Every step's batch of one device's labeled data, `settings["epochs"]` times over, in the task's own seeded
+        order (`settings["seed"]`, `settings["batch_size"]`); consumed lazily by the fine-tuning loop."""
+
+    @abstractmethod
+    def finetune_loss(self, model: TaskModel, batch: Any) -> torch.Tensor:
+        """The loss of one fine-tuning batch (labels in the batch; no generator)."""
+
+    @abstractmethod
+    def device_test_scores(self, model: TaskModel, device: int) -> Any:
+        """One device's test scores (as in `test_scores`) by a model of its own (the fine-tuned copy)."""
+
+
+class TaskWire(ABC):
+    """What the service (toolkit.service) needs of a generate request."""
+
+    @abstractmethod
+    def request_schema(self) -> dict:
+        """JSON Schema of one generate-request body, for the service's OpenAPI document."""
+
     @abstractmethod
     def request_inputs(self, payloads: list[Mapping[str, Any]]) -> tuple[torch.Tensor, ...]:
         """Generate-request bodies, validated -> the batch's raw context tensors (`TaskModel.context`'s inputs);
         bad input raises RequestError naming what is wrong."""
+
+    @abstractmethod
+    def example_request(self, device: int) -> dict:
+        """A valid generate-request body for a device of the test split."""
 
     def request_context(self, model: TaskModel, payloads: list[Mapping[str, Any]]) -> DeviceContext:
         """Validated generate-request bodies -> a batch of contexts; bad input raises RequestError."""
@@ -141,13 +149,9 @@ class Task(ABC):
         with torch.no_grad():
             return DeviceContext(*model.context(*inputs))
 
-    @abstractmethod
-    def request_schema(self) -> dict:
-        """JSON Schema of one generate-request body, for the service's OpenAPI document."""
 
-    @abstractmethod
-    def example_request(self, device: int) -> dict:
-        """A valid generate-request body for a device of the test split."""
+class TaskProgram(ABC):
+    """What the exporters' harness (toolkit.export) needs: the device program and how to score through it."""
 
     @abstractmethod
     def device_model(self, model: TaskModel, export_shape: Mapping[str, int]) -> DeviceModel:
@@ -165,6 +169,11 @@ class Task(ABC):
     def metrics_from_device_calls(self, calls: list[tuple[int, Any, np.ndarray]]) -> dict[str, float]:
         """Metrics from (device, labels, program output) of every call of `device_eval_calls`."""
 
-    @abstractmethod
-    def config_json(self) -> dict:
-        """Everything needed to rebuild this task (data source, protocol, model sizes)."""
+
+class Task(TaskSetup, TaskTraining, TaskEvaluation, TaskWire, TaskProgram):
+    """A task: its data, its model, its samples on the wire, its device program. Everything outside a task's
+    module is generic; a new task is its module plus one line in toolkit.registry.TASKS."""
+
+
+__all__ = ["DeviceContext", "Task", "TaskEvaluation", "TaskModel", "TaskProgram", "TaskSetup", "TaskTraining",
+           "TaskWire"]

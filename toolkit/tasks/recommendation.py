@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
 from itertools import chain
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -213,15 +212,11 @@ class RecommendationTask(Task):
     def finetune_defaults(self) -> dict[str, Any]:
         return {"lr": 1e-3, "epochs": 1, "batch_size": 32}
 
-    def finetune_and_score(self, model: RecModel, device: int, settings: Mapping[str, Any]) -> tuple[np.ndarray, float]:
-        """Copy Base, train all its parameters on the device's labeled training samples, score its test samples."""
+    def finetune_batches(self, device: int, settings: Mapping[str, Any]) -> Iterator[tuple]:
+        """The device's labeled training samples (users, positions, candidates: the target and fresh negatives)."""
         rng = np.random.default_rng([settings["seed"], device])
         users, positions = self.data.splits["fit"]
         mine = positions[users == device]
-        started = time.perf_counter()
-        tuned = copy.deepcopy(model)
-        tuned.train()
-        optimizer = torch.optim.Adam(tuned.parameters(), lr=settings["lr"])
         device_users = np.full(len(mine), device)
         for _ in range(settings["epochs"]):
             order = rng.permutation(len(mine))
@@ -230,13 +225,14 @@ class RecommendationTask(Task):
                 u, p = device_users[rows], mine[rows]
                 negatives = self.data.sample_negatives(u, self.data.protocol.train_negatives, rng)
                 targets = self.data.sequence[self.data.offsets[u] + p]
-                loss = bce_loss(self._logits(tuned, u, p, np.concatenate([targets[:, None], negatives], 1), None))
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-        seconds = time.perf_counter() - started
-        test_rows = np.flatnonzero(self.data.splits["test"][0] == device)
-        return self._split_scores(tuned, "test", None, rows=test_rows), seconds
+                yield u, p, np.concatenate([targets[:, None], negatives], 1)
+
+    def finetune_loss(self, model: RecModel, batch: tuple) -> torch.Tensor:
+        users, positions, candidates = batch
+        return bce_loss(self._logits(model, users, positions, candidates, None))
+
+    def device_test_scores(self, model: RecModel, device: int) -> np.ndarray:
+        return self._split_scores(model, "test", None, rows=np.flatnonzero(self.data.splits["test"][0] == device))
 
     def shifted_devices(self, fraction: float) -> np.ndarray:
         """Devices whose test items sit farthest from their training items in a co-occurrence (SVD) item space.

@@ -1,0 +1,104 @@
+"""What one service process loads once: the run, its export and their checks, keys, metrics and the batcher."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit.cache import cache_dir
+from toolkit.errors import ConfigError, ManifestError
+from toolkit.service.auth import KeyStore
+from toolkit.service.batching import MicroBatcher
+from toolkit.service.config import ServiceConfig
+from toolkit.service.downloads import ServedArtifact, load_artifacts
+from toolkit.service.prometheus import ServiceMetrics
+from toolkit.service.slot_maker import GenerateJob, SchemaChecker, SlotBlob, SlotMaker
+
+
+@dataclass
+class ServiceState:
+    """What the handlers read; loaded once per process."""
+
+    config: ServiceConfig
+    run: Any  # toolkit.runs.Run
+    manifest: dict[str, Any]
+    manifest_bytes: bytes  # the manifest as served
+    manifest_etag: str
+    model_version: str
+    artifacts: dict[str, ServedArtifact]
+    keys: KeyStore
+    checker: SchemaChecker
+    examples: list[dict]  # example generate bodies of test devices, published in the OpenAPI document
+    static_blob: SlotBlob | None  # the benchmark's fixed answer (static_floor only)
+    base_blobs: dict[str, SlotBlob]  # Base's slots per dtype: a device's fallback (GET /v1/slots/base)
+    metrics: ServiceMetrics
+    batcher: MicroBatcher
+
+
+def load_state(config: ServiceConfig) -> ServiceState:
+    """Load the run, the manifest and the artifacts, and check that they belong together (DuetError if not)."""
+    import torch
+
+    from toolkit.generation import serving_pipeline
+    from toolkit.manifest import load_manifest, slot_specs_of
+    from toolkit.runs import load_run
+
+    torch.set_num_threads(config.torch_threads)
+    keys = KeyStore.from_file(config.api_keys)
+    run = load_run(config.run_dir, cache_dir(config.cache_dir))
+    manifest = load_manifest(Path(config.exports_dir))
+    check_compatible(run, manifest, config)
+    artifacts = load_artifacts(Path(config.exports_dir), manifest)
+    checker = SchemaChecker(run.task.request_schema())
+    maker = SlotMaker(run, slot_specs_of(manifest), manifest["model_version"])
+    serving_pipeline(run)  # traced now, not on the first request
+    examples = [run.task.example_request(int(d)) for d in run.task.device_ids("test")[: max(config.examples, 1)]]
+    for body in examples:  # the task's own examples must pass the service's checks
+        checker.check(body)
+    static_blob = None
+    if config.static_floor:
+        if not examples:
+            raise ConfigError("the static floor is built from a test device's body; the run has no test device")
+        static_blob = maker([GenerateJob(examples[0], "float32")])[0]
+        if isinstance(static_blob, Exception):
+            raise static_blob
+    metrics = ServiceMetrics(manifest["model_version"], run.task.name)
+
+    def observe(size: int, seconds: float) -> None:
+        metrics.batch_size.observe(size)
+        metrics.forward.observe(seconds)
+
+    async def process(jobs: list[GenerateJob]) -> list:
+        import torch
+
+        with torch.inference_mode():  # ~10 us per request cheaper than the no_grad inside
+            return maker(jobs)
+
+    batcher = MicroBatcher(process, window_s=config.batch_window_ms / 1000.0, max_batch=config.max_batch,
+                           capacity=config.queue_size, enabled=config.batching, on_batch=observe)
+    manifest_bytes = json.dumps(manifest, indent=2).encode()
+    return ServiceState(config, run, manifest, manifest_bytes, f'"{hashlib.sha256(manifest_bytes).hexdigest()}"',
+                        manifest["model_version"], artifacts, keys, checker, examples[: config.examples],
+                        static_blob, maker.base_blobs(), metrics, batcher)
+
+
+def check_compatible(run, manifest: dict, config: ServiceConfig) -> None:
+    """The export must come from this run: same task, same weights (model_version), same slots (names, shapes)."""
+    from toolkit.manifest import model_version
+    from toolkit.runs import BASE_WEIGHTS, DUET_WEIGHTS
+
+    if manifest["task"] != run.task.name:
+        raise ManifestError(f"{config.exports_dir} exports a {manifest['task']!r} model, but {config.run_dir} is a "
+                            f"{run.task.name!r} run")
+    expected = [(s.name, list(s.shape)) for s in run.duet.slot_specs]
+    found = [(s["name"], list(s["shape"])) for s in manifest["slots"]]
+    if expected != found:
+        raise ManifestError(f"{config.exports_dir}: manifest slots {found} differ from the run's slots {expected}; "
+                            f"export this run again")
+    version = model_version(run.path / BASE_WEIGHTS, run.path / DUET_WEIGHTS)
+    if manifest["model_version"] != version:
+        raise ManifestError(f"{config.exports_dir} was exported from weights {manifest['model_version']}, but "
+                            f"{config.run_dir} holds weights {version}; export this run again")
