@@ -93,6 +93,14 @@ def _bad_manifests(good: dict[str, Any]) -> dict[str, tuple[Any, str]]:
                                       "a target file that names the parent directory"),
         "manifest-slot-dtype.json": (changed(lambda m: m["slots"][0].update(dtype="float16")),
                                      "a slot that is not float32 in the program"),
+        "manifest-no-description.json": (changed(lambda m: m["inputs"][0].pop("description")),
+                                         "an input without its description"),
+        "manifest-quantization-mode.json": (changed(lambda m: m["quantization"].update(mode="int4")),
+                                            "a quantization mode other than none or int8"),
+        "manifest-input-dtype.json": (changed(lambda m: m["inputs"][1].update(dtype="int64")),
+                                      "an input dtype the programs do not take (int32 or float32)"),
+        "manifest-model-version.json": (changed(lambda m: m.update(model_version="0123456789ABCDEF")),
+                                        "a model version that is not 16 lowercase hex digits"),
     }
 
 
@@ -166,6 +174,11 @@ def blob_cases() -> list[tuple[str, bytes, str | None, str, dict[str, np.ndarray
                                                   data=reordered_data),
          None, "tensors stored out of header order, still contiguous from 0", f32),
         ("no-metadata.safetensors", raw_safetensors(entries), None, "no __metadata__ entry at all", f32),
+        ("header-leading-whitespace.safetensors", _with_header(good, b"\n\t " + good[8:8 + size].rstrip()), None,
+         "JSON whitespace before the header's {", f32),
+        ("duplicate-name.safetensors", _with_header(good, good[8:8 + size].rstrip()[:-1]
+                                                    + b',"head.1.bias":{"dtype":"F32","shape":[2],"data_offsets":[96,104]}}'),
+         "blob", "a header that names a tensor twice", None),
         ("short.safetensors", good[:5], "blob", "fewer than the 8 bytes of the header length", None),
         ("truncated.safetensors", good[:-5], "blob", "the data ends 5 bytes early", None),
         ("trailing.safetensors", good + b"\0\0\0\0", "blob", "4 bytes after the last tensor", None),

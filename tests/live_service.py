@@ -5,7 +5,8 @@
 
 Trains a tiny run on the embedded MovieLens data, exports it (TFLite and Core ML, fp32), starts the service
 with a fresh API key, asks it with `toolkit.client` for Base's slots and two test devices' slots, and writes
-DIR/live.json and the decoded slots (float32, little-endian, manifest order: `toolkit.slots.pack_flat`). The
+DIR/live.json and the decoded slots (float32, little-endian, manifest order: `toolkit.slots.pack_flat`), and
+starts tests/faulty_service.py beside it (live.json "faulty": the failures a real server never produces). The
 command runs with DUET_LIVE_DIR=DIR, DUET_REQUIRE_LIVE=1 (its live tests must run, not skip) and
 DUET_GOLDEN_DIR=tests/golden; its exit status is this script's. The server is stopped whatever happens.
 """
@@ -27,6 +28,7 @@ TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 sys.path[:0] = [str(REPO), str(TESTS)]
 
+from faulty_service import MODES, FaultyService  # noqa: E402
 from service_fixtures import CACHE, train_tiny  # noqa: E402
 
 TARGETS = ("tflite", "coreml")
@@ -92,7 +94,20 @@ def stop(process: subprocess.Popen) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
-def write_reference(url: str, run_dir: Path, live_dir: Path) -> dict:
+def faulty_stand_in(url: str) -> FaultyService:
+    """The misbehaving stand-in (tests/faulty_service.py), fed with the real service's manifest, Base's slot blob
+    and program files."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    manifest = httpx.get(f"{url}/v1/manifest", headers=headers).content
+    blob = httpx.get(f"{url}/v1/slots/base", headers=headers).content
+    artifacts = {t: httpx.get(f"{url}/v1/artifacts/{t}", headers=headers, timeout=60).content
+                 for t in json.loads(manifest)["targets"]}
+    return FaultyService(manifest, blob, artifacts)
+
+
+def write_reference(url: str, run_dir: Path, live_dir: Path, faulty_url: str = "") -> dict:
     """What the Python client receives for Base and two test devices: live.json and the flat slot files."""
     from toolkit.client import ServiceClient, check_answer
     from toolkit.manifest import slot_specs_of
@@ -110,7 +125,7 @@ def write_reference(url: str, run_dir: Path, live_dir: Path) -> dict:
             return {"flat": name, "blob_sha256": answer.sha256}
 
         live = {"url": url, "api_key": API_KEY, "wrong_key": WRONG_KEY, "target": TARGETS[0],
-                "model_version": manifest["model_version"],
+                "model_version": manifest["model_version"], "faulty": {"url": faulty_url, "modes": list(MODES)},
                 "base": reference(service.base_slots(), "base.flat"), "devices": []}
         for i, device in enumerate(devices):
             body = run.task.example_request(device)
@@ -136,11 +151,13 @@ def main(argv: list[str] | None = None) -> int:
         live_dir.mkdir()
         process, url = start_server(*prepare(workdir))
         try:
-            write_reference(url, workdir / "run", live_dir)
-            env = {**os.environ, "DUET_LIVE_DIR": str(live_dir), "DUET_REQUIRE_LIVE": "1",
-                   "DUET_GOLDEN_DIR": str(TESTS / "golden")}
-            print(f"live_service: {url} is up; running {' '.join(command)}", flush=True)
-            return subprocess.run(command, cwd=REPO, env=env).returncode
+            with faulty_stand_in(url) as faulty_url:
+                write_reference(url, workdir / "run", live_dir, faulty_url)
+                env = {**os.environ, "DUET_LIVE_DIR": str(live_dir), "DUET_REQUIRE_LIVE": "1",
+                       "DUET_GOLDEN_DIR": str(TESTS / "golden")}
+                print(f"live_service: {url} is up (faulty stand-in {faulty_url}); running {' '.join(command)}",
+                      flush=True)
+                return subprocess.run(command, cwd=REPO, env=env).returncode
         finally:
             stop(process)
 

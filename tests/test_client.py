@@ -205,3 +205,51 @@ def _sha(data: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(data).hexdigest()
+
+
+# -- failures the real service never produces: tests/faulty_service.py --------------------------------------------
+@pytest.fixture(scope="module")
+def faulty(svc_server):
+    from faulty_service import FaultyService
+
+    headers = {"Authorization": f"Bearer {KEY}"}
+    manifest = httpx.get(f"{svc_server}/v1/manifest", headers=headers).content
+    blob = httpx.get(f"{svc_server}/v1/slots/base", headers=headers).content
+    artifacts = {t: httpx.get(f"{svc_server}/v1/artifacts/{t}", headers=headers).content for t in TARGETS}
+    with FaultyService(manifest, blob, artifacts) as url:
+        yield url
+
+
+def test_refused_answers_keep_the_slots_and_say_why(svc_server, faulty, run, tmp_path):
+    body = run.task.example_request(int(run.task.device_ids("test")[0]))
+    with ServiceClient(svc_server, KEY) as real:
+        device = DeviceClient(real, "tflite", tmp_path)
+        device.setup()
+        good = device.refresh(body)
+    cases = {"tampered": (BlobError, "corrupted in transit"), "wrong-version": (ManifestError, "model version"),
+             "busy": (ServiceError, "503 overloaded"), "not-json": (ServiceError, "502 http_error: Bad Gateway"),
+             "hangup": (ServiceError, "no answer from the service"), "silent": (ServiceError, "no answer")}
+    for mode, (error, words) in cases.items():
+        with ServiceClient(f"{faulty}/{mode}", KEY, timeout=1.0) as service:
+            device.service = service
+            with pytest.raises(error, match=words) as caught:
+                device.refresh(body)
+            assert device.slots is good, mode  # the last good slots stay
+            assert device.last_refusal == f"{type(caught.value).__name__}: {caught.value}"
+    assert caught.value.status == 0  # silent: no answer at all
+    with ServiceClient(f"{faulty}/busy", KEY) as service:
+        with pytest.raises(ServiceError) as caught:
+            service.generate(body)
+        assert (caught.value.status, caught.value.code, caught.value.retry_after) == (503, "overloaded", 2.0)
+
+
+def test_bad_downloads_leave_no_program_behind(faulty, tmp_path):
+    with ServiceClient(f"{faulty}/busy", KEY) as service:
+        manifest = service.manifest()
+    for mode, error, words in (("wrong-artifact", ManifestError, "fetch the manifest again"),
+                               ("corrupt-artifact", ManifestError, "the download was deleted"),
+                               ("hangup", ServiceError, "download interrupted")):
+        with ServiceClient(f"{faulty}/{mode}", KEY, timeout=5) as service:
+            with pytest.raises(error, match=words):
+                service.download(manifest, "tflite", tmp_path / mode)
+        assert not (tmp_path / mode / manifest["targets"]["tflite"]["file"]).exists(), mode

@@ -363,7 +363,7 @@ def test_an_export_of_other_weights_stops_startup(svc_config, svc_export, tmp_pa
 
 
 def test_blob_encoder_writes_exactly_what_encode_safetensors_writes(run, manifest):
-    from toolkit.service.generate import BlobEncoder
+    from toolkit.service.slot_maker import BlobEncoder
     from toolkit.slots import encode_safetensors
 
     specs = slot_specs_of(manifest)
@@ -382,7 +382,7 @@ def test_blob_encoder_writes_exactly_what_encode_safetensors_writes(run, manifes
 
 
 def test_a_batch_encodes_each_row_in_its_dtype_and_refuses_only_the_bad_row(run, manifest):
-    from toolkit.service.generate import BlobEncoder
+    from toolkit.service.slot_maker import BlobEncoder
     from toolkit.slots import encode_safetensors
 
     specs = slot_specs_of(manifest)
@@ -401,7 +401,7 @@ def test_a_batch_encodes_each_row_in_its_dtype_and_refuses_only_the_bad_row(run,
 
 def test_slot_maker_answers_a_bad_body_alone_and_the_others_as_if_it_were_absent(run, manifest):
     from toolkit.errors import RequestError
-    from toolkit.service.generate import GenerateJob, SlotMaker
+    from toolkit.service.slot_maker import GenerateJob, SlotMaker
 
     maker = SlotMaker(run, slot_specs_of(manifest), manifest["model_version"])
     good = [_body(run, int(d)) for d in run.task.device_ids("test")[:3]]

@@ -1,12 +1,15 @@
-"""The load test command against a live loopback server: one JSON object, nothing lost, loopback only."""
+"""The load test command against a live loopback server: one JSON object, nothing lost, loopback only; and the
+service benchmark, whose servers start from any working directory."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
-from service_fixtures import KEY
+from service_fixtures import CACHE, KEY
 
 from cli import cli
 from toolkit.errors import ConfigError
@@ -51,3 +54,24 @@ def test_loadtest_is_bounded():
         load_test(LoadTestConfig("http://127.0.0.1:9", KEY, requests=10_000_000), [b"{}"])
     with pytest.raises(ConfigError, match="concurrency must be"):
         load_test(LoadTestConfig("http://127.0.0.1:9", KEY, concurrency=100_000), [b"{}"])
+
+
+def test_the_benchmark_measures_its_three_endpoints_on_servers_it_starts_from_any_directory(svc_run, svc_export,
+                                                                                              tmp_path, monkeypatch):
+    from toolkit.service.bench import BenchConfig, run_benchmark
+
+    monkeypatch.chdir(tmp_path)  # the servers are `python -m toolkit.service`: no path relative to here
+    result = run_benchmark(BenchConfig(str(svc_run), str(svc_export), requests=60, concurrency=4, warmup=10,
+                                       max_devices=8, cache_dir=str(CACHE)))
+    assert result["all_ok"] and result["bodies"] == 8
+    round_ = result["median_round"]
+    assert {round_[name]["statuses"]["200"] for name in ("static_floor", "generate", "generate_no_batching")} == {60}
+    assert result["mean_batch_size"]["generate_no_batching"] == 1.0  # the second server runs without batching
+    assert round_["generate_vs_floor"] > 0 and round_["batching_speedup"] > 0
+
+
+def test_the_server_entry_names_an_unreadable_config_and_exits_1(tmp_path):
+    missing = tmp_path / "service.json"
+    done = subprocess.run([sys.executable, "-m", "toolkit.service", "--config", str(missing)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and f"{missing}: cannot read the service config" in done.stderr

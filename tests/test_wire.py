@@ -9,6 +9,7 @@ import orjson
 import pytest
 from safetensors.numpy import load, save
 
+from toolkit.safetensors_io import write_safetensors
 from toolkit.wire import WireError, decode_request, encode_request
 
 
@@ -59,3 +60,16 @@ def test_malformed_bodies_raise_a_wire_error_naming_the_problem(raw, message):
 def test_fields_that_are_not_strings_or_numbers_cannot_be_encoded():
     with pytest.raises(WireError, match="neither a string nor numbers"):
         encode_request({"items": [True, None]})
+
+
+def test_the_one_writer_writes_orjson_compact_headers_padded_to_8_and_the_reference_reader_reads_them():
+    odd = "caf\u00e9 \u20ac \U0001f600 \x00\x1f\x7f \"q\" \\ \u2028"  # non-ASCII stays UTF-8, like orjson
+    raw = write_safetensors([(odd, "I64", (2,), ITEMS), ("empty", "F32", [0], b"")], {"device_id": odd})
+    (size,) = struct.unpack_from("<Q", raw)
+    expected = orjson.dumps({"__metadata__": {"device_id": odd},
+                             odd: {"dtype": "I64", "shape": [2], "data_offsets": [0, 16]},
+                             "empty": {"dtype": "F32", "shape": [0], "data_offsets": [16, 16]}})
+    assert size % 8 == 0 and raw[8 : 8 + size] == expected + b" " * (size - len(expected)) and size - len(expected) < 8
+    assert load(raw)[odd].tolist() == [1, 2] and raw.endswith(ITEMS)
+    assert decode_request(raw)["device_id"] == odd
+    assert write_safetensors([])[8:] == b"{}      "  # no metadata entry when there is none

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +24,6 @@ import numpy as np
 
 from toolkit import routes
 from toolkit.errors import ConfigError
-
-logger = logging.getLogger(__name__)
 
 MAX_REQUESTS = 1_000_000  # the most one load test may send
 MAX_CONCURRENCY = 1024  # the most connections one load test may open

@@ -11,6 +11,7 @@ from typing import Mapping
 import numpy as np
 
 from toolkit.errors import BlobError, SlotShapeError
+from toolkit.safetensors_io import write_safetensors
 
 DTYPES = {"float32": np.float32, "float16": np.float16}
 SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16"}
@@ -83,17 +84,10 @@ def encode_safetensors(specs: list[SlotSpec], slots: Mapping[str, np.ndarray], d
     check_slots(specs, slots)
     if dtype not in DTYPES:
         raise SlotShapeError(f"unsupported slot dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    header: dict = {"__metadata__": dict(metadata or {})} if metadata else {}
-    payloads, offset = [], 0
-    for spec in specs:
-        data = np.ascontiguousarray(slots[spec.name], dtype=np.dtype(DTYPES[dtype]).newbyteorder("<")).tobytes()
-        header[spec.name] = {"dtype": SAFETENSORS_DTYPES[dtype], "shape": list(spec.shape),
-                             "data_offsets": [offset, offset + len(data)]}
-        payloads.append(data)
-        offset += len(data)
-    head = json.dumps(header, separators=(",", ":")).encode()
-    head += b" " * (-len(head) % 8)
-    return struct.pack("<Q", len(head)) + head + b"".join(payloads)
+    wire = np.dtype(DTYPES[dtype]).newbyteorder("<")
+    return write_safetensors([(spec.name, SAFETENSORS_DTYPES[dtype], spec.shape,
+                               np.ascontiguousarray(slots[spec.name], dtype=wire).tobytes()) for spec in specs],
+                             metadata)
 
 
 def decode_safetensors(blob: bytes, specs: list[SlotSpec]) -> dict[str, np.ndarray]:
@@ -105,6 +99,7 @@ def decode_safetensors(blob: bytes, specs: list[SlotSpec]) -> dict[str, np.ndarr
 
     if len(blob) < 8:
         raise BlobError(f"slot blob of {len(blob)} bytes is too short to be safetensors")
+    _refuse_duplicate_names(blob)
     try:  # the reference reader: header bounds, JSON object, string metadata, contiguous offsets, exact length
         entries = deserialize(bytes(blob))
     except (SafetensorError, ValueError, TypeError, json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -119,6 +114,24 @@ def decode_safetensors(blob: bytes, specs: list[SlotSpec]) -> dict[str, np.ndarr
         slots[name] = values.astype(np.float32).reshape(entry["shape"])
     check_slots(specs, slots, "slot blob")  # after the cast to float32: finite values only
     return {s.name: slots[s.name] for s in specs}
+
+
+def _refuse_duplicate_names(blob: bytes) -> None:
+    """BlobError for a header that names a tensor twice (the reference reader would keep the last silently)."""
+    (size,) = struct.unpack_from("<Q", blob)
+    if size > len(blob) - 8:
+        return  # the reference reader says what is wrong with the length
+
+    def pairs(items: list) -> dict:
+        names = [name for name, _ in items]
+        if len(set(names)) != len(names):
+            raise BlobError(f"slot blob: the header names {sorted({n for n in names if names.count(n) > 1})} twice")
+        return dict(items)
+
+    try:
+        json.loads(bytes(blob[8 : 8 + size]), object_pairs_hook=pairs)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return  # not JSON: the reference reader says so
 
 
 def sha256_hex(data: bytes) -> str:

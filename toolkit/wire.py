@@ -15,6 +15,7 @@ import numpy as np
 import orjson
 
 from toolkit.errors import DuetError
+from toolkit.safetensors_io import write_safetensors
 
 MEDIA_TYPE = "application/octet-stream"
 DTYPES = {"I32": np.dtype("<i4"), "I64": np.dtype("<i8"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
@@ -43,15 +44,8 @@ def encode_request(body: Mapping[str, Any]) -> bytes:
                 arrays[name] = array.astype("<f4")
             else:
                 raise WireError(f"field {name!r} is neither a string nor numbers ({array.dtype})")
-    header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
-    offset = 0
-    for name, array in arrays.items():
-        header[name] = {"dtype": next(k for k, v in DTYPES.items() if v == array.dtype), "shape": list(array.shape),
-                        "data_offsets": [offset, offset + array.nbytes]}
-        offset += array.nbytes
-    encoded = orjson.dumps(header)
-    encoded += b" " * (-len(encoded) % 8)
-    return struct.pack("<Q", len(encoded)) + encoded + b"".join(a.tobytes() for a in arrays.values())
+    return write_safetensors([(name, next(k for k, v in DTYPES.items() if v == array.dtype), array.shape,
+                               array.tobytes()) for name, array in arrays.items()], metadata)
 
 
 def decode_request(raw: bytes) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """The service benchmark: generate with micro-batching, generate without it, and the static HTTP floor, in one run.
 
-Two servers run side by side on loopback (`cli.py serve`, one with --static-floor, one with --no-batching); the
-idle one costs nothing while the other is measured. Each measurement is a closed-loop load test of the same
-size and concurrency, with the bodies of the run's test devices (round-robin). The load generator shares the
-machine with the servers, so the ratios measured in one run mean more than the absolute figures.
+Two servers run side by side on loopback (`python -m toolkit.service`, one with the static floor, one without
+batching); the idle one costs nothing while the other is measured. Each measurement is a closed-loop load test of
+the same size and concurrency, with the bodies of the run's test devices (round-robin). The load generator shares
+the machine with the servers, so the ratios measured in one run mean more than the absolute figures.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ from toolkit import routes
 from toolkit.cache import cache_dir as resolve_cache_dir
 from toolkit.errors import ConfigError
 from toolkit.loadtest import LoadTestConfig, run_load, summary
+from toolkit.service.config import ServiceConfig
 
 logger = logging.getLogger(__name__)
-
-CLI = Path(__file__).resolve().parents[2] / "cli.py"
 
 
 @dataclass(frozen=True)
@@ -65,17 +64,20 @@ def device_bodies(run_dir: str, cache_dir: str, max_devices: int) -> list[bytes]
 
 
 class _Server:
-    """`cli.py serve` in its own process group on a free loopback port."""
+    """`python -m toolkit.service` in its own process group on a free loopback port: the benchmark's settings
+    (no rate limit, no OpenAPI examples, one PyTorch thread per worker) with `overrides`."""
 
-    def __init__(self, cfg: BenchConfig, keys: Path, extra: list[str], log: Path):
+    def __init__(self, cfg: BenchConfig, keys: Path, overrides: dict, scratch: Path, name: str):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        command = [sys.executable, str(CLI), "--threads", "1", "serve", cfg.run_dir, "--exports", cfg.exports_dir,
-                   "--api-keys", str(keys), "--host", "127.0.0.1", "--port", str(self.port), "--workers",
-                   str(cfg.workers), "--rate-limit", "0", "--examples", "0", "--cache-dir",
-                   str(resolve_cache_dir(cfg.cache_dir)), *extra]
-        with log.open("w") as handle:
+        self.log = scratch / f"{name}.log"
+        config = ServiceConfig(run_dir=str(Path(cfg.run_dir).resolve()),
+                               exports_dir=str(Path(cfg.exports_dir).resolve()), api_keys=str(keys),
+                               cache_dir=str(resolve_cache_dir(cfg.cache_dir)), rate_limit=0, examples=0,
+                               torch_threads=1, **overrides)
+        command = [sys.executable, "-m", "toolkit.service", "--config", str(config.write(scratch / f"{name}.json")),
+                   "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(cfg.workers)]
+        with self.log.open("w") as handle:
             self.process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self, workers: int, timeout: float = 300.0) -> None:
@@ -88,7 +90,7 @@ class _Server:
             if self.process.poll() is not None:
                 raise ConfigError(f"the benchmark server exited: {self.log.read_text()[-2000:]}")
             try:
-                answer = httpx.get(f"{self.url}/healthz", timeout=2)  # a new connection each time
+                answer = httpx.get(self.url + routes.HEALTH, timeout=2)  # a new connection each time
                 if answer.status_code == 200:
                     seen.add(answer.json()["worker"])
                     if len(seen) >= workers:
@@ -101,7 +103,7 @@ class _Server:
     def metrics(self) -> str:
         import httpx
 
-        return httpx.get(f"{self.url}/metrics", timeout=10).text
+        return httpx.get(self.url + routes.METRICS, timeout=10).text
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -133,8 +135,8 @@ def run_benchmark(cfg: BenchConfig) -> dict:
     with tempfile.TemporaryDirectory(prefix="duet-bench-") as scratch:
         keys = Path(scratch) / "keys.txt"
         keys.write_text(key_line(key, "bench") + "\n")
-        batched = _Server(cfg, keys, ["--static-floor"], Path(scratch) / "batched.log")
-        unbatched = _Server(cfg, keys, ["--no-batching"], Path(scratch) / "unbatched.log")
+        batched = _Server(cfg, keys, {"static_floor": True}, Path(scratch), "batched")
+        unbatched = _Server(cfg, keys, {"batching": False}, Path(scratch), "unbatched")
         try:
             batched.wait_ready(cfg.workers)
             unbatched.wait_ready(cfg.workers)

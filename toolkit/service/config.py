@@ -62,13 +62,18 @@ class ServiceConfig:
         Path(path).write_text(json.dumps(self.to_json(), indent=2))
         return Path(path)
 
+    @classmethod
+    def read(cls, path: str | Path, name: str = "") -> "ServiceConfig":
+        """The config `write` wrote; ConfigError, starting with `name` (else the path), if it cannot be read."""
+        try:
+            return cls.from_json(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"{name or path}: cannot read the service config ({err})") from err
+
 
 def config_from_env() -> ServiceConfig:
     """The settings of a worker process: the JSON file named by $DUET_SERVICE_CONFIG."""
     location = os.environ.get(CONFIG_ENV)
     if not location:
         raise ConfigError(f"${CONFIG_ENV} is not set; start the service with `cli.py serve`")
-    try:
-        return ServiceConfig.from_json(json.loads(Path(location).read_text()))
-    except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError(f"${CONFIG_ENV}={location}: cannot read the service config ({err})") from err
+    return ServiceConfig.read(location, f"${CONFIG_ENV}={location}")

@@ -7,7 +7,6 @@ from typing import Any, Mapping
 from toolkit import routes
 
 
-
 def request_body_doc(examples: list[dict]) -> dict:
     """The generate request body: the task's schema (a component) with example bodies of test devices, or the
     same fields in the compact binary form of `toolkit.wire`."""

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import tempfile
 from pathlib import Path
 
 from toolkit.service.config import CONFIG_ENV, ServiceConfig
-
-logger = logging.getLogger(__name__)
 
 
 def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
