@@ -392,7 +392,8 @@ def export(run_dir, targets, out_dir, quantize, seq_len, candidates, palettize_b
     shape = tuple((k, v) for k, v in (("seq_len", seq_len), ("candidates", candidates)) if v is not None)
     try:
         options = ExportOptions(quantize=quantize, shape=shape, min_quant_elements=min_quant_elements,
-                                coreml_palettize_bits=int(palettize_bits), threads=eval_threads,
+                                target_options=(("coreml", (("palettize_bits", int(palettize_bits)),)),)
+                                if int(palettize_bits) else (), threads=eval_threads,
                                 latency_calls=latency_calls, max_eval_devices=max_eval_devices)
         run = load_run(run_dir, cache_dir)
         with _progress_bars() as progress:

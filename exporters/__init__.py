@@ -17,7 +17,7 @@ EXPORTERS: dict[str, str] = {  # target name -> the module that owns everything 
 }
 SUPPORT_MODULES: dict[str, str] = {  # modules of exporters/ that are not targets, and who owns them
     "exporters.base": "the contract all targets share",
-    "exporters.coreml_mil": "coreml: numpy evaluator of the saved ML program (Linux has no Core ML runtime)",
+    "exporters.coreml.mil": "coreml: numpy evaluator of the saved ML program (Linux has no Core ML runtime)",
 }
 
 

@@ -36,7 +36,8 @@ class ExportOptions:
     quantize: str = "int8"  # "int8": static layers compressed with each target's own tool; "none": fp32 throughout
     shape: tuple[tuple[str, int], ...] = ()  # overrides of the task's fixed export shapes, as (name, size) pairs
     min_quant_elements: int = 1024  # weight tensors with fewer elements stay fp32 (not worth compressing)
-    coreml_palettize_bits: int = 0  # Core ML only: k-means palettize static weights to 2/4/6/8 bits; 0 = linear int8
+    target_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # (target, ((name, value), ...)), ...:
+    # options only one target reads (e.g. coreml palettize_bits); each is checked by that target's check_options
     threads: int = 1  # CPU threads of each runtime and of PyTorch while validating and timing
     latency_calls: int = 200  # calls timed per target for the p50 latency (>= 200 for the report)
     max_eval_devices: int = 0  # score only the first N test devices for UAUC (0 = all; for quick trials and tests)
@@ -44,10 +45,13 @@ class ExportOptions:
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE_MODES:
             raise ConfigError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}")
-        if self.coreml_palettize_bits not in (0, 2, 4, 6, 8):
-            raise ConfigError(f"coreml_palettize_bits must be 0, 2, 4, 6 or 8, got {self.coreml_palettize_bits}")
-        if self.coreml_palettize_bits and self.quantize != "int8":
-            raise ConfigError("palettization compresses static layers; it needs quantize='int8' (not 'none')")
+        from exporters import exporter
+
+        for target, _ in self.target_options:
+            check = getattr(exporter(target), "check_options", None)
+            if check is None:
+                raise ConfigError(f"the {target} target takes no options of its own")
+            check(self)
         if self.threads < 1 or self.latency_calls < 1 or self.min_quant_elements < 0 or self.max_eval_devices < 0:
             raise ConfigError("threads and latency_calls must be >= 1; min_quant_elements, max_eval_devices >= 0")
 
@@ -55,9 +59,13 @@ class ExportOptions:
     def compressed(self) -> bool:
         return self.quantize != "none"
 
+    def for_target(self, target: str) -> dict[str, Any]:
+        """The options of `target` alone ({} when none were given)."""
+        return dict(dict(self.target_options).get(target, ()))
+
     def to_json(self) -> dict:
         return {"quantize": self.quantize, "shape": dict(self.shape), "min_quant_elements": self.min_quant_elements,
-                "coreml_palettize_bits": self.coreml_palettize_bits, "threads": self.threads,
+                "target_options": {t: dict(o) for t, o in self.target_options}, "threads": self.threads,
                 "latency_calls": self.latency_calls, "max_eval_devices": self.max_eval_devices}
 
     @classmethod
@@ -65,6 +73,10 @@ class ExportOptions:
         """Rebuild the options saved in a report.json or manifest.json (quantization.options)."""
         fields = dict(obj)
         fields["shape"] = tuple((str(k), int(v)) for k, v in dict(fields.get("shape", {})).items())
+        targets = dict(fields.get("target_options", {}))
+        if fields.pop("coreml_palettize_bits", 0):  # a report written before targets had their own options
+            targets["coreml"] = {"palettize_bits": obj["coreml_palettize_bits"]}
+        fields["target_options"] = tuple((t, tuple(dict(o).items())) for t, o in targets.items())
         return cls(**fields)
 
 
@@ -187,6 +199,10 @@ class Runner(ABC):
         slot_args = [np.ascontiguousarray(slots[s.name], dtype=np.float32) for s in self.slot_specs]
         checked = [check_inputs(self.input_specs, inputs) for inputs in calls]
         return self._run_many(checked, slot_args)
+
+    def call_checked(self, args: list[np.ndarray]) -> np.ndarray:
+        """One call on arguments already checked (inputs, then slots): what a latency measurement times."""
+        return self._run(args)
 
     def _run_many(self, calls: list[list[np.ndarray]], slot_args: list[np.ndarray]) -> list[np.ndarray]:
         return [self._run(inputs + slot_args) for inputs in calls]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import logging
 from pathlib import Path
 from typing import Mapping
 
@@ -15,7 +14,6 @@ from exporters.base import (Artifact, ExportOptions, ParityReport, Runner, check
                             example_args, stage, worth_quantizing)
 from toolkit.device import DeviceModel
 
-logger = logging.getLogger(__name__)
 
 NAME = "executorch"
 FILE_NAME = "model.pte"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import logging
 import re
 from pathlib import Path
 from typing import Mapping
@@ -13,7 +12,6 @@ import numpy as np
 from exporters.base import (NUMPY_DTYPES, Artifact, ExportOptions, ParityReport, Runner, check_parity,
                             check_signature, example_args, stage, worth_quantizing)
 
-logger = logging.getLogger(__name__)
 
 NAME = "tflite"
 FILE_NAME = "model.tflite"

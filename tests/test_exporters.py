@@ -21,7 +21,8 @@ EXPORTERS_DIR = Path(__file__).resolve().parents[1] / "exporters"
 
 # -- the registry ----------------------------------------------------------------------------------------------
 def test_every_module_in_exporters_is_registered_or_declared_support():
-    modules = {f"exporters.{p.stem}" for p in EXPORTERS_DIR.glob("*.py") if p.stem != "__init__"}
+    modules = {".".join(p.relative_to(EXPORTERS_DIR.parent).with_suffix("").parts).removesuffix(".__init__")
+               for p in EXPORTERS_DIR.rglob("*.py") if p.relative_to(EXPORTERS_DIR).as_posix() != "__init__.py"}
     assert modules == set(EXPORTERS.values()) | set(SUPPORT_MODULES)
 
 
@@ -54,7 +55,8 @@ def test_exporters_hold_no_task_specific_code():
     """Exporters read the device model's specs only; an image model goes through the same code."""
     banned = re.compile(r"recommend|\bhistory\b|\bcandidates?\b|sasrec|gru4rec|\bdin\b|\bitem(?:_|\b)|head\.\d|seq_len|"
                         r"RecModel|RecDeviceModel|\bimage|digits", re.IGNORECASE)
-    for path in sorted(EXPORTERS_DIR.glob("*.py")) + [EXPORTERS_DIR.parent / "toolkit" / "export.py"]:
+    for path in sorted(EXPORTERS_DIR.rglob("*.py")) + [EXPORTERS_DIR.parent / "toolkit" / p for p in ("export.py",
+                                                                                                      "measure.py")]:
         for number, line in enumerate(path.read_text().splitlines(), 1):
             assert not banned.search(line), f"{path.name}:{number} is task-specific: {line.strip()}"
 
@@ -63,12 +65,20 @@ def test_options_reject_unknown_modes_with_a_clear_message():
     with pytest.raises(ConfigError, match="quantize must be one of int8, none"):
         ExportOptions(quantize="fp16")
     with pytest.raises(ConfigError, match="palettization .* needs quantize='int8'"):
-        ExportOptions(quantize="none", coreml_palettize_bits=4)
+        ExportOptions(quantize="none", target_options=(("coreml", (("palettize_bits", 4),)),))
+    with pytest.raises(ConfigError, match="coreml palettize_bits must be one of 0, 2, 4, 6, 8, got 3"):
+        ExportOptions(target_options=(("coreml", (("palettize_bits", 3),)),))
+    with pytest.raises(ConfigError, match="the tflite target takes no options of its own"):
+        ExportOptions(target_options=(("tflite", (("palettize_bits", 4),)),))
 
 
 def test_options_survive_their_json_round_trip():
-    options = ExportOptions(quantize="int8", shape=(("seq_len", 12),), coreml_palettize_bits=4, threads=2)
+    options = ExportOptions(quantize="int8", shape=(("seq_len", 12),), target_options=(("coreml", (("palettize_bits", 4),)),),
+                            threads=2)
     assert ExportOptions.from_json(options.to_json()) == options
+    older = {**options.to_json(), "coreml_palettize_bits": 4}  # a report.json of an earlier version
+    del older["target_options"]
+    assert ExportOptions.from_json(older) == options
 
 
 # -- parity in the real runtimes -----------------------------------------------------------------------------------
@@ -236,7 +246,7 @@ def test_coreml_palettized_weights_decode_like_coremltools(tmp_path):
     import coremltools as ct
     from coremltools.converters.mil.mil.ops.defs.iOS16.constexpr_ops import constexpr_lut_to_dense
 
-    from exporters.coreml_mil import CONSTEXPR_OPS
+    from exporters.coreml.mil import CONSTEXPR_OPS
 
     rng = np.random.default_rng(0)
     for nbits in (2, 4, 6):
@@ -248,7 +258,7 @@ def test_coreml_palettized_weights_decode_like_coremltools(tmp_path):
     del ct
 
     model = tiny_device_model("gru4rec")
-    options = ExportOptions(quantize="int8", coreml_palettize_bits=6, min_quant_elements=0)
+    options = ExportOptions(quantize="int8", target_options=(("coreml", (("palettize_bits", 6),)),), min_quant_elements=0)
     artifact = exporter("coreml").export(model, options, tmp_path)
     assert "6-bit k-means palettized" in artifact.quantization
     exporter("coreml").validate(artifact, model, slot_sets(model), options)

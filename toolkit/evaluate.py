@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,12 +14,10 @@ import torch
 from torch import nn
 
 from toolkit.generation import serving_generator
-from toolkit.runs import EVALUATION_FILE, METRICS_FILE, SHIFTED_FILE, Run
+from toolkit.runs import EVALUATION_FILE, METHODS, METRICS_FILE, SHIFTED_FILE, Run
 from toolkit.tasks.base import Task
 
-logger = logging.getLogger(__name__)
 
-METHODS = ("base", "finetune", "duet")
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ class _FoldedFromRequests(nn.Module):
     def __init__(self, model: nn.Module, with_base: _WithBase):
         super().__init__()
         self.model, self.with_base = model, with_base
-        first = with_base.generator.encoder.embed[0]
+        first = with_base.generator.first_layer
         with torch.no_grad():
             table = model.context_table()
             width = table.shape[1]

@@ -151,8 +151,14 @@ class ParameterGenerator(nn.Module):
         """(B, M, context_dim) vectors and (B, M) mask -> one (B, *shape) tensor per slot."""
         return self.writer(self.device_code(context, mask), base_params)
 
+    @property
+    def first_layer(self) -> nn.Linear:
+        """The per-sample layer's first linear map (context_dim -> sample width): what `from_first_layer` starts after,
+        and what the service folds into a task's context table."""
+        return self.encoder.embed[0]
+
     def from_first_layer(self, first: torch.Tensor, mask: torch.Tensor,
                          base_params: list[torch.Tensor]) -> list[torch.Tensor]:
-        """`forward` from the per-sample layer's first output, `encoder.embed[0](context)`, computed by the caller
+        """`forward` from the per-sample layer's first output, `first_layer(context)`, computed by the caller
         (the service folds that layer into a task's context table; see `toolkit.generation`)."""
         return self.writer(self.stabilizer(self.encoder.pool(first, mask)), base_params)

@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 from toolkit.generator import GeneratorConfig
-from toolkit.runs import EVALUATION_FILE, METRICS_FILE, SHIFTED_FILE
+from toolkit.runs import EVALUATION_FILE, METHODS, METRICS_FILE, SHIFTED_FILE
 from toolkit.registry import task_class
 
-METHODS = ("base", "finetune", "duet")
 
 
 def _load(run: Path, name: str) -> dict:

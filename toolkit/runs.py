@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,10 @@ from toolkit.generator import GeneratorConfig, ParameterGenerator
 from toolkit.registry import TASKS, task_class
 from toolkit.tasks import Task
 
-logger = logging.getLogger(__name__)
 
 CONFIG_FILE, BASE_WEIGHTS, DUET_WEIGHTS, LOG_FILE = "config.json", "base.safetensors", "duet.safetensors", "train_log.jsonl"
 METRICS_FILE, SHIFTED_FILE, EVALUATION_FILE = "metrics.json", "metrics_shifted.json", "evaluation.json"  # by evaluate
+METHODS = ("base", "finetune", "duet")  # the methods evaluate scores and report compares, in that order
 RUN_FORMAT = 1
 
 

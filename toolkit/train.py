@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import time
 import zlib
 from dataclasses import dataclass
@@ -17,8 +16,6 @@ from torch import nn
 
 from toolkit.generator import GeneratorConfig, ParameterGenerator
 from toolkit.tasks.base import Task
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +13,6 @@ import pandas as pd
 from toolkit.data.formats import FORMATS, FileFormat
 from toolkit.errors import DataFormatError
 
-logger = logging.getLogger(__name__)
 
 COLUMNS = ("user", "item", "timestamp")
 

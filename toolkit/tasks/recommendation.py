@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import logging
 from itertools import chain
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -20,7 +19,6 @@ from toolkit.metrics import ranking_metrics
 from toolkit.models.recommendation import RecModel, RecModelConfig, bce_loss
 from toolkit.tasks.base import DeviceContext, Task
 
-logger = logging.getLogger(__name__)
 
 EVAL_BATCH = 128
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import logging
 import re
 import sys
 from pathlib import Path
@@ -13,8 +12,8 @@ import numpy as np
 
 from exporters.base import (Artifact, ExportOptions, ParityReport, Runner, SignatureError, check_parity,
                             check_signature, example_args, stage, worth_quantizing)
+from toolkit.errors import ConfigError
 
-logger = logging.getLogger(__name__)
 
 NAME = "coreml"
 FILE_NAME = "model.mlpackage"
@@ -22,6 +21,22 @@ DEPLOYMENT_TARGET = "iOS17"  # minimum_deployment_target of the converted progra
 ARRAY_DTYPES = {"int32": "INT32", "float32": "FLOAT32"}  # spec multiArrayType data types
 EVAL_ELEMENTS = 400_000  # the numpy evaluator batches calls until an intermediate holds about this many floats
 MAX_EVAL_CHUNK = 64  # and never more calls than this at once (larger batches only thrash the caches)
+
+
+PALETTIZE_BITS = (0, 2, 4, 6, 8)  # option palettize_bits: k-means palettize static weights to N bits; 0 = linear int8
+
+
+def check_options(options: ExportOptions) -> None:
+    """This target's own options (ExportOptions.target_options["coreml"]): palettize_bits."""
+    own = options.for_target(NAME)
+    unknown = sorted(set(own) - {"palettize_bits"})
+    if unknown:
+        raise ConfigError(f"unknown coreml option(s) {', '.join(unknown)}; it takes palettize_bits")
+    bits = own.get("palettize_bits", 0)
+    if bits not in PALETTIZE_BITS:
+        raise ConfigError(f"coreml palettize_bits must be one of {', '.join(map(str, PALETTIZE_BITS))}, got {bits}")
+    if bits and options.quantize != "int8":
+        raise ConfigError("palettization compresses static layers; it needs quantize='int8' (not 'none')")
 
 
 def export(model, options: ExportOptions, out_dir: Path) -> Artifact:
@@ -83,12 +98,13 @@ def _compress(mlmodel, options: ExportOptions):
             and not worth_quantizing(op.outputs[0].val.shape, options.min_quant_elements)}
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore")  # all-zero rows (padding) give 0/0 scales; they dequantize to 0 exactly
-        if options.coreml_palettize_bits:
-            config = cto.OpPalettizerConfig(nbits=options.coreml_palettize_bits, mode="kmeans",
+        bits = options.for_target(NAME).get("palettize_bits", 0)
+        if bits:
+            config = cto.OpPalettizerConfig(nbits=bits, mode="kmeans",
                                             weight_threshold=options.min_quant_elements)
             compressed = cto.palettize_weights(mlmodel, cto.OptimizationConfig(global_config=config,
                                                                                 op_name_configs=skip))
-            kind = f"{options.coreml_palettize_bits}-bit k-means palettized weights"
+            kind = f"{bits}-bit k-means palettized weights"
         else:
             config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
                                                  weight_threshold=options.min_quant_elements)
@@ -133,7 +149,7 @@ class MilRunner(Runner):
 
     def __init__(self, artifact: Artifact, model, threads: int = 1):
         super().__init__(artifact, model)
-        from exporters.coreml_mil import MilProgram
+        from exporters.coreml.mil import MilProgram
 
         self.program = MilProgram.from_package(artifact.path)
         self.threads = threads

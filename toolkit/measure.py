@@ -1,0 +1,189 @@
+"""The export's measurement harness: a run's test calls at the export's shapes, PyTorch's reference outputs, the
+task's metric from program outputs, and latency in a runtime against eager PyTorch (used by toolkit.export)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from toolkit.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+WARMUP_CALLS = 10  # untimed calls before the latency measurement
+Progress = Callable[[str, int], Callable[[], None]]  # (description, total) -> advance(); as cli._progress_bars
+
+
+@dataclass
+class EvalSet:
+    """What validation reads: test calls grouped by device, each device's generated slots, PyTorch's outputs."""
+
+    calls: dict[int, list[tuple[tuple[np.ndarray, ...], Any]]]  # device -> [(program inputs, labels)]
+    slots: dict[int, dict[str, np.ndarray]]  # device -> generated slots
+    reference: dict[int, list[np.ndarray]]  # device -> PyTorch fp32 eager outputs, in call order
+
+    @property
+    def n_calls(self) -> int:
+        return sum(len(c) for c in self.calls.values())
+
+
+def export_shape(task, options) -> dict[str, int]:
+    """The task's default fixed shapes with the options' overrides; unknown names are a ConfigError."""
+    shape = dict(task.export_shape_defaults())
+    for name, value in options.shape:
+        if name not in shape:
+            raise ConfigError(f"unknown export shape {name!r}; this task's shapes are {', '.join(shape)}")
+        if int(value) < 1:
+            raise ConfigError(f"export shape {name} must be at least 1, got {value}")
+        shape[name] = int(value)
+    return shape
+
+
+def parity_devices(devices: np.ndarray, count: int) -> list[int]:
+    """`count` distinct test devices spread over the list (first, ..., last), for the parity slot sets."""
+    if len(devices) < count:
+        raise ConfigError(f"parity needs {count} test devices with generated slots; the run has {len(devices)}")
+    picks = np.unique(np.linspace(0, len(devices) - 1, count).round().astype(int))
+    return [int(devices[i]) for i in picks]
+
+
+def build_eval_set(run, model, shape: Mapping[str, int], max_devices: int, progress: Progress | None) -> EvalSet:
+    """Every test call of the split (or of the first `max_devices` devices), with PyTorch fp32 outputs."""
+    from exporters.base import check_inputs
+    from toolkit.generation import slots_for_device
+
+    calls: dict[int, list] = {}
+    for device, inputs, labels in run.task.device_eval_calls("test", shape):
+        if max_devices and device not in calls and len(calls) >= max_devices:
+            continue
+        if not calls:  # the task's calls must fit the program's fixed shapes (an override may exceed its data)
+            check_inputs(model.input_specs, inputs)
+        calls.setdefault(device, []).append((tuple(inputs), labels))
+    if not calls:
+        raise ConfigError("the run's test split has no device to validate the export on")
+    advance = progress("PyTorch fp32 reference", len(calls)) if progress else (lambda: None)
+    reference_calls = EagerCalls(model)
+    slots, reference = {}, {}
+    for device, device_calls in calls.items():
+        slots[device] = slots_for_device(run, device, "test")
+        reference[device] = reference_calls([inputs for inputs, _ in device_calls], slots[device])
+        advance()
+    return EvalSet(calls, slots, reference)
+
+
+class EagerCalls:
+    """PyTorch eager outputs of many calls that share slots, vectorised with torch.func.vmap over the calls.
+
+    vmap runs the same per-call program on a stack of calls. Before the first use, it is checked against one
+    call at a time on the model's example inputs and the fastest batch size is picked (small batches suit
+    programs with large intermediates); a model vmap cannot run, or that disagrees, runs one call at a time.
+    """
+
+    BATCH_SIZES = (4, 16, 64)  # vmap batch sizes tried
+    TRIAL_CALLS = 64  # example calls timed per choice
+    CHECK_ATOL = 1e-5  # vmap and one-call-at-a-time outputs may differ by float rounding only
+
+    def __init__(self, model):
+        self.model, self.batch = model, None  # batch: chosen vmap batch size, 0 = one call at a time
+
+    def one_at_a_time(self, calls, slot_tensors) -> list[np.ndarray]:
+        import torch
+
+        with torch.no_grad():
+            return [self.model(*(torch.from_numpy(np.asarray(x)) for x in inputs), *slot_tensors).numpy().copy()
+                    for inputs in calls]
+
+    def batched(self, calls, slot_tensors, batch: int) -> list[np.ndarray]:
+        import torch
+
+        n_inputs = len(calls[0])
+        forward = torch.func.vmap(lambda *args: self.model(*args), in_dims=(0,) * n_inputs + (None,) * len(slot_tensors))
+        outputs = []
+        with torch.no_grad():
+            for start in range(0, len(calls), batch):
+                chunk = calls[start : start + batch]
+                stacked = [torch.from_numpy(np.stack([np.asarray(c[i]) for c in chunk])) for i in range(n_inputs)]
+                outputs.extend(row.copy() for row in forward(*stacked, *slot_tensors).numpy())
+        return outputs
+
+    def choose(self, slot_tensors) -> int:
+        """The fastest exact way to run many calls: a vmap batch size, or 0 for one call at a time."""
+        calls = [[t.numpy() for t in self.model.example_inputs(seed)] for seed in range(self.TRIAL_CALLS)]
+        started = time.perf_counter()
+        single = self.one_at_a_time(calls, slot_tensors)
+        best, best_time = 0, time.perf_counter() - started
+        for batch in self.BATCH_SIZES:
+            try:
+                started = time.perf_counter()
+                outputs = self.batched(calls, slot_tensors, batch)
+                seconds = time.perf_counter() - started
+            except Exception as err:  # an op without a batching rule: stay exact and slow
+                logger.info("PyTorch reference runs one call at a time (vmap failed: %s)", err)
+                return 0
+            if not all(o.shape == s.shape and np.abs(o - s).max() <= self.CHECK_ATOL for o, s in zip(outputs, single)):
+                logger.info("PyTorch reference runs one call at a time (vmap disagrees with single calls)")
+                return 0
+            if seconds < best_time:
+                best, best_time = batch, seconds
+        return best
+
+    def __call__(self, calls, slots) -> list[np.ndarray]:
+        slot_tensors = self.model.slot_tensors(slots)
+        if self.batch is None:
+            self.batch = self.choose(slot_tensors)
+        return self.batched(calls, slot_tensors, self.batch) if self.batch else self.one_at_a_time(calls, slot_tensors)
+
+
+def score(task, eval_set: EvalSet, outputs: Mapping[int, Sequence[np.ndarray]]) -> dict[str, float]:
+    rows = [(device, labels, out) for device, device_calls in eval_set.calls.items()
+            for (_, labels), out in zip(device_calls, outputs[device])]
+    return {k: float(v) for k, v in task.metrics_from_device_calls(rows).items()}
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def p50_us(fn: Callable[[], Any], calls: int) -> float:
+    for _ in range(WARMUP_CALLS):
+        fn()
+    times = np.empty(calls)
+    for i in range(calls):
+        started = time.perf_counter_ns()
+        fn()
+        times[i] = time.perf_counter_ns() - started
+    return float(np.median(times) / 1e3)
+
+
+def latency(runner, model, eval_set: EvalSet, calls: int) -> dict[str, Any]:
+    """p50 of one call, same inputs and slots, in the runtime and in PyTorch eager fp32 (same process, same threads).
+
+    A runner that is a reference interpreter rather than the target's runtime (Core ML off macOS) is not timed.
+    """
+    import torch
+
+    device = next(iter(eval_set.calls))
+    inputs = [np.ascontiguousarray(x) for x in eval_set.calls[device][0][0]]
+    slots = eval_set.slots[device]
+    args = inputs + [np.ascontiguousarray(slots[s.name], dtype=np.float32) for s in model.slot_specs]
+    tensors = [torch.from_numpy(a) for a in args]
+    with torch.no_grad():
+        eager = p50_us(lambda: model(*tensors), calls)
+    timed = getattr(runner, "is_runtime", True)
+    runtime = p50_us(lambda: runner.call_checked(args), calls) if timed else None
+    return {"runtime_p50_us": runtime, "pytorch_eager_p50_us": eager, "calls": calls,
+            "measured_with": type(runner).__name__ if timed else f"not timed: {type(runner).__name__} is a reference "
+                                                                   f"interpreter, not the target's runtime"}
