@@ -124,8 +124,12 @@ GENERATOR_KEYS = ("code_dim", "sample_dim", "stabilizer", "rank")  # GeneratorCo
 @click.option("--fresh-devices/--fixed-devices", default=True, show_default=True,
               help="Image task: every training episode draws a new simulated device (label mix and writing style) "
                    "over the training digits, or re-visits the fixed training devices (the ablation).")
+@click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
+              help="A task setting by the name its from_options reads, for settings without an option of their own "
+                   "(e.g. a new task's); VALUE is read as JSON when it parses, else as text. Repeatable.")
 @cache_dir_option
-def train(task_name: str, out_dir: str, base_from: str | None, cache_dir: Path, **options) -> None:
+def train(task_name: str, out_dir: str, base_from: str | None, settings: tuple[str, ...], cache_dir: Path,
+          **options) -> None:
     """Train Base and the DUET generator on real data; writes config.json, *.safetensors, train_log.jsonl."""
     from toolkit.errors import DuetError
     from toolkit.runs import check_new_run_dir
@@ -133,7 +137,7 @@ def train(task_name: str, out_dir: str, base_from: str | None, cache_dir: Path, 
 
     try:
         check_new_run_dir(Path(out_dir))  # before the data is loaded
-        task = registry.task_class(task_name).from_options(options, cache_dir)
+        task = registry.task_class(task_name).from_options({**options, **_named_values(settings)}, cache_dir)
         train_cfg = TrainConfig.for_task(task, **{k: options[k] for k in TRAIN_KEYS})
         with _progress_bars() as progress:
             out = train_run(Path(out_dir), task, train_cfg, {k: options[k] for k in GENERATOR_KEYS}, base_from,
@@ -141,6 +145,19 @@ def train(task_name: str, out_dir: str, base_from: str | None, cache_dir: Path, 
     except DuetError as err:
         _fail(str(err))
     click.echo(f"wrote {out}")
+
+
+def _named_values(pairs: tuple[str, ...]) -> dict:
+    values = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--set")
+        try:
+            values[name] = json.loads(text)
+        except ValueError:
+            values[name] = text
+    return values
 
 
 def _show_epoch(event: dict) -> None:
@@ -386,6 +403,7 @@ def export(run_dir, targets, out_dir, quantize, seq_len, candidates, palettize_b
     from exporters.base import ExportOptions
     from toolkit.errors import DuetError
     from toolkit.export import export_run
+    from toolkit.report import export_summary
     from toolkit.runs import load_run
 
     names = _export_targets() if "all" in targets else list(targets)
@@ -400,13 +418,7 @@ def export(run_dir, targets, out_dir, quantize, seq_len, candidates, palettize_b
             report = export_run(run, names, options, Path(out_dir), progress)
     except DuetError as err:
         _fail(str(err))
-    metric = run.task.selection_metric
-    for name, result in report["targets"].items():
-        timing = result["latency"]
-        runtime = "not timed" if timing["runtime_p50_us"] is None else f"{timing['runtime_p50_us']:.0f} us"
-        click.echo(f"{name:>10}: {result['file']} {result['bytes'] / 1024:.0f} KiB  {metric} {result[metric]['runtime']:.4f} "
-                   f"(PyTorch fp32 {result[metric]['pytorch_fp32']:.4f})  p50 {runtime} "
-                   f"(eager {timing['pytorch_eager_p50_us']:.0f} us)")
+    click.echo(export_summary(report, run.task.selection_metric))
     click.echo(f"wrote {out_dir} in {report['seconds_total']:.0f} s")
 
 
@@ -433,14 +445,10 @@ def bench_service(run_dir, exports_dir, total, concurrency, warmup, rounds, work
     try:
         result = run_benchmark(BenchConfig(str(Path(run_dir).resolve()), str(Path(exports_dir).resolve()), total,
                                            concurrency, warmup, rounds, workers, body_format=body_format,
-                                           cache_dir=str(cache_dir)))
+                                           cache_dir=str(cache_dir)), Path(out_file) if out_file else None)
     except DuetError as err:
         _fail(str(err))
-    text = json.dumps(result, indent=2)
-    if out_file:
-        Path(out_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(out_file).write_text(text + "\n")
-    click.echo(text)
+    click.echo(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

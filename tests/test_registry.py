@@ -70,3 +70,13 @@ def test_train_into_a_directory_that_is_not_empty_writes_nothing(tmp_path):
     result = CliRunner().invoke(cli.cli, ["train", "--out", str(out), "--max-users", "5"])
     assert result.exit_code == 2 and "exists and is not an empty directory" in result.output
     assert json.loads((out / "train_log.jsonl").read_text()) == {"mine": True}
+
+
+def test_set_passes_a_task_setting_that_has_no_option_of_its_own(tmp_path):
+    out = tmp_path / "r"
+    result = CliRunner().invoke(cli.cli, ["train", "--task", "image", "--out", str(out), "--set", "episodes_per_epoch=1",
+                                          "--train-devices", "6", "--test-devices", "2", "--max-epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["task_config"]["episodes_per_epoch"] == 1
+    bad = CliRunner().invoke(cli.cli, ["train", "--out", str(tmp_path / "b"), "--set", "no-equals-sign"])
+    assert bad.exit_code == 2 and "is not NAME=VALUE" in bad.output and not (tmp_path / "b").exists()

@@ -39,3 +39,12 @@ def test_worker_connections_get_tcp_nodelay():
     # uvicorn 0.54's own config.bind_socket() gives 0 here (checked when this was written): the reason for
     # listening_socket; not asserted, since a later uvicorn may fix it
     assert _nodelay_of_accepted(listening_socket(uvicorn.Config(app=None, host="127.0.0.1", port=0))) != 0
+
+
+def test_metric_labels_come_from_the_apps_routes_and_stay_bounded():
+    from toolkit.service.middleware import EndpointLabels
+
+    label = EndpointLabels(["/v1/manifest", "/v1/artifacts/{target}", "/healthz"])
+    assert label("/v1/manifest") == "/v1/manifest"
+    assert label("/v1/artifacts/tflite") == label("/v1/artifacts/coreml") == "/v1/artifacts/{target}"
+    assert label("/v1/artifacts/a/b") == "other" and label("/v1/unknown") == "other" and label("/v1/manifest/") == "other"

@@ -98,3 +98,15 @@ def export_table(export_dirs: list[Path]) -> str:
                         f"{'n/a (no runtime on Linux)' if runtime_us is None else f'{runtime_us:.0f}'} | "
                         f"{latency['pytorch_eager_p50_us']:.0f} | {report['seconds_total']:.0f} |")
     return "\n".join(rows)
+
+
+def export_summary(report: dict, metric: str) -> str:
+    """One line per target of an export's report.json: file, size, the metric in the runtime and in PyTorch, p50."""
+    lines = []
+    for name, result in report["targets"].items():
+        timing = result["latency"]
+        runtime = "not timed" if timing["runtime_p50_us"] is None else f"{timing['runtime_p50_us']:.0f} us"
+        lines.append(f"{name:>10}: {result['file']} {result['bytes'] / 1024:.0f} KiB  {metric} "
+                     f"{result[metric]['runtime']:.4f} (PyTorch fp32 {result[metric]['pytorch_fp32']:.4f})  p50 "
+                     f"{runtime} (eager {timing['pytorch_eager_p50_us']:.0f} us)")
+    return "\n".join(lines)

@@ -41,7 +41,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
     add_routes(app, state)
     app.add_middleware(ApiKeyMiddleware, keys=state.keys,
                        limiter=RateLimiter(config.rate_limit, config.rate_burst))
-    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics, route_paths=[route.path for route in app.routes])
 
     def openapi() -> dict:
         if app.openapi_schema is None:

@@ -124,8 +124,9 @@ def _mean_batch(metrics_text: str) -> float | None:
     return round(values["duet_generate_batch_size_sum"] / count, 2) if count else None
 
 
-def run_benchmark(cfg: BenchConfig) -> dict:
-    """Every round's three measurements and their ratios, and the median round; a non-200 answer is an error."""
+def run_benchmark(cfg: BenchConfig, out_file: Path | None = None) -> dict:
+    """Every round's three measurements and their ratios, and the median round (also written to `out_file` as
+    JSON, when given); a non-200 answer is an error."""
     from toolkit.service.auth import key_line, new_key
 
     if cfg.rounds < 1:
@@ -165,7 +166,7 @@ def run_benchmark(cfg: BenchConfig) -> dict:
             batched.stop()
             unbatched.stop()
     median = sorted(rounds, key=lambda r: r["generate_vs_floor"] or 0.0)[len(rounds) // 2]
-    return {
+    result = {
         "median_round": median,
         "rounds": rounds,
         "all_ok": all(r[m]["ok"] == r[m]["requests"] == cfg.requests for r in rounds for m in
@@ -177,6 +178,10 @@ def run_benchmark(cfg: BenchConfig) -> dict:
                     "note": "servers and load generator share these CPUs with other jobs"},
         "bodies": len(bodies),
     }
+    if out_file is not None:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 def _with_ratios(measured: dict) -> dict:

@@ -9,8 +9,6 @@ from toolkit.service.auth import KeyStore, RateLimiter, bearer_token, retry_afte
 from toolkit.service.prometheus import ServiceMetrics
 from toolkit.service.responses import error_response
 
-_ROUTES = (routes.GENERATE, routes.MANIFEST, routes.BASE_SLOTS, routes.STATIC_FLOOR, routes.HEALTH, routes.METRICS,
-           routes.OPENAPI)
 
 
 class ApiKeyMiddleware:
@@ -40,18 +38,26 @@ class ApiKeyMiddleware:
         await response(scope, receive, send)
 
 
-def endpoint_label(path: str) -> str:
-    """The route a path belongs to, so metrics have a bounded set of label values."""
-    if path.startswith(routes.ARTIFACTS + "/"):
-        return routes.ARTIFACT_ROUTE
-    return path if path in _ROUTES else "other"
+class EndpointLabels:
+    """The route a path belongs to (its template, e.g. /v1/artifacts/{target}), or "other": a bounded set of metric
+    label values, read from the app's own routes (a new endpoint is labelled without a change here)."""
+
+    def __init__(self, route_paths: list[str]):
+        self.exact = {p for p in route_paths if "{" not in p}
+        self.templates = [(p.split("{")[0], p) for p in route_paths if "{" in p]
+
+    def __call__(self, path: str) -> str:
+        if path in self.exact:
+            return path
+        return next((template for prefix, template in self.templates if path.startswith(prefix)
+                     and "/" not in path[len(prefix):]), "other")
 
 
 class MetricsMiddleware:
     """Counts every answer by endpoint and status, and times it to the last byte."""
 
-    def __init__(self, app, metrics: ServiceMetrics):
-        self.app, self.metrics = app, metrics
+    def __init__(self, app, metrics: ServiceMetrics, route_paths: list[str]):
+        self.app, self.metrics, self.label = app, metrics, EndpointLabels(route_paths)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -68,4 +74,4 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_watch)
         finally:
-            self.metrics.record(endpoint_label(scope["path"]), status, time.perf_counter() - started)
+            self.metrics.record(self.label(scope["path"]), status, time.perf_counter() - started)

@@ -92,6 +92,7 @@ class ImageTask(Task):
             k: options[k] for k in ("train_devices", "test_devices", "context_images") if k in options})
         return cls(ImageTaskConfig(dataset=options.get("dataset") or "digits", devices=devices,
                                    model=ImageModelConfig(backbone=backbone),
+                                   episodes_per_epoch=options.get("episodes_per_epoch", 4),
                                    fresh_devices=options.get("fresh_devices", True)), cache_dir)
 
     def config_json(self) -> dict:
