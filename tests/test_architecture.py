@@ -1,0 +1,59 @@
+"""The pipeline's order holds in the code: no module imports a module of a later stage (docs/architecture.md)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = [  # (stage, module prefixes); a module may import its own stage and earlier ones
+    (0, ["toolkit.errors", "toolkit.routes", "toolkit.cache", "toolkit.registry", "toolkit.slots", "toolkit.wire",
+         "toolkit.safetensors_io", "toolkit.device", "toolkit.artifacts", "toolkit.metrics", "toolkit.manifest",
+         "toolkit.data", "toolkit"]),
+    (1, ["toolkit.models", "toolkit.generator", "toolkit.tasks"]),
+    (2, ["toolkit.runs"]),
+    (3, ["toolkit.generation", "toolkit.train"]),
+    (4, ["toolkit.evaluate", "toolkit.measure", "toolkit.export"]),
+    (5, ["toolkit.report", "toolkit.service", "toolkit.client", "toolkit.loadtest"]),
+]
+
+
+def stage_of(module: str) -> int:
+    """The stage of the longest matching prefix."""
+    best, length = None, -1
+    for stage, prefixes in STAGES:
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > length:
+                best, length = stage, len(prefix)
+    if best is None:
+        raise AssertionError(f"{module} has no stage in tests/test_architecture.py: add it")
+    return best
+
+
+def toolkit_modules() -> dict[str, Path]:
+    paths = sorted((ROOT / "toolkit").rglob("*.py"))
+    return {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p for p in paths}
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every toolkit module a file imports, at its top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("toolkit"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("toolkit"):
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("module", sorted(toolkit_modules()))
+def test_no_module_imports_a_later_stage(module):
+    later = sorted(m for m in imports_of(toolkit_modules()[module]) if stage_of(m) > stage_of(module))
+    assert not later, f"{module} (stage {stage_of(module)}) imports later stages: {later}"
+
+
+def test_the_check_can_fail():
+    assert stage_of("toolkit.train") > stage_of("toolkit.runs")  # runs.py importing the trainer would be caught
+    assert stage_of("toolkit.service.app") > stage_of("toolkit.generation")
