@@ -18,7 +18,7 @@ from service_fixtures import CACHE, KEY, REPO
 
 from toolkit.client import DeviceClient, ServiceClient, SlotAnswer, check_answer
 from toolkit.errors import BlobError, ManifestError, ServiceError, SlotShapeError
-from toolkit.generation import slots_for_device
+from toolkit.generation import ServingPrograms
 from toolkit.manifest import slot_specs_of
 from toolkit.runs import load_run
 from toolkit.slots import SlotSpec, encode_safetensors
@@ -91,11 +91,11 @@ def test_end_to_end_the_runtimes_score_like_pytorch_with_served_slots(cli_server
             served = {d: device.refresh(run.task.example_request(d)) for d in devices}
             first, second = (served[d] for d in devices)
             assert any(not np.allclose(first[k], second[k]) for k in first), "two histories, same slots"
-            worst = 0.0
+            worst, programs = 0.0, ServingPrograms(run)
             for d in devices:
                 assert calls[d], f"device {d} has no test calls"
                 device.refresh(run.task.example_request(d))
-                expected_slots = slots_for_device(run, d, "test")
+                expected_slots = programs.slots_for_device(d, "test")
                 for inputs in calls[d]:
                     got = device.score(inputs)
                     expected = reference_model.run(tuple(torch.from_numpy(np.asarray(x)) for x in inputs),

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from service_fixtures import KEY, OTHER_KEY, auth, live_server
 
-from toolkit.generation import slots_for_device
+from toolkit.generation import ServingPrograms
 from toolkit.manifest import load_manifest, slot_specs_of
 from toolkit.runs import load_run
 from toolkit.slots import decode_safetensors
@@ -153,7 +153,7 @@ def test_generate_answers_the_devices_slots_as_safetensors(svc_server, run, mani
     specs = slot_specs_of(manifest)
     slots = decode_safetensors(answer.content, specs)
     assert list(slots) == [s["name"] for s in manifest["slots"]]
-    expected = slots_for_device(run, device, "test")
+    expected = ServingPrograms(run).slots_for_device(device, "test")
     for name in slots:
         np.testing.assert_allclose(slots[name], expected[name], atol=1e-5)
     half = _generate(svc_server, _body(run, device), dtype="float16")
@@ -367,7 +367,7 @@ def test_blob_encoder_writes_exactly_what_encode_safetensors_writes(run, manifes
     from toolkit.slots import encode_safetensors
 
     specs = slot_specs_of(manifest)
-    slots = slots_for_device(run, int(run.task.device_ids("test")[0]), "test")
+    slots = ServingPrograms(run).slots_for_device(int(run.task.device_ids("test")[0]), "test")
     metadata = {"model_version": manifest["model_version"], "task": run.task.name}
     broken = np.full(specs[0].shape, np.nan, np.float32)
     huge = np.full(specs[0].shape, 1e6, np.float32)  # finite as float32, infinite as float16
@@ -387,7 +387,8 @@ def test_a_batch_encodes_each_row_in_its_dtype_and_refuses_only_the_bad_row(run,
 
     specs = slot_specs_of(manifest)
     devices = [int(d) for d in run.task.device_ids("test")[:3]]
-    rows = [slots_for_device(run, d, "test") for d in devices]
+    programs = ServingPrograms(run)
+    rows = [programs.slots_for_device(d, "test") for d in devices]
     batch = {spec.name: np.stack([row[spec.name] for row in rows]) for spec in specs}
     batch[specs[0].name][1, 0] = np.inf
     metadata = {"model_version": manifest["model_version"], "task": run.task.name}
@@ -403,7 +404,7 @@ def test_slot_maker_answers_a_bad_body_alone_and_the_others_as_if_it_were_absent
     from toolkit.errors import RequestError
     from toolkit.service.slot_maker import GenerateJob, SlotMaker
 
-    maker = SlotMaker(run, slot_specs_of(manifest), manifest["model_version"])
+    maker = SlotMaker(run, ServingPrograms(run), slot_specs_of(manifest), manifest["model_version"])
     good = [_body(run, int(d)) for d in run.task.device_ids("test")[:3]]
     bad = dict(good[0], items=[10**9] * len(good[0]["items"]))
     mixed = maker([GenerateJob(b, "float32") for b in (good[0], bad, good[1], good[2])])

@@ -15,7 +15,7 @@ from service_fixtures import CACHE, KEY, REPO, auth, live_server
 
 from toolkit.client import DeviceClient, ServiceClient
 from toolkit.errors import ServiceError
-from toolkit.generation import slots_for_device
+from toolkit.generation import ServingPrograms
 from toolkit.loadtest import LoadTestConfig, load_test
 from toolkit.runs import load_run
 
@@ -52,10 +52,10 @@ def test_image_devices_get_their_slots_and_the_runtime_scores_like_pytorch(image
             device = DeviceClient(service, "tflite", tmp_path)
             device.setup()
             devices = [int(d) for d in run.task.device_ids("test")[:2]]
-            served = {}
+            served, programs = {}, ServingPrograms(run)
             for d in devices:
                 served[d] = device.refresh(run.task.example_request(d))
-                expected = slots_for_device(run, d, "test")
+                expected = programs.slots_for_device(d, "test")
                 calls = [inputs for dd, inputs, _ in run.task.device_eval_calls("test", shape) if dd == d][:3]
                 assert calls
                 for inputs in calls:

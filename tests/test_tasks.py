@@ -11,7 +11,7 @@ import torch
 from toolkit.data.digits import DigitsDeviceConfig
 from toolkit.data.sequences import SequenceProtocol
 from toolkit.errors import RequestError
-from toolkit.generation import generate_slots
+from toolkit.generation import ServingPrograms
 from toolkit.generator import GeneratorConfig, ParameterGenerator
 from toolkit.runs import Run
 from toolkit.tasks.image import ImageTask, ImageTaskConfig
@@ -49,10 +49,10 @@ def test_example_requests_are_valid_and_give_device_specific_slots(request, task
     task = request.getfixturevalue(task_name)
     run = _run(task)
     bodies = [task.example_request(0), task.example_request(1)]
-    slots = generate_slots(run, task.request_context(run.duet, bodies))
+    slots = ServingPrograms(run).slots(task.request_context(run.duet, bodies))
     assert [list(s) for s in slots] == [[spec.name for spec in run.duet.slot_specs]] * 2
     assert not np.allclose(slots[0]["head.0.weight"], slots[1]["head.0.weight"])
-    same_as_split = generate_slots(run, task.device_context(run.duet, 0, "test"))[0]
+    same_as_split = ServingPrograms(run).slots(task.device_context(run.duet, 0, "test"))[0]
     for name in same_as_split:
         np.testing.assert_allclose(slots[0][name], same_as_split[name], atol=1e-5)
 
@@ -94,7 +94,7 @@ def test_a_batch_of_requests_reads_like_its_requests_one_by_one_and_names_the_ba
 @pytest.mark.parametrize("context_time", [True, False])
 def test_the_served_program_folds_the_first_layer_into_the_item_table_and_computes_the_same_slots(
         tmp_path_factory, context_time):
-    from toolkit.generation import _FoldedFromRequests, _WithBase, serving_pipeline
+    from toolkit.generation import _FoldedFromRequests, _WithBase
 
     task = RecommendationTask(RecTaskConfig(protocol=SequenceProtocol(max_users=20), embed_dim=8, context_items=12,
                                             context_time=context_time), tmp_path_factory.mktemp("cache"))
@@ -111,8 +111,9 @@ def test_the_served_program_folds_the_first_layer_into_the_item_table_and_comput
     with torch.no_grad():
         expected = generator(vectors, mask, list(model.head.params))
         folded = _FoldedFromRequests(model, _WithBase(generator, list(model.head.params))).eval()(*inputs)
-        served = serving_pipeline(run)(*inputs)
-    assert isinstance(run.serving_requests, torch.jit.ScriptModule)  # traced, not the eager fallback
+        programs = ServingPrograms(run)
+        served = programs.pipeline(*inputs)
+    assert isinstance(programs.pipeline, torch.jit.ScriptModule)  # traced, not the eager fallback
     for want, got_eager, got_served in zip(expected, folded, served):
         torch.testing.assert_close(got_eager, want, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(got_served, want, atol=1e-5, rtol=1e-5)
@@ -154,7 +155,7 @@ def test_device_program_matches_the_cloud_model_with_the_same_slots(request, tas
     device_model = task.device_model(run.duet, task.export_shape_defaults())
     inputs = device_model.example_inputs(seed=3)
     assert [tuple(x.shape) for x in inputs] == [spec.shape for spec in device_model.input_specs]
-    slots = generate_slots(run, task.device_context(run.duet, 1, "test"))[0]
+    slots = ServingPrograms(run).slots(task.device_context(run.duet, 1, "test"))[0]
     out = device_model.run(inputs, slots)
     assert out.shape == device_model.output_spec.shape
     changed = {k: v * 1.5 for k, v in slots.items()}
@@ -167,10 +168,10 @@ def test_device_eval_calls_reproduce_the_eager_metrics(request, task_name):
     run = _run(task)
     shape = task.export_shape_defaults()
     device_model = task.device_model(run.duet, shape)
-    calls, slots = [], {}
+    calls, slots, programs = [], {}, ServingPrograms(run)
     for device, inputs, labels in task.device_eval_calls("test", shape):
         if device not in slots:
-            slots[device] = generate_slots(run, task.device_context(run.duet, device, "test"))[0]
+            slots[device] = programs.slots(task.device_context(run.duet, device, "test"))[0]
         calls.append((device, labels, device_model.run(tuple(torch.from_numpy(x) for x in inputs), slots[device])))
     from_calls = task.metrics_from_device_calls(calls)
     eager = task.evaluate(run.duet, "test", run.generator)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from toolkit.generation import serving_generator
+from toolkit.generation import ServingPrograms
 from toolkit.runs import EVALUATION_FILE, METHODS, METRICS_FILE, SHIFTED_FILE, Run
 from toolkit.tasks.base import Task
 
@@ -38,10 +38,10 @@ class FinetuneConfig:
         return {**defaults, **chosen}
 
 
-def generate_timings(run: Run, devices: np.ndarray, split: str = "test") -> dict[str, float]:
+def generate_timings(run: Run, programs: ServingPrograms, devices: np.ndarray, split: str = "test") -> dict[str, float]:
     """Mean wall times for one device (batch 1): the generator forward as served, and the same with the
     device's context encoded from its raw samples (ids and timestamps, or images) first."""
-    serving = serving_generator(run)
+    serving = programs.generator
     forward, end_to_end = [], []
     with torch.inference_mode():
         for device in devices:
@@ -56,13 +56,13 @@ def generate_timings(run: Run, devices: np.ndarray, split: str = "test") -> dict
     return {"forward": float(np.mean(forward[skip:])), "with_context": float(np.mean(end_to_end[skip:]))}
 
 
-def slot_stability(run: Run, devices: np.ndarray, split: str = "test") -> float:
+def slot_stability(run: Run, programs: ServingPrograms, devices: np.ndarray, split: str = "test") -> float:
     """How far a device's generated slots move when its latest sample is left out of its context:
     mean over devices of ||slots(context) - slots(context without its latest sample)|| / ||Base slots||.
 
     Contexts are ordered oldest to newest and right-aligned, so the latest sample is the last present one.
     """
-    serving = serving_generator(run)
+    serving = programs.generator
     base_norm = float(torch.sqrt(sum((p.detach() ** 2).sum() for p in run.duet.head.params)))
     changes = []
     with torch.inference_mode():
@@ -117,7 +117,8 @@ def evaluate_run(run: Run, finetune: FinetuneConfig, shifted_fraction: float = 0
             advance()
     metrics: dict[str, Any] = {m: task.metrics_from_scores(scores[m]) for m in METHODS}
     metrics["finetune_seconds_per_device"] = float(np.mean(seconds))
-    timings = generate_timings(run, devices)
+    programs = ServingPrograms(run)
+    timings = generate_timings(run, programs, devices)
     metrics["generate_seconds_per_device"] = timings["forward"]
     shifted = task.shifted_devices(shifted_fraction)
     shifted_metrics = {"devices": int(len(shifted)), "of_devices": int(len(devices)), "fraction": shifted_fraction}
@@ -125,7 +126,7 @@ def evaluate_run(run: Run, finetune: FinetuneConfig, shifted_fraction: float = 0
     settings_used = {"finetune": settings, "shifted_fraction": shifted_fraction, "test_devices": int(len(devices)),
                      "torch_threads": torch.get_num_threads(),
                      "generate_seconds_per_device_with_context_encoding": timings["with_context"],
-                     "slot_change_per_new_sample": slot_stability(run, devices)}
+                     "slot_change_per_new_sample": slot_stability(run, programs, devices)}
     return {"metrics": metrics, "shifted": shifted_metrics, "settings": settings_used}
 
 

@@ -83,66 +83,74 @@ def _traced(eager: nn.Module, example: tuple, checks: list[tuple], what: str,
         return reference
 
 
-def serving_generator(run: Run) -> nn.Module:
-    """The generator as timed by `evaluate`: (context vectors, mask) -> slot tensors, traced (see `_traced`)."""
-    if run.serving is None:
-        eager = _WithBase(run.generator, list(run.duet.head.params)).eval()
-        dim = run.generator.cfg.context_dim
-        generator = torch.Generator().manual_seed(0)
+class ServingPrograms:
+    """The traced programs one run is served with, built on first use and kept by whoever serves it (the service's
+    state, an evaluation, an export's measurement): the run record holds no serving state."""
 
-        def example(batch: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-            mask = torch.ones(batch, length, dtype=torch.bool)
-            mask[0, : length // 2] = False
-            return torch.randn(batch, length, dim, generator=generator), mask
+    def __init__(self, run: Run):
+        self.run = run
+        self._generator: nn.Module | None = None
+        self._pipeline: nn.Module | None = None
 
-        run.serving = _traced(eager, example(2, 7), [example(1, 7), example(3, 5), example(1, 11)], "generator")
-    return run.serving
+    @property
+    def generator(self) -> nn.Module:
+        """The generator as timed by `evaluate`: (context vectors, mask) -> slot tensors, traced (see `_traced`)."""
+        if self._generator is None:
+            run = self.run
+            eager = _WithBase(run.generator, list(run.duet.head.params)).eval()
+            dim = run.generator.cfg.context_dim
+            generator = torch.Generator().manual_seed(0)
 
+            def example(batch: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+                mask = torch.ones(batch, length, dtype=torch.bool)
+                mask[0, : length // 2] = False
+                return torch.randn(batch, length, dim, generator=generator), mask
 
-def serving_pipeline(run: Run) -> nn.Module:
-    """What the service runs per batch: the raw tensors of `task.request_inputs` -> slot tensors, the task
-    model's context encoder and the generator traced as ONE program (no Python between their ops; with the
-    generator's first layer folded into the model's context table when it has one), checked against the eager
-    model and generator on example requests of the run's test devices."""
-    if run.serving_requests is None:
-        with_base = _WithBase(run.generator, list(run.duet.head.params))
-        eager = _FromRequests(run.duet, with_base).eval()
-        program = eager
-        if getattr(run.duet, "context_table", lambda: None)() is not None:
-            program = _FoldedFromRequests(run.duet, with_base).eval()
-        devices = [int(d) for d in run.task.device_ids("test")[:6]]
-        bodies = [run.task.example_request(d) for d in devices]
-        if bodies:  # other batch sizes and context lengths than the traced example's
-            example = run.task.request_inputs(bodies[:2])
-            checks = [run.task.request_inputs(group) for group in (bodies[2:3], bodies[3:6], bodies[:1]) if group]
-            run.serving_requests = _traced(program, example, checks, "request pipeline", reference=eager)
-        else:  # no test device to trace on
-            run.serving_requests = eager
-    return run.serving_requests
+            self._generator = _traced(eager, example(2, 7), [example(1, 7), example(3, 5), example(1, 11)],
+                                      "generator")
+        return self._generator
 
+    @property
+    def pipeline(self) -> nn.Module:
+        """What the service runs per batch: the raw tensors of `task.request_inputs` -> slot tensors, the task
+        model's context encoder and the generator traced as ONE program (no Python between their ops; with the
+        generator's first layer folded into the model's context table when it has one), checked against the eager
+        model and generator on example requests of the run's test devices."""
+        if self._pipeline is None:
+            run = self.run
+            with_base = _WithBase(run.generator, list(run.duet.head.params))
+            eager = _FromRequests(run.duet, with_base).eval()
+            program = eager
+            if getattr(run.duet, "context_table", lambda: None)() is not None:
+                program = _FoldedFromRequests(run.duet, with_base).eval()
+            devices = [int(d) for d in run.task.device_ids("test")[:6]]
+            bodies = [run.task.example_request(d) for d in devices]
+            if bodies:  # other batch sizes and context lengths than the traced example's
+                example = run.task.request_inputs(bodies[:2])
+                checks = [run.task.request_inputs(group) for group in (bodies[2:3], bodies[3:6], bodies[:1]) if group]
+                self._pipeline = _traced(program, example, checks, "request pipeline", reference=eager)
+            else:  # no test device to trace on
+                self._pipeline = eager
+        return self._pipeline
 
-def _slot_arrays(run: Run, params: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
-    return {spec.name: np.asarray(p.numpy(), dtype=np.float32) for spec, p in zip(run.duet.slot_specs, params)}
+    def _slot_arrays(self, params: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
+        return {spec.name: np.asarray(p.numpy(), dtype=np.float32) for spec, p in zip(self.run.duet.slot_specs, params)}
 
+    def slot_batch(self, context: DeviceContext) -> dict[str, np.ndarray]:
+        """{slot name: fp32 array (B, *shape)} for the devices of the batch, in spec order."""
+        with torch.inference_mode():
+            return self._slot_arrays(self.generator(context.vectors, context.mask))
 
-def generate_slot_batch(run: Run, context: DeviceContext) -> dict[str, np.ndarray]:
-    """{slot name: fp32 array (B, *shape)} for the devices of the batch, in spec order."""
-    with torch.inference_mode():
-        return _slot_arrays(run, serving_generator(run)(context.vectors, context.mask))
+    def request_slot_batch(self, inputs: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
+        """{slot name: fp32 array (B, *shape)} from the raw tensors of `run.task.request_inputs`, in spec order."""
+        with torch.inference_mode():
+            return self._slot_arrays(self.pipeline(*inputs))
 
+    def slots(self, context: DeviceContext) -> list[dict[str, np.ndarray]]:
+        """One {slot name: fp32 array} per device of the batch (views into one batch array per slot)."""
+        batch = self.slot_batch(context)
+        return [{name: values[row] for name, values in batch.items()} for row in range(context.vectors.shape[0])]
 
-def request_slot_batch(run: Run, inputs: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
-    """{slot name: fp32 array (B, *shape)} from the raw tensors of `run.task.request_inputs`, in spec order."""
-    with torch.inference_mode():
-        return _slot_arrays(run, serving_pipeline(run)(*inputs))
-
-
-def generate_slots(run: Run, context: DeviceContext) -> list[dict[str, np.ndarray]]:
-    """One {slot name: fp32 array} per device of the batch (views into one batch array per slot)."""
-    batch = generate_slot_batch(run, context)
-    return [{name: values[row] for name, values in batch.items()} for row in range(context.vectors.shape[0])]
-
-
-def slots_for_device(run: Run, device: int, split: str = "test") -> dict[str, np.ndarray]:
-    """Slots generated from one device's data as it stands when `split` begins."""
-    return generate_slots(run, run.task.device_context(run.duet, device, split))[0]
+    def slots_for_device(self, device: int, split: str = "test") -> dict[str, np.ndarray]:
+        """Slots generated from one device's data as it stands when `split` begins."""
+        return self.slots(self.run.task.device_context(self.run.duet, device, split))[0]

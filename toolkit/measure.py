@@ -55,7 +55,7 @@ def parity_devices(devices: np.ndarray, count: int) -> list[int]:
 def build_eval_set(run, model, shape: Mapping[str, int], max_devices: int, progress: Progress | None) -> EvalSet:
     """Every test call of the split (or of the first `max_devices` devices), with PyTorch fp32 outputs."""
     from exporters.base import check_inputs
-    from toolkit.generation import slots_for_device
+    from toolkit.generation import ServingPrograms
 
     calls: dict[int, list] = {}
     for device, inputs, labels in run.task.device_eval_calls("test", shape):
@@ -67,10 +67,10 @@ def build_eval_set(run, model, shape: Mapping[str, int], max_devices: int, progr
     if not calls:
         raise ConfigError("the run's test split has no device to validate the export on")
     advance = progress("PyTorch fp32 reference", len(calls)) if progress else (lambda: None)
-    reference_calls = EagerCalls(model)
+    reference_calls, programs = EagerCalls(model), ServingPrograms(run)
     slots, reference = {}, {}
     for device, device_calls in calls.items():
-        slots[device] = slots_for_device(run, device, "test")
+        slots[device] = programs.slots_for_device(device, "test")
         reference[device] = reference_calls([inputs for inputs, _ in device_calls], slots[device])
         advance()
     return EvalSet(calls, slots, reference)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,6 @@ class Run:
     base: nn.Module
     duet: nn.Module
     generator: ParameterGenerator
-    serving: nn.Module | None = field(default=None, repr=False, compare=False)  # see generation.serving_generator
-    serving_requests: nn.Module | None = field(default=None, repr=False, compare=False)  # generation.serving_pipeline
 
     @property
     def name(self) -> str:

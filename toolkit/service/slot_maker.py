@@ -80,8 +80,8 @@ class SlotMaker:
     one bad body gets its own RequestError and the others are still generated together.
     """
 
-    def __init__(self, run, specs: list[SlotSpec], model_version: str):
-        self.run, self.specs = run, specs
+    def __init__(self, run, programs, specs: list[SlotSpec], model_version: str):
+        self.run, self.programs, self.specs = run, programs, specs  # programs: the run's generation.ServingPrograms
         self.encoder = BlobEncoder(specs, {"model_version": model_version, "task": run.task.name})
 
     def base_blobs(self) -> dict[str, SlotBlob]:
@@ -99,8 +99,6 @@ class SlotMaker:
     def __call__(self, jobs: list[GenerateJob]) -> list[SlotBlob | Exception]:
         import torch
 
-        from toolkit.generation import request_slot_batch
-
         results: list[SlotBlob | Exception | None] = [None] * len(jobs)
         valid = list(range(len(jobs)))
         task = self.run.task
@@ -116,7 +114,7 @@ class SlotMaker:
                     results[i] = err
             inputs = tuple(torch.cat(column) for column in zip(*parts)) if parts else None
         if inputs is not None:
-            batch = request_slot_batch(self.run, inputs)
+            batch = self.programs.request_slot_batch(inputs)
             dtypes = [jobs[i].dtype for i in valid]
             for i, blob in zip(valid, self.encoder.encode_batch(batch, dtypes)):
                 if isinstance(blob, SlotShapeError):  # non-finite generated values: a model problem, a 500

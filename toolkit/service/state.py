@@ -42,7 +42,7 @@ def load_state(config: ServiceConfig) -> ServiceState:
     """Load the run, the manifest and the artifacts, and check that they belong together (DuetError if not)."""
     import torch
 
-    from toolkit.generation import serving_pipeline
+    from toolkit.generation import ServingPrograms
     from toolkit.manifest import load_manifest, slot_specs_of
     from toolkit.runs import load_run
 
@@ -53,8 +53,9 @@ def load_state(config: ServiceConfig) -> ServiceState:
     check_compatible(run, manifest, config)
     artifacts = load_artifacts(Path(config.exports_dir), manifest)
     checker = SchemaChecker(run.task.request_schema())
-    maker = SlotMaker(run, slot_specs_of(manifest), manifest["model_version"])
-    serving_pipeline(run)  # traced now, not on the first request
+    programs = ServingPrograms(run)
+    programs.pipeline  # traced now, not on the first request
+    maker = SlotMaker(run, programs, slot_specs_of(manifest), manifest["model_version"])
     examples = [run.task.example_request(int(d)) for d in run.task.device_ids("test")[: max(config.examples, 1)]]
     for body in examples:  # the task's own examples must pass the service's checks
         checker.check(body)
