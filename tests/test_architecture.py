@@ -14,7 +14,7 @@ STAGES = [  # (stage, module prefixes); a module may import its own stage and ea
          "toolkit.data", "toolkit"]),
     (1, ["toolkit.models", "toolkit.generator", "toolkit.tasks"]),
     (2, ["toolkit.runs"]),
-    (3, ["toolkit.generation", "toolkit.train"]),
+    (3, ["toolkit.serving", "toolkit.train"]),
     (4, ["toolkit.evaluate", "toolkit.measure", "toolkit.export"]),
     (5, ["toolkit.report", "toolkit.service", "toolkit.client", "toolkit.loadtest"]),
 ]
@@ -56,4 +56,4 @@ def test_no_module_imports_a_later_stage(module):
 
 def test_the_check_can_fail():
     assert stage_of("toolkit.train") > stage_of("toolkit.runs")  # runs.py importing the trainer would be caught
-    assert stage_of("toolkit.service.app") > stage_of("toolkit.generation")
+    assert stage_of("toolkit.service.app") > stage_of("toolkit.serving")

@@ -18,7 +18,7 @@ from service_fixtures import CACHE, KEY, REPO
 
 from toolkit.client import DeviceClient, ServiceClient, SlotAnswer, check_answer
 from toolkit.errors import BlobError, ManifestError, ServiceError, SlotShapeError
-from toolkit.generation import ServingPrograms
+from toolkit.serving import ServingPrograms
 from toolkit.manifest import slot_specs_of
 from toolkit.runs import load_run
 from toolkit.slots import SlotSpec, encode_safetensors

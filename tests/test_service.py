@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from service_fixtures import KEY, OTHER_KEY, auth, live_server
 
-from toolkit.generation import ServingPrograms
+from toolkit.serving import ServingPrograms
 from toolkit.manifest import load_manifest, slot_specs_of
 from toolkit.runs import load_run
 from toolkit.slots import decode_safetensors

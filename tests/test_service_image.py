@@ -15,7 +15,7 @@ from service_fixtures import CACHE, KEY, REPO, auth, live_server
 
 from toolkit.client import DeviceClient, ServiceClient
 from toolkit.errors import ServiceError
-from toolkit.generation import ServingPrograms
+from toolkit.serving import ServingPrograms
 from toolkit.loadtest import LoadTestConfig, load_test
 from toolkit.runs import load_run
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from toolkit.generation import ServingPrograms
+from toolkit.serving import ServingPrograms
 from toolkit.runs import EVALUATION_FILE, METHODS, METRICS_FILE, SHIFTED_FILE, Run
 from toolkit.tasks.base import Task
 

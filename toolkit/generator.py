@@ -160,5 +160,5 @@ class ParameterGenerator(nn.Module):
     def from_first_layer(self, first: torch.Tensor, mask: torch.Tensor,
                          base_params: list[torch.Tensor]) -> list[torch.Tensor]:
         """`forward` from the per-sample layer's first output, `first_layer(context)`, computed by the caller
-        (the service folds that layer into a task's context table; see `toolkit.generation`)."""
+        (the service folds that layer into a task's context table; see `toolkit.serving`)."""
         return self.writer(self.stabilizer(self.encoder.pool(first, mask)), base_params)

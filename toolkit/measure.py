@@ -55,7 +55,7 @@ def parity_devices(devices: np.ndarray, count: int) -> list[int]:
 def build_eval_set(run, model, shape: Mapping[str, int], max_devices: int, progress: Progress | None) -> EvalSet:
     """Every test call of the split (or of the first `max_devices` devices), with PyTorch fp32 outputs."""
     from exporters.base import check_inputs
-    from toolkit.generation import ServingPrograms
+    from toolkit.serving import ServingPrograms
 
     calls: dict[int, list] = {}
     for device, inputs, labels in run.task.device_eval_calls("test", shape):

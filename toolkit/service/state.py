@@ -42,7 +42,7 @@ def load_state(config: ServiceConfig) -> ServiceState:
     """Load the run, the manifest and the artifacts, and check that they belong together (DuetError if not)."""
     import torch
 
-    from toolkit.generation import ServingPrograms
+    from toolkit.serving import ServingPrograms
     from toolkit.manifest import load_manifest, slot_specs_of
     from toolkit.runs import load_run
 

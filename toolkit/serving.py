@@ -1,4 +1,4 @@
-"""Slot generation for devices: the generator's output as named numpy arrays, in the slot spec's order."""
+"""Serving a run: its generator and context encoder traced into the programs that write device slots (ServingPrograms)."""
 
 from __future__ import annotations
 
