@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from toolkit import __version__
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, DuetError
 from toolkit.generator import GeneratorConfig, ParameterGenerator
 from toolkit.registry import TASKS, task_class
 from toolkit.tasks import Task
@@ -77,11 +77,41 @@ def read_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not a run directory: {CONFIG_FILE} is missing (train one with `cli.py train`)")
     try:
         config = json.loads(config_file.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{config_file}: not valid JSON ({err})") from err
-    if config.get("task") not in TASKS:
-        raise ConfigError(f"{config_file}: unknown task {config.get('task')!r}")
+    if not isinstance(config, dict):
+        raise ConfigError(f"{config_file}: a run's config is a JSON object, found {type(config).__name__}")
+    if not isinstance(config.get("task"), str) or config["task"] not in TASKS:
+        raise ConfigError(f"{config_file}: unknown task {str(config.get('task'))[:80]!r}; this toolkit has "
+                          f"{', '.join(TASKS)}")
+    for key in ("task_config", "generator"):
+        if not isinstance(config.get(key), dict):
+            raise ConfigError(f"{config_file}: '{key}' must be a JSON object (was this written by `cli.py train`?)")
     return config
+
+
+def _weights(path: Path, name: str) -> dict[str, torch.Tensor]:
+    """A run's weights file, or ConfigError naming it (missing, truncated, not safetensors)."""
+    from safetensors import SafetensorError
+
+    try:
+        return load_file(str(path / name))
+    except FileNotFoundError as err:
+        raise ConfigError(f"{path / name} is missing") from err
+    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+        raise ConfigError(f"{path / name} is not a readable safetensors file (truncated or corrupt?): {err}") from err
+
+
+def _rebuilt(config_file: Path, build):
+    """What `build` makes from a config; a config it cannot build from is a ConfigError naming the file."""
+    try:
+        return build()
+    except ConfigError as err:
+        raise ConfigError(f"{config_file}: {err}") from err
+    except DuetError:  # e.g. the data it names is malformed: that error names its own file
+        raise
+    except (KeyError, TypeError, ValueError, AssertionError, RuntimeError) as err:
+        raise ConfigError(f"{config_file}: cannot rebuild the run from it ({type(err).__name__}: {err})") from err
 
 
 def load_base(path: Path, task: Task) -> nn.Module:
@@ -96,9 +126,9 @@ def load_base(path: Path, task: Task) -> nn.Module:
         raise ConfigError(f"{path}: its Base was trained on other data or another architecture ({differing} differ)")
     base = task.build_model()
     try:
-        base.load_state_dict(load_file(str(Path(path) / BASE_WEIGHTS)))
-    except (OSError, RuntimeError, ValueError) as err:
-        raise ConfigError(f"{path}: cannot load {BASE_WEIGHTS} ({err})") from err
+        base.load_state_dict(_weights(Path(path), BASE_WEIGHTS))
+    except RuntimeError as err:
+        raise ConfigError(f"{Path(path) / BASE_WEIGHTS}: does not match {CONFIG_FILE} ({err})") from err
     return base
 
 
@@ -106,15 +136,14 @@ def load_run(path: str | Path, cache_dir: Path | None = None) -> Run:
     """Rebuild task, models and generator from a run directory."""
     path = Path(path)
     config = read_config(path)
-    task = task_class(config["task"]).from_config_json(config["task_config"], cache_dir)
-    base, duet = task.build_model(), task.build_model()
-    generator = ParameterGenerator(GeneratorConfig(**config["generator"]), duet.slot_specs)
+    config_file = path / CONFIG_FILE
+    task = _rebuilt(config_file, lambda: task_class(config["task"]).from_config_json(config["task_config"], cache_dir))
+    base, duet = _rebuilt(config_file, task.build_model), _rebuilt(config_file, task.build_model)
+    generator = _rebuilt(config_file, lambda: ParameterGenerator(GeneratorConfig(**config["generator"]),
+                                                                 duet.slot_specs))
+    base_state, state = _weights(path, BASE_WEIGHTS), _weights(path, DUET_WEIGHTS)
     try:
-        base.load_state_dict(load_file(str(path / BASE_WEIGHTS)))
-        state = load_file(str(path / DUET_WEIGHTS))
-    except (OSError, RuntimeError, ValueError) as err:
-        raise ConfigError(f"{path}: cannot load weights ({err})") from err
-    try:
+        base.load_state_dict(base_state)
         duet.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
         generator.load_state_dict({k[10:]: v for k, v in state.items() if k.startswith("generator.")})
     except RuntimeError as err:

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toolkit.errors import ConfigError
 from toolkit.models.base import TaskModel
 from toolkit.models.head import HeadShape, SlotHead, apply_head
 
@@ -32,6 +33,17 @@ class RecModelConfig:
     context_time: bool = True  # the generator also reads when each context item was clicked
     time_mean: float = 0.0  # unix-time normalisation of the time features (set from the training data)
     time_std: float = 1.0
+
+    def __post_init__(self) -> None:
+        positive = {k: getattr(self, k) for k in ("n_items", "max_len", "embed_dim", "n_layers", "n_heads", "head_hidden",
+                                                   "context_items")}
+        wrong = [f"{k}={v!r}" for k, v in positive.items() if type(v) is not int or v < 1]
+        if wrong:
+            raise ConfigError(f"model settings must be positive integers: {', '.join(wrong)}")
+        if self.embed_dim % self.n_heads:
+            raise ConfigError(f"embed_dim {self.embed_dim} is not divisible by n_heads {self.n_heads}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
 
     @property
     def encoder_class(self) -> type:
