@@ -1,5 +1,8 @@
-// One benchmark run, off the main actor: forward latencies with prepared features, generate round trips, one slot
-// swap, peak memory; then DuetKit's records, written to Documents/benchmark_results.json.
+// One benchmark run, off the main actor, with DuetKit's sampling rules (BenchmarkSampling, the same as the
+// Android app's): forward latencies (num_iter timed calls after num_warm_up_iter untimed, features prepared),
+// the generate round trip (p50 of 5 after 1 warm-up, checked, not installed), the slot swap (p50 of 5 after 1
+// warm-up: blob bytes in memory -> decoded, checked, installed -> first forward done), peak memory; then DuetKit's
+// records, written to Documents/benchmark_results.json (non-finite values are left out).
 
 import Darwin
 import DuetKit
@@ -8,10 +11,11 @@ import Foundation
 import os
 
 struct BenchmarkSession: @unchecked Sendable {
-    static let warmUp = 10
-    static let roundTrips = 5
+    /// num_warm_up_iter: untimed forward calls before the timed ones.
+    static let numWarmUpIter = 10
 
     let program: CoreMLProgram
+    let manifest: Manifest
     let slots: DeviceSlots
     let client: ServiceClient
     let body: GenerateBody
@@ -22,46 +26,36 @@ struct BenchmarkSession: @unchecked Sendable {
     @MainActor
     init?(model: DemoModel) {
         guard let program = model.program, let slots = model.slots, let manifest = model.manifest,
-              let client = try? model.client(), let inputs = try? model.programInputs() else { return nil }
+              let device = model.device, let inputs = try? model.programInputs() else { return nil }
         self.program = program
+        self.manifest = manifest
         self.slots = slots
-        self.client = client
+        self.client = device.service
         self.body = model.generateBody(manifest)
         self.inputs = inputs
-        self.modelLoadMs = model.modelLoadMs ?? 0
+        self.modelLoadMs = model.modelLoadMs ?? .nan
         self.benchmarkModel = BenchmarkModel(target: program.target, manifest: manifest)
     }
 
-    func run(iterations: Int) async throws -> ([BenchmarkRecord], URL) {
+    func run(numIter: Int) async throws -> ([BenchmarkRecord], URL) {
         var peak = MemoryProbe.footprintMB()
         let features = try program.features(inputs: inputs, slots: slots.current)
-        let latencies = try Benchmark.samplesMs(iterations: iterations, warmUp: Self.warmUp) {
+        let latencies = try BenchmarkSampling.forwardLatencies(numIter: numIter, numWarmUpIter: Self.numWarmUpIter) {
             _ = try program.predict(features)
         }
         peak = max(peak, MemoryProbe.footprintMB())
 
-        // generate round trip: POST /v1/generate until the answer is checked (median of a few)
-        var roundTrips: [Double] = []
-        var lastAnswer: SlotAnswer?
-        for _ in 0..<Self.roundTrips {
-            let start = Benchmark.nowMs()
-            let answer = try await client.generate(body)
-            _ = try answer.checked(against: slots.manifest)
-            roundTrips.append(Benchmark.nowMs() - start)
-            lastAnswer = answer
-        }
+        let roundTripMs = try await BenchmarkSampling.generateRoundTripMs(client: client, body: body, manifest: manifest)
 
-        // slot swap: the blob's bytes in memory -> the first forward that uses them done
-        var device = slots
-        let swapStart = Benchmark.nowMs()
-        try device.install(lastAnswer!)
-        _ = try program.predict(inputs: inputs, slots: device.current)
-        let swapMs = Benchmark.nowMs() - swapStart
+        // the swap starts with the answer's bytes in memory: fetched untimed
+        let answer = try await client.generate(body)
+        let swapMs = try BenchmarkSampling.slotSwapMs(answer: answer, slots: slots) { installed in
+            _ = try program.predict(inputs: inputs, slots: installed)
+        }
         peak = max(peak, MemoryProbe.footprintMB())
 
         let results = BenchmarkResults(latenciesMs: latencies, modelLoadMs: modelLoadMs, loadStatus: 0,
-                                       peakMemoryMB: peak, slotSwapMs: swapMs,
-                                       generateRoundTripMs: LatencyStats(samplesMs: roundTrips).p50)
+                                       peakMemoryMB: peak, slotSwapMs: swapMs, generateRoundTripMs: roundTripMs)
         let records = results.records(model: benchmarkModel, device: DeviceProbe.current())
         let documents = FileManager.default.urls(for: .documentDirectory, in: .userDomainMask)[0]
         return (records, try BenchmarkRecord.write(records, toDirectory: documents))

@@ -1,11 +1,12 @@
-// The benchmark screen: N forward calls with the current slots, then the records of benchmark_results.json.
+// The benchmark screen: num_iter timed forward calls (after BenchmarkSession.numWarmUpIter untimed) with the
+// current slots, the generate round trip and the slot swap, then the records of benchmark_results.json.
 
 import DuetKit
 import SwiftUI
 
 struct BenchmarkView: View {
     let model: DemoModel
-    @State private var iterations = 50
+    @State private var numIter = 50
     @State private var running = false
     @State private var records: [BenchmarkRecord] = []
     @State private var message = ""
@@ -13,7 +14,10 @@ struct BenchmarkView: View {
     var body: some View {
         Form {
             Section {
-                Stepper("Forward calls: \(iterations)", value: $iterations, in: 10...1000, step: 10)
+                Stepper("Timed forward calls: \(numIter)", value: $numIter, in: 10...1000, step: 10)
+                Text("After \(BenchmarkSession.numWarmUpIter) untimed calls; slot swap and generate round trip: "
+                     + "p50 of \(BenchmarkSampling.repetitions) after \(BenchmarkSampling.warmUpRepetitions) warm-up.")
+                    .font(.footnote).foregroundStyle(.secondary)
                 Button(running ? "Running…" : "Run benchmark") { Task { await run() } }
                     .disabled(!model.isReady || running)
                 if !model.isReady { Text("Connect on the Slots tab first.").font(.footnote).foregroundStyle(.secondary) }
@@ -35,10 +39,10 @@ struct BenchmarkView: View {
         guard let session = BenchmarkSession(model: model) else { return }
         running = true
         defer { running = false }
-        let iterations = iterations
+        let numIter = numIter
         do {
             let (records, url) = try await Task.detached(priority: .userInitiated) {
-                try await session.run(iterations: iterations)
+                try await session.run(numIter: numIter)
             }.value
             self.records = records
             message = "Written to \(url.lastPathComponent) in Documents (Files app, or Xcode's device container)."

@@ -1,5 +1,7 @@
-// The app's state: settings, the downloaded and compiled Core ML program, Base's and the generated slots, and
-// the last scores and timings. The work itself is DuetKit's (client, checks, fallback, ranking, benchmark).
+// The app's state: settings, the device (DuetKit's DeviceClient: manifest, Base's and the generated slots, the
+// cached program file), the loaded Core ML program, and the last rankings and timings. The work itself is
+// DuetKit's (setup sequence, checks, fallback, body, candidate pool, ranking, benchmark sampling); this class
+// only loads the runtime and shows results.
 
 import DuetKit
 import DuetKitCoreML
@@ -11,6 +13,11 @@ struct RankedItem: Identifiable, Hashable {
     let item: Int
     let score: Float
     var id: Int { item }
+
+    init(_ scored: Scored) {
+        item = scored.item
+        score = scored.score
+    }
 }
 
 /// One timing on screen.
@@ -33,23 +40,30 @@ final class DemoModel {
 
     private(set) var status = "Not connected"
     private(set) var busy = false
+    /// The device set up by the last successful Connect, and the settings it was set up with.
+    private(set) var device: DeviceClient?
+    private var connectedSettings: [String]?
     private(set) var manifest: Manifest?
     private(set) var program: CoreMLProgram?
+    /// A snapshot of the device's slots (Base's, the current ones, the last refusal) for the screens.
     private(set) var slots: DeviceSlots?
-    private(set) var candidates: [Int] = []
+    private(set) var poolSize = 0
     private(set) var baseTop: [RankedItem] = []
     private(set) var generatedTop: [RankedItem] = []
     private(set) var timings: [Timing] = []
     private(set) var modelLoadMs: Double?
     private(set) var lastRefusal: String?
 
-    /// A stable anonymous id for this installation (the generate body's device_id).
-    let deviceID: String = {
-        if let id = UserDefaults.standard.string(forKey: "deviceID") { return id }
-        let id = "ios-" + UUID().uuidString.lowercased()
-        UserDefaults.standard.set(id, forKey: "deviceID")
+    /// A stable anonymous id of this installation; the generate body's device_id is DuetKit's
+    /// Recommendation.deviceID of it ("ios-<uuid>").
+    let installationID: String = {
+        if let id = UserDefaults.standard.string(forKey: "installationID") { return id }
+        let id = UUID().uuidString
+        UserDefaults.standard.set(id, forKey: "installationID")
         return id
     }()
+
+    var deviceID: String { Recommendation.deviceID(platform: "ios", installationID: installationID) }
 
     var isReady: Bool { program != nil && slots != nil }
 
@@ -57,33 +71,36 @@ final class DemoModel {
         recentItemsText.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\n" }).compactMap { Int($0) }.filter { $0 > 0 }
     }
 
-    func client() throws -> ServiceClient { try ServiceClient(url: serverURL, apiKey: apiKey) }
+    private var settings: [String] { [serverURL.trimmingCharacters(in: .whitespacesAndNewlines), apiKey] }
 
-    /// Fetch the manifest, download the Core ML program (cached by sha256), compile and load it off the main
-    /// actor, fetch Base's slots, and score the recent items with them.
+    /// DuetKit's setup sequence (manifest, Base's slots, the Core ML package into the cache by sha256), then the
+    /// package unzipped, compiled and loaded off the main actor, and the candidates ranked with Base's slots.
+    /// A new DeviceClient (and its ServiceClient) for every Connect: a changed URL or API key is always used.
     func connect() async {
         UserDefaults.standard.set(serverURL, forKey: "serverURL")
         KeychainStore.write(apiKey, account: "apiKey")
         await run("Connecting") {
-            let client = try self.client()
+            let settings = self.settings
+            let service = try ServiceClient(url: settings[0], apiKey: settings[1])
+            let device = DeviceClient(service: service, target: Self.targetName, cacheDirectory: Self.cacheDirectory)
             var start = Benchmark.nowMs()
-            let manifest = try await client.manifest()
-            let target = try manifest.target(Self.targetName)
-            let zip = try await client.download(Self.targetName, manifest: manifest, cacheDirectory: Self.cacheDirectory)
-            self.timings = [Timing(name: "manifest + download", ms: Benchmark.nowMs() - start)]
+            let zip = try await device.setup()
+            let target = try await device.target()
+            guard let manifest = await device.manifest else { throw DuetError.manifest("setup gave no manifest") }
+            self.timings = [Timing(name: "manifest + Base slots + download", ms: Benchmark.nowMs() - start)]
             start = Benchmark.nowMs()
             let program = try await Task.detached(priority: .userInitiated) {
                 try await CoreMLProgram.load(packageZip: zip, manifest: manifest, target: target)
             }.value
             self.modelLoadMs = Benchmark.nowMs() - start
             self.timings.append(Timing(name: "unzip + compile + load", ms: self.modelLoadMs!))
-            start = Benchmark.nowMs()
-            self.slots = try await DeviceSlots.load(from: client, manifest: manifest)
-            self.timings.append(Timing(name: "Base slots", ms: Benchmark.nowMs() - start))
+            self.device = device
+            self.connectedSettings = settings
             self.manifest = manifest
             self.program = program
-            self.pickCandidates()
-            try self.score()
+            self.slots = await device.slots
+            self.lastRefusal = nil
+            try await self.rank()
             self.status = "Connected: model \(manifest.modelVersion), \(manifest.slots.count) slots"
         }
     }
@@ -93,52 +110,66 @@ final class DemoModel {
     func refresh() async {
         UserDefaults.standard.set(recentItemsText, forKey: "recentItems")
         await run("Generating") {
-            guard let manifest = self.manifest, var slots = self.slots else { return }
+            guard let device = self.device, let manifest = self.manifest else { return }
+            guard self.connectedSettings == self.settings else {
+                throw DuetError.service(status: 0, code: "settings_changed",
+                                        message: "the server URL or API key changed since Connect: connect again")
+            }
             let body = self.generateBody(manifest)
             let start = Benchmark.nowMs()
-            let client = try self.client()
-            let outcome = await slots.refresh(using: client, body: body)
+            let outcome = await device.refresh(body)
             self.setTiming("generate round trip", Benchmark.nowMs() - start)
-            self.slots = slots
-            self.lastRefusal = slots.lastRefusal.map { "\($0)" }
+            self.slots = await device.slots
+            self.lastRefusal = outcome.refusal.map { "\($0)" }
             self.status = outcome.didInstall ? "Generated slots installed" : "Refused: keeping the last good slots"
-            self.pickCandidates()
-            try self.score()
+            try await self.rank()
         }
     }
 
+    /// The device's generate body: DuetKit's Recommendation.body (the schema's maxItems most recent items,
+    /// timestamps 60 s apart ending now when the schema wants them); with no recent items, the benchmark's.
     func generateBody(_ manifest: Manifest) -> GenerateBody {
-        let items = recentItems
-        let timestamps = Recommendation.needsTimestamps(manifest)
-            ? Recommendation.hourlyTimestamps(count: items.count, endingAt: Int(Date().timeIntervalSince1970)) : nil
-        return Recommendation.body(manifest: manifest, deviceID: deviceID, items: items, timestamps: timestamps)
+        let now = Int(Date().timeIntervalSince1970)
+        if recentItems.isEmpty, let fallback = Recommendation.benchmarkBody(manifest: manifest, now: now) {
+            return fallback
+        }
+        return Recommendation.body(manifest: manifest, deviceID: deviceID, recent: recentItems, now: now)
     }
 
+    /// The program inputs of one forward call (the benchmark's): the history and the pool's first C candidates
+    /// (padded with the first one when the pool is smaller).
     func programInputs() throws -> [String: ProgramInput] {
         guard let manifest else { throw DuetError.manifest("not connected") }
-        return try Recommendation.inputs(manifest: manifest, recentItems: recentItems, candidates: candidates)
+        let pool = Recommendation.pool(manifest: manifest, recent: recentItems)
+        let c = try Recommendation.candidatesPerCall(manifest)
+        guard let first = pool.first else { throw DuetError.slotShape("no candidates to score") }
+        let ids = Array(pool.prefix(c)) + [Int](repeating: first, count: max(0, c - pool.count))
+        return try Recommendation.inputs(manifest: manifest, recent: recentItems, candidates: ids)
     }
 
-    private func pickCandidates() {
-        guard let manifest, let spec = manifest.inputs.first(where: { $0.name == "candidates" }) else { return }
-        let maxID = Recommendation.maxItemID(manifest) ?? 1000
-        candidates = Recommendation.candidates(count: spec.numel, maxItemID: maxID, exclude: recentItems)
-    }
-
-    /// Top-N of the same candidates with Base's slots and with the current ones.
-    private func score() throws {
-        guard let program, let slots else { return }
-        let inputs = try programInputs()
+    /// Top-N of the whole candidate pool with Base's slots and with the current ones (off the main actor).
+    private func rank() async throws {
+        guard let program, let slots, let manifest else { return }
+        let recent = recentItems
+        let pool = Recommendation.pool(manifest: manifest, recent: recent)
+        poolSize = pool.count
+        let n = Self.topN
         let start = Benchmark.nowMs()
-        let base = try program.predict(inputs: inputs, slots: slots.base)
-        setTiming("forward (Base slots)", Benchmark.nowMs() - start)
-        baseTop = Recommendation.topN(scores: base, candidates: candidates, n: Self.topN).map { RankedItem(item: $0.item, score: $0.score) }
+        let base = try await Task.detached(priority: .userInitiated) {
+            try Recommendation.rank(manifest: manifest, recent: recent, pool: pool, slots: slots.base, n: n,
+                                    target: program.target) { try program.predict(arguments: $0) }
+        }.value
+        setTiming("ranking (Base slots)", Benchmark.nowMs() - start)
+        baseTop = base.map(RankedItem.init)
         if slots.isUsingBase {
             generatedTop = []
         } else {
-            let scores = try program.predict(inputs: inputs, slots: slots.current)
-            generatedTop = Recommendation.topN(scores: scores, candidates: candidates, n: Self.topN)
-                .map { RankedItem(item: $0.item, score: $0.score) }
+            let current = slots.current
+            let generated = try await Task.detached(priority: .userInitiated) {
+                try Recommendation.rank(manifest: manifest, recent: recent, pool: pool, slots: current, n: n,
+                                        target: program.target) { try program.predict(arguments: $0) }
+            }.value
+            generatedTop = generated.map(RankedItem.init)
         }
     }
 

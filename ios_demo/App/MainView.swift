@@ -27,7 +27,7 @@ struct MainView: View {
                 }
             }
             if !model.baseTop.isEmpty {
-                Section("Top \(DemoModel.topN) of \(model.candidates.count) candidates") {
+                Section("Top \(DemoModel.topN) of \(model.poolSize) candidates") {
                     HStack(alignment: .top) {
                         RankingColumn(title: "Base slots", items: model.baseTop)
                         Divider()

@@ -7,7 +7,10 @@ import Dispatch
 #endif
 
 /// Statistics over latency samples in milliseconds: mean, trimmed mean (floor(n/10) samples cut from each end of
-/// the sorted list), percentiles by linear interpolation between closest ranks (numpy.percentile's default).
+/// the sorted list), percentiles by linear interpolation between closest ranks (numpy.percentile's default, with
+/// numpy's own arithmetic: equal to numpy bit for bit). Both means sum the sorted samples in ascending order and
+/// divide by their count (numpy sums pairwise in the given order, so a mean may differ from numpy's in the last
+/// bit: the golden test compares avg and trimmean within 1e-12 relative, the percentiles exactly).
 public struct LatencyStats: Equatable, Sendable {
     public let count: Int
     public let avg: Double
@@ -30,7 +33,9 @@ public struct LatencyStats: Equatable, Sendable {
         p99 = LatencyStats.percentile(sorted, 99)
     }
 
-    /// The q-th percentile of sorted values: position (n - 1) * q / 100, linear between its neighbours.
+    /// The q-th percentile of sorted values, numpy's linear method exactly: pos = (n - 1) * q / 100, i = floor(pos),
+    /// t = pos - i, a = sorted[i], b = sorted[min(i + 1, n - 1)]; a + (b - a) * t when t < 0.5, else
+    /// b - (b - a) * (1 - t).
     public static func percentile(_ sorted: [Double], _ q: Double) -> Double {
         let position = Double(sorted.count - 1) * q / 100
         let low = Int(position.rounded(.down))
@@ -60,7 +65,7 @@ public struct DeviceInfo: Equatable, Sendable {
 
 /// The model a record is about (the record's benchmarkModel).
 public struct BenchmarkModel: Equatable, Sendable {
-    public let name: String  // the model file's name without extension
+    public let name: String  // the model file's name without its last extension
     public let backend: String  // "xnnpack" | "litert" | "coreml"
     public let quantization: String  // the manifest's quantization mode, "int8" | "none"
 
@@ -70,12 +75,19 @@ public struct BenchmarkModel: Equatable, Sendable {
         self.quantization = quantization
     }
 
-    /// The model of a manifest target: coreml -> "coreml", tflite -> "litert", executorch -> "xnnpack".
+    /// The model of a manifest target: coreml -> "coreml", tflite -> "litert", executorch -> "xnnpack"; the name
+    /// is the target's `file` without its last extension.
     public init(target: Manifest.Target, manifest: Manifest) {
         let backends = ["coreml": "coreml", "tflite": "litert", "executorch": "xnnpack"]
-        var name = target.file
-        if let dot = name.firstIndex(of: "."), dot != name.startIndex { name = String(name[..<dot]) }
-        self.init(name: name, backend: backends[target.name] ?? target.name, quantization: manifest.quantizationMode)
+        self.init(name: BenchmarkModel.name(ofFile: target.file), backend: backends[target.name] ?? target.name,
+                  quantization: manifest.quantizationMode)
+    }
+
+    /// A file name without its last extension: "model.pte" -> "model", "model.mlpackage" -> "model",
+    /// "model.int8.tflite" -> "model.int8"; a name without a dot (or with its only dot first) stays as it is.
+    public static func name(ofFile file: String) -> String {
+        guard let dot = file.lastIndex(of: "."), dot != file.startIndex else { return file }
+        return String(file[..<dot])
     }
 }
 
@@ -124,16 +136,19 @@ public struct BenchmarkRecord: Equatable, Sendable {
         ]))
     }
 
-    /// Integral values as JSON integers (load_status 0), others as doubles; non-finite values as -1.
+    /// Whether the record can be written: a non-finite value has no JSON form, and such a record is omitted from
+    /// benchmark_results.json (never written as -1, never an error).
+    public var isWritable: Bool { actualValue.isFinite && targetValue.isFinite }
+
+    /// Integral values as JSON integers (load_status 0), others as doubles (callers leave non-finite values out).
     static func number(_ value: Double) -> JSONValue {
-        guard value.isFinite else { return .int(-1) }
         if value == value.rounded(), abs(value) < 1e15 { return .int(Int(value)) }
         return .double(value)
     }
 
-    /// The records as the JSON array of benchmark_results.json.
+    /// The records as the JSON array of benchmark_results.json; records with a non-finite value are omitted.
     public static func jsonData(_ records: [BenchmarkRecord]) -> Data {
-        Data(JSONValue.array(records.map(\.json)).serialized())
+        Data(JSONValue.array(records.filter(\.isWritable).map(\.json)).serialized())
     }
 
     /// Write benchmark_results.json (atomically) into `directory`; returns its URL.
@@ -145,17 +160,18 @@ public struct BenchmarkRecord: Equatable, Sendable {
     }
 }
 
-/// What one benchmark session measured; `records` turns it into benchmark_results.json entries.
+/// What one benchmark session measured; `records` turns it into benchmark_results.json entries. A value that was
+/// not measured is NaN (e.g. no generate round trip offline): like any non-finite value, its record is omitted.
 public struct BenchmarkResults: Equatable, Sendable {
-    public var latenciesMs: [Double]  // one per forward call (after warm-up)
+    public var latenciesMs: [Double]  // BenchmarkSampling.forwardLatencies: one per timed forward call
     public var modelLoadMs: Double  // download excluded: unzip + compile + load
     public var loadStatus: Int  // 0 ok
     public var peakMemoryMB: Double  // peak physical footprint
-    public var slotSwapMs: Double  // slot blob bytes in memory -> first forward that uses them done
-    public var generateRoundTripMs: Double  // POST /v1/generate -> answer checked
+    public var slotSwapMs: Double  // BenchmarkSampling.slotSwapMs: p50 of 5 swaps
+    public var generateRoundTripMs: Double  // BenchmarkSampling.generateRoundTripMs: p50 of 5 round trips
 
     public init(latenciesMs: [Double], modelLoadMs: Double, loadStatus: Int = 0, peakMemoryMB: Double,
-                slotSwapMs: Double, generateRoundTripMs: Double) {
+                slotSwapMs: Double = .nan, generateRoundTripMs: Double = .nan) {
         self.latenciesMs = latenciesMs
         self.modelLoadMs = modelLoadMs
         self.loadStatus = loadStatus
@@ -174,6 +190,7 @@ public struct BenchmarkResults: Equatable, Sendable {
         values += [(.modelLoadTime, modelLoadMs), (.loadStatus, Double(loadStatus)), (.peakMemory, peakMemoryMB),
                    (.slotSwapLatency, slotSwapMs), (.generateRoundTrip, generateRoundTripMs)]
         return values.map { BenchmarkRecord(model: model, metric: $0.0, actualValue: $0.1, deviceInfo: device) }
+            .filter(\.isWritable)
     }
 }
 
@@ -187,10 +204,61 @@ public enum Benchmark {
         try body()
         return nowMs() - start
     }
+}
 
-    /// Time `body` `iterations` times after `warmUp` untimed calls; one sample (ms) per timed call.
-    public static func samplesMs(iterations: Int, warmUp: Int = 0, _ body: () throws -> Void) rethrows -> [Double] {
-        for _ in 0..<warmUp { try body() }
-        return try (0..<iterations).map { _ in try timeMs(body) }
+/// The sampling rules of the benchmark, one function per metric, the same in the Kotlin core (decision 7): the
+/// apps call these and only supply the forward call and the service.
+public enum BenchmarkSampling {
+    /// Slot swaps and generate round trips: this many timed repetitions, after `warmUpRepetitions` untimed.
+    public static let repetitions = 5
+    public static let warmUpRepetitions = 1
+
+    /// Forward latency: `numIter` timed calls of `forward` after `numWarmUpIter` untimed ones; one sample (ms) per
+    /// timed call (`LatencyStats` turns them into the avg, trimmean and percentile records).
+    public static func forwardLatencies(numIter: Int, numWarmUpIter: Int, clock: () -> Double = Benchmark.nowMs,
+                                        forward: () throws -> Void) rethrows -> [Double] {
+        for _ in 0..<max(0, numWarmUpIter) { try forward() }
+        return try (0..<max(0, numIter)).map { _ in
+            let start = clock()
+            try forward()
+            return clock() - start
+        }
+    }
+
+    /// Slot swap: 5 timed repetitions after 1 untimed of (the answer's bytes in memory -> decoded, checked and
+    /// installed into a copy of `slots` -> the first forward with the installed slots done); their p50 in ms.
+    /// A refused answer throws (a swap that installs nothing is not a swap).
+    public static func slotSwapMs(answer: SlotAnswer, slots: DeviceSlots, clock: () -> Double = Benchmark.nowMs,
+                                  forward: (SlotSet) throws -> Void) throws -> Double {
+        var samples: [Double] = []
+        for repetition in 0..<(warmUpRepetitions + repetitions) {
+            var device = slots  // every repetition installs into the same starting state
+            let start = clock()
+            let installed = try device.install(answer)
+            try forward(installed)
+            let elapsed = clock() - start
+            if repetition >= warmUpRepetitions { samples.append(elapsed) }
+        }
+        return LatencyStats(samplesMs: samples).p50
+    }
+
+    /// Generate round trip: 5 timed repetitions after 1 untimed of (POST /v1/generate -> the answer decoded and
+    /// checked against `manifest`, not installed); their p50 in ms. A failed or refused answer throws.
+    public static func generateRoundTripMs(manifest: Manifest, clock: () -> Double = Benchmark.nowMs,
+                                           generate: () async throws -> SlotAnswer) async throws -> Double {
+        var samples: [Double] = []
+        for repetition in 0..<(warmUpRepetitions + repetitions) {
+            let start = clock()
+            _ = try await generate().checked(against: manifest)
+            let elapsed = clock() - start
+            if repetition >= warmUpRepetitions { samples.append(elapsed) }
+        }
+        return LatencyStats(samplesMs: samples).p50
+    }
+
+    /// The same with a service client and a body.
+    public static func generateRoundTripMs(client: ServiceClient, body: GenerateBody, manifest: Manifest,
+                                           dtype: SlotDtype = .float32) async throws -> Double {
+        try await generateRoundTripMs(manifest: manifest) { try await client.generate(body, dtype: dtype) }
     }
 }

@@ -5,14 +5,19 @@ import Foundation
 
 /// What a refresh did.
 public enum RefreshOutcome: Equatable, Sendable {
-    /// New slots passed every check and are current.
+    /// New slots passed every check and are current: these are the slots the refresh installed.
     case installed(SlotSet)
     /// The service failed or the answer was refused; the previous slots stay current.
     case refused(DuetError)
 
     public var didInstall: Bool { if case .installed = self { return true }; return false }
+    /// The slots this refresh installed (not a re-read of shared state), nil when it was refused.
+    public var installedSlots: SlotSet? { if case .installed(let slots) = self { return slots }; return nil }
+    /// Why it was refused, nil when it installed new slots.
+    public var refusal: DuetError? { if case .refused(let error) = self { return error }; return nil }
 }
 
+/// A value type: a copy is an independent device state. `DeviceClient` holds one behind an actor for apps.
 public struct DeviceSlots: Sendable {
     public let manifest: Manifest
     /// Base's slots (GET /v1/slots/base): current until a generated answer is installed.
@@ -26,14 +31,17 @@ public struct DeviceSlots: Sendable {
     public var current: SlotSet { installed ?? base }
     public var isUsingBase: Bool { installed == nil }
 
-    public init(manifest: Manifest, base: SlotSet) {
+    /// Base's slots, checked against the manifest: exactly its slot names, in its order, with its shapes
+    /// (DuetError.slotShape otherwise: slots decoded for another manifest are refused here, not at the first call).
+    public init(manifest: Manifest, base: SlotSet) throws {
+        try base.check(against: manifest, what: "Base's slots")
         self.manifest = manifest
         self.base = base
     }
 
     /// Base's slots from a base-slots answer, checked like any answer (throws: there is nothing to fall back on).
     public init(manifest: Manifest, baseAnswer: SlotAnswer) throws {
-        self.init(manifest: manifest, base: try baseAnswer.checked(against: manifest))
+        try self.init(manifest: manifest, base: try baseAnswer.checked(against: manifest))
     }
 
     /// Fetch Base's slots from the service and hold them.
@@ -51,26 +59,56 @@ public struct DeviceSlots: Sendable {
             installed = slots
             lastRefusal = nil
             return slots
-        } catch let error as DuetError {
-            lastRefusal = error
-            throw error
+        } catch {
+            let refusal = DuetError.wrapping(error)
+            lastRefusal = refusal
+            throw refusal
         }
     }
 
+    /// Record a refusal that happened before there was an answer to check (no answer, a service error).
+    public mutating func refuse(_ error: DuetError) {
+        lastRefusal = error
+    }
+
     /// Generate slots for `body` and install them; never throws: a service failure or a refused answer leaves
-    /// the current slots and is returned (and kept in `lastRefusal`).
+    /// the current slots and is returned (and kept in `lastRefusal`). `.installed` carries the slots installed.
     public mutating func refresh(using client: ServiceClient, body: GenerateBody, dtype: SlotDtype = .float32,
                                  binary: Bool = false) async -> RefreshOutcome {
+        let answer: SlotAnswer
         do {
-            let answer = try await client.generate(body, dtype: dtype, binary: binary)
-            return .installed(try install(answer))
-        } catch let error as DuetError {
-            lastRefusal = error
-            return .refused(error)
+            answer = try await client.generate(body, dtype: dtype, binary: binary)
         } catch {
-            let wrapped = DuetError.service(status: 0, code: "", message: error.localizedDescription)
-            lastRefusal = wrapped
-            return .refused(wrapped)
+            let refusal = DuetError.wrapping(error)
+            lastRefusal = refusal
+            return .refused(refusal)
+        }
+        do {
+            return .installed(try install(answer))
+        } catch {
+            return .refused(DuetError.wrapping(error))
+        }
+    }
+}
+
+extension DuetError {
+    /// Any error as a DuetError: DuetErrors as they are, anything else as "no answer" (service, status 0).
+    static func wrapping(_ error: Error) -> DuetError {
+        if let duet = error as? DuetError { return duet }
+        return .service(status: 0, code: "", message: "\(error)")
+    }
+}
+
+extension SlotSet {
+    /// DuetError.slotShape unless these are exactly the manifest's slots: names in its order, its shapes.
+    func check(against manifest: Manifest, what: String) throws {
+        let names = slots.map(\.name)
+        let expected = manifest.slots.map(\.name)
+        guard names == expected else {
+            throw DuetError.slotShape("\(what): slots \(names) are not the manifest's \(expected)")
+        }
+        for (slot, spec) in zip(slots, manifest.slots) where slot.shape != spec.shape || slot.values.count != spec.numel {
+            throw DuetError.slotShape("\(what): slot \"\(spec.name)\" should have shape \(spec.shape), got \(slot.shape)")
         }
     }
 }

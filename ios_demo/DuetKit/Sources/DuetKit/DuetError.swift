@@ -11,7 +11,8 @@ public enum DuetError: Error, Equatable, Sendable {
     case slotShape(String)
     /// An invalid manifest, another format version or model version, a downloaded file with the wrong sha256.
     case manifest(String)
-    /// The service answered an error (status >= 400) or did not answer at all (status 0).
+    /// The service answered an error (status >= 400), redirected (3xx: never followed, code "redirect") or did not
+    /// answer at all (status 0: no connection, a timeout, an answer cut short).
     /// `code` and `message` come from the JSON body `{"error": code, "message": text}` ("http_error" and the
     /// first 200 characters of the body when it is not that JSON); `retryAfter` is the Retry-After header, if sent.
     case service(status: Int, code: String, message: String, retryAfter: Double? = nil)

@@ -7,6 +7,16 @@ import Foundation
 public struct Manifest: Equatable, Sendable {
     /// The only manifest format this code understands.
     public static let formatVersion = 1
+    /// Largest slot_blob.nbytes accepted: a slot answer is read into memory whole (ServiceClient caps slot answers
+    /// at the same 64 MiB), and every slot offset and size is then far from Int's range.
+    public static let maxSlotBlobBytes = 64 << 20
+    /// Most elements an input or the output may have (1 GiB of float32): element counts and byte sizes computed
+    /// from a manifest's shapes never overflow Int.
+    public static let maxTensorElements = 1 << 28
+    /// Most dimensions of a shape (the schema's $defs/shape: 1 to 8 positive integers).
+    public static let maxRank = 8
+    /// The quantization modes of format 1.
+    public static let quantizationModes: Set<String> = ["none", "int8"]
 
     public enum TensorDType: String, Equatable, Sendable { case int32, float32 }
 
@@ -16,7 +26,8 @@ public struct Manifest: Equatable, Sendable {
         public let shape: [Int]
         public let dtype: TensorDType
         public let description: String
-        public var numel: Int { shape.reduce(1, *) }
+        /// The element count, computed (without overflow, at most maxTensorElements) when the manifest was parsed.
+        public let numel: Int
     }
 
     /// A swappable parameter: its place in the flat little-endian float32 slot blob.
@@ -26,7 +37,8 @@ public struct Manifest: Equatable, Sendable {
         public let dtype: String  // always "float32" in format 1
         public let offset: Int
         public let nbytes: Int
-        public var numel: Int { shape.reduce(1, *) }
+        /// The element count (= nbytes / 4), checked when the manifest was parsed.
+        public var numel: Int { nbytes / 4 }
     }
 
     public enum ServedAs: String, Equatable, Sendable { case file, zip }
@@ -55,7 +67,7 @@ public struct Manifest: Equatable, Sendable {
     public let slots: [Slot]
     public let slotBlobBytes: Int  // slot_blob.nbytes: the sum of the slots' nbytes
     public let callSignature: [String]  // input names, then slot names
-    public let quantizationMode: String  // quantization.mode ("none" when absent)
+    public let quantizationMode: String  // quantization.mode: "none" or "int8"
     public let targets: [Target]  // in manifest order
     /// generate.request_schema: the JSON Schema of a generate body, if the manifest has one.
     public let requestSchema: JSONValue?
@@ -106,11 +118,15 @@ public struct Manifest: Equatable, Sendable {
             try r.tensor(value, "inputs/\(i)")
         }
         guard !inputs.isEmpty else { throw DuetError.manifest("\(source): inputs: the program has no inputs") }
+        try r.unique(inputs.map(\.name), "inputs")
         let output = try r.tensor(try r.required(root, "output", ""), "output")
         let slots = try parseSlots(try r.array(root, "slots", ""), r)
+        try r.unique(slots.map(\.name), "slots")
         let slotBlob = try r.object(root, "slot_blob", "")
         let blobBytes = try r.int(slotBlob, "nbytes", "slot_blob/")
-        let total = slots.reduce(0) { $0 + $1.nbytes }
+        // parseSlots checked that every slot sits at the running offset and that the sum stays within
+        // maxSlotBlobBytes, so the last slot's end is the sum, computed without overflow.
+        let total = slots.last.map { $0.offset + $0.nbytes } ?? 0
         guard blobBytes == total else {
             throw DuetError.manifest("\(source): slot_blob.nbytes is \(blobBytes), slots add up to \(total)")
         }
@@ -121,15 +137,17 @@ public struct Manifest: Equatable, Sendable {
         guard signature == names else {
             throw DuetError.manifest("\(source): call_signature \(signature) should be inputs then slots \(names)")
         }
-        var mode = "none"
-        if let quantization = root["quantization"] {
-            guard let object = quantization.objectValue else {
-                throw DuetError.manifest("\(source): quantization should be an object, found \(quantization.kindName)")
-            }
-            mode = try r.string(object, "mode", "quantization/")
+        // quantization with its mode is required (the schema's "required"), the mode one of none / int8
+        let quantization = try r.object(root, "quantization", "")
+        let mode = try r.string(quantization, "mode", "quantization/")
+        guard quantizationModes.contains(mode) else {
+            throw DuetError.manifest("\(source): quantization/mode should be \"none\" or \"int8\", found \"\(mode)\"")
         }
         let targetsObject = try r.object(root, "targets", "")
         guard targetsObject.count > 0 else { throw DuetError.manifest("\(source): targets: the manifest has no target") }
+        for name in targetsObject.keys where !isTargetName(name) {
+            throw DuetError.manifest("\(source): targets: \"\(name)\" is not a target name ([a-z][a-z0-9_]*)")
+        }
         let targets = try targetsObject.map { entry in
             try parseTarget(entry.key, entry.value, arguments: names.count, r)
         }
@@ -147,7 +165,7 @@ public struct Manifest: Equatable, Sendable {
             guard let object = value.objectValue else {
                 throw DuetError.manifest("\(r.source): \(path): should be an object, found \(value.kindName)")
             }
-            let name = try r.string(object, "name", path)
+            let name = try r.name(object, path)
             let shape = try r.shape(object, path)
             let dtype = try r.string(object, "dtype", path)
             guard dtype == "float32" else {
@@ -155,17 +173,18 @@ public struct Manifest: Equatable, Sendable {
             }
             let slotOffset = try r.int(object, "offset", path)
             let nbytes = try r.int(object, "nbytes", path)
-            let (numel, overflow) = shape.reduce((1, false)) { acc, n in
-                let (product, o) = acc.0.multipliedReportingOverflow(by: n)
-                return (product, acc.1 || o)
+            // Every product and sum is bounded before it is formed: crafted shapes ([2^60, ...]) or many large
+            // slots are refused, never an Int overflow trap.
+            guard let numel = elementCount(shape, limit: (maxSlotBlobBytes - offset) / 4) else {
+                throw DuetError.manifest("\(r.source): slot \"\(name)\" of shape \(shape) does not fit in a slot blob "
+                                         + "of at most \(maxSlotBlobBytes) bytes after the \(offset) bytes before it")
             }
-            let expected = 4 &* numel
-            guard !overflow, numel <= Int.max / 4, slotOffset == offset, nbytes == expected else {
+            let expected = 4 * numel
+            guard slotOffset == offset, nbytes == expected else {
                 throw DuetError.manifest("\(r.source): slot \"\(name)\" should sit at byte \(offset) with "
-                                         + "\(overflow ? "?" : String(expected)) bytes, found offset \(slotOffset) "
-                                         + "and \(nbytes) bytes")
+                                         + "\(expected) bytes, found offset \(slotOffset) and \(nbytes) bytes")
             }
-            offset += expected
+            offset += expected  // <= maxSlotBlobBytes
             return Slot(name: name, shape: shape, dtype: dtype, offset: slotOffset, nbytes: nbytes)
         }
     }
@@ -218,6 +237,35 @@ public struct Manifest: Equatable, Sendable {
                       servedAs: servedAs, inputNames: inputNames, outputName: outputName, notes: notes)
     }
 
+    /// The product of `shape`, or nil when it exceeds `limit` (checked at every step: it never overflows).
+    static func elementCount(_ shape: [Int], limit: Int) -> Int? {
+        var product = 1
+        for dim in shape {
+            let (next, overflow) = product.multipliedReportingOverflow(by: dim)
+            guard !overflow, next <= limit else { return nil }
+            product = next
+        }
+        return product
+    }
+
+    /// A target's key: ^[a-z][a-z0-9_]*$ (the schema's propertyNames).
+    static func isTargetName(_ name: String) -> Bool {
+        let bytes = Array(name.utf8)
+        guard let first = bytes.first, first >= 0x61, first <= 0x7A else { return false }
+        return bytes.dropFirst().allSatisfy { c in
+            (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == UInt8(ascii: "_")
+        }
+    }
+
+    /// A tensor or slot name: ^[A-Za-z_][A-Za-z0-9_.]*$, at most 128 characters (the schema's $defs/name).
+    static func isTensorName(_ name: String) -> Bool {
+        let bytes = Array(name.utf8)
+        guard let first = bytes.first, bytes.count <= 128 else { return false }
+        func letter(_ c: UInt8) -> Bool { (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == UInt8(ascii: "_") }
+        guard letter(first) else { return false }
+        return bytes.dropFirst().allSatisfy { c in letter(c) || (c >= 0x30 && c <= 0x39) || c == UInt8(ascii: ".") }
+    }
+
     /// ^[A-Za-z0-9_.-]+$ and not "." or "..": a name that cannot leave the directory it is written in.
     static func isPlainFileName(_ name: String) -> Bool {
         guard !name.isEmpty, name != ".", name != ".." else { return false }
@@ -260,26 +308,46 @@ public struct Manifest: Equatable, Sendable {
             guard let o = value.objectValue else { throw wrongType(path + key, "an object", value) }
             return o
         }
-        /// A shape: a non-empty array of positive integers (the schema's $defs/shape).
+        /// A shape: 1 to 8 positive integers (the schema's $defs/shape).
         func shape(_ object: JSONObject, _ path: String) throws -> [Int] {
             let items = try array(object, "shape", path)
             let dims = items.compactMap(\.intValue)
-            guard !items.isEmpty, dims.count == items.count, dims.allSatisfy({ $0 >= 1 }) else {
-                throw DuetError.manifest("\(source): \(path)shape should be a non-empty array of positive integers")
+            guard (1...Manifest.maxRank).contains(items.count), dims.count == items.count, dims.allSatisfy({ $0 >= 1 }) else {
+                throw DuetError.manifest("\(source): \(path)shape should be 1 to \(Manifest.maxRank) positive integers")
             }
             return dims
+        }
+        /// A tensor or slot name (the schema's $defs/name).
+        func name(_ object: JSONObject, _ path: String) throws -> String {
+            let name = try string(object, "name", path)
+            guard Manifest.isTensorName(name) else {
+                throw DuetError.manifest("\(source): \(path)name \"\(name)\" is not a name ([A-Za-z_][A-Za-z0-9_.]*, "
+                                         + "at most 128 characters)")
+            }
+            return name
+        }
+        /// Names that must not repeat (inputs, slots).
+        func unique(_ names: [String], _ path: String) throws {
+            var seen = Set<String>()
+            for name in names where !seen.insert(name).inserted {
+                throw DuetError.manifest("\(source): \(path): \"\(name)\" appears twice")
+            }
         }
         func tensor(_ value: JSONValue, _ path: String) throws -> Tensor {
             guard let object = value.objectValue else { throw wrongType(path, "an object", value) }
             let p = path + "/"
-            let name = try string(object, "name", p)
+            let name = try name(object, p)
             let shape = try shape(object, p)
+            guard let numel = Manifest.elementCount(shape, limit: Manifest.maxTensorElements) else {
+                throw DuetError.manifest("\(source): \(p)shape \(shape) has more than \(Manifest.maxTensorElements) "
+                                         + "elements")
+            }
             let dtypeText = try string(object, "dtype", p)
             guard let dtype = TensorDType(rawValue: dtypeText) else {
                 throw DuetError.manifest("\(source): \(p)dtype should be \"int32\" or \"float32\", found \"\(dtypeText)\"")
             }
-            let description = object["description"]?.stringValue ?? ""
-            return Tensor(name: name, shape: shape, dtype: dtype, description: description)
+            let description = try string(object, "description", p)
+            return Tensor(name: name, shape: shape, dtype: dtype, description: description, numel: numel)
         }
     }
 }

@@ -81,10 +81,13 @@ public struct Safetensors: Equatable, Sendable {
             }
             position = e.end
         }
+        // Compared as remaining bytes, never as dataStart + position: a crafted header can put `position` near
+        // Int.max (e.g. shapes [2^60] and [2^60 - 1]), and the sum would trap instead of refusing the blob.
         let dataStart = 8 + headerLength
-        guard dataStart + position == raw.count else {
-            throw DuetError.blob("the tensors cover \(position) data bytes but the blob holds \(raw.count - dataStart)"
-                                 + (dataStart + position > raw.count ? " (truncated)" : " (trailing bytes)"))
+        let available = raw.count - dataStart
+        guard position == available else {
+            throw DuetError.blob("the tensors cover \(position) data bytes but the blob holds \(available)"
+                                 + (position > available ? " (truncated)" : " (trailing bytes)"))
         }
         let tensors = entries.map { e in
             DecodedTensor(name: e.name, dtype: e.dtype, shape: e.shape,

@@ -48,10 +48,11 @@ public struct SlotSet: Equatable, Sendable {
         try self.init(checking: try Safetensors.decode(blob).tensors, against: manifest.slots)
     }
 
-    /// Slots from the flat little-endian float32 form (the manifest's slot_blob layout).
+    /// Slots from the flat little-endian float32 form (the manifest's slot_blob layout); a flat blob of another size
+    /// than slot_blob.nbytes is DuetError.slotShape (as in the Kotlin core).
     public init(flat: Data, manifest: Manifest) throws {
         guard flat.count == manifest.slotBlobBytes else {
-            throw DuetError.blob("flat slots of \(flat.count) bytes; the manifest's slot_blob has \(manifest.slotBlobBytes)")
+            throw DuetError.slotShape("flat slots of \(flat.count) bytes; the manifest's slot_blob has \(manifest.slotBlobBytes)")
         }
         let tensors = flat.withUnsafeBytes { raw in
             manifest.slots.map { slot in

@@ -32,7 +32,11 @@ public struct ZipArchive: Sendable {
     /// Read the central directory (zip64, encrypted entries and methods other than stored and deflate are refused).
     public init(data: Data) throws {
         self.data = data
-        let bytes = [UInt8](data)
+        // read in place (the mapped file is not copied: a program zip is never held twice in memory)
+        entries = try data.withUnsafeBytes { try ZipArchive.centralDirectory($0) }
+    }
+
+    private static func centralDirectory(_ bytes: UnsafeRawBufferPointer) throws -> [Entry] {
         guard bytes.count >= 22 else { throw DuetError.blob("zip of \(bytes.count) bytes: too short to be a zip") }
         var end = -1
         var at = bytes.count - 22
@@ -83,7 +87,7 @@ public struct ZipArchive: Sendable {
                                  uncompressedSize: uncompressed, localHeaderOffset: local))
             p += 46 + nameLength + extraLength + commentLength
         }
-        self.entries = entries
+        return entries
     }
 
     /// An entry's bytes, inflated, with its size and CRC-32 checked against the central directory.

@@ -68,7 +68,11 @@ public final class CoreMLProgram: @unchecked Sendable {
     /// The program's features for one call: inputs and slots in call_signature order, as MLMultiArrays (int32
     /// inputs, float32 slots) named by input_names. DuetError.slotShape when an input does not fit the manifest.
     public func features(inputs: [String: ProgramInput], slots: SlotSet) throws -> MLFeatureProvider {
-        let arguments = try ProgramCall.arguments(manifest: manifest, target: target, inputs: inputs, slots: slots)
+        try features(arguments: try ProgramCall.arguments(manifest: manifest, target: target, inputs: inputs, slots: slots))
+    }
+
+    /// The features of arguments already assembled (ProgramCall.arguments, Recommendation.rank), by runtime name.
+    public func features(arguments: [ProgramArgument]) throws -> MLFeatureProvider {
         var values: [String: MLFeatureValue] = [:]
         for argument in arguments {
             values[argument.runtimeName] = MLFeatureValue(multiArray: try CoreMLProgram.multiArray(argument))
@@ -90,6 +94,11 @@ public final class CoreMLProgram: @unchecked Sendable {
     /// Build the features and run one forward call.
     public func predict(inputs: [String: ProgramInput], slots: SlotSet) throws -> [Float] {
         try predict(try features(inputs: inputs, slots: slots))
+    }
+
+    /// One forward call with assembled arguments (the `run` of Recommendation.rank).
+    public func predict(arguments: [ProgramArgument]) throws -> [Float] {
+        try predict(try features(arguments: arguments))
     }
 
     // MARK: MLMultiArray conversion

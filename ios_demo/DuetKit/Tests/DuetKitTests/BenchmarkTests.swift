@@ -44,11 +44,92 @@ final class BenchmarkTests: XCTestCase {
         XCTAssertEqual(array.last?.objectValue?["actualValue"]?.numberValue, 12.75)
     }
 
-    func testSamplesTimeEachCallAfterTheWarmUp() {
+    func testNonFiniteValuesAreOmittedNeverWrittenAsMinusOne() throws {
+        let manifest = try sampleManifest()
+        let model = BenchmarkModel(target: try manifest.target("coreml"), manifest: manifest)
+        let device = DeviceInfo(device: "d", arch: "arm64", os: "iOS 17.4", totalMem: 1, availMem: 1)
+        // offline: no generate round trip (NaN, the default); a broken clock: an infinite slot swap
+        let results = BenchmarkResults(latenciesMs: [1, 2], modelLoadMs: 3, peakMemoryMB: .nan, slotSwapMs: .infinity)
+        let records = results.records(model: model, device: device)
+        XCTAssertEqual(records.map(\.metric), ["avg_inference_latency(ms)", "trimmean_inference_latency(ms)",
+                                               "p50_inference_latency(ms)", "p90_inference_latency(ms)",
+                                               "p99_inference_latency(ms)", "model_load_time(ms)", "load_status"])
+        let forged = BenchmarkRecord(model: model, metric: .slotSwapLatency, actualValue: -.infinity, deviceInfo: device)
+        XCTAssertFalse(forged.isWritable)
+        let written = try JSONValue.parse(BenchmarkRecord.jsonData(records + [forged])).arrayValue
+        XCTAssertEqual(written?.count, records.count)
+        XCTAssertFalse(String(decoding: BenchmarkRecord.jsonData(records + [forged]), as: UTF8.self).contains("-1"))
+    }
+
+    func testTheModelNameIsTheFileWithoutItsLastExtension() {
+        XCTAssertEqual(BenchmarkModel.name(ofFile: "model.pte"), "model")
+        XCTAssertEqual(BenchmarkModel.name(ofFile: "model.mlpackage"), "model")
+        XCTAssertEqual(BenchmarkModel.name(ofFile: "model.int8.tflite"), "model.int8")
+        XCTAssertEqual(BenchmarkModel.name(ofFile: "model"), "model")
+    }
+
+    /// A clock that advances by the given steps, one per reading (start, end, start, end, ...).
+    final class SteppingClock {
+        private var now = 0.0
+        private var steps: [Double]
+        private(set) var readings = 0
+        init(durations: [Double]) { steps = durations.flatMap { [0, $0] } }
+        func read() -> Double {
+            readings += 1
+            if !steps.isEmpty { now += steps.removeFirst() }
+            return now
+        }
+    }
+
+    func testForwardLatencyTimesNumIterCallsAfterNumWarmUpIterUntimed() {
         var calls = 0
-        let samples = Benchmark.samplesMs(iterations: 5, warmUp: 2) { calls += 1 }
-        XCTAssertEqual(samples.count, 5)
+        let clock = SteppingClock(durations: [5, 1, 2, 3])
+        let samples = BenchmarkSampling.forwardLatencies(numIter: 4, numWarmUpIter: 3, clock: clock.read) { calls += 1 }
         XCTAssertEqual(calls, 7)
-        XCTAssertTrue(samples.allSatisfy { $0 >= 0 })
+        XCTAssertEqual(clock.readings, 8)  // the warm-up calls are not timed
+        XCTAssertEqual(samples, [5, 1, 2, 3])
+        XCTAssertEqual(BenchmarkSampling.forwardLatencies(numIter: 0, numWarmUpIter: 0) { calls += 1 }, [])
+    }
+
+    func testSlotSwapIsTheP50OfFiveTimedSwapsAfterOneWarmUp() throws {
+        let manifest = try sampleManifest()
+        let device = try DeviceSlots(manifest: manifest, baseAnswer: answer(sampleSlotBlob()))
+        let generated = answer(sampleSlotBlob(b: [7, 8, 9]))
+        var forwards: [SlotSet] = []
+        // warm-up 100 ms (dropped), then 4, 1, 3, 9, 2: p50 = 3
+        let clock = SteppingClock(durations: [100, 4, 1, 3, 9, 2])
+        let p50 = try BenchmarkSampling.slotSwapMs(answer: generated, slots: device, clock: clock.read) { forwards.append($0) }
+        XCTAssertEqual(p50, 3)
+        XCTAssertEqual(forwards.count, 6)  // 1 warm-up + 5 timed, each the first forward with the installed slots
+        XCTAssertTrue(forwards.allSatisfy { $0.slots[1].values == [7, 8, 9] })
+        XCTAssertTrue(device.isUsingBase)  // the caller's slots are not changed
+        // a refused answer is not a swap
+        assertDuetError("manifest") {
+            try BenchmarkSampling.slotSwapMs(answer: answer(sampleSlotBlob(), version: "ffffffffffffffff"), slots: device) { _ in }
+        }
+    }
+
+    func testGenerateRoundTripIsTheP50OfFiveCheckedAnswersAfterOneWarmUpNotInstalled() async throws {
+        let manifest = try sampleManifest()
+        var posts = 0
+        let clock = SteppingClock(durations: [50, 10, 30, 20, 40, 60])  // p50 of 10, 30, 20, 40, 60 = 30
+        let p50 = try await BenchmarkSampling.generateRoundTripMs(manifest: manifest, clock: clock.read) {
+            posts += 1
+            return answer(sampleSlotBlob())
+        }
+        XCTAssertEqual(p50, 30)
+        XCTAssertEqual(posts, 6)
+        // the answer is checked: a corrupt one fails the measurement
+        var corrupt = sampleSlotBlob()
+        let digest = SHA256Hasher.portableHex(corrupt)
+        corrupt[corrupt.count - 1] ^= 1
+        do {
+            _ = try await BenchmarkSampling.generateRoundTripMs(manifest: manifest) {
+                SlotAnswer(blob: corrupt, sha256: digest, modelVersion: manifest.modelVersion)
+            }
+            XCTFail("a corrupt answer must not be timed as a round trip")
+        } catch let error as DuetError {
+            XCTAssertEqual(error.reasonID, "blob")
+        }
     }
 }

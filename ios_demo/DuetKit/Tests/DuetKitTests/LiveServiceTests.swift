@@ -1,59 +1,30 @@
-// Against a real `cli.py serve` started by tests/live_service.py (make ios-core-test): what DuetKit receives must
-// be what the Python client received for the same requests, byte for byte. Skipped without DUET_LIVE_DIR, unless
-// DUET_REQUIRE_LIVE=1 (then it fails).
+// Against a real `cli.py serve` started by tests/live_service.py (make ios-core-test): what DuetKit receives and
+// decodes itself must be what the Python client decoded for the same requests, byte for byte. Skipped without
+// DUET_LIVE_DIR, unless DUET_REQUIRE_LIVE=1 (then every test fails: none is skipped silently).
 
 import Foundation
 import XCTest
 @testable import DuetKit
 
 final class LiveServiceTests: XCTestCase {
-    struct Device { let body: GenerateBody; let flat: Data; let blobSHA256: String }
+    // Each test loads the fixture in its body (not in setUpWithError): without DUET_LIVE_DIR it skips, and under
+    // DUET_REQUIRE_LIVE=1 it fails as a plain failure (corelibs XCTest reports a setUp error as "skipped" too).
 
-    struct Live {
-        let dir: URL
-        let url: String
-        let apiKey: String
-        let wrongKey: String
-        let target: String
-        let baseFlat: Data
-        let baseSHA256: String
-        let devices: [Device]
-
-        var client: ServiceClient { get throws { try ServiceClient(url: url, apiKey: apiKey) } }
-    }
-
-    var live: Live!
-
-    override func setUpWithError() throws {
-        let env = ProcessInfo.processInfo.environment
-        guard let dirText = env["DUET_LIVE_DIR"], !dirText.isEmpty else {
-            if env["DUET_REQUIRE_LIVE"] == "1" {
-                XCTFail("DUET_REQUIRE_LIVE=1 but DUET_LIVE_DIR is not set: run the live tests through "
-                        + "tests/live_service.py (make ios-core-test)")
-            }
-            throw XCTSkip("live service tests skipped: DUET_LIVE_DIR is not set (run `make ios-core-test`)")
-        }
-        let dir = URL(fileURLWithPath: dirText, isDirectory: true)
-        let json = try XCTUnwrap(try JSONValue.parse(Data(contentsOf: dir.appendingPathComponent("live.json"))).objectValue)
-        func string(_ object: JSONObject?, _ key: String) throws -> String {
-            try XCTUnwrap(object?[key]?.stringValue, "live.json: \(key)")
-        }
-        func flat(_ object: JSONObject?) throws -> Data {
-            try Data(contentsOf: dir.appendingPathComponent(try string(object, "flat")))
-        }
-        let base = json["base"]?.objectValue
-        let devices = try XCTUnwrap(json["devices"]?.arrayValue).map { value -> Device in
-            let object = value.objectValue
-            return Device(body: try GenerateBody(json: try XCTUnwrap(object?["body"])), flat: try flat(object),
-                          blobSHA256: try string(object, "blob_sha256"))
-        }
-        XCTAssertGreaterThanOrEqual(devices.count, 2)
-        live = Live(dir: dir, url: try string(json, "url"), apiKey: try string(json, "api_key"),
-                    wrongKey: try string(json, "wrong_key"), target: try string(json, "target"), baseFlat: try flat(base),
-                    baseSHA256: try string(base, "blob_sha256"), devices: devices)
+    func testTheManifestIsTheOneOfLiveJSONAndEveryAnswerCarriesItsModelVersion() async throws {
+        let live = try LiveFixture.shared()
+        let client = try live.client
+        let manifest = try await client.manifest()
+        XCTAssertEqual(manifest.modelVersion, live.modelVersion)
+        let base = try await client.baseSlots()
+        XCTAssertEqual(base.modelVersion, manifest.modelVersion)
+        let generated = try await client.generate(live.devices[0].body)
+        XCTAssertEqual(generated.modelVersion, manifest.modelVersion)
+        let half = try await client.generate(live.devices[0].body, dtype: .float16, binary: true)
+        XCTAssertEqual(half.modelVersion, manifest.modelVersion)
     }
 
     func testManifestAndProgramDownloadIntoTheCache() async throws {
+        let live = try LiveFixture.shared()
         let client = try live.client
         let manifest = try await client.manifest()
         let target = try manifest.target(live.target)
@@ -64,8 +35,7 @@ final class LiveServiceTests: XCTestCase {
         XCTAssertEqual(path, cache.appendingPathComponent(target.sha256).appendingPathComponent(target.servedFileName))
         XCTAssertEqual(try SHA256Hasher.hex(fileAt: path), target.sha256)
         XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: path.path)[.size] as? Int, target.bytes)
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: path.deletingLastPathComponent().path),
-                       [target.servedFileName])  // no temp file left
+        XCTAssertEqual(filesUnder(cache), ["\(target.sha256)/\(target.servedFileName)"])  // no temp file left
 
         // the second download is served from the cache: a client that cannot reach any service still gets it
         let unreachable = try ServiceClient(url: "http://127.0.0.1:1", apiKey: live.apiKey, timeout: 5)
@@ -73,25 +43,45 @@ final class LiveServiceTests: XCTestCase {
         XCTAssertEqual(again, path)
         // ...while a damaged cached file is fetched again
         try Data("damaged".utf8).write(to: path)
-        do {
-            _ = try await unreachable.download(live.target, manifest: manifest, cacheDirectory: cache)
-            XCTFail("a damaged cached file must not be returned")
-        } catch let error as DuetError {
-            XCTAssertEqual(error.status, 0)
-        }
+        let error = await duetError { try await unreachable.download(live.target, manifest: manifest, cacheDirectory: cache) }
+        XCTAssertEqual(error?.status, 0)
         _ = try await client.download(live.target, manifest: manifest, cacheDirectory: cache)
         XCTAssertEqual(try SHA256Hasher.hex(fileAt: path), target.sha256)
     }
 
-    func testTheCoreMLPackageZipExtracts() async throws {
+    /// Decision 9: a download stops as soon as it is longer than the manifest's `bytes`, and nothing is left in
+    /// the cache; a one-character file name is fine for the temp file.
+    func testADownloadLongerThanTheManifestSaysIsStoppedAndNothingIsKept() async throws {
+        let live = try LiveFixture.shared()
         let client = try live.client
         let manifest = try await client.manifest()
-        guard let coreml = manifest.targets.first(where: { $0.servedAs == .zip }) else {
-            throw XCTSkip("the live export has no zip-served target")
-        }
+        let target = try manifest.target(live.target)
+        let cache = try TestPaths.temporaryDirectory("duet-cache")
+        defer { try? FileManager.default.removeItem(at: cache) }
+
+        let short = manifest.replacing(target, with: target.with(bytes: 1000))
+        let error = await duetError { try await client.download(live.target, manifest: short, cacheDirectory: cache) }
+        XCTAssertEqual(error?.reasonID, "manifest", "\(String(describing: error))")
+        XCTAssertTrue(error?.message.contains("more than the manifest's 1000 bytes") ?? false, "\(String(describing: error))")
+        XCTAssertEqual(filesUnder(cache), [])
+
+        let oneLetter = manifest.replacing(target, with: target.with(file: "m"))
+        let path = try await client.download(live.target, manifest: oneLetter, cacheDirectory: cache)
+        XCTAssertEqual(path.lastPathComponent, "m")
+        XCTAssertEqual(filesUnder(cache), ["\(target.sha256)/m"])
+    }
+
+    func testTheCoreMLPackageZipExtracts() async throws {
+        let live = try LiveFixture.shared()
+        let client = try live.client
+        let manifest = try await client.manifest()
+        // the harness exports tflite and coreml: a zip-served target must be there
+        let coreml = try XCTUnwrap(manifest.targets.first(where: { $0.servedAs == .zip }),
+                                   "the live export has no zip-served target (tests/live_service.py exports coreml)")
         let cache = try TestPaths.temporaryDirectory("duet-cache")
         defer { try? FileManager.default.removeItem(at: cache) }
         let zip = try await client.download(coreml.name, manifest: manifest, cacheDirectory: cache)
+        XCTAssertEqual(zip.lastPathComponent, coreml.file + ".zip")
         let archive = try ZipArchive(contentsOf: zip)
         XCTAssertTrue(archive.entries.contains { $0.method == 8 }, "the served package is deflated")
         let package = try archive.extractAll(to: zip.deletingLastPathComponent())
@@ -100,42 +90,53 @@ final class LiveServiceTests: XCTestCase {
     }
 
     func testBaseSlotsEqualThePythonClients() async throws {
+        let live = try LiveFixture.shared()
         let client = try live.client
         let manifest = try await client.manifest()
         let answer = try await client.baseSlots()
         XCTAssertEqual(answer.sha256, live.baseSHA256)
         XCTAssertEqual(answer.slotDtype, "float32")
+        XCTAssertEqual(answer.modelVersion, manifest.modelVersion)
         XCTAssertEqual(try answer.checked(against: manifest).flatBytes, live.baseFlat)
     }
 
     func testGeneratedSlotsFromJSONAndBinaryBodiesEqualThePythonClients() async throws {
+        let live = try LiveFixture.shared()
         let client = try live.client
         let manifest = try await client.manifest()
         var device = try await DeviceSlots.load(from: client, manifest: manifest)
         XCTAssertEqual(device.current.flatBytes, live.baseFlat)
 
         let first = await device.refresh(using: client, body: live.devices[0].body)  // JSON body
-        XCTAssertTrue(first.didInstall, "\(first)")
-        XCTAssertEqual(device.current.flatBytes, live.devices[0].flat)
+        let firstSlots = try XCTUnwrap(first.installedSlots, "\(first)")
+        XCTAssertEqual(firstSlots.flatBytes, live.devices[0].flat)
+        XCTAssertEqual(device.current, firstSlots)
         let json = try await client.generate(live.devices[0].body)
         XCTAssertEqual(json.sha256, live.devices[0].blobSHA256)
+        XCTAssertEqual(json.modelVersion, manifest.modelVersion)
 
         let binary = try await client.generate(live.devices[1].body, binary: true)
         XCTAssertEqual(binary.sha256, live.devices[1].blobSHA256)
-        let second = try device.install(binary)
-        XCTAssertEqual(second.flatBytes, live.devices[1].flat)
-        XCTAssertNotEqual(live.devices[0].flat, live.devices[1].flat)
-        XCTAssertNotEqual(device.current.flatBytes, live.baseFlat)
+        XCTAssertEqual(binary.modelVersion, manifest.modelVersion)
+        let secondSlots = try device.install(binary)
+        XCTAssertEqual(secondSlots.flatBytes, live.devices[1].flat)
+        // the slots DuetKit decoded for the two devices differ (and differ from Base's)
+        XCTAssertNotEqual(firstSlots, secondSlots)
+        XCTAssertNotEqual(firstSlots.flatBytes, secondSlots.flatBytes)
+        XCTAssertNotEqual(device.current, device.base)
     }
 
     func testAFloat16AnswerIsWithinOnePercentOfTheFloat32One() async throws {
+        let live = try LiveFixture.shared()
         let client = try live.client
         let manifest = try await client.manifest()
         let half = try await client.generate(live.devices[0].body, dtype: .float16)
         XCTAssertEqual(half.slotDtype, "float16")
+        XCTAssertEqual(half.modelVersion, manifest.modelVersion)
         XCTAssertTrue(try Safetensors.decode(half.blob).tensors.allSatisfy { $0.dtype == "F16" })
         let halfSlots = try half.checked(against: manifest)
-        let full = try SlotSet(flat: live.devices[0].flat, manifest: manifest)
+        let full = try await client.generate(live.devices[0].body).checked(against: manifest)
+        XCTAssertEqual(full.flatBytes, live.devices[0].flat)
         XCTAssertNotEqual(halfSlots.flatBytes, full.flatBytes)
         for (h, f) in zip(halfSlots.slots, full.slots) {
             for (a, b) in zip(h.values, f.values) {
@@ -145,6 +146,7 @@ final class LiveServiceTests: XCTestCase {
     }
 
     func testAWrongKeyIsRefusedWith401AndTheLastGoodSlotsStay() async throws {
+        let live = try LiveFixture.shared()
         let client = try live.client
         let manifest = try await client.manifest()
         var device = try await DeviceSlots.load(from: client, manifest: manifest)
@@ -160,40 +162,69 @@ final class LiveServiceTests: XCTestCase {
         XCTAssertFalse(message.isEmpty)
         XCTAssertEqual(device.lastRefusal?.status, 401)
         XCTAssertEqual(device.current, good)
-        do {
-            _ = try await intruder.manifest()
-            XCTFail("the manifest needs the key")
-        } catch let error as DuetError {
-            XCTAssertEqual(error.status, 401)
-        }
+        XCTAssertEqual(device.current.flatBytes, live.devices[0].flat)
+        let error = await duetError { try await intruder.manifest() }
+        XCTAssertEqual(error?.status, 401, "the manifest needs the key")
     }
 
     func testAnInvalidBodyIsAServiceErrorWithTheServersCode() async throws {
+        let live = try LiveFixture.shared()
         let client = try live.client
-        do {
-            _ = try await client.generate(GenerateBody([("device_id", .string("x"))]))
-            XCTFail("a body without items must be refused")
-        } catch DuetError.service(let status, let code, let message, _) {
-            XCTAssertEqual(status, 422)
-            XCTAssertNotEqual(code, "http_error")
-            XCTAssertTrue(message.contains("items"), message)
-        }
+        let error = await duetError { try await client.generate(GenerateBody([("device_id", .string("x"))])) }
+        guard case .service(let status, let code, let message, _)? = error else { return XCTFail("\(String(describing: error))") }
+        XCTAssertEqual(status, 422)
+        XCTAssertNotEqual(code, "http_error")
+        XCTAssertTrue(message.contains("items"), message)
     }
 
-    func testACorruptAnswerIsRefusedAndTheLastGoodSlotsStay() async throws {
-        let client = try live.client
-        let manifest = try await client.manifest()
-        var device = try await DeviceSlots.load(from: client, manifest: manifest)
-        let good = try device.install(try await client.generate(live.devices[0].body))
-        let answer = try await client.generate(live.devices[1].body)
-        var flipped = answer.blob
-        flipped[flipped.count - 3] ^= 0x10  // one data byte; the sha header stays the original's
-        XCTAssertThrowsError(try device.install(SlotAnswer(blob: flipped, sha256: answer.sha256,
-                                                            modelVersion: answer.modelVersion))) { error in
-            XCTAssertEqual((error as? DuetError)?.reasonID, "blob")
-        }
-        XCTAssertEqual(device.lastRefusal?.reasonID, "blob")
-        XCTAssertEqual(device.current, good)
-        XCTAssertEqual(device.current.flatBytes, live.devices[0].flat)
+    /// Decision 10: the setup sequence of the core (Python's DeviceClient.setup without the runtime).
+    func testDeviceClientSetupFetchesTheManifestBaseSlotsAndTheProgram() async throws {
+        let live = try LiveFixture.shared()
+        let cache = try TestPaths.temporaryDirectory("duet-cache")
+        defer { try? FileManager.default.removeItem(at: cache) }
+        let device = DeviceClient(service: try live.client, target: live.target, cacheDirectory: cache)
+        let early = await device.refresh(live.devices[0].body)
+        XCTAssertEqual(early.refusal?.reasonID, "manifest")  // before setup there is nothing to refresh
+        let file = try await device.setup()
+        let fetched = await device.manifest
+        let manifest = try XCTUnwrap(fetched)
+        let target = try manifest.target(live.target)
+        XCTAssertEqual(file, cache.appendingPathComponent(target.sha256).appendingPathComponent(target.servedFileName))
+        XCTAssertEqual(try SHA256Hasher.hex(fileAt: file), target.sha256)
+        let programFile = await device.programFile
+        XCTAssertEqual(programFile, file)
+        let base = await device.current
+        XCTAssertEqual(base?.flatBytes, live.baseFlat)
+
+        let outcome = await device.refresh(live.devices[0].body)
+        XCTAssertEqual(outcome.installedSlots?.flatBytes, live.devices[0].flat)
+        let binary = await device.refresh(live.devices[1].body, binary: true)
+        XCTAssertEqual(binary.installedSlots?.flatBytes, live.devices[1].flat)
+        let current = await device.current
+        XCTAssertEqual(current, binary.installedSlots)
+        let refusal = await device.lastRefusal
+        XCTAssertNil(refusal)
+        // a second setup is served from the cache
+        let again = try await device.setup()
+        XCTAssertEqual(again, file)
+        XCTAssertEqual(filesUnder(cache), ["\(target.sha256)/\(target.servedFileName)"])
+    }
+}
+
+extension Manifest {
+    /// This manifest with one target replaced (tests only: a manifest that disagrees with what is served).
+    func replacing(_ old: Target, with new: Target) -> Manifest {
+        Manifest(formatVersion: formatVersion, modelVersion: modelVersion, task: task, inputs: inputs, output: output,
+                 slots: slots, slotBlobBytes: slotBlobBytes, callSignature: callSignature,
+                 quantizationMode: quantizationMode, targets: targets.map { $0.name == old.name ? new : $0 },
+                 requestSchema: requestSchema)
+    }
+}
+
+extension Manifest.Target {
+    func with(bytes: Int? = nil, file: String? = nil) -> Manifest.Target {
+        Manifest.Target(name: name, file: file ?? self.file, bytes: bytes ?? self.bytes, sha256: sha256, runtime: runtime,
+                        quantization: quantization, servedAs: servedAs, inputNames: inputNames,
+                        outputName: outputName, notes: notes)
     }
 }

@@ -48,12 +48,66 @@ final class ManifestTests: XCTestCase {
             ("[\"history\", \"candidates\", \"head_w\", \"head_b\"]", "[\"history\", \"candidates\", \"head_w\"]", "input_names has 3 names for the 4 arguments"),
             ("\"served_as\": \"zip\"", "\"served_as\": \"tar\"", "served_as"),
             ("\"inputs\": [", "\"inputs\": {\"a\": 1}, \"x\": [", "inputs should be an array"),
+            // decision 5: what the schema says and every core checks
+            (", \"description\": \"items\"", "", "inputs/0/description is missing"),
+            ("\"description\": \"logits\"", "\"description\": 3", "output/description should be a string"),
+            ("\"mode\": \"none\"", "\"mode\": \"int4\"", "quantization/mode should be \"none\" or \"int8\""),
+            ("\"quantization\": {\"mode\": \"none\", \"scope\": \"static layers only\"},", "", "quantization is missing"),
+            ("\"mode\": \"none\", ", "", "quantization/mode is missing"),
+            ("\"dtype\": \"float32\", \"description\": \"logits\"", "\"dtype\": \"float64\", \"description\": \"logits\"", "\"int32\" or \"float32\""),
+            ("\"shape\": [1, 4]", "\"shape\": [1, 1, 1, 1, 1, 1, 1, 1, 4]", "1 to 8 positive integers"),
+            ("\"shape\": [1, 4]", "\"shape\": []", "1 to 8 positive integers"),
+            ("\"shape\": [1, 4]", "\"shape\": [1, 0]", "1 to 8 positive integers"),
+            ("{\"name\": \"candidates\"", "{\"name\": \"history\"", "\"history\" appears twice"),
+            ("\"name\": \"head.b\"", "\"name\": \"head.w\"", "\"head.w\" appears twice"),
+            ("\"name\": \"history\"", "\"name\": \"1history\"", "is not a name"),
+            ("\"name\": \"head.b\"", "\"name\": \"head-b\"", "is not a name"),
+            ("\"tflite\": {", "\"TFLite\": {", "\"TFLite\" is not a target name"),
+            ("\"tflite\": {", "\"2tflite\": {", "is not a target name"),
+            ("\"model_version\": \"0123456789abcdef\"", "\"model_version\": \"0123456789abcde\"", "16 lowercase hex"),
         ]
         for (old, new, message) in cases {
             assertDuetError("manifest", contains: message) { try Manifest.parse(mutated(old, new)) }
         }
         assertDuetError("manifest", contains: "a manifest is a JSON object") { try Manifest.parse(Data("[1]".utf8)) }
         assertDuetError("manifest", contains: "not readable JSON") { try Manifest.parse(Data("{".utf8)) }
+    }
+}
+
+extension ManifestTests {
+    /// Shapes, offsets and sizes near Int.max are refused as manifest errors, never an Int overflow trap (review:
+    /// Manifest.swift offset += expected, the reduce over nbytes, Tensor.numel used by Recommendation).
+    func testShapesAndOffsetsThatWouldOverflowIntAreManifestErrors() {
+        let p60 = 1 << 60, p62 = 1 << 62
+        let cases: [(String, String, String)] = [
+            // one slot of 2^62 bytes, then another at offset 2^62: the running offset would pass Int.max
+            ("{\"name\": \"head.w\", \"shape\": [2, 3], \"dtype\": \"float32\", \"offset\": 0, \"nbytes\": 24}",
+             "{\"name\": \"head.w\", \"shape\": [\(p60)], \"dtype\": \"float32\", \"offset\": 0, \"nbytes\": \(p62)}",
+             "does not fit in a slot blob"),
+            ("{\"name\": \"head.b\", \"shape\": [3], \"dtype\": \"float32\", \"offset\": 24, \"nbytes\": 12}",
+             "{\"name\": \"head.b\", \"shape\": [\(p60), \(p60), 16], \"dtype\": \"float32\", \"offset\": 24, \"nbytes\": 12}",
+             "does not fit in a slot blob"),
+            ("{\"name\": \"head.b\", \"shape\": [3], \"dtype\": \"float32\", \"offset\": 24, \"nbytes\": 12}",
+             "{\"name\": \"head.b\", \"shape\": [\(Manifest.maxSlotBlobBytes / 4)], \"dtype\": \"float32\", \"offset\": 24, \"nbytes\": \(Manifest.maxSlotBlobBytes)}",
+             "does not fit in a slot blob"),
+            ("\"nbytes\": 36", "\"nbytes\": \(Int.max)", "slot_blob.nbytes is \(Int.max), slots add up to 36"),
+            // inputs whose element count overflows or is beyond any program (Recommendation reads numel)
+            ("\"shape\": [1, 4]", "\"shape\": [\(p60), \(p60), 16]", "has more than \(Manifest.maxTensorElements) elements"),
+            ("\"shape\": [1, 4]", "\"shape\": [\(Int.max)]", "has more than"),
+            ("\"shape\": [1, 3], \"dtype\": \"float32\"", "\"shape\": [65536, 65536], \"dtype\": \"float32\"", "has more than"),
+            ("\"shape\": [1, 4]", "\"shape\": [1, 18446744073709551616]", "1 to 8 positive integers"),
+        ]
+        for (old, new, message) in cases {
+            assertDuetError("manifest", contains: message) { try Manifest.parse(mutated(old, new)) }
+        }
+    }
+
+    func testTheGoldenManifestsNumelIsKept() throws {
+        let m = try sampleManifest()
+        XCTAssertEqual(m.inputs.map(\.numel), [4, 3])
+        XCTAssertEqual(m.output.numel, 3)
+        XCTAssertEqual(m.slots.map(\.numel), [6, 3])
+        XCTAssertEqual(m.quantizationMode, "none")
     }
 }
 

@@ -69,6 +69,73 @@ final class SafetensorsTests: XCTestCase {
         }
     }
 
+    /// Crafted headers whose sizes and offsets come near Int.max must be refused as blobs, never trap on an Int
+    /// overflow (review: Safetensors.swift `dataStart + position`).
+    func testHeadersThatWouldOverflowIntAreBlobErrorsNotTraps() {
+        let p60 = 1 << 60, p62 = 1 << 62
+        let data = f32Bytes([1, 2])
+        // [2^60] F32 = 2^62 bytes at [0, 2^62], then [2^60 - 1] F32 up to 2^63 - 4: position near Int.max
+        assertDuetError("blob", contains: "truncated") {
+            try Safetensors.decode(safetensors(header: """
+                {"a":{"dtype":"F32","shape":[\(p60)],"data_offsets":[0,\(p62)]},\
+                "b":{"dtype":"F32","shape":[\(p60 - 1)],"data_offsets":[\(p62),\(Int.max - 3)]}}
+                """, data: data))
+        }
+        // one tensor ending at Int.max - 1 (F16 [2^62 - 1]: 2^63 - 2 bytes)
+        assertDuetError("blob", contains: "truncated") {
+            try Safetensors.decode(safetensors(header: """
+                {"a":{"dtype":"F16","shape":[\((1 << 62) - 1)],"data_offsets":[0,\(Int.max - 1)]}}
+                """, data: data))
+        }
+        // element count times the dtype size overflows: [2^62] F16 is 2^63 bytes
+        assertDuetError("blob", contains: "do not hold") {
+            try Safetensors.decode(safetensors(header: """
+                {"a":{"dtype":"F16","shape":[\(p62)],"data_offsets":[0,8]}}
+                """, data: data))
+        }
+        // the shape's product overflows
+        assertDuetError("blob", contains: "too large") {
+            try Safetensors.decode(safetensors(header: """
+                {"a":{"dtype":"F32","shape":[\(p60),\(p60),16],"data_offsets":[0,8]}}
+                """, data: data))
+        }
+        // offsets at Int.max, and past it (parsed as a double: not an integer offset)
+        assertDuetError("blob") {
+            try Safetensors.decode(safetensors(header: """
+                {"a":{"dtype":"F32","shape":[2],"data_offsets":[\(Int.max - 7),\(Int.max)]}}
+                """, data: data))
+        }
+        assertDuetError("blob", contains: "data_offsets") {
+            try Safetensors.decode(safetensors(header: """
+                {"a":{"dtype":"F32","shape":[2],"data_offsets":[0,18446744073709551615]}}
+                """, data: data))
+        }
+        assertDuetError("blob", contains: "non-negative integers") {
+            try Safetensors.decode(safetensors(header: """
+                {"a":{"dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,8]}}
+                """, data: data))
+        }
+        // a header length of 2^64 - 1
+        var huge: [UInt8] = []
+        appendLittleEndian(UInt64.max, to: &huge)
+        assertDuetError("blob", contains: "limit") { try Safetensors.decode(Data(huge + data)) }
+        // and the same through the slot check a device runs
+        assertDuetError("blob") {
+            try SlotSet(blob: safetensors(header: """
+                {"head.w":{"dtype":"F32","shape":[\(p60)],"data_offsets":[0,\(p62)]},\
+                "head.b":{"dtype":"F32","shape":[\(p60 - 1)],"data_offsets":[\(p62),\(Int.max - 3)]}}
+                """, data: data), manifest: try sampleManifest())
+        }
+    }
+
+    func testJSONWhitespaceMayPrecedeTheHeaderButANameMayNotRepeat() throws {
+        let blob = safetensors(header: " \t\r\n" + one, data: f32Bytes([1, 2]))
+        XCTAssertEqual(try Safetensors.decode(blob).tensors[0].values, [1, 2])
+        assertDuetError("blob", contains: "duplicate key") {
+            try Safetensors.decode(safetensors(header: #"{"__metadata__":{"a":"b"},"__metadata__":{"a":"b"}}"#, data: []))
+        }
+    }
+
     func testHalfToFloatBitConversionIsExactForEveryValue() {
         for bits in 0...UInt16.max {
             let converted = HalfFloat.bitConversion(bits)

@@ -107,3 +107,121 @@ func sampleSlotBlob(w: [Float] = [1, 2, 3, 4, 5, 6], b: [Float] = [0.5, -0.5, 0.
 func answer(_ blob: Data, version: String = "0123456789abcdef") -> SlotAnswer {
     SlotAnswer(blob: blob, sha256: SHA256Hasher.portableHex(blob), modelVersion: version)
 }
+
+/// A test that cannot run is a failure, never a skip: thrown instead of XCTSkip (XCTest records it as an error).
+struct TestSetupFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The live service and the faulty stand-in written by tests/live_service.py (DUET_LIVE_DIR/live.json).
+struct LiveFixture {
+    struct Device { let body: GenerateBody; let flat: Data; let blobSHA256: String }
+
+    let dir: URL
+    let url: String
+    let apiKey: String
+    let wrongKey: String
+    let target: String
+    let modelVersion: String
+    let baseFlat: Data
+    let baseSHA256: String
+    let devices: [Device]
+    let faultyURL: String
+    let faultyModes: [String]
+
+    var client: ServiceClient { get throws { try ServiceClient(url: url, apiKey: apiKey) } }
+
+    /// A client of the faulty stand-in in `mode` (base URL = faulty url + "/" + mode), with the right key.
+    func faulty(_ mode: String, timeout: TimeInterval = 30) throws -> ServiceClient {
+        guard faultyModes.contains(mode) else {
+            throw TestSetupFailure("live.json faulty.modes \(faultyModes) has no \(mode)")
+        }
+        return try ServiceClient(url: faultyURL + "/" + mode, apiKey: apiKey, timeout: timeout)
+    }
+
+    /// The fixture, or: XCTSkip without DUET_LIVE_DIR (naming the make target), a failure when
+    /// DUET_REQUIRE_LIVE=1 or when live.json is missing or incomplete.
+    static func load() throws -> LiveFixture {
+        let env = ProcessInfo.processInfo.environment
+        guard let dirText = env["DUET_LIVE_DIR"], !dirText.isEmpty else {
+            if env["DUET_REQUIRE_LIVE"] == "1" {
+                throw TestSetupFailure("DUET_REQUIRE_LIVE=1 but DUET_LIVE_DIR is not set: run the live tests through "
+                                       + "tests/live_service.py (make ios-core-test)")
+            }
+            throw XCTSkip("live service tests skipped: DUET_LIVE_DIR is not set (run `make ios-core-test`)")
+        }
+        let dir = URL(fileURLWithPath: dirText, isDirectory: true)
+        let file = dir.appendingPathComponent("live.json")
+        guard let json = try? JSONValue.parse(Data(contentsOf: file)).objectValue else {
+            throw TestSetupFailure("\(file.path) is missing or not a JSON object")
+        }
+        func string(_ object: JSONObject?, _ key: String) throws -> String {
+            guard let value = object?[key]?.stringValue, !value.isEmpty else {
+                throw TestSetupFailure("live.json: \(key) is missing")
+            }
+            return value
+        }
+        func flat(_ object: JSONObject?) throws -> Data {
+            let name = try string(object, "flat")
+            guard let data = try? Data(contentsOf: dir.appendingPathComponent(name)) else {
+                throw TestSetupFailure("live.json names \(name), which is not in \(dir.path)")
+            }
+            return data
+        }
+        let base = json["base"]?.objectValue
+        guard let deviceItems = json["devices"]?.arrayValue, deviceItems.count >= 2 else {
+            throw TestSetupFailure("live.json: devices should list at least two devices")
+        }
+        let devices = try deviceItems.map { value -> Device in
+            let object = value.objectValue
+            guard let body = object?["body"] else { throw TestSetupFailure("live.json: a device without its body") }
+            return Device(body: try GenerateBody(json: body), flat: try flat(object),
+                          blobSHA256: try string(object, "blob_sha256"))
+        }
+        let faulty = json["faulty"]?.objectValue
+        let modes = faulty?["modes"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        return LiveFixture(dir: dir, url: try string(json, "url"), apiKey: try string(json, "api_key"),
+                           wrongKey: try string(json, "wrong_key"), target: try string(json, "target"),
+                           modelVersion: try string(json, "model_version"), baseFlat: try flat(base),
+                           baseSHA256: try string(base, "blob_sha256"), devices: devices,
+                           faultyURL: try string(faulty, "url"), faultyModes: modes)
+    }
+}
+
+private enum LiveCache {
+    static let fixture = Result { try LiveFixture.load() }
+}
+
+extension LiveFixture {
+    /// The fixture, read once per test run (the same skip or failure for every live test otherwise).
+    static func shared() throws -> LiveFixture { try LiveCache.fixture.get() }
+}
+
+/// Every regular file under `directory` (relative paths), to check that nothing was left in a cache.
+func filesUnder(_ directory: URL) -> [String] {
+    guard let walker = FileManager.default.enumerator(at: directory, includingPropertiesForKeys: [.isRegularFileKey]) else {
+        return []
+    }
+    var files: [String] = []
+    for case let url as URL in walker where (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true {
+        files.append(url.path.replacingOccurrences(of: directory.path + "/", with: ""))
+    }
+    return files.sorted()
+}
+
+/// The DuetError an async call throws (a failure when it throws something else or nothing).
+func duetError<T>(_ body: () async throws -> T, file: StaticString = #filePath, line: UInt = #line) async -> DuetError? {
+    do {
+        let value = try await body()
+        XCTFail("expected a DuetError, got \(value)", file: file, line: line)
+    } catch let error as DuetError {
+        return error
+    } catch {
+        XCTFail("expected a DuetError, got \(error)", file: file, line: line)
+    }
+    return nil
+}
+
+/// The sample manifest's Base slots (sampleSlotBlob's values) in the flat float32 form.
+func sampleSlotBlobFlat() -> Data { Data(f32Bytes([1, 2, 3, 4, 5, 6, 0.5, -0.5, 0.25])) }
