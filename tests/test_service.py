@@ -411,3 +411,29 @@ def test_slot_maker_answers_a_bad_body_alone_and_the_others_as_if_it_were_absent
     clean = maker([GenerateJob(b, "float32") for b in good])
     assert isinstance(mixed[1], RequestError) and "unknown item id" in str(mixed[1])
     assert [blob.data for blob in mixed[::2] + mixed[3:]] == [blob.data for blob in clean]
+
+
+def test_a_client_that_hangs_up_mid_body_is_a_client_error_not_a_500(svc_server, caplog):
+    import socket
+    import time
+
+    def errors(text: str, status: str) -> float:
+        line = f'duet_http_requests_total{{endpoint="/v1/generate",status="{status}"}}'
+        return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(line))
+
+    before = httpx.get(f"{svc_server}/metrics").text
+    host, port = svc_server.removeprefix("http://").split(":")
+    for _ in range(5):
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(f"POST /v1/generate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+                         f"Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{{\"device_id\": ".encode())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        after = httpx.get(f"{svc_server}/metrics").text
+        if errors(after, "400") - errors(before, "400") >= 5:
+            break
+        time.sleep(0.1)
+    assert errors(after, "400") - errors(before, "400") == 5
+    assert errors(after, "500") == errors(before, "500")
+    assert "Traceback" not in caplog.text
+    assert httpx.get(f"{svc_server}/healthz").status_code == 200

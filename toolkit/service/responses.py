@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from toolkit.wire import MEDIA_TYPE as WIRE_TYPE
@@ -76,11 +77,15 @@ async def read_body(request: Request, limit: int) -> bytes:
         if int(declared) > limit:
             raise ApiError(413, "body_too_large", f"the body has {int(declared)} bytes; at most {limit} are accepted")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "body_too_large", f"the body exceeds {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, "body_too_large", f"the body exceeds {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:  # the client's doing: a 4xx in the metrics, one quiet line, no traceback
+        logger.info("client hung up after %d bytes of %s", size, declared or "a chunked body")
+        raise ApiError(400, "client_disconnected", f"the connection closed after {size} bytes of the body") from None
     return b"".join(chunks)
 
 
