@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Compile the Kotlin core and its tests with Debian's kotlinc (one call) and run every *Test class with JUnit 4.
+# Compile the Kotlin core and its tests with Debian's kotlinc (one call) and run every *Test class with JUnit 4;
+# under DUET_REQUIRE_LIVE=1 (tests/live_service.py) a skipped test fails the run.
 # Usage (from anywhere): bash android_demo/core/test.sh
 # Env: DUET_GOLDEN_DIR (default: <repo>/tests/golden), DUET_LIVE_DIR + DUET_REQUIRE_LIVE (set by tests/live_service.py).
 set -euo pipefail
@@ -27,4 +28,5 @@ TESTS=$(cd "$OUT" && find io -name '*Test.class' ! -name '*$*' | sed 's/\.class$
 [ -n "$TESTS" ] || { echo "no test classes compiled" >&2; exit 1; }
 echo "running: $(echo $TESTS | tr ' ' ',')"
 # shellcheck disable=SC2086
-exec java -Dduet.golden.dir="$REPO/tests/golden" -cp "$OUT:$CP:$JARS/kotlin-stdlib.jar" org.junit.runner.JUnitCore $TESTS
+# io.duet.core.TestMain = JUnitCore + a count of skipped tests (a skip fails the run under DUET_REQUIRE_LIVE=1)
+exec java -Dduet.golden.dir="$REPO/tests/golden" -cp "$OUT:$CP:$JARS/kotlin-stdlib.jar" io.duet.core.TestMain $TESTS

@@ -9,22 +9,22 @@ import android.os.Bundle
 import android.util.Log
 import android.widget.TextView
 import androidx.activity.ComponentActivity
+import io.duet.core.BenchmarkInputs
 import io.duet.core.BenchmarkModel
 import io.duet.core.BenchmarkRecord
 import io.duet.core.BenchmarkRecords
-import io.duet.core.BodyField
+import io.duet.core.BenchmarkSampling
 import io.duet.core.CallAssembly
+import io.duet.core.DeviceClient
 import io.duet.core.DeviceSlots
-import io.duet.core.ExampleInputs
+import io.duet.core.DuetException
 import io.duet.core.LatencyStats
 import io.duet.core.Manifest
 import io.duet.core.Metrics
-import io.duet.core.Recommendation
+import io.duet.core.ModelDir
 import io.duet.core.RequestBody
 import io.duet.core.ServiceClient
-import io.duet.core.Sha256
 import io.duet.core.SlotAnswer
-import io.duet.core.SlotBlob
 import io.duet.core.SlotSet
 import io.duet.core.Stopwatch
 import io.duet.core.Target
@@ -63,34 +63,30 @@ class BenchmarkActivity : ComponentActivity() {
         super.onDestroy()
     }
 
-    /** Where the program, its manifest and its slots come from: the service when a URL is given, else model_dir. */
+    /**
+     * Where the program, its manifest and its slots come from: the service when a URL is given (the core's
+     * DeviceClient.setup), else model_dir (the core's ModelDir). [swap] is the slot answer the slot swap installs.
+     */
     private class Source(val manifest: Manifest, val target: Target, val file: File, val base: SlotSet,
-                         val service: ServiceClient?, val baseBlob: ByteArray)
+                         val service: ServiceClient?, val body: RequestBody?, val swap: () -> SlotAnswer)
 
     private fun source(modelDir: File, settings: Settings?, targetName: String?): Source {
+        val now = System.currentTimeMillis() / 1000
         if (settings != null) {
             val service = ServiceClient(settings.serverUrl, settings.apiKey)
-            val manifest = service.manifest()
-            val target = manifest.target(targetName ?: settings.target)
-            val file = service.download(manifest, target.name, File(filesDir, "programs")).file
-            val answer = service.baseSlots()
-            return Source(manifest, target, file, answer.check(manifest), service, answer.blob)
+            val device = DeviceClient(service, targetName ?: settings.target, Session.cacheDir(filesDir))
+            val file = device.setup()
+            val manifest = device.manifest
+            val local = File(modelDir, ModelDir.REQUEST)
+            val body = if (local.isFile) RequestBody.fromJson(local.readText()) else BenchmarkInputs.defaultBody(manifest, now)
+            val swap = { if (body != null) service.generate(body) else service.baseSlots() }
+            return Source(manifest, device.target, file, device.slots.base, service, body, swap)
         }
-        // Offline: model_dir holds manifest.json, the target's file and base.safetensors (GET /v1/slots/base).
-        val manifest = Manifest.parse(File(modelDir, "manifest.json").readBytes())
-        val target = manifest.target(targetName ?: Programs.SUPPORTED.first { name ->
-            manifest.targets[name]?.let { File(modelDir, it.file).isFile } ?: false
-        })
-        val blob = File(modelDir, "base.safetensors").readBytes()
-        return Source(manifest, target, File(modelDir, target.file), SlotBlob.decode(blob, manifest), null, blob)
-    }
-
-    /** The generate body: model_dir/request.json when there is one, else recent items 1..L for a recommendation program. */
-    private fun body(modelDir: File, manifest: Manifest): RequestBody? {
-        val file = File(modelDir, "request.json")
-        if (file.isFile) return RequestBody.fromJson(file.readText())
-        val history = manifest.inputs.firstOrNull { it.name == Recommendation.HISTORY } ?: return null
-        return Recommendation.body(manifest, "benchmark", (1..history.shape.last()).toList(), System.currentTimeMillis() / 1000)
+        val models = ModelDir(modelDir)
+        val target = models.target(targetName, Programs.SUPPORTED)
+        val base = models.baseAnswer()
+        return Source(models.manifest, target, models.programFile(target), base.check(models.manifest), null,
+            models.body(now)) { base }
     }
 
     private fun run(modelDir: File, settings: Settings?, targetName: String?, warmUp: Int, iterations: Int): List<BenchmarkRecord> {
@@ -104,52 +100,48 @@ class BenchmarkActivity : ComponentActivity() {
             return listOf(BenchmarkRecord(model, Metrics.LOAD_STATUS, 1.0, device))
         }
         program.use {
+            val records = ArrayList<BenchmarkRecord>()
+            fun record(metric: String, value: Double) { // a non-finite value: the record is omitted
+                val r = BenchmarkRecords.of(model, metric, value, device)
+                if (r != null) records.add(r) else Log.w(TAG, "$metric is $value: record omitted")
+            }
             var peakPss = DeviceFacts.pssMb()
-            val body = body(modelDir, src.manifest)
-            val inputs = ExampleInputs.of(src.manifest).toMutableMap()
-            if (body != null && inputs.containsKey(Recommendation.HISTORY)) {
-                val items = (body.fields.firstOrNull { it.name == "items" } as? BodyField.Integers)?.values()
-                if (items != null) inputs[Recommendation.HISTORY] = Recommendation.history(src.manifest, items.map { it.toInt() })
-            }
+            val inputs = BenchmarkInputs.of(src.manifest, src.body)
+
+            // Forward latency: num_iter timed calls after num_warm_up_iter untimed ones, Base's slots bound.
             val args = CallAssembly.arguments(src.manifest, inputs, src.base, src.target)
-            val samples = Stopwatch.samples(warmUp, iterations) { program.run(args) }
+            val samples = BenchmarkSampling.forwardLatency(warmUp, iterations) { program.run(args) }
             peakPss = maxOf(peakPss, DeviceFacts.pssMb())
-            val records = ArrayList(BenchmarkRecords.latency(model, device, LatencyStats.of(samples)))
-            records.add(BenchmarkRecord(model, Metrics.MODEL_LOAD, loadMs, device))
-            records.add(BenchmarkRecord(model, Metrics.LOAD_STATUS, 0.0, device))
+            records.addAll(BenchmarkRecords.latency(model, device, LatencyStats.of(samples)))
+            record(Metrics.MODEL_LOAD, loadMs)
+            record(Metrics.LOAD_STATUS, 0.0)
 
-            // Slot swap: answer bytes in memory -> checked -> arguments -> first forward with them done.
-            val answers = swapAnswers(src, body)
-            val swaps = answers.map { answer ->
-                Stopwatch.timed {
-                    val slots = answer.check(src.manifest)
-                    program.run(CallAssembly.arguments(src.manifest, inputs, slots, src.target))
-                }.second
-            }
-            records.add(BenchmarkRecord(model, Metrics.SLOT_SWAP, swaps.drop(1).ifEmpty { swaps }.average(), device))
-
-            // Generate round trip: POST /v1/generate until the answer is checked (first call not counted).
-            if (src.service != null && body != null) {
+            // Slot swap: answer bytes in memory -> decode + check + install -> first forward with them (core's rule).
+            try {
+                val answer = src.swap() // fetched untimed
                 val slots = DeviceSlots(src.manifest, src.base)
-                val trips = (0..ROUND_TRIPS).map { slots.refresh(src.service, body) }
-                trips.firstOrNull { !it.installed }?.let { throw IllegalStateException("generate refused: ${it.refusal}") }
-                records.add(BenchmarkRecord(model, Metrics.GENERATE_ROUND_TRIP, trips.drop(1).map { it.roundTripMs }.average(), device))
+                record(Metrics.SLOT_SWAP, BenchmarkSampling.slotSwapLatency(slots, answer) { installed ->
+                    program.run(CallAssembly.arguments(src.manifest, inputs, installed, src.target))
+                })
+            } catch (e: DuetException) {
+                Log.w(TAG, "slot swap not measured: ${e.reason.id}: ${e.message}")
+            }
+
+            // Generate round trip: POST /v1/generate until the answer is checked, not installed (core's rule).
+            if (src.service != null && src.body != null) {
+                try {
+                    record(Metrics.GENERATE_ROUND_TRIP, BenchmarkSampling.generateRoundTrip(src.service, src.manifest, src.body))
+                } catch (e: DuetException) {
+                    Log.w(TAG, "generate round trip not measured: ${e.reason.id}: ${e.message}")
+                }
             }
             peakPss = maxOf(peakPss, DeviceFacts.pssMb())
-            records.add(BenchmarkRecord(model, Metrics.RAM_PSS, peakPss, device))
+            record(Metrics.RAM_PSS, peakPss)
             return records
         }
     }
 
-    /** Answers to swap in: generated ones from the service (fetched untimed), else Base's blob from model_dir (its
-     *  digest and version filled in, so that both ways time the same checks). */
-    private fun swapAnswers(src: Source, body: RequestBody?): List<SlotAnswer> =
-        if (src.service != null && body != null) List(SWAPS + 1) { src.service.generate(body) }
-        else List(SWAPS + 1) { SlotAnswer(src.baseBlob, Sha256.hex(src.baseBlob), src.manifest.modelVersion) }
-
     companion object {
         const val TAG = "DuetBenchmark"
-        const val SWAPS = 5
-        const val ROUND_TRIPS = 5
     }
 }

@@ -1,6 +1,7 @@
 /** The demo screen: server and key, the device's recent items, top-N with Base's slots and with generated slots, timings. */
 package io.duet.demo
 
+import android.content.Context
 import android.os.Bundle
 import android.text.InputType
 import android.widget.Button
@@ -52,7 +53,7 @@ class MainActivity : ComponentActivity() {
         return EditText(this).apply { setText(value); setSingleLine(); parent.addView(this) }
     }
 
-    /** Connect (once per setting), then rank with Base's slots and with slots generated from the recent items. */
+    /** Connect (again whenever a setting changed), then rank with Base's slots and with slots generated from the recent items. */
     private fun rank() {
         val settings = Settings(url.text.toString().trim(), key.text.toString().trim(), target.text.toString().trim())
         val items = recent.text.split(',', ' ').mapNotNull { it.trim().toIntOrNull() }
@@ -72,37 +73,43 @@ class MainActivity : ComponentActivity() {
     private fun report(settings: Settings, items: List<Int>): String {
         require(items.isNotEmpty()) { "enter at least one recent item id" }
         val current = session
-        val s = if (current != null && current.service.url == settings.serverUrl.trimEnd('/') &&
-            current.target.name == settings.target) current else {
+        val s = if (current != null && current.settings == settings) current else { // URL, key and target
             current?.close()
+            session = null
             Session.open(settings, filesDir).also { session = it }
         }
-        val pool = Recommendation.pool(s.manifest, items, fallbackMax = 1000)
+        val pool = Recommendation.pool(s.manifest, items)
         val (baseTop, baseMs) = Stopwatch.timed { top(s, items, pool, s.slots.base) }
-        val body = Recommendation.body(s.manifest, "android-demo", items, System.currentTimeMillis() / 1000)
-        val refresh = s.slots.refresh(s.service, body)
-        val calls = (pool.size + candidates(s) - 1) / candidates(s)
+        val body = Recommendation.body(s.manifest, deviceId(), items, System.currentTimeMillis() / 1000)
+        val refresh = s.device.refresh(body)
+        val calls = Recommendation.calls(s.manifest, pool.size)
         return buildString {
             append("model ${s.manifest.modelVersion}, ${s.target.name} (${s.program.backend}), ${s.target.quantization}\n")
             append("program ${s.programFile.name}: ${if (s.fetched) "downloaded" else "from the cache"}, loaded in ${ms(s.loadMs)}\n\n")
             append("Top ${TOP_N} with Base's slots (${pool.size} candidates, ${ms(baseMs)}):\n").append(list(baseTop)).append('\n')
             if (refresh.installed) {
-                val (genTop, genMs) = Stopwatch.timed { top(s, items, pool, s.slots.current) }
+                val (genTop, genMs) = Stopwatch.timed { top(s, items, pool, refresh.current) }
                 append("Top ${TOP_N} with generated slots (${ms(genMs)}; generate round trip ${ms(refresh.roundTripMs)}):\n")
                 append(list(genTop)).append('\n')
             } else {
                 append("Generated slots refused, kept ${if (s.slots.usingBase) "Base's" else "the last good"} slots: ")
                 append("${refresh.refusal?.reason?.id}: ${refresh.refusal?.message}\n")
             }
-            append("one program call (${candidates(s)} candidates): ${ms(baseMs / calls)}\n")
+            append("one program call (${Recommendation.candidateCount(s.manifest)} candidates): ${ms(baseMs / calls)}\n")
         }
+    }
+
+    /** The core's device id rule over this installation's id (a random UUID kept in the app's preferences). */
+    private fun deviceId(): String {
+        val prefs = getSharedPreferences("duet", Context.MODE_PRIVATE)
+        val id = prefs.getString("installation_id", null) ?: java.util.UUID.randomUUID().toString().also {
+            prefs.edit().putString("installation_id", it).apply()
+        }
+        return Recommendation.deviceId("android", id)
     }
 
     private fun top(s: Session, items: List<Int>, pool: List<Int>, slots: SlotSet): List<Scored> =
         Recommendation.rank(s.manifest, items, pool, slots, TOP_N, s.target) { args -> s.program.run(args) }
-
-    private fun candidates(s: Session): Int =
-        s.manifest.inputs.first { it.name == Recommendation.CANDIDATES }.shape.last()
 
     private fun list(top: List<Scored>): String = top.joinToString("\n") { "  item ${it.item}  score ${"%.3f".format(it.score)}" }
 

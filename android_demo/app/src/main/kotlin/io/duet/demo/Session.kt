@@ -1,7 +1,7 @@
-/** One connection to the service: manifest, the program downloaded and loaded, Base's slots; used by both screens. */
+/** One connection to the service: the core's DeviceClient set up (manifest, Base's slots, program file) and the program loaded. */
 package io.duet.demo
 
-import io.duet.core.ArtifactCache
+import io.duet.core.DeviceClient
 import io.duet.core.DeviceSlots
 import io.duet.core.Manifest
 import io.duet.core.ServiceClient
@@ -10,29 +10,34 @@ import io.duet.core.Target
 import java.io.Closeable
 import java.io.File
 
-/** Everything a screen needs after connecting; [loadMs] is the program's load time, [fetched] whether it was downloaded. */
+/** Everything a screen needs after connecting with [settings]; [loadMs] is the program's load time. */
 class Session private constructor(
-    val service: ServiceClient,
-    val manifest: Manifest,
-    val target: Target,
+    val settings: Settings,
+    val device: DeviceClient,
     val program: Program,
-    val slots: DeviceSlots,
-    val programFile: File,
-    val fetched: Boolean,
     val loadMs: Double
 ) : Closeable {
+    val service: ServiceClient get() = device.service
+    val manifest: Manifest get() = device.manifest
+    val target: Target get() = device.target
+    val slots: DeviceSlots get() = device.slots
+    val programFile: File get() = device.program.file
+
+    /** Whether setup downloaded the program (false: it was in the cache). */
+    val fetched: Boolean get() = device.program.fetched
+
     override fun close() = program.close()
 
     companion object {
-        /** Connect to [settings]' service and load its program (off the UI thread: network and disk). */
+        /** The cache of program files, keyed by sha256, under the app's files directory. */
+        fun cacheDir(filesDir: File): File = File(filesDir, "programs")
+
+        /** Connect to [settings]' service (DeviceClient.setup) and load its program (off the UI thread). */
         fun open(settings: Settings, filesDir: File): Session {
-            val service = ServiceClient(settings.serverUrl, settings.apiKey)
-            val manifest = service.manifest()
-            val target = manifest.target(settings.target)
-            val download = service.download(manifest, target.name, ArtifactCache(File(filesDir, "programs")))
-            val slots = DeviceSlots.load(service, manifest)
-            val (program, loadMs) = Stopwatch.timed { Programs.load(manifest, target, download.file) }
-            return Session(service, manifest, target, program, slots, download.file, download.fetched, loadMs)
+            val device = DeviceClient(ServiceClient(settings.serverUrl, settings.apiKey), settings.target, cacheDir(filesDir))
+            val file = device.setup()
+            val (program, loadMs) = Stopwatch.timed { Programs.load(device.manifest, device.target, file) }
+            return Session(settings, device, program, loadMs)
         }
     }
 }

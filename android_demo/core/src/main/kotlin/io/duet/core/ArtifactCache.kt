@@ -26,21 +26,32 @@ class ArtifactCache(val root: File) {
     }
 
     /**
-     * Write [input] to [target]'s place: into a temp file beside it, digest checked, then renamed. A digest that
-     * differs from the manifest's deletes the temp file and is a [Reason.MANIFEST] error.
+     * Write [input] to [target]'s place: into a temp file beside it, digest checked, then renamed. More bytes than
+     * the manifest's `bytes` stop the download at once, and a digest that differs from the manifest's deletes it;
+     * both are [Reason.MANIFEST] errors. Whatever fails (also an IOException of [input]: the connection was cut),
+     * nothing is left in the cache: the temp file is deleted, and the sha256 directory too when it is empty.
      */
     fun store(target: Target, input: InputStream): File {
         val final = pathOf(target)
         val dir = final.parentFile
         if (!dir.isDirectory && !dir.mkdirs()) throw UncheckedIOException(IOException("cannot create the cache directory $dir"))
-        val temp = local { File.createTempFile(final.name + ".", ".partial", dir) }
+        var temp: File? = null
         try {
+            // a fixed prefix: createTempFile wants at least 3 characters, and a file may be called "m"
+            val partial = local { File.createTempFile("download-", ".partial", dir) }
+            temp = partial
             val digest = MessageDigest.getInstance("SHA-256")
-            local { temp.outputStream() }.use { out ->
+            var total = 0L
+            local { partial.outputStream() }.use { out ->
                 val chunk = ByteArray(1 shl 16)
                 while (true) {
                     val n = input.read(chunk) // a network failure here stays an IOException: "no answer"
                     if (n < 0) break
+                    total += n
+                    if (total > target.bytes) {
+                        refuse(Reason.MANIFEST, "${target.name}: the service sends more than the manifest's " +
+                            "${target.bytes} bytes; the download was stopped and deleted: fetch the manifest again")
+                    }
                     digest.update(chunk, 0, n)
                     local { out.write(chunk, 0, n) }
                 }
@@ -50,10 +61,11 @@ class ArtifactCache(val root: File) {
                 refuse(Reason.MANIFEST, "${target.name}: the downloaded file has sha256 $got, the manifest says " +
                     "${target.sha256}; the download was deleted")
             }
-            local { move(temp, final) }
+            local { move(partial, final) }
             return final
         } finally {
-            if (temp.exists()) temp.delete()
+            if (temp != null && temp.exists()) temp.delete()
+            if (!final.exists()) dir.delete() // only succeeds when empty
         }
     }
 

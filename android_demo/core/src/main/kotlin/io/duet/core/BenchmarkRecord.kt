@@ -8,9 +8,12 @@ import com.google.gson.JsonObject
 /** The model a record is about: file name without extension, backend ("xnnpack", "litert", "coreml"), quantization mode. */
 data class BenchmarkModel(val name: String, val backend: String, val quantization: String) {
     companion object {
-        /** The model of [target] in [manifest]: its file's name, its target's backend, the manifest's quantization mode. */
+        /** The model of [target] in [manifest]: [nameOf] its file, its target's backend, the manifest's quantization mode. */
         fun of(manifest: Manifest, target: Target): BenchmarkModel =
-            BenchmarkModel(target.file.substringBeforeLast('.'), backendOf(target.name), manifest.quantizationMode)
+            BenchmarkModel(nameOf(target.file), backendOf(target.name), manifest.quantizationMode)
+
+        /** A program file's name without its last extension: "model.pte" -> "model", "model.mlpackage" -> "model". */
+        fun nameOf(file: String): String = file.substringBeforeLast('.')
 
         /** The backend name of a manifest target: executorch runs on XNNPACK, tflite on LiteRT. */
         fun backendOf(target: String): String = when (target) {
@@ -45,19 +48,24 @@ object Metrics {
 
 /** Building and writing lists of records. */
 object BenchmarkRecords {
-    /** The five latency records of [stats]: avg, trimmean, p50, p90, p99. */
-    fun latency(model: BenchmarkModel, device: DeviceInfo, stats: LatencyStats): List<BenchmarkRecord> = listOf(
-        BenchmarkRecord(model, Metrics.AVG, stats.avg, device),
-        BenchmarkRecord(model, Metrics.TRIMMEAN, stats.trimmean, device),
-        BenchmarkRecord(model, Metrics.P50, stats.p50, device),
-        BenchmarkRecord(model, Metrics.P90, stats.p90, device),
-        BenchmarkRecord(model, Metrics.P99, stats.p99, device)
+    /** The record of [metric] = [value], or null when [value] is NaN or infinite (such a record is omitted). */
+    fun of(model: BenchmarkModel, metric: String, value: Double, device: DeviceInfo): BenchmarkRecord? =
+        if (isFinite(value)) BenchmarkRecord(model, metric, value, device) else null
+
+    /** The latency records of [stats] (avg, trimmean, p50, p90, p99), the non-finite ones omitted. */
+    fun latency(model: BenchmarkModel, device: DeviceInfo, stats: LatencyStats): List<BenchmarkRecord> = listOfNotNull(
+        of(model, Metrics.AVG, stats.avg, device),
+        of(model, Metrics.TRIMMEAN, stats.trimmean, device),
+        of(model, Metrics.P50, stats.p50, device),
+        of(model, Metrics.P90, stats.p90, device),
+        of(model, Metrics.P99, stats.p99, device)
     )
 
-    /** The records as the JSON array of benchmark_results.json. */
+    /** The records as the JSON array of benchmark_results.json; a record with a non-finite value is omitted. */
     fun toJson(records: List<BenchmarkRecord>): String {
         val array = JsonArray()
         for (r in records) {
+            if (!isFinite(r.actualValue) || !isFinite(r.targetValue)) continue
             val model = JsonObject()
             model.addProperty("name", r.model.name)
             model.addProperty("backend", r.model.backend)
@@ -71,8 +79,8 @@ object BenchmarkRecords {
             val record = JsonObject()
             record.add("benchmarkModel", model)
             record.addProperty("metric", r.metric)
-            record.addProperty("actualValue", finite(r.actualValue, r.metric))
-            record.addProperty("targetValue", finite(r.targetValue, r.metric))
+            record.addProperty("actualValue", r.actualValue)
+            record.addProperty("targetValue", r.targetValue)
             record.add("deviceInfo", device)
             array.add(record)
         }
@@ -89,8 +97,5 @@ object BenchmarkRecords {
         }
     }
 
-    private fun finite(value: Double, metric: String): Double {
-        require(!value.isNaN() && !value.isInfinite()) { "$metric is $value; records hold finite numbers" }
-        return value
-    }
+    private fun isFinite(value: Double): Boolean = !value.isNaN() && !value.isInfinite()
 }

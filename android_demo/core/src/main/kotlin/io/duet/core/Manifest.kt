@@ -54,7 +54,7 @@ data class Manifest(
     val slotBlobBytes: Long,
     /** The program's argument order: the input names, then the slot names. */
     val callSignature: List<String>,
-    /** The top-level quantization mode ("none" or "int8"); "none" when the manifest does not say. */
+    /** The top-level quantization mode: "none" or "int8". */
     val quantizationMode: String,
     /** The targets by name, in manifest order. */
     val targets: Map<String, Target>,

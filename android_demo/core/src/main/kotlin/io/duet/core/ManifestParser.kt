@@ -10,11 +10,18 @@ internal object ManifestParser {
     private val SHA256 = Regex("[0-9a-f]{64}")
     private val FILE_NAME = Regex("[A-Za-z0-9_.-]+")
     private val TARGET_NAME = Regex("[a-z][a-z0-9_]*")
+    private val NAME = Regex("[A-Za-z_][A-Za-z0-9_.]*")
+    private val QUANTIZATION_MODES = listOf("none", "int8")
     private val TENSOR_DTYPES = listOf("int32", "float32")
     private val SERVED_AS = listOf("file", "zip")
 
     fun parse(text: String): Manifest {
-        val root = parseStrictJson(text) as? JsonObject ?: refuse(Reason.MANIFEST, "the manifest is not a JSON object")
+        val parsed = try {
+            parseStrictJson(text, refuseDuplicates = true)
+        } catch (e: DuplicateKeyException) {
+            refuse(Reason.MANIFEST, "the manifest names '${e.key}' twice in one object")
+        }
+        val root = parsed as? JsonObject ?: refuse(Reason.MANIFEST, "the manifest is not a JSON object")
         val top = JsonFields(root, "manifest", Reason.MANIFEST)
         val format = formatVersion(top)
         val modelVersion = top.string("model_version")
@@ -30,11 +37,12 @@ internal object ManifestParser {
         if (blobBytes != total) top.fail("slot_blob.nbytes is $blobBytes, the slots add up to $total")
         val names = inputs.map { it.name } + slots.map { it.name }
         if (names.toSet().size != names.size) top.fail("input and slot names must be unique: $names")
+        val quantization = quantizationMode(top)
         val callSignature = top.strings("call_signature")
         if (callSignature != names) top.fail("call_signature $callSignature should be the inputs then the slots $names")
         val targets = targets(top, names.size)
         return Manifest(format, modelVersion, task, inputs, output, slots, blobBytes, callSignature,
-            quantizationMode(top), targets, requestSchema(top))
+            quantization, targets, requestSchema(top))
     }
 
     private fun formatVersion(top: JsonFields): Int {
@@ -64,11 +72,18 @@ internal object ManifestParser {
         }
     }
 
-    private fun tensor(fields: JsonFields): TensorSpec {
+    private fun name(fields: JsonFields): String {
         val name = fields.string("name")
+        if (!NAME.matches(name)) fields.fail("name '$name' should match ^[A-Za-z_][A-Za-z0-9_.]*$")
+        return name
+    }
+
+    private fun tensor(fields: JsonFields): TensorSpec {
+        val name = name(fields)
         val shape = shape(fields)
         val dtype = fields.string("dtype")
         if (dtype !in TENSOR_DTYPES) fields.fail("dtype '$dtype' should be one of ${TENSOR_DTYPES.joinToString(", ")}")
+        fields.string("description")
         return TensorSpec(name, shape, dtype)
     }
 
@@ -77,7 +92,7 @@ internal object ManifestParser {
     private fun slots(top: JsonFields): List<SlotSpec> {
         var running = 0L
         return objects(top, "slots").map { fields ->
-            val name = fields.string("name")
+            val name = name(fields)
             val shape = shape(fields)
             val dtype = fields.string("dtype")
             if (dtype != "float32") fields.fail("slot '$name' has dtype '$dtype'; slots are float32")
@@ -136,7 +151,11 @@ internal object ManifestParser {
     }
 
     private fun quantizationMode(top: JsonFields): String {
-        if (!top.has("quantization")) return "none"
-        return top.child("quantization").optString("mode") ?: "none"
+        val quantization = top.child("quantization")
+        val mode = quantization.string("mode")
+        if (mode !in QUANTIZATION_MODES) {
+            quantization.fail("mode '$mode' should be one of ${QUANTIZATION_MODES.joinToString(", ")}")
+        }
+        return mode
     }
 }

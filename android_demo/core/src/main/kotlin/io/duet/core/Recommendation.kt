@@ -1,6 +1,7 @@
 /** The recommendation demo's inputs and ranking: history from recent items, candidate chunks, top-N by program score. */
 package io.duet.core
 
+import com.google.gson.JsonArray
 import com.google.gson.JsonObject
 
 /** One ranked item. */
@@ -14,28 +15,63 @@ object Recommendation {
     const val HISTORY = "history"
     const val CANDIDATES = "candidates"
 
+    /** The device id of the benchmark's generate body. */
+    const val BENCHMARK_DEVICE_ID = "benchmark"
+
+    /** The longest device id the service takes (the request schema's device_id maxLength). */
+    const val MAX_DEVICE_ID_CHARS = 128
+
+    /**
+     * The demo's device id: "<platform>-<installation id>" in lowercase ("android-1b4e..."), at most 128
+     * characters; the app keeps the installation id (a random UUID) across launches. The same rule as DuetKit's.
+     */
+    fun deviceId(platform: String, installationId: String): String {
+        val id = "$platform-$installationId"
+        val lower = StringBuilder(id.length)
+        for (c in id) lower.append(Character.toLowerCase(c))
+        return lower.toString().take(MAX_DEVICE_ID_CHARS)
+    }
+
+    /** The largest item id ranked when the manifest has no request schema saying which ids exist. */
+    const val FALLBACK_MAX_ITEM_ID = 1000
+
+    /** Seconds between the synthetic timestamps of a body's items (the last one is "now"). */
+    const val TIMESTAMP_SPACING_SECONDS = 60L
+
+    private fun itemsSchema(manifest: Manifest): JsonObject? {
+        val schema = manifest.requestSchema?.let { parseStrictJson(it) as? JsonObject } ?: return null
+        return (schema.get("properties") as? JsonObject)?.get("items") as? JsonObject
+    }
+
     /** The largest valid item id, from the manifest's request schema (items.items.maximum), or null. */
     fun maxItemId(manifest: Manifest): Int? {
-        val schema = manifest.requestSchema?.let { parseStrictJson(it) as? JsonObject } ?: return null
-        val max = schema.getAsJsonObject("properties")?.getAsJsonObject("items")?.getAsJsonObject("items")?.get("maximum")
-        return max?.asIntegerOrNull()?.toInt()
+        val max = (itemsSchema(manifest)?.get("items") as? JsonObject)?.get("maximum")
+        return max?.asIntegerOrNull()?.takeIf { it >= 1 && it <= Int.MAX_VALUE }?.toInt()
+    }
+
+    /** The most items a generate body may hold (the request schema's items.maxItems), or null. */
+    fun maxContextItems(manifest: Manifest): Int? {
+        val max = itemsSchema(manifest)?.get("maxItems")
+        return max?.asIntegerOrNull()?.takeIf { it >= 1 && it <= Int.MAX_VALUE }?.toInt()
     }
 
     /** True when the request schema requires timestamps beside the items. */
     fun needsTimestamps(manifest: Manifest): Boolean {
         val schema = manifest.requestSchema?.let { parseStrictJson(it) as? JsonObject } ?: return false
-        return schema.getAsJsonArray("required")?.any { it.asTextOrNull() == "timestamps" } ?: false
+        val required = schema.get("required") as? JsonArray ?: return false
+        return required.any { it.asTextOrNull() == "timestamps" }
     }
 
     /**
-     * The generate body of a device: its id and [recent] items (oldest first); when the schema wants timestamps,
-     * one per item, [spacingSeconds] apart and ending at [nowSeconds].
+     * The generate body of a device: its id and the last [maxContextItems] of [recent] items (oldest first); when
+     * the schema wants timestamps, one per item kept, [TIMESTAMP_SPACING_SECONDS] apart, the last at [nowSeconds].
      */
-    fun body(manifest: Manifest, deviceId: String, recent: List<Int>, nowSeconds: Long, spacingSeconds: Long = 60): RequestBody {
+    fun body(manifest: Manifest, deviceId: String, recent: List<Int>, nowSeconds: Long): RequestBody {
         require(recent.isNotEmpty()) { "a device needs at least one recent item" }
-        val builder = RequestBody.Builder().text("device_id", deviceId).ints("items", recent.toIntArray())
+        val kept = recent.takeLast(maxContextItems(manifest) ?: recent.size)
+        val builder = RequestBody.Builder().text("device_id", deviceId).ints("items", kept.toIntArray())
         if (needsTimestamps(manifest)) {
-            builder.ints("timestamps", LongArray(recent.size) { nowSeconds - (recent.size - 1 - it) * spacingSeconds })
+            builder.ints("timestamps", LongArray(kept.size) { nowSeconds - (kept.size - 1 - it) * TIMESTAMP_SPACING_SECONDS })
         }
         return builder.build()
     }
@@ -51,14 +87,29 @@ object Recommendation {
     }
 
     /** The candidate pool: ids 1..maxItemId (or 1..[fallbackMax] when the manifest does not say) not in [recent]. */
-    fun pool(manifest: Manifest, recent: List<Int>, fallbackMax: Int): List<Int> {
+    fun pool(manifest: Manifest, recent: List<Int>, fallbackMax: Int = FALLBACK_MAX_ITEM_ID): List<Int> {
         val seen = recent.toSet()
         return (1..(maxItemId(manifest) ?: fallbackMax)).filter { it !in seen }
     }
 
+    /** How many candidates one program call scores (C of the `candidates` input (1, C)). */
+    fun candidateCount(manifest: Manifest): Int = input(manifest, CANDIDATES).shape.last()
+
+    /** [pool] in program calls: chunks of C ids, the last one padded with its first id. */
+    fun chunks(manifest: Manifest, pool: List<Int>): List<IntArray> {
+        val c = candidateCount(manifest)
+        return pool.chunked(c).map { chunk -> IntArray(c) { if (it < chunk.size) chunk[it] else chunk[0] } }
+    }
+
+    /** How many program calls ranking a pool of [poolSize] ids takes. */
+    fun calls(manifest: Manifest, poolSize: Int): Int {
+        val c = candidateCount(manifest)
+        return (poolSize + c - 1) / c
+    }
+
     /**
-     * The [n] best items of [pool] for a device with [recent] items under [slots]: the pool is scored C at a time
-     * (the last chunk padded with its first id), each chunk one program call through [run].
+     * The [n] best items of [pool] for a device with [recent] items under [slots]: the pool is scored in [chunks],
+     * each chunk one program call through [run]; ties go to the lower id.
      */
     fun rank(manifest: Manifest, recent: List<Int>, pool: List<Int>, slots: SlotSet, n: Int, target: Target? = null,
              run: (List<CallArgument>) -> FloatArray): List<Scored> {
@@ -67,13 +118,13 @@ object Recommendation {
         val c = spec.shape.last()
         val history = history(manifest, recent)
         val scored = ArrayList<Scored>(pool.size)
-        for (chunk in pool.chunked(c)) {
-            val ids = IntArray(c) { if (it < chunk.size) chunk[it] else chunk[0] }
+        for ((k, ids) in chunks(manifest, pool).withIndex()) {
             val args = CallAssembly.arguments(manifest, mapOf(HISTORY to history, CANDIDATES to TensorData.ints(spec.shape, ids)),
                 slots, target)
             val scores = run(args)
             if (scores.size != c) refuse(Reason.SLOT_SHAPE, "the program returned ${scores.size} scores for $c candidates")
-            chunk.forEachIndexed { i, item -> scored.add(Scored(item, scores[i])) }
+            val real = Math.min(c, pool.size - k * c)
+            for (i in 0 until real) scored.add(Scored(ids[i], scores[i]))
         }
         return scored.sortedWith(compareByDescending<Scored> { it.score }.thenBy { it.item }).take(n)
     }

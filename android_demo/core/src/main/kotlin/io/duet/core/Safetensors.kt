@@ -81,8 +81,13 @@ object Safetensors {
         } catch (e: CharacterCodingException) {
             fail("the header is not UTF-8")
         }
-        if (text.trimStart(' ').firstOrNull() != '{') fail("the header does not start with '{'")
-        return parseStrictJson(text) as? JsonObject ?: fail("the header is not a JSON object")
+        if (firstNonJsonSpace(text) != '{') fail("the header does not start with '{'")
+        val element = try {
+            parseStrictJson(text, refuseDuplicates = true)
+        } catch (e: DuplicateKeyException) {
+            fail("the header names '${e.key}' twice")
+        }
+        return element as? JsonObject ?: fail("the header is not a JSON object")
     }
 
     private fun metadata(value: com.google.gson.JsonElement): Map<String, String> {

@@ -1,32 +1,96 @@
 /** Strict JSON reading for untrusted text (manifests, safetensors headers): typed field access that refuses with a reason. */
 package io.duet.core
 
-import com.google.gson.Gson
 import com.google.gson.JsonArray
 import com.google.gson.JsonElement
+import com.google.gson.JsonNull
 import com.google.gson.JsonObject
 import com.google.gson.JsonPrimitive
+import com.google.gson.internal.LazilyParsedNumber
 import com.google.gson.stream.JsonReader
 import com.google.gson.stream.JsonToken
 import java.io.StringReader
 
-private val ELEMENT_ADAPTER = Gson().getAdapter(JsonElement::class.java)
 private val INTEGER = Regex("-?(0|[1-9][0-9]*)")
+
+/** A JSON object that names the same key twice ([key]); Gson alone would keep the last value silently. */
+internal class DuplicateKeyException(val key: String) : RuntimeException("the key '$key' appears twice")
 
 /**
  * Parse [text] as one strict JSON value (no comments, no NaN, no trailing text, no raw control characters inside
- * strings, which Gson alone lets through); null when it is not JSON.
+ * strings, which Gson alone lets through); null when it is not JSON. JSON whitespace (space, tab, CR, LF) may
+ * surround the value. With [refuseDuplicates], an object (at any depth) that names a key twice throws
+ * [DuplicateKeyException] instead of keeping the last value.
  */
-internal fun parseStrictJson(text: String): JsonElement? {
+internal fun parseStrictJson(text: String, refuseDuplicates: Boolean = false): JsonElement? {
     if (hasRawControlInString(text)) return null
     return try {
         val reader = JsonReader(StringReader(text))
         reader.isLenient = false
-        val element = ELEMENT_ADAPTER.read(reader)
+        val element = readTree(reader, refuseDuplicates)
         if (reader.peek() != JsonToken.END_DOCUMENT) null else element
+    } catch (e: DuplicateKeyException) {
+        throw e
     } catch (e: Exception) {
         null
     }
+}
+
+/** The first character of [text] that is not JSON whitespace (space, tab, CR, LF), or null. */
+internal fun firstNonJsonSpace(text: String): Char? = text.firstOrNull { it != ' ' && it != '\t' && it != '\n' && it != '\r' }
+
+/** One JSON value read without recursion (a deeply nested header cannot exhaust the stack). */
+private fun readTree(reader: JsonReader, refuseDuplicates: Boolean): JsonElement {
+    val open = ArrayList<JsonElement>()
+    var name: String? = null
+    var root: JsonElement? = null
+    fun attach(value: JsonElement) {
+        val parent = open.lastOrNull()
+        when (parent) {
+            null -> root = value
+            is JsonObject -> {
+                val key = name ?: throw IllegalStateException("a value without a name inside an object")
+                if (refuseDuplicates && parent.has(key)) throw DuplicateKeyException(key)
+                parent.add(key, value)
+                name = null
+            }
+            else -> (parent as JsonArray).add(value)
+        }
+    }
+    do {
+        when (reader.peek()) {
+            JsonToken.BEGIN_OBJECT -> {
+                reader.beginObject()
+                val obj = JsonObject()
+                attach(obj)
+                open.add(obj)
+            }
+            JsonToken.BEGIN_ARRAY -> {
+                reader.beginArray()
+                val array = JsonArray()
+                attach(array)
+                open.add(array)
+            }
+            JsonToken.END_OBJECT -> {
+                reader.endObject()
+                open.removeAt(open.size - 1)
+            }
+            JsonToken.END_ARRAY -> {
+                reader.endArray()
+                open.removeAt(open.size - 1)
+            }
+            JsonToken.NAME -> name = reader.nextName()
+            JsonToken.STRING -> attach(JsonPrimitive(reader.nextString()))
+            JsonToken.NUMBER -> attach(JsonPrimitive(LazilyParsedNumber(reader.nextString())))
+            JsonToken.BOOLEAN -> attach(JsonPrimitive(reader.nextBoolean()))
+            JsonToken.NULL -> {
+                reader.nextNull()
+                attach(JsonNull.INSTANCE)
+            }
+            else -> throw IllegalStateException("the JSON text ends inside a value")
+        }
+    } while (open.isNotEmpty())
+    return root ?: throw IllegalStateException("no JSON value")
 }
 
 /** True when a string literal of [text] holds a character below U+0020 (JSON requires those escaped). */

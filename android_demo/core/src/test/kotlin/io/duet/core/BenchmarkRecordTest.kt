@@ -44,8 +44,26 @@ class BenchmarkRecordTest {
         dir.deleteRecursively()
     }
 
-    @Test(expected = IllegalArgumentException::class)
-    fun nonFiniteValuesAreRefused() {
-        BenchmarkRecords.toJson(listOf(BenchmarkRecord(BenchmarkModel("m", "litert", "none"), Metrics.AVG, Double.NaN, device)))
+    @Test
+    fun modelNamesDropTheLastExtension() {
+        assertEquals("model", BenchmarkModel.nameOf("model.pte"))
+        assertEquals("model", BenchmarkModel.nameOf("model.mlpackage"))
+        assertEquals("model.int8", BenchmarkModel.nameOf("model.int8.tflite"))
+        assertEquals("model", BenchmarkModel.nameOf("model"))
+        assertEquals("model", BenchmarkModel.of(manifest, manifest.target("coreml")).name)
+    }
+
+    @Test
+    fun nonFiniteValuesAreOmitted() {
+        val model = BenchmarkModel("m", "litert", "none")
+        assertEquals(null, BenchmarkRecords.of(model, Metrics.AVG, Double.NaN, device))
+        assertEquals(null, BenchmarkRecords.of(model, Metrics.AVG, Double.POSITIVE_INFINITY, device))
+        assertEquals(BenchmarkRecord(model, Metrics.AVG, 1.5, device), BenchmarkRecords.of(model, Metrics.AVG, 1.5, device))
+        val records = listOf(BenchmarkRecord(model, Metrics.AVG, Double.NaN, device), BenchmarkRecord(model, Metrics.P50, 2.0, device),
+            BenchmarkRecord(model, Metrics.P90, Double.NEGATIVE_INFINITY, device))
+        val array = JsonParser.parseString(BenchmarkRecords.toJson(records)).asJsonArray
+        assertEquals(listOf(Metrics.P50), array.map { it.asJsonObject.get("metric").asString })
+        val nan = LatencyStats(1, Double.NaN, 1.0, 1.0, Double.POSITIVE_INFINITY, 1.0)
+        assertEquals(listOf(Metrics.TRIMMEAN, Metrics.P50, Metrics.P99), BenchmarkRecords.latency(model, device, nan).map { it.metric })
     }
 }

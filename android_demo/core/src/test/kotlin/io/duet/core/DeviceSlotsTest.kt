@@ -59,28 +59,39 @@ class DeviceSlotsTest {
     }
 
     @Test
-    fun refreshNeverThrowsForServiceErrors() {
-        TestServer(mapOf("/v1/generate" to { r: Received ->
-            if (r.headers["authorization"] == "Bearer good") {
-                Reply(200, otherBlob, mapOf("X-Blob-SHA256" to Sha256.hex(otherBlob), "X-Model-Version" to Fixtures.MODEL_VERSION))
-            } else {
-                Reply(401, "{\"error\":\"unauthorized\",\"message\":\"unknown API key\"}".toByteArray())
-            }
-        })).use { server ->
-            val device = DeviceSlots(manifest, base)
-            val body = RequestBody.Builder().text("device_id", "d").build()
-            val ok = device.refresh(ServiceClient(server.url, "good"), body)
-            assertTrue(ok.installed)
-            assertNull(ok.refusal)
-            val good = device.current
-            val refused = device.refresh(ServiceClient(server.url, "wrong"), body, binary = true)
-            assertFalse(refused.installed)
-            assertEquals(good, refused.current)
-            assertEquals(good, device.current)
-            assertEquals(401, device.lastRefusal!!.status)
-            assertEquals(Reason.SERVICE, device.lastRefusal!!.reason)
-            assertTrue(device.lastRefusal!!.message.contains("401 unauthorized"))
-        }
+    fun aRefusalThatBeganBeforeALaterSuccessDoesNotOverwriteIt() {
+        val device = DeviceSlots(manifest, base)
+        val slow = device.ticket() // a refresh begins ...
+        val good = device.install(answer(otherBlob)) // ... another one succeeds meanwhile ...
+        val (why, kept) = device.refused(DuetException(Reason.SERVICE, "no answer", 0), slow) // ... then the first fails
+        assertEquals(Reason.SERVICE, why.reason)
+        assertEquals(good, kept)
+        assertNull(device.lastRefusal)
+        assertEquals(good, device.current)
+        // a refusal that began after the last success is recorded
+        device.refused(DuetException(Reason.SERVICE, "no answer", 0), device.ticket())
+        assertEquals(Reason.SERVICE, device.lastRefusal!!.reason)
+        assertEquals(good, device.current)
+    }
+
+    @Test
+    fun refreshNeverThrowsAndSaysWhichSlotsStay() {
+        // neither the live service nor the stand-in can be reached through a file: URL: the refusal is a service
+        // error with status 0 (not a ClassCastException), and refresh reports it instead of throwing
+        val device = DeviceSlots(manifest, base)
+        val good = device.install(answer(otherBlob))
+        val outcome = device.refresh(ServiceClient("file:///tmp", "k"), RequestBody.Builder().text("device_id", "d").build())
+        assertFalse(outcome.installed)
+        assertEquals(good, outcome.current)
+        val why = outcome.refusal!!
+        assertEquals(Reason.SERVICE, why.reason)
+        assertEquals(0, why.status)
+        assertEquals(why, device.lastRefusal)
+    }
+
+    @Test
+    fun flatBytesOfTheWrongSizeAreASlotShapeError() {
+        refused(Reason.SLOT_SHAPE, "35 bytes, the slots take 36") { SlotSet.fromFlatBytes(manifest.slots, ByteArray(35)) }
     }
 
     @Test

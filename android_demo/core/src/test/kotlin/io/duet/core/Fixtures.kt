@@ -38,6 +38,22 @@ object Fixtures {
 
     fun manifest(): Manifest = Manifest.parse(Gson().toJson(manifestJson()))
 
+    /**
+     * The fixture manifest as a recommendation program: history (1, 4), candidates (1, 3) and a request schema
+     * (ids 1..9, at most 3 items, timestamps required).
+     */
+    fun recommendationJson(): JsonObject {
+        val json = manifestJson()
+        json.add("inputs", JsonParser.parseString("""[{"name": "history", "shape": [1, 4], "dtype": "int32", "description": ""},
+            {"name": "candidates", "shape": [1, 3], "dtype": "int32", "description": ""}]"""))
+        json.add("call_signature", Gson().toJsonTree(listOf("history", "candidates", "head.w", "head.b")))
+        json.add("generate", JsonParser.parseString("""{"request_schema": {"type": "object", "required": ["device_id", "items", "timestamps"],
+            "properties": {"items": {"type": "array", "minItems": 1, "maxItems": 3, "items": {"type": "integer", "minimum": 1, "maximum": 9}}}}}"""))
+        return json
+    }
+
+    fun recommendation(): Manifest = Manifest.parse(Gson().toJson(recommendationJson()))
+
     /** One tensor to write: raw little-endian bytes under a header entry. */
     class Tensor(val name: String, val dtype: String, val shape: List<Long>, val data: ByteArray)
 

@@ -1,107 +1,109 @@
 /** Live tests against a real `cli.py serve` started by tests/live_service.py; Python's client gives the reference bytes. */
 package io.duet.core
 
-import com.google.gson.JsonObject
-import com.google.gson.JsonParser
+import io.duet.core.Live.body
+import io.duet.core.Live.device
+import io.duet.core.Live.flat
 import org.junit.AfterClass
 import org.junit.Assert.assertArrayEquals
 import org.junit.Assert.assertEquals
 import org.junit.Assert.assertFalse
+import org.junit.Assert.assertNotEquals
 import org.junit.Assert.assertNotNull
 import org.junit.Assert.assertTrue
 import org.junit.Assert.fail
-import org.junit.Assume.assumeTrue
 import org.junit.BeforeClass
 import org.junit.Test
 import java.io.File
-import java.nio.file.Files
 
 class LiveServiceTest {
     companion object {
-        private var dir: File? = null
-        private lateinit var live: JsonObject
-        private lateinit var cacheDir: File
+        private val dirs = ArrayList<File>()
 
         @BeforeClass
         @JvmStatic
         fun findTheLiveService() {
-            val path = System.getenv("DUET_LIVE_DIR")?.takeIf { it != "" }
-            if (path == null) {
-                val why = "DUET_LIVE_DIR is not set: the live tests need `make android-core-test` " +
-                    "(tests/live_service.py starts cli.py serve)"
-                if (System.getenv("DUET_REQUIRE_LIVE") == "1") fail("DUET_REQUIRE_LIVE=1 but $why")
-                System.err.println("LiveServiceTest skipped: $why")
-                assumeTrue(why, false)
-            }
-            dir = File(path!!)
-            live = JsonParser.parseString(File(dir, "live.json").readText()).asJsonObject
-            cacheDir = Files.createTempDirectory("duet-live-cache").toFile()
+            Live.json()
         }
 
         @AfterClass
         @JvmStatic
-        fun removeTheCache() {
-            if (dir != null) cacheDir.deleteRecursively()
+        fun removeTheCaches() {
+            for (dir in dirs) dir.deleteRecursively()
         }
+
+        fun cache(): File = Live.tempDir("duet-live-cache").also { dirs.add(it) }
     }
 
-    private val url get() = live.get("url").asString
-    private val service get() = ServiceClient(url, live.get("api_key").asString)
-    private val target get() = live.get("target").asString
-
-    private fun flat(entry: JsonObject): ByteArray = File(dir, entry.get("flat").asString).readBytes()
-    private fun device(i: Int): JsonObject = live.getAsJsonArray("devices")[i].asJsonObject
-    private fun body(i: Int): RequestBody = RequestBody.fromJson(device(i).getAsJsonObject("body"))
+    private val base get() = Live.json().getAsJsonObject("base")
 
     @Test
     fun manifestAndTheCachedDownload() {
-        val client = service
+        val client = Live.service()
         val manifest = client.manifest()
-        live.get("model_version")?.let { assertEquals(it.asString, manifest.modelVersion) }
-        val first = client.download(manifest, target, cacheDir)
+        assertEquals(Live.modelVersion, manifest.modelVersion)
+        val target = manifest.target(Live.target)
+        val cacheDir = cache()
+        // a stale file where the program belongs is fetched again
+        val path = ArtifactCache(cacheDir).pathOf(target)
+        path.parentFile.mkdirs()
+        path.writeText("stale")
+        val first = client.download(manifest, Live.target, cacheDir)
         assertTrue(first.fetched)
-        assertEquals(manifest.target(target).sha256, Sha256.hex(first.file))
-        assertEquals(File(File(cacheDir, manifest.target(target).sha256), manifest.target(target).cachedFileName), first.file)
+        assertEquals(File(File(cacheDir, target.sha256), target.cachedFileName), first.file)
+        assertEquals(target.sha256, Sha256.hex(first.file))
+        assertEquals(target.bytes, first.file.length())
+        assertEquals(listOf(first.file), Live.filesIn(cacheDir)) // no temp file left
         val sent = client.requestsSent
-        val second = client.download(manifest, target, cacheDir)
+        val second = client.download(manifest, Live.target, cacheDir)
         assertFalse("the second download is served from the cache", second.fetched)
+        assertEquals(first.file, second.file)
         assertEquals(sent, client.requestsSent)
     }
 
     @Test
     fun baseSlotsAreThePythonClients() {
-        val client = service
+        val client = Live.service()
         val manifest = client.manifest()
         val answer = client.baseSlots()
-        assertEquals(live.getAsJsonObject("base").get("blob_sha256").asString, answer.sha256)
-        assertArrayEquals(flat(live.getAsJsonObject("base")), answer.check(manifest).toFlatBytes())
-        assertArrayEquals(flat(live.getAsJsonObject("base")), DeviceSlots.load(client, manifest).current.toFlatBytes())
+        assertEquals(manifest.modelVersion, answer.modelVersion)
+        assertEquals("float32", answer.slotDtype)
+        assertEquals(base.get("blob_sha256").asString, answer.sha256)
+        assertArrayEquals(flat(base), answer.check(manifest).toFlatBytes())
+        assertArrayEquals(flat(base), DeviceSlots.load(client, manifest).current.toFlatBytes())
     }
 
     @Test
     fun generatedSlotsAreThePythonClientsForJsonAndBinaryBodies() {
-        val client = service
+        val client = Live.service()
         val manifest = client.manifest()
         val zero = client.generate(body(0))
         val one = client.generate(body(1), binary = true)
+        for (answer in listOf(zero, one)) {
+            assertEquals(manifest.modelVersion, answer.modelVersion)
+            assertEquals("float32", answer.slotDtype)
+        }
         assertEquals(device(0).get("blob_sha256").asString, zero.sha256)
         assertEquals(device(1).get("blob_sha256").asString, one.sha256)
-        assertEquals("float32", zero.slotDtype)
-        assertArrayEquals(flat(device(0)), zero.check(manifest).toFlatBytes())
-        assertArrayEquals(flat(device(1)), one.check(manifest).toFlatBytes())
-        assertFalse("the two devices' slots differ", flat(device(0)).contentEquals(flat(device(1))))
+        val zeroSlots = zero.check(manifest)
+        val oneSlots = one.check(manifest)
+        assertArrayEquals(flat(device(0)), zeroSlots.toFlatBytes())
+        assertArrayEquals(flat(device(1)), oneSlots.toFlatBytes())
+        assertNotEquals("the two devices' decoded slots differ", zeroSlots, oneSlots)
         // the binary body of device 0 gets the same answer as its JSON body
         assertEquals(zero.sha256, client.generate(body(0), binary = true).sha256)
     }
 
     @Test
     fun float16AnswerIsCloseToFloat32() {
-        val client = service
+        val client = Live.service()
         val manifest = client.manifest()
         val half = client.generate(body(0), SlotDtype.FLOAT16)
         assertEquals("float16", half.slotDtype)
+        assertEquals(manifest.modelVersion, half.modelVersion)
         val f16 = half.check(manifest)
-        val f32 = SlotSet.fromFlatBytes(manifest.slots, flat(device(0)))
+        val f32 = client.generate(body(0)).check(manifest)
+        assertArrayEquals(flat(device(0)), f32.toFlatBytes())
         for (i in manifest.slots.indices) {
             val a = f16.floats(i)
             val b = f32.floats(i)
@@ -110,17 +112,23 @@ class LiveServiceTest {
                 assertTrue("${manifest.slots[i].name}[$k]: ${a[k]} vs ${b[k]}", Math.abs(a[k] - b[k]) <= tolerance)
             }
         }
+        val halfBase = client.baseSlots(SlotDtype.FLOAT16)
+        assertEquals("float16", halfBase.slotDtype)
+        halfBase.check(manifest)
     }
 
     @Test
     fun wrongKeyKeepsTheLastGoodSlots() {
+        val service = Live.service()
         val manifest = service.manifest()
         val device = DeviceSlots.load(service, manifest)
         val ok = device.refresh(service, body(0))
         assertTrue("refused: ${ok.refusal}", ok.installed)
+        assertArrayEquals(flat(device(0)), ok.current.toFlatBytes())
         val good = device.current
-        val refused = device.refresh(ServiceClient(url, live.get("wrong_key").asString), body(1))
+        val refused = device.refresh(ServiceClient(Live.url, Live.json().get("wrong_key").asString), body(1))
         assertFalse(refused.installed)
+        assertEquals(good, refused.current)
         assertEquals(good, device.current)
         assertArrayEquals(flat(device(0)), device.current.toFlatBytes())
         val why = device.lastRefusal
@@ -132,7 +140,7 @@ class LiveServiceTest {
 
     @Test
     fun corruptBlobIsRefusedAndTheLastGoodSlotsStay() {
-        val client = service
+        val client = Live.service()
         val manifest = client.manifest()
         val device = DeviceSlots.load(client, manifest)
         device.install(client.generate(body(0)))
@@ -149,5 +157,36 @@ class LiveServiceTest {
         }
         assertEquals(good, device.current)
         assertEquals(Reason.BLOB, device.lastRefusal!!.reason)
+    }
+
+    @Test
+    fun deviceClientSetsUpLikeThePythonClient() {
+        val cacheDir = cache()
+        val device = DeviceClient(Live.service(), Live.target, cacheDir)
+        assertFalse(device.isSetUp)
+        val file = device.setup()
+        assertEquals(Live.modelVersion, device.manifest.modelVersion)
+        assertEquals(device.target.sha256, Sha256.hex(file))
+        assertEquals(ArtifactCache(cacheDir).pathOf(device.target), file)
+        assertTrue(device.program.fetched)
+        assertTrue(device.slots.usingBase)
+        assertArrayEquals(flat(base), device.slots.current.toFlatBytes())
+        val outcome = device.refresh(body(0))
+        assertTrue("refused: ${outcome.refusal}", outcome.installed)
+        assertArrayEquals(flat(device(0)), device.slots.current.toFlatBytes())
+        // a second device with the same cache does not download the program again
+        val again = DeviceClient(Live.service(), Live.target, cacheDir)
+        assertEquals(file, again.setup())
+        assertFalse(again.program.fetched)
+    }
+
+    @Test
+    fun generateRoundTripChecksWithoutInstalling() {
+        val client = Live.service()
+        val manifest = client.manifest()
+        val sent = client.requestsSent
+        val p50 = BenchmarkSampling.generateRoundTrip(client, manifest, body(0))
+        assertTrue("$p50", p50 > 0 && !p50.isInfinite())
+        assertEquals(BenchmarkSampling.ROUND_TRIP_WARM_UP + BenchmarkSampling.ROUND_TRIP_TIMED, client.requestsSent - sent)
     }
 }

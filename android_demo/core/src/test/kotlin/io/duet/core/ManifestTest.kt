@@ -131,8 +131,44 @@ class ManifestTest {
     }
 
     @Test
-    fun quantizationIsOptional() {
-        assertEquals("none", parse { it.remove("quantization") }.quantizationMode)
-        assertEquals("none", parse { it.add("quantization", JsonObject().also { q -> q.add("scope", JsonPrimitive("x")) }) }.quantizationMode)
+    fun quantizationModeIsRequired() {
+        bad("'quantization' is missing") { it.remove("quantization") }
+        bad("manifest/quantization: required field 'mode' is missing") {
+            it.add("quantization", JsonObject().also { q -> q.add("scope", JsonPrimitive("x")) })
+        }
+        bad("mode 'int4' should be one of none, int8") { it.getAsJsonObject("quantization").addProperty("mode", "int4") }
+        bad("'quantization' should be an object") { it.addProperty("quantization", "int8") }
+        assertEquals("none", parse { it.getAsJsonObject("quantization").addProperty("mode", "none") }.quantizationMode)
+    }
+
+    @Test
+    fun inputsAndOutputNeedADescription() {
+        bad("manifest/inputs[0]: required field 'description' is missing") {
+            it.getAsJsonArray("inputs")[0].asJsonObject.remove("description")
+        }
+        bad("'description' should be a string") { it.getAsJsonObject("output").addProperty("description", 3) }
+    }
+
+    @Test
+    fun namesFollowTheSchemaPattern() {
+        bad("name '1st' should match") {
+            it.getAsJsonArray("inputs")[0].asJsonObject.addProperty("name", "1st")
+            it.add("call_signature", Gson().toJsonTree(listOf("1st", "mask", "head.w", "head.b")))
+        }
+        bad("name 'head-w' should match") {
+            it.slot(0).addProperty("name", "head-w")
+            it.add("call_signature", Gson().toJsonTree(listOf("items", "mask", "head-w", "head.b")))
+        }
+        bad("name 'the scores' should match") { it.getAsJsonObject("output").addProperty("name", "the scores") }
+        parse {
+            it.slot(0).addProperty("name", "_blocks.0.W_q")
+            it.add("call_signature", Gson().toJsonTree(listOf("items", "mask", "_blocks.0.W_q", "head.b")))
+        }
+    }
+
+    @Test
+    fun duplicateKeysAreRefused() {
+        val text = Gson().toJson(manifestJson()).replaceFirst("{", "{\"task\": \"other\", ")
+        refused(Reason.MANIFEST, "names 'task' twice") { Manifest.parse(text) }
     }
 }

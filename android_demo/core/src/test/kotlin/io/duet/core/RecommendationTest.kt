@@ -2,7 +2,6 @@
 package io.duet.core
 
 import com.google.gson.Gson
-import com.google.gson.JsonParser
 import io.duet.core.Fixtures.goodBlob
 import io.duet.core.Fixtures.refused
 import org.junit.Assert.assertArrayEquals
@@ -13,16 +12,7 @@ import org.junit.Assert.assertTrue
 import org.junit.Test
 
 class RecommendationTest {
-    /** The fixture manifest with history (1, 4), candidates (1, 3) and a request schema (ids 1..9, timestamps required). */
-    private val manifest: Manifest = run {
-        val json = Fixtures.manifestJson()
-        json.add("inputs", JsonParser.parseString("""[{"name": "history", "shape": [1, 4], "dtype": "int32", "description": ""},
-            {"name": "candidates", "shape": [1, 3], "dtype": "int32", "description": ""}]"""))
-        json.add("call_signature", Gson().toJsonTree(listOf("history", "candidates", "head.w", "head.b")))
-        json.add("generate", JsonParser.parseString("""{"request_schema": {"type": "object", "required": ["device_id", "items", "timestamps"],
-            "properties": {"items": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 9}}}}}"""))
-        Manifest.parse(Gson().toJson(json))
-    }
+    private val manifest: Manifest = Fixtures.recommendation()
     private val slots = SlotBlob.decode(goodBlob(), manifest)
 
     @Test
@@ -34,10 +24,46 @@ class RecommendationTest {
     }
 
     @Test
+    fun schemaLimits() {
+        assertEquals(3, Recommendation.maxContextItems(manifest))
+        assertNull(Recommendation.maxContextItems(Fixtures.manifest()))
+        assertEquals("benchmark", Recommendation.BENCHMARK_DEVICE_ID)
+        assertEquals(1000, Recommendation.FALLBACK_MAX_ITEM_ID)
+        assertEquals(60L, Recommendation.TIMESTAMP_SPACING_SECONDS)
+    }
+
+    @Test
     fun bodyHasSpacedTimestampsEndingNow() {
         val body = Recommendation.body(manifest, "phone", listOf(3, 5, 7), nowSeconds = 1000)
         assertEquals("{\"device_id\":\"phone\",\"items\":[3,5,7],\"timestamps\":[880,940,1000]}", body.toJson())
         assertEquals("{\"device_id\":\"phone\",\"items\":[3]}", Recommendation.body(Fixtures.manifest(), "phone", listOf(3), 1000).toJson())
+    }
+
+    @Test
+    fun bodyKeepsTheLastMaxItems() {
+        val body = Recommendation.body(manifest, "android-x", listOf(1, 2, 3, 4, 5), nowSeconds = 1000)
+        assertEquals("{\"device_id\":\"android-x\",\"items\":[3,4,5],\"timestamps\":[880,940,1000]}", body.toJson())
+        // no schema: every item
+        assertEquals("{\"device_id\":\"d\",\"items\":[1,2,3,4,5]}",
+            Recommendation.body(Fixtures.manifest(), "d", listOf(1, 2, 3, 4, 5), 1000).toJson())
+    }
+
+    @Test
+    fun deviceIdIsPlatformAndInstallationInLowercase() {
+        assertEquals("android-1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+            Recommendation.deviceId("Android", "1B4E28BA-2FA1-11D2-883F-0016D3CCA427"))
+        assertEquals(128, Recommendation.deviceId("android", "x".repeat(300)).length)
+    }
+
+    @Test
+    fun poolChunksAndCalls() {
+        val noSchema = Fixtures.recommendationJson().also { it.remove("generate") }
+        assertEquals((1..1000).toList(), Recommendation.pool(Manifest.parse(Gson().toJson(noSchema)), emptyList()))
+        assertEquals(3, Recommendation.candidateCount(manifest))
+        val chunks = Recommendation.chunks(manifest, listOf(1, 3, 5, 6, 7, 8, 9))
+        assertEquals(listOf(listOf(1, 3, 5), listOf(6, 7, 8), listOf(9, 9, 9)), chunks.map { it.toList() })
+        assertEquals(3, Recommendation.calls(manifest, 7))
+        assertEquals(2, Recommendation.calls(manifest, 6))
     }
 
     @Test
@@ -49,7 +75,7 @@ class RecommendationTest {
 
     @Test
     fun rankScoresThePoolInChunksAndKeepsTheBest() {
-        val pool = Recommendation.pool(manifest, listOf(2, 4), fallbackMax = 100)
+        val pool = Recommendation.pool(manifest, listOf(2, 4))
         assertEquals(listOf(1, 3, 5, 6, 7, 8, 9), pool)
         val calls = ArrayList<List<CallArgument>>()
         val top = Recommendation.rank(manifest, listOf(2, 4), pool, slots, n = 3) { args ->

@@ -33,6 +33,32 @@ class SafetensorsTest {
     }
 
     @Test
+    fun headerMayStartWithAnyJsonWhitespace() {
+        val blob = raw(" \n\t\r{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}\r\n", listOf(four))
+        assertEquals(listOf("a"), Safetensors.decode(blob).tensors.map { it.name })
+        refused(Reason.BLOB, "does not start with '{'") { Safetensors.decode(raw("\u000b{}", emptyList())) }
+        refused(Reason.BLOB, "does not start with '{'") { Safetensors.decode(raw("\u00a0{}", emptyList())) }
+    }
+
+    @Test
+    fun aNameTwiceIsRefused() {
+        val entry = "{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}"
+        refused(Reason.BLOB, "names 'a' twice") { Safetensors.decode(raw("{\"a\":$entry,\"a\":$entry}", listOf(four))) }
+        refused(Reason.BLOB, "names '__metadata__' twice") {
+            Safetensors.decode(raw("{\"__metadata__\":{},\"a\":$entry,\"__metadata__\":{}}", listOf(four)))
+        }
+        refused(Reason.BLOB, "names 'k' twice") {
+            Safetensors.decode(raw("{\"__metadata__\":{\"k\":\"1\",\"k\":\"2\"},\"a\":$entry}", listOf(four)))
+        }
+    }
+
+    @Test
+    fun deeplyNestedHeadersAreRefusedWithoutOverflow() {
+        val deep = "{\"a\":" + "[".repeat(200_000) + "]".repeat(200_000) + "}"
+        refused(Reason.BLOB) { Safetensors.decode(raw(deep, emptyList())) } // (Gson 2.11+ caps the nesting itself)
+    }
+
+    @Test
     fun tooShort() {
         refused(Reason.BLOB, "too short") { Safetensors.decode(ByteArray(7)) }
     }
