@@ -437,3 +437,24 @@ def test_a_client_that_hangs_up_mid_body_is_a_client_error_not_a_500(svc_server,
     assert errors(after, "500") == errors(before, "500")
     assert "Traceback" not in caplog.text
     assert httpx.get(f"{svc_server}/healthz").status_code == 200
+
+
+def test_an_address_that_keeps_failing_authentication_is_held_off(svc_config):
+    with live_server(svc_config, auth_failure_rate=0.5, auth_failure_burst=3) as url:
+        statuses = [httpx.get(f"{url}/v1/manifest", headers=auth("duet_guess")).status_code for _ in range(5)]
+        assert statuses == [401, 401, 401, 429, 429]
+        held = httpx.get(f"{url}/v1/manifest", headers=auth())  # even the right key waits: the address is held
+        assert held.status_code == 429 and held.json()["error"] == "too_many_failed_logins"
+        assert int(held.headers["retry-after"]) >= 1
+        assert httpx.get(f"{url}/healthz").status_code == 200  # outside /v1/: no key, no hold
+
+
+def test_errors_quote_a_bad_value_by_its_beginning_and_refuse_repeated_or_slashed_paths(svc_server, run):
+    body = {**_body(run, int(run.task.device_ids("test")[0])), "device_id": "x" * 6_000}  # under the 8 KiB limit
+    answer = httpx.post(f"{svc_server}/v1/generate", json=body, headers=auth(), timeout=30)
+    assert answer.status_code == 422 and "xxxx" in answer.json()["message"]
+    assert len(answer.json()["message"]) <= 500 and answer.json()["message"].endswith("characters)")
+    repeated = httpx.get(f"{svc_server}/v1/slots/base?dtype=float16&dtype=float32", headers=auth())
+    assert repeated.status_code == 422 and "'dtype' given more than once" in repeated.json()["message"]
+    slashed = httpx.get(f"{svc_server}/v1/manifest/", headers={**auth(), "Host": "evil.example"})
+    assert slashed.status_code == 404 and "location" not in slashed.headers

@@ -33,14 +33,14 @@ def create_app(config: ServiceConfig) -> FastAPI:
             await state.batcher.stop()
 
     app = FastAPI(title="DUET parameter-generation service", version=state.model_version, lifespan=lifespan,
-                  docs_url=None, redoc_url=None,
+                  docs_url=None, redoc_url=None, redirect_slashes=False,
                   description="Generates the slot parameters of a device model from the device's recent samples. "
                               "Every /v1/ call needs 'Authorization: Bearer <API key>'.")
     app.state.duet = state
     add_error_handlers(app)
     add_routes(app, state)
-    app.add_middleware(ApiKeyMiddleware, keys=state.keys,
-                       limiter=RateLimiter(config.rate_limit, config.rate_burst))
+    app.add_middleware(ApiKeyMiddleware, keys=state.keys, limiter=RateLimiter(config.rate_limit, config.rate_burst),
+                       failed_logins=RateLimiter(config.auth_failure_rate, config.auth_failure_burst))
     app.add_middleware(MetricsMiddleware, metrics=state.metrics, route_paths=[route.path for route in app.routes])
 
     def openapi() -> dict:

@@ -113,11 +113,24 @@ class RateLimiter:
         self.rate, self.burst, self.clock = rate, burst, clock
         self._buckets: dict[str, tuple[float, float]] = {}
 
+    MAX_BUCKETS = 100_000  # beyond it, buckets that have refilled are forgotten (they hold no information)
+
+    def wait(self, key: str) -> float:
+        """The seconds before `key` may go ahead (0.0: now), without taking a token."""
+        if self.rate <= 0 or key not in self._buckets:
+            return 0.0
+        tokens, last = self._buckets[key]
+        tokens = min(float(self.burst), tokens + (self.clock() - last) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def acquire(self, key: str) -> float:
         """0.0 when the request may go ahead, else the seconds to wait before the next one will be allowed."""
         if self.rate <= 0:
             return 0.0
         now = self.clock()
+        if len(self._buckets) >= self.MAX_BUCKETS and key not in self._buckets:
+            self._buckets = {k: (t, at) for k, (t, at) in self._buckets.items()
+                             if t + (now - at) * self.rate < self.burst}
         tokens, last = self._buckets.get(key, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - last) * self.rate)
         if tokens >= 1.0:

@@ -27,6 +27,8 @@ class ServiceConfig:
     queue_size: int = 1024  # most generate requests admitted and not yet answered; beyond it 503 + Retry-After
     rate_limit: float = 50.0  # sustained requests per second allowed per API key and process (0 = no limit)
     rate_burst: int = 100  # token-bucket size: how many requests a key may send at once
+    auth_failure_rate: float = 1.0  # requests without a valid key allowed per second and client address, sustained
+    auth_failure_burst: int = 20  # ... and at once; beyond them the address gets 429 + Retry-After (0 rate = off)
     max_body_bytes: int = 1 << 20  # largest request body accepted (413 beyond it)
     examples: int = 4  # example generate bodies (test devices) published in the OpenAPI document
     static_floor: bool = False  # enables the hidden POST /v1/static (the HTTP floor of the benchmark)

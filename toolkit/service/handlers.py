@@ -138,6 +138,9 @@ def _check_query(request: Request, allowed: tuple[str, ...]) -> Mapping[str, str
     if not request.scope.get("query_string"):
         return {}
     params = request.query_params
+    repeated = sorted({name for name, _ in params.multi_items() if len(params.getlist(name)) > 1})
+    if repeated:
+        raise ApiError(422, "invalid_request", f"query parameter {', '.join(map(repr, repeated))} given more than once")
     unknown = sorted({name for name in params if name not in allowed})
     if unknown:
         takes = f"it takes {', '.join(allowed)}" if allowed else "it takes none"

@@ -12,22 +12,31 @@ from toolkit.service.responses import error_response
 
 
 class ApiKeyMiddleware:
-    """Every /v1/ request needs a known API key (401) and a token from its key's bucket (429)."""
+    """Every /v1/ request needs a known API key (401) and a token from its key's bucket (429); an address that keeps
+    presenting wrong or missing keys is refused (429 with Retry-After) before its keys are even compared."""
 
-    def __init__(self, app, keys: KeyStore, limiter: RateLimiter):
-        self.app, self.keys, self.limiter = app, keys, limiter
+    def __init__(self, app, keys: KeyStore, limiter: RateLimiter, failed_logins: RateLimiter):
+        self.app, self.keys, self.limiter, self.failed_logins = app, keys, limiter, failed_logins
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(routes.API_PREFIX):
             await self.app(scope, receive, send)
             return
+        address = (scope.get("client") or ("unknown", 0))[0]
+        if (blocked := self.failed_logins.wait(address)) > 0:
+            response = error_response(429, "too_many_failed_logins", f"too many requests without a valid API key from "
+                                      f"this address; retry in {blocked:.0f} s", {"Retry-After": retry_after_header(blocked)})
+            await response(scope, receive, send)
+            return
         header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
         token = bearer_token(header)
         challenge = {"WWW-Authenticate": 'Bearer realm="duet"'}
         if token is None:
+            self.failed_logins.acquire(address)
             response = error_response(401, "unauthorized", "missing API key: send 'Authorization: Bearer <key>'",
                                       challenge)
         elif (name := self.keys.identify(token)) is None:
+            self.failed_logins.acquire(address)
             response = error_response(401, "unauthorized", "API key not recognised", challenge)
         elif (wait := self.limiter.acquire(name)) > 0:
             response = error_response(429, "rate_limited", f"this API key's rate limit is reached; retry in "

@@ -36,7 +36,12 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
 
 
+MAX_MESSAGE = 500  # characters of an error message: a bad value is quoted by its beginning, never whole
+
+
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    if len(message) > MAX_MESSAGE:
+        message = message[: MAX_MESSAGE - 30] + f"... ({len(message)} characters)"
     body = json.dumps({"error": code, "message": message}).encode()
     return Response(body, status, headers=headers, media_type="application/json")
 
