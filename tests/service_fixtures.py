@@ -65,7 +65,8 @@ def svc_config(svc_run, svc_export, svc_keys):
     from toolkit.service.config import ServiceConfig
 
     return ServiceConfig(run_dir=str(svc_run), exports_dir=str(svc_export), api_keys=str(svc_keys),
-                         cache_dir=str(CACHE), rate_limit=0, max_body_bytes=8192, static_floor=True)
+                         cache_dir=str(CACHE), rate_limit=0, max_body_bytes=8192, static_floor=True,
+                         auth_failure_rate=0)  # fuzzing sends wrong keys on purpose; the hold-off has its own test
 
 
 @contextmanager
@@ -97,7 +98,7 @@ def live_server(config, **overrides):
 
 @pytest.fixture(scope="module")
 def svc_server(svc_config):
-    """One server for a test module: rate limit off, 8 KiB body limit, static floor on."""
+    """One server for a test module: rate limit and failed-login hold-off off, 8 KiB body limit, static floor on."""
     with live_server(svc_config) as url:
         yield url
 
