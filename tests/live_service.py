@@ -1,7 +1,7 @@
 """Runs a command beside a real `cli.py serve` on 127.0.0.1, with the Python client's answers as the reference.
 
     python tests/live_service.py -- bash android_demo/core/test.sh        # make android-core-test
-    python tests/live_service.py -- swift test --package-path ios_demo/DuetKit   # make ios-core-test
+    python tests/live_service.py -- swift test --disable-swift-testing --package-path ios_demo/DuetKit
 
 Trains a tiny run on the embedded MovieLens data, exports it (TFLite and Core ML, fp32), starts the service
 with a fresh API key, asks it with `toolkit.client` for Base's slots and two test devices' slots, and writes
