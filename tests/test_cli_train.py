@@ -149,3 +149,11 @@ def test_ablation_report_names_the_generator_settings(tmp_path, cache_dir):
     assert "context=20 items, time=True" in result.output
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert evaluation["slot_change_per_new_sample"] > 0
+
+
+def test_a_diverging_loss_stops_training_and_leaves_no_run(tmp_path, cache_dir):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli.cli, ["train", "--out", str(out), "--cache-dir", cache_dir, *TINY, "--lr", "1e30"])
+    assert result.exit_code == 2, result.output
+    assert "base stage, epoch 1, step" in result.output and "the training loss is" in result.output
+    assert not out.exists()

@@ -157,3 +157,16 @@ def test_corrupt_cache_is_rebuilt(tmp_path, caplog):
         assert data.n_users == 5 and "rebuilding it" in caplog.text and cache.name in caplog.text
         assert cache.read_bytes() == whole  # rebuilt in place, byte for byte
         caplog.clear()
+
+
+@pytest.mark.parametrize("stamp", ["1e30", "-5", "4102444801"])
+def test_a_timestamp_outside_unix_seconds_of_this_century_is_refused_with_its_line(tmp_path, stamp):
+    path = _write(tmp_path, "amazon", [ROWS[0], ("2", "10", "5", stamp)])
+    with pytest.raises(DataFormatError, match=rf"line 2: timestamp '{stamp}' is not unix seconds between 0 and"):
+        load_file(path, "amazon")
+
+
+def test_an_id_with_a_control_character_is_refused_with_its_line(tmp_path):
+    path = _write(tmp_path, "amazon", [ROWS[0], ROWS[1], ("2", "1\x000", "5", "50")])
+    with pytest.raises(DataFormatError, match=r"line 3: item id '1\\x000' holds a control character"):
+        load_file(path, "amazon")

@@ -31,6 +31,10 @@ class ToleranceExceeded(DuetError, ValueError):
     """A runtime's output differs from PyTorch's by more than the target's tolerance."""
 
 
+class TrainingDiverged(DuetError, RuntimeError):
+    """Training produced a non-finite loss; the message names the stage, epoch and step, and no run was written."""
+
+
 class RequestError(DuetError, ValueError):
     """A generate request's body is invalid; the service answers it with a 4xx JSON error."""
 

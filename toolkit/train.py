@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import math
+import shutil
 import time
 import zlib
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from toolkit.errors import TrainingDiverged
 from toolkit.generator import GeneratorConfig, ParameterGenerator
 from toolkit.tasks.base import Task
 
@@ -68,12 +71,16 @@ def fit_stage(stage: str, task: Task, model: nn.Module, generator: nn.Module | N
         batches = list(task.train_batches(rng, cfg.batch_size))
         advance = progress(f"{stage} epoch {epoch}", len(batches)) if progress else None
         started, total = time.perf_counter(), 0.0
-        for batch in batches:
+        for step, batch in enumerate(batches):
             loss = task.batch_loss(model, batch, generator)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise TrainingDiverged(f"{stage} stage, epoch {epoch}, step {step}: the training loss is {value}; "
+                                       f"lower the learning rate or check the data")
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += loss.item()
+            total += value
             if advance:
                 advance()
         score = task.evaluate(model, "val", generator)[task.selection_metric]
@@ -131,13 +138,20 @@ def train_run(out: Path, task: Task, train_cfg: TrainConfig, generator_options: 
     check_new_run_dir(out)
     gen_cfg = GeneratorConfig.for_task(task, task.build_model().context_dim, **generator_options)
     base = load_base(Path(base_from), task) if base_from else None
+    existed = out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    log = TrainLog(out / LOG_FILE, listener)
-    log(event="start", task=task.name, config=task.config_json(), seed=train_cfg.seed)
-    if base is None:
-        base = train_base(task, train_cfg, log, progress)
-    else:
-        log(event="base_from", run=str(base_from))
-    duet, generator = train_duet(task, base, gen_cfg, train_cfg, log, progress)
-    save_run(out, run_config(task, gen_cfg, train_cfg), base, duet, generator)
+    try:
+        log = TrainLog(out / LOG_FILE, listener)
+        log(event="start", task=task.name, config=task.config_json(), seed=train_cfg.seed)
+        if base is None:
+            base = train_base(task, train_cfg, log, progress)
+        else:
+            log(event="base_from", run=str(base_from))
+        duet, generator = train_duet(task, base, gen_cfg, train_cfg, log, progress)
+        save_run(out, run_config(task, gen_cfg, train_cfg), base, duet, generator)
+    except BaseException:  # no half run is left behind (the directory was absent or empty before)
+        shutil.rmtree(out, ignore_errors=True)
+        if existed:
+            out.mkdir()
+        raise
     return out

@@ -15,6 +15,8 @@ from toolkit.errors import DataFormatError
 
 
 COLUMNS = ("user", "item", "timestamp")
+MAX_TIMESTAMP = 4_102_444_800  # 2100-01-01 in unix seconds: later (or negative) stamps are not ratings' times
+CONTROL_CHARACTERS = r"[\x00-\x1f\x7f]"  # in an id: a NUL or a line break smuggled into a field
 
 
 DEFAULT_DATASET = "movielens"
@@ -96,6 +98,11 @@ def _parse_text(text: str, spec: FileFormat, path: Path) -> pd.DataFrame:
         empty = np.flatnonzero((column == "").to_numpy())
         if empty.size:
             raise DataFormatError(f"{path}, line {int(empty[0]) + first_data_line}: empty {name} id")
+        control = np.flatnonzero(column.str.contains(CONTROL_CHARACTERS, regex=True).to_numpy())
+        if control.size:
+            row = int(control[0])
+            raise DataFormatError(f"{path}, line {row + first_data_line}: {name} id {column.iloc[row][:40]!r} holds a "
+                                  f"control character")
     numeric_ratings = pd.to_numeric(ratings, errors="coerce")
     numeric_stamps = pd.to_numeric(stamps, errors="coerce")
     for name, column, raw_column in (("rating", numeric_ratings, ratings), ("timestamp", numeric_stamps, stamps)):
@@ -105,6 +112,11 @@ def _parse_text(text: str, spec: FileFormat, path: Path) -> pd.DataFrame:
             raise DataFormatError(
                 f"{path}, line {row + first_data_line}: {name} {raw_column.iloc[row]!r} is not a number"
             )
+    outside = np.flatnonzero(~numeric_stamps.between(0, MAX_TIMESTAMP).to_numpy())
+    if outside.size:
+        row = int(outside[0])
+        raise DataFormatError(f"{path}, line {row + first_data_line}: timestamp {stamps.iloc[row][:40]!r} is not unix "
+                              f"seconds between 0 and {MAX_TIMESTAMP} (year 2100)")
     return pd.DataFrame({"user": users, "item": items, "timestamp": numeric_stamps.astype(np.int64)})
 
 
