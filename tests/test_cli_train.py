@@ -37,6 +37,8 @@ def test_train_writes_a_complete_run_for_each_backbone(tmp_path, cache_dir, back
     events = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert {e.get("stage") for e in events} >= {"base", "duet"}
     assert not list(out.glob("*.pt")) and not list(out.glob("*.pkl"))
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
+    assert len(set(modes.values())) == 1, modes  # weights as readable as config.json (safetensors writes 0600)
     run = load_run(out, cache_dir=None)
     assert run.task.name == "recommendation"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -206,3 +207,23 @@ def test_loading_a_missing_or_corrupt_manifest_says_what_is_wrong(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ManifestError, match="not readable JSON"):
         load_manifest(tmp_path)
+
+
+def test_work_directories_of_killed_exports_are_removed_and_a_live_ones_kept(run, tmp_path):
+    import subprocess
+    import sys
+
+    from toolkit.export import export_run
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed = tmp_path / ".out.partial-killed"
+    killed.mkdir()
+    (killed / ".owner").write_text(gone.stdout.strip())  # that process has exited
+    older = tmp_path / ".out.partial-older"  # left before work directories named their owner
+    older.mkdir()
+    working = tmp_path / ".out.partial-working"
+    working.mkdir()
+    (working / ".owner").write_text(str(os.getppid()))  # a live process: another export still writing
+    export_run(run, ["tflite"], QUICK, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.partial-working", "out"]
+    assert ".owner" not in [p.name for p in (tmp_path / "out").iterdir()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -50,12 +51,21 @@ def save_run(path: Path, config: dict, base: nn.Module, duet: nn.Module, generat
     """Write weights first, then config.json, so a directory with a config always has its weights."""
     path.mkdir(parents=True, exist_ok=True)
     save_file(_contiguous(base.state_dict()), str(path / BASE_WEIGHTS))
+    _readable_like_config(path / BASE_WEIGHTS)
     duet_state = {f"model.{k}": v for k, v in duet.state_dict().items()}
     duet_state.update({f"generator.{k}": v for k, v in generator.state_dict().items()})
     save_file(_contiguous(duet_state), str(path / DUET_WEIGHTS))
+    _readable_like_config(path / DUET_WEIGHTS)
     partial = path / (CONFIG_FILE + ".partial")
     partial.write_text(json.dumps(config, indent=2))
     partial.replace(path / CONFIG_FILE)
+
+
+def _readable_like_config(path: Path) -> None:
+    """safetensors writes files private (0600); a run's weights get the mode of its other files (0666 less umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)
 
 
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
