@@ -12,9 +12,13 @@ from pathlib import Path
 import click
 
 from exporters import target_names as _export_targets  # the registries import no SDK, torch or pandas
+from exporters.base import QUANTIZE_MODES
+from exporters.coreml import PALETTIZE_BITS
 from toolkit import registry
 from toolkit.data.download import DATASETS
 from toolkit.data.formats import FORMATS
+from toolkit.slots import DTYPES as SLOT_DTYPES
+from toolkit.wire import BODY_FORMATS
 
 
 
@@ -148,16 +152,23 @@ def train(task_name: str, out_dir: str, base_from: str | None, settings: tuple[s
 
 
 def _named_values(pairs: tuple[str, ...]) -> dict:
+    """--set NAME=VALUE pairs; a name that has an option of its own (or a train setting) is refused."""
     values = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep or not name.isidentifier():
             raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--set")
+        if name in OPTION_NAMES:
+            raise click.BadParameter(f"{name} has an option of its own: use --{name.replace('_', '-')}",
+                                     param_hint="--set")
         try:
             values[name] = json.loads(text)
         except ValueError:
             values[name] = text
     return values
+
+
+OPTION_NAMES = {p.name for p in train.params} | {"task", "format", "data"}  # --set may not override an option
 
 
 def _show_epoch(event: dict) -> None:
@@ -194,6 +205,7 @@ def download(name: str, out_dir: str) -> None:
 @click.option("--ablation", is_flag=True, help="Report DUET variants (generator settings, epochs, slot stability).")
 def report(run_dirs, metric_keys, shifted, timing, exports, ablation) -> None:
     """Print a Markdown table of evaluated runs or exports (what the README shows)."""
+    from toolkit.errors import DuetError
     from toolkit.report import ablation_table, comparison_table, export_table, timing_table
 
     runs = [Path(r) for r in run_dirs]
@@ -206,13 +218,8 @@ def report(run_dirs, metric_keys, shifted, timing, exports, ablation) -> None:
             click.echo(timing_table(runs))
         else:
             click.echo(comparison_table(runs, metric_keys.split(",") if metric_keys else None, shifted))
-    except FileNotFoundError as err:
+    except DuetError as err:
         _fail(str(err))
-    except KeyError as err:
-        _fail(f"{err} is missing from the files of {', '.join(run_dirs)}: made by an older version? "
-              f"re-run `cli.py evaluate` or `cli.py export`")
-    except StopIteration:
-        _fail("a run lacks the DUET stage in its train_log.jsonl")
 
 
 @cli.command()
@@ -284,6 +291,11 @@ def _print_table(title: str, metrics: dict, methods) -> None:
 @click.option("--rate-limit", type=float, default=50.0, show_default=True,
               help="Requests per second per API key and process (token bucket; 0 = off, e.g. for load tests).")
 @click.option("--rate-burst", type=int, default=100, show_default=True, help="Requests a key may send at once.")
+@click.option("--auth-failure-rate", type=float, default=1.0, show_default=True,
+              help="Requests without a valid key allowed per second and client address once its burst is spent; "
+                   "then the address gets 429 for every /v1/ call (0 = off, e.g. behind a proxy that hides addresses).")
+@click.option("--auth-failure-burst", type=int, default=20, show_default=True,
+              help="Requests without a valid key an address may send before it is held off.")
 @click.option("--max-body-bytes", type=int, default=1 << 20, show_default=True, help="Largest request body (413).")
 @click.option("--examples", type=int, default=4, show_default=True,
               help="Test devices' example bodies published in /openapi.json (0 = none).")
@@ -293,7 +305,7 @@ def _print_table(title: str, metrics: dict, methods) -> None:
 @cache_dir_option
 @click.pass_obj
 def serve(settings: Settings, run_dir, exports_dir, api_keys, host, port, workers, batching, batch_window_ms, max_batch, queue_size,
-          rate_limit, rate_burst, max_body_bytes, examples, static_floor, access_log, cache_dir) -> None:
+          rate_limit, rate_burst, auth_failure_rate, auth_failure_burst, max_body_bytes, examples, static_floor, access_log, cache_dir) -> None:
     """Serve GET /v1/manifest, GET /v1/artifacts/{target}, POST /v1/generate, /healthz and /metrics."""
     from toolkit.errors import DuetError
     from toolkit.service.config import ServiceConfig
@@ -305,7 +317,8 @@ def serve(settings: Settings, run_dir, exports_dir, api_keys, host, port, worker
             run_dir=str(Path(run_dir).resolve()), exports_dir=str(Path(exports_dir).resolve()),
             api_keys=str(Path(api_keys).resolve()), cache_dir=str(cache_dir), batching=batching,
             batch_window_ms=batch_window_ms, max_batch=max_batch, queue_size=queue_size, rate_limit=rate_limit,
-            rate_burst=rate_burst, max_body_bytes=max_body_bytes, examples=examples, static_floor=static_floor,
+            rate_burst=rate_burst, auth_failure_rate=auth_failure_rate, auth_failure_burst=auth_failure_burst,
+            max_body_bytes=max_body_bytes, examples=examples, static_floor=static_floor,
             torch_threads=threads)
         click.echo(f"serving {run_dir} on http://{host}:{port} ({workers} worker{'s' * (workers > 1)})", err=True)
         run_server(config, host=host, port=port, workers=workers, access_log=access_log,
@@ -354,11 +367,11 @@ def keys_hash(key, name) -> None:
 @click.option("--requests", "total", type=int, default=20_000, show_default=True, help="Requests to send.")
 @click.option("--bodies", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSON lines of generate bodies (default: the examples in the service's /openapi.json).")
-@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+@click.option("--dtype", type=click.Choice(list(SLOT_DTYPES)), default="float32", show_default=True,
               help="Slot dtype asked for.")
 @click.option("--max-seconds", type=float, default=600.0, show_default=True, help="Stop sending after this long.")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Per-request limit in seconds.")
-@click.option("--body-format", type=click.Choice(["json", "safetensors"]), default="json", show_default=True,
+@click.option("--body-format", type=click.Choice(list(BODY_FORMATS)), default="json", show_default=True,
               help="Send the bodies as JSON or in the compact binary form (safetensors, application/octet-stream).")
 def loadtest(url, api_key, concurrency, total, bodies, dtype, max_seconds, timeout, body_format) -> None:
     """Closed-loop load test of POST /v1/generate on loopback; prints one JSON object."""
@@ -382,12 +395,12 @@ def loadtest(url, api_key, concurrency, total, bodies, dtype, max_seconds, timeo
               default=("all",), show_default=True, help="Runtime(s) to export for; repeat the option or use 'all'.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Export directory to write (replaced only once the new export validates).")
-@click.option("--quantize", type=click.Choice(["int8", "none"]), default="int8", show_default=True,
+@click.option("--quantize", type=click.Choice(list(QUANTIZE_MODES)), default="int8", show_default=True,
               help="int8: compress the static layers with each target's own tool (slots stay fp32); none: fp32.")
 @click.option("--seq-len", type=int, default=None, help="History length L fixed in the programs (default: the run's).")
 @click.option("--candidates", type=int, default=None,
               help="Candidates C scored per call, fixed in the programs (default: 1 + the run's eval negatives).")
-@click.option("--palettize-bits", type=click.Choice(["0", "2", "4", "6", "8"]), default="0", show_default=True,
+@click.option("--palettize-bits", type=click.Choice([str(b) for b in PALETTIZE_BITS]), default="0", show_default=True,
               help="Core ML only: k-means palettize static weights to this many bits instead of int8 (0 = off).")
 @click.option("--min-quant-elements", type=int, default=1024, show_default=True,
               help="Weight tensors with fewer elements stay fp32.")
@@ -432,7 +445,7 @@ def export(run_dir, targets, out_dir, quantize, seq_len, candidates, palettize_b
 @click.option("--rounds", type=int, default=1, show_default=True,
               help="Measure all three this many times, in rotated order; the median round is reported too.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Processes per server.")
-@click.option("--body-format", type=click.Choice(["json", "safetensors"]), default="json", show_default=True,
+@click.option("--body-format", type=click.Choice(list(BODY_FORMATS)), default="json", show_default=True,
               help="Request bodies of all three measurements: JSON or the compact binary form.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
 @cache_dir_option

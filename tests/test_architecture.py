@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGES = [  # (stage, module prefixes); a module may import its own stage and earlier ones
     (0, ["toolkit.errors", "toolkit.routes", "toolkit.cache", "toolkit.registry", "toolkit.slots", "toolkit.wire",
          "toolkit.safetensors_io", "toolkit.device", "toolkit.artifacts", "toolkit.metrics", "toolkit.manifest",
-         "toolkit.data", "toolkit"]),
+         "toolkit.data"]),
     (1, ["toolkit.models", "toolkit.generator", "toolkit.tasks"]),
     (2, ["toolkit.runs"]),
     (3, ["toolkit.serving", "toolkit.train"]),
@@ -21,7 +21,9 @@ STAGES = [  # (stage, module prefixes); a module may import its own stage and ea
 
 
 def stage_of(module: str) -> int:
-    """The stage of the longest matching prefix."""
+    """The stage of the longest matching prefix (the package `toolkit` itself, its version, is stage 0)."""
+    if module == "toolkit":
+        return 0
     best, length = None, -1
     for stage, prefixes in STAGES:
         for prefix in prefixes:

@@ -216,14 +216,11 @@ def test_work_directories_of_killed_exports_are_removed_and_a_live_ones_kept(run
     from toolkit.export import export_run
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    killed = tmp_path / ".out.partial-killed"
-    killed.mkdir()
-    (killed / ".owner").write_text(gone.stdout.strip())  # that process has exited
-    older = tmp_path / ".out.partial-older"  # left before work directories named their owner
-    older.mkdir()
-    working = tmp_path / ".out.partial-working"
-    working.mkdir()
-    (working / ".owner").write_text(str(os.getppid()))  # a live process: another export still writing
-    export_run(run, ["tflite"], QUICK, tmp_path / "out")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.partial-working", "out"]
-    assert ".owner" not in [p.name for p in (tmp_path / "out").iterdir()]
+    killed = tmp_path / f".out[1].partial-{gone.stdout.strip()}-abcd"  # that process has exited
+    older = tmp_path / ".out[1].partial-abcd"  # left before work directories named their process
+    working = tmp_path / f".out[1].partial-{os.getppid()}-abcd"  # a live process: another export still writing
+    other = tmp_path / ".out1.partial-abcd"  # another export's, which the unescaped pattern ".out[1]..." matches
+    for path in (killed, older, working, other):
+        path.mkdir()
+    export_run(run, ["tflite"], QUICK, tmp_path / "out[1]")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([working.name, other.name, "out[1]"])

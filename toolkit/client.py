@@ -245,7 +245,12 @@ class DeviceClient:
         """Fetch the manifest, Base's slots (now the current ones) and the program file, load it in its runtime;
         returns the file's path."""
         self.manifest = self.service.manifest()
-        self.base_slots = check_answer(self.service.base_slots(), self.manifest)
+        try:
+            self.base_slots = check_answer(self.service.base_slots(), self.manifest)
+        except ServiceError as err:
+            if err.status != 404:
+                raise
+            logger.warning("the service has no Base slots (an older service): no slots until refresh() succeeds")
         self.slots = self.base_slots
         path = self.service.download(self.manifest, self.target, self.workdir)
         self.program = load_program(self.manifest, self.target, path, self.threads)

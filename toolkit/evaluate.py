@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -82,11 +83,13 @@ def finetune_and_score(task: Task, model: nn.Module, device: int, settings: Mapp
     """The fine-tuning baseline, one loop for every task: a copy of `model`, all of it trained with Adam on the
     device's labeled batches (`task.finetune_batches`); returns (its test scores on that device, seconds spent
     training, the copy included)."""
+    batches = iter(task.finetune_batches(device, settings))
+    first = next(batches, None)  # the task's own set-up (finding the device's data) is not fine-tuning time
     started = time.perf_counter()
     tuned = copy.deepcopy(model)
     tuned.train()
     optimizer = torch.optim.Adam(tuned.parameters(), lr=settings["lr"])
-    for batch in task.finetune_batches(device, settings):
+    for batch in ([] if first is None else itertools.chain([first], batches)):
         loss = task.finetune_loss(tuned, batch)
         optimizer.zero_grad()
         loss.backward()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
@@ -21,8 +22,7 @@ from toolkit.measure import (EvalSet, Progress, build_eval_set, export_shape, la
 logger = logging.getLogger(__name__)
 
 REPORT_FILE = "report.json"
-PARTIAL = ".partial-"  # .NAME.partial-XXXX: an export's work directory beside its destination
-OWNER_FILE = ".owner"  # in a work directory: the pid of the export writing it
+PARTIAL = ".partial-"  # .NAME.partial-PID-XXXX: an export's work directory beside its destination, named by its pid
 
 
 def export_target(name: str, run, model, eval_set: EvalSet, slot_sets: Mapping[str, Mapping[str, np.ndarray]],
@@ -98,9 +98,8 @@ def export_run(run, targets: Sequence[str], options, out_dir: Path, progress: Pr
         slot_sets = {f"device-{d}": eval_set.slots[d] for d in devices}
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         _remove_abandoned(out_dir)
-        work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}{PARTIAL}", dir=out_dir.parent))
+        work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}{PARTIAL}{os.getpid()}-", dir=out_dir.parent))
         work.chmod(0o755)  # mkdtemp makes it private; the service may run as another user
-        (work / OWNER_FILE).write_text(str(os.getpid()))
         try:
             entries, reports = {}, {}
             for name in targets:
@@ -121,7 +120,6 @@ def export_run(run, targets: Sequence[str], options, out_dir: Path, progress: Pr
                       "options": options.to_json(), "pytorch_fp32": reference_metrics,
                       "seconds_total": time.perf_counter() - started}
             (work / REPORT_FILE).write_text(json.dumps(report, indent=2))
-            (work / OWNER_FILE).unlink()
             _move_into_place(work, out_dir)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
@@ -131,12 +129,10 @@ def export_run(run, targets: Sequence[str], options, out_dir: Path, progress: Pr
 
 def _remove_abandoned(out_dir: Path) -> None:
     """Delete work directories of earlier exports to `out_dir` whose process is gone (killed mid-export)."""
-    for work in out_dir.parent.glob(f".{out_dir.name}{PARTIAL}*"):
-        try:
-            owner = int((work / OWNER_FILE).read_text())
-        except (OSError, ValueError):
-            owner = None  # written before the owner file, or unreadable: nobody can be finishing it
-        if owner is None or not _alive(owner):
+    prefix = f".{out_dir.name}{PARTIAL}"
+    for work in out_dir.parent.glob(glob.escape(prefix) + "*"):
+        owner = work.name[len(prefix):].split("-", 1)[0]
+        if not owner.isdigit() or not _alive(int(owner)):  # no pid: made before work directories named theirs
             shutil.rmtree(work, ignore_errors=True)
             logger.warning("removed %s, left by an export that did not finish", work)
 

@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 from toolkit.generator import GeneratorConfig
-from toolkit.runs import EVALUATION_FILE, METHODS, METRICS_FILE, SHIFTED_FILE
+from toolkit.errors import ConfigError
+from toolkit.runs import CONFIG_FILE, EVALUATION_FILE, LOG_FILE, METHODS, METRICS_FILE, SHIFTED_FILE
 from toolkit.registry import task_class
 
+
+
+def _typed(table):
+    """A table function whose missing keys (files of an older version) and missing DUET stage are ConfigErrors."""
+    @functools.wraps(table)
+    def wrapper(paths, *args, **kwargs):
+        try:
+            return table(paths, *args, **kwargs)
+        except KeyError as err:
+            raise ConfigError(f"{err} is missing from the files of {', '.join(map(str, paths))}: made by an older "
+                              f"version? re-run `cli.py evaluate` or `cli.py export`") from err
+        except StopIteration as err:
+            raise ConfigError("a run lacks the DUET stage in its train_log.jsonl") from err
+    return wrapper
 
 
 def _load(run: Path, name: str) -> dict:
     path = Path(run) / name
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run `cli.py evaluate {run}` first")
+        raise ConfigError(f"{path} is missing: run `cli.py evaluate {run}` first")
     return json.loads(path.read_text())
 
 
@@ -23,13 +39,14 @@ def _selection_metric(config: dict) -> str:
     return task_class(config["task"]).selection_metric
 
 
+@_typed
 def comparison_table(runs: list[Path], metric_keys: list[str] | None = None, shifted: bool = False) -> str:
     """One row per (run, method): the chosen metrics, and for DUET the gain over Base and fine-tuning."""
     rows = []
     for run in runs:
         metrics = _load(run, SHIFTED_FILE if shifted else METRICS_FILE)
         keys = metric_keys or list(metrics["base"])
-        selected = _selection_metric(_load(run, "config.json"))
+        selected = _selection_metric(_load(run, CONFIG_FILE))
         head = selected if selected in keys else keys[0]
         if not rows:
             rows.append("| run | method | " + " | ".join(keys) + f" | Δ{head} vs base | Δ{head} vs finetune |")
@@ -45,6 +62,7 @@ def comparison_table(runs: list[Path], metric_keys: list[str] | None = None, shi
     return "\n".join(rows)
 
 
+@_typed
 def timing_table(runs: list[Path]) -> str:
     rows = ["| run | fine-tune ms/device | generate ms/device | ratio |", "|---|---:|---:|---:|"]
     for run in runs:
@@ -54,6 +72,7 @@ def timing_table(runs: list[Path]) -> str:
     return "\n".join(rows)
 
 
+@_typed
 def ablation_table(runs: list[Path]) -> str:
     """DUET variants sharing one Base: the selection metric, its gain, epochs to the best validation score,
     and how far the slots move per new sample (evaluation.json)."""
@@ -61,9 +80,9 @@ def ablation_table(runs: list[Path]) -> str:
             "|---|---|---:|---:|---:|---:|---:|"]
     for run in runs:
         metrics = _load(run, METRICS_FILE)
-        config = _load(run, "config.json")
+        config = _load(run, CONFIG_FILE)
         key = _selection_metric(config)
-        events = [json.loads(line) for line in (Path(run) / "train_log.jsonl").read_text().splitlines()]
+        events = [json.loads(line) for line in (Path(run) / LOG_FILE).read_text().splitlines()]
         best = next(e for e in events if e.get("stage") == "duet" and e.get("event") == "best")
         epoch = max(e["epoch"] for e in events
                     if e.get("stage") == "duet" and "epoch" in e and e.get(f"val_{key}") == best[f"val_{key}"])
@@ -81,6 +100,7 @@ def ablation_table(runs: list[Path]) -> str:
     return "\n".join(rows)
 
 
+@_typed
 def export_table(export_dirs: list[Path]) -> str:
     """One row per (export, target) from report.json: file size, the task's metric scored in the runtime against
     PyTorch fp32, and one call's p50 latency in the runtime against PyTorch eager in the same process."""

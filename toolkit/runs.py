@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from toolkit import __version__
@@ -50,22 +49,13 @@ def run_config(task: Task, gen_cfg: GeneratorConfig, train_cfg: Any) -> dict[str
 def save_run(path: Path, config: dict, base: nn.Module, duet: nn.Module, generator: nn.Module) -> None:
     """Write weights first, then config.json, so a directory with a config always has its weights."""
     path.mkdir(parents=True, exist_ok=True)
-    save_file(_contiguous(base.state_dict()), str(path / BASE_WEIGHTS))
-    _readable_like_config(path / BASE_WEIGHTS)
+    (path / BASE_WEIGHTS).write_bytes(save(_contiguous(base.state_dict())))  # the umask's mode, like config.json
     duet_state = {f"model.{k}": v for k, v in duet.state_dict().items()}
     duet_state.update({f"generator.{k}": v for k, v in generator.state_dict().items()})
-    save_file(_contiguous(duet_state), str(path / DUET_WEIGHTS))
-    _readable_like_config(path / DUET_WEIGHTS)
+    (path / DUET_WEIGHTS).write_bytes(save(_contiguous(duet_state)))
     partial = path / (CONFIG_FILE + ".partial")
     partial.write_text(json.dumps(config, indent=2))
     partial.replace(path / CONFIG_FILE)
-
-
-def _readable_like_config(path: Path) -> None:
-    """safetensors writes files private (0600); a run's weights get the mode of its other files (0666 less umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    path.chmod(0o666 & ~umask)
 
 
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -129,7 +119,7 @@ def load_base(path: Path, task: Task) -> nn.Module:
     config = read_config(path)
     if config["task"] != task.name:
         raise ConfigError(f"{path}: its Base is for the {config['task']} task, not {task.name}")
-    theirs = type(task).base_signature_of(config["task_config"])
+    theirs = _rebuilt(Path(path) / CONFIG_FILE, lambda: type(task).base_signature_of(config["task_config"]))
     ours = type(task).base_signature_of(json.loads(json.dumps(task.config_json())))  # tuples as saved: lists
     if theirs != ours:
         differing = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))

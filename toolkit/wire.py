@@ -18,6 +18,7 @@ from toolkit.errors import DuetError
 from toolkit.safetensors_io import write_safetensors
 
 MEDIA_TYPE = "application/octet-stream"
+BODY_FORMATS = ("json", "safetensors")  # how a generate body can be sent: JSON, or this module's binary form
 DTYPES = {"I32": np.dtype("<i4"), "I64": np.dtype("<i8"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
 MAX_HEADER_BYTES = 64 * 1024  # far more than a request's few tensor entries need
 MAX_DIMS = 4

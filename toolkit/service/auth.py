@@ -115,6 +115,13 @@ class RateLimiter:
 
     MAX_BUCKETS = 100_000  # beyond it, buckets that have refilled are forgotten (they hold no information)
 
+    def _forget(self, now: float) -> None:
+        """Make room: drop the buckets that have refilled, and if that is not a tenth, the oldest tenth."""
+        kept = {k: (t, at) for k, (t, at) in self._buckets.items() if t + (now - at) * self.rate < self.burst}
+        if len(kept) > self.MAX_BUCKETS * 9 // 10:
+            kept = dict(list(kept.items())[len(kept) - self.MAX_BUCKETS * 9 // 10:])
+        self._buckets = kept
+
     def wait(self, key: str) -> float:
         """The seconds before `key` may go ahead (0.0: now), without taking a token."""
         if self.rate <= 0 or key not in self._buckets:
@@ -129,8 +136,7 @@ class RateLimiter:
             return 0.0
         now = self.clock()
         if len(self._buckets) >= self.MAX_BUCKETS and key not in self._buckets:
-            self._buckets = {k: (t, at) for k, (t, at) in self._buckets.items()
-                             if t + (now - at) * self.rate < self.burst}
+            self._forget(now)
         tokens, last = self._buckets.get(key, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - last) * self.rate)
         if tokens >= 1.0:

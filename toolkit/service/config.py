@@ -41,6 +41,8 @@ class ServiceConfig:
             (self.queue_size >= 1, "queue_size must be >= 1"),
             (self.rate_limit >= 0, "rate_limit must be >= 0 (0 turns it off)"),
             (self.rate_burst >= 1, "rate_burst must be >= 1"),
+            (self.auth_failure_rate >= 0, "auth_failure_rate must be >= 0 (0 turns the hold-off off)"),
+            (self.auth_failure_burst >= 1, "auth_failure_burst must be >= 1"),
             (self.max_body_bytes >= 64, "max_body_bytes must be >= 64"),
             (self.examples >= 0, "examples must be >= 0"),
             (self.torch_threads >= 1, "torch_threads must be >= 1"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from typing import Any, Mapping
 
 from fastapi import FastAPI, Request
@@ -138,7 +139,7 @@ def _check_query(request: Request, allowed: tuple[str, ...]) -> Mapping[str, str
     if not request.scope.get("query_string"):
         return {}
     params = request.query_params
-    repeated = sorted({name for name, _ in params.multi_items() if len(params.getlist(name)) > 1})
+    repeated = sorted(name for name, count in Counter(name for name, _ in params.multi_items()).items() if count > 1)
     if repeated:
         raise ApiError(422, "invalid_request", f"query parameter {', '.join(map(repr, repeated))} given more than once")
     unknown = sorted({name for name in params if name not in allowed})

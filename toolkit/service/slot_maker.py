@@ -81,7 +81,7 @@ class SlotMaker:
     """
 
     def __init__(self, run, programs, specs: list[SlotSpec], model_version: str):
-        self.run, self.programs, self.specs = run, programs, specs  # programs: the run's generation.ServingPrograms
+        self.run, self.programs, self.specs = run, programs, specs  # programs: the run's serving.ServingPrograms
         self.encoder = BlobEncoder(specs, {"model_version": model_version, "task": run.task.name})
 
     def base_blobs(self) -> dict[str, SlotBlob]:
