@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from contextlib import contextmanager
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,8 +75,6 @@ def cli(ctx: click.Context, threads: int, verbose: bool) -> None:
     ctx.obj = Settings(threads, verbose)
 
 
-TRAIN_KEYS = ("max_epochs", "patience", "seed", "lr", "generator_lr", "backbone_lr")  # TrainConfig's options
-GENERATOR_KEYS = ("code_dim", "sample_dim", "stabilizer", "rank")  # GeneratorConfig's options
 
 
 @cli.command()
@@ -137,18 +136,24 @@ def train(task_name: str, out_dir: str, base_from: str | None, settings: tuple[s
     """Train Base and the DUET generator on real data; writes config.json, *.safetensors, train_log.jsonl."""
     from toolkit.errors import DuetError
     from toolkit.runs import check_new_run_dir
+    from toolkit.generator import GeneratorConfig
     from toolkit.train import TrainConfig, train_run
 
     try:
         check_new_run_dir(Path(out_dir))  # before the data is loaded
         task = registry.task_class(task_name).from_options({**options, **_named_values(settings)}, cache_dir)
-        train_cfg = TrainConfig.for_task(task, **{k: options[k] for k in TRAIN_KEYS})
+        train_cfg = TrainConfig.for_task(task, **_fields_of(TrainConfig, options))
         with _progress_bars() as progress:
-            out = train_run(Path(out_dir), task, train_cfg, {k: options[k] for k in GENERATOR_KEYS}, base_from,
+            out = train_run(Path(out_dir), task, train_cfg, _fields_of(GeneratorConfig, options), base_from,
                             _show_epoch, progress)
     except DuetError as err:
         _fail(str(err))
     click.echo(f"wrote {out}")
+
+
+def _fields_of(config_class, options: dict) -> dict:
+    """The options that set fields of a config dataclass (the rest belong to the task)."""
+    return {f.name: options[f.name] for f in dataclasses.fields(config_class) if f.name in options}
 
 
 def _named_values(pairs: tuple[str, ...]) -> dict:

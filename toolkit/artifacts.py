@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import zipfile
 from pathlib import Path
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed entry timestamps make the zip, and its sha256, reproducible
+
+
+def write_json(path: Path, obj) -> Path:
+    """Write JSON beside `path`, then rename it into place: a failed write leaves the previous file intact."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(obj, indent=2))
+    partial.replace(path)
+    return path
 
 
 def sha256_file(path: Path) -> str:

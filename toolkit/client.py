@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,6 @@ from toolkit.errors import BlobError, ManifestError, ServiceError, SlotShapeErro
 logger = logging.getLogger(__name__)
 
 CHUNK = 1 << 16
-SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # the manifest schema's file names: no separators
 
 
 @dataclass(frozen=True)
@@ -95,7 +93,9 @@ class ServiceClient:
         if target not in manifest["targets"]:
             raise ManifestError(f"the manifest has no target {target!r}; it has {', '.join(manifest['targets'])}")
         info = manifest["targets"][target]
-        if not SAFE_FILE_NAME.fullmatch(str(info.get("file", ""))) or info["file"] in (".", ".."):
+        from toolkit.manifest import plain_file_name
+
+        if not plain_file_name(info.get("file")):
             raise ManifestError(f"{target}: the manifest's file name {str(info.get('file'))[:80]!r} is not a plain "
                                 f"file name; nothing was written")
         dest_dir = Path(dest_dir)

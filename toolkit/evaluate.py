@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import torch
 from torch import nn
 
 from toolkit.serving import ServingPrograms
+from toolkit.artifacts import write_json
 from toolkit.runs import EVALUATION_FILE, METHODS, METRICS_FILE, SHIFTED_FILE, Run
 from toolkit.tasks.base import Task
 
@@ -135,11 +135,5 @@ def evaluate_run(run: Run, finetune: FinetuneConfig, shifted_fraction: float = 0
 
 def write_evaluation(run_dir: Path, result: dict[str, dict]) -> list[Path]:
     """metrics.json, metrics_shifted.json and evaluation.json of an `evaluate_run` result, in the run directory."""
-    written = []
-    for name, part in ((METRICS_FILE, "metrics"), (SHIFTED_FILE, "shifted"), (EVALUATION_FILE, "settings")):
-        path = Path(run_dir) / name
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(json.dumps(result[part], indent=2))
-        partial.replace(path)
-        written.append(path)
-    return written
+    return [write_json(Path(run_dir) / name, result[part])
+            for name, part in ((METRICS_FILE, "metrics"), (SHIFTED_FILE, "shifted"), (EVALUATION_FILE, "settings"))]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
 from toolkit import __version__
+from toolkit.artifacts import write_json
 from toolkit.device import DeviceModel
 from toolkit.errors import ManifestError
 from toolkit.slots import SlotSpec, blob_layout
@@ -17,6 +19,7 @@ from toolkit.slots import SlotSpec, blob_layout
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "manifest.schema.json"
+PLAIN_FILE_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # the schema's pattern for a target's file
 SLOT_SCOPE = "static layers only; slots are float32 program inputs"
 
 
@@ -48,11 +51,16 @@ def validate_manifest(manifest: Mapping[str, Any], source: str = "manifest") -> 
     if manifest["call_signature"] != names:
         raise ManifestError(f"{source}: call_signature {manifest['call_signature']} should be inputs then slots {names}")
     for target, info in manifest["targets"].items():
-        if info["file"] in (".", ".."):
+        if not plain_file_name(info["file"]):
             raise ManifestError(f"{source}: targets/{target}/file {info['file']!r} is not a file name")
         if "input_names" in info and len(info["input_names"]) != len(names):
             raise ManifestError(f"{source}: targets/{target}/input_names has {len(info['input_names'])} names for "
                                 f"the {len(names)} arguments of call_signature")
+
+
+def plain_file_name(name) -> bool:
+    """A target's file as the schema allows it (letters, digits, _ . -) and neither "." nor "..": never a path."""
+    return isinstance(name, str) and PLAIN_FILE_NAME.fullmatch(name) is not None and name not in (".", "..")
 
 
 def _numel(shape: list[int]) -> int:
@@ -103,10 +111,7 @@ def write_manifest(directory: Path, manifest: Mapping[str, Any]) -> Path:
     """Validate, then write atomically (a failed write leaves any previous manifest intact)."""
     validate_manifest(manifest, "manifest to write")
     path = Path(directory) / MANIFEST_FILE
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(manifest, indent=2))
-    partial.replace(path)
-    return path
+    return write_json(path, manifest)
 
 
 def load_manifest(path: Path) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from toolkit import __version__
+from toolkit.artifacts import write_json
 from toolkit.errors import ConfigError, DuetError
 from toolkit.generator import GeneratorConfig, ParameterGenerator
 from toolkit.registry import TASKS, task_class
@@ -53,9 +54,7 @@ def save_run(path: Path, config: dict, base: nn.Module, duet: nn.Module, generat
     duet_state = {f"model.{k}": v for k, v in duet.state_dict().items()}
     duet_state.update({f"generator.{k}": v for k, v in generator.state_dict().items()})
     (path / DUET_WEIGHTS).write_bytes(save(_contiguous(duet_state)))
-    partial = path / (CONFIG_FILE + ".partial")
-    partial.write_text(json.dumps(config, indent=2))
-    partial.replace(path / CONFIG_FILE)
+    write_json(path / CONFIG_FILE, config)
 
 
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
