@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from toolkit.errors import ConfigError, DuetError, ToleranceExceeded
+from toolkit.options import option
 from toolkit.slots import check_slots
 
 if TYPE_CHECKING:  # torch stays unimported until an export runs, so `cli.py --help` is fast
@@ -33,14 +34,17 @@ NUMPY_DTYPES = {"int32": np.int32, "float32": np.float32}
 class ExportOptions:
     """How to export: compression, fixed shapes, and how validation measures. Saved in report.json."""
 
-    quantize: str = "int8"  # "int8": static layers compressed with each target's own tool; "none": fp32 throughout
+    quantize: str = option("int8", "int8: compress the static layers with each target's own tool (slots stay "
+                                   "fp32); none: fp32 throughout.", choices=QUANTIZE_MODES)
     shape: tuple[tuple[str, int], ...] = ()  # overrides of the task's fixed export shapes, as (name, size) pairs
-    min_quant_elements: int = 1024  # weight tensors with fewer elements stay fp32 (not worth compressing)
+    min_quant_elements: int = option(1024, "Weight tensors with fewer elements stay fp32 (not worth compressing).")
     target_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # (target, ((name, value), ...)), ...:
     # options only one target reads (e.g. coreml palettize_bits); each is checked by that target's check_options
-    threads: int = 1  # CPU threads of each runtime and of PyTorch while validating and timing
-    latency_calls: int = 200  # calls timed per target for the p50 latency (>= 200 for the report)
-    max_eval_devices: int = 0  # score only the first N test devices for UAUC (0 = all; for quick trials and tests)
+    threads: int = option(1, "CPU threads of each runtime and of PyTorch while validating and timing.",
+                          flag="--eval-threads")
+    latency_calls: int = option(200, "Calls timed for each p50 latency.")
+    max_eval_devices: int = option(0, "Score only the first N test devices in each runtime (0 = all; for quick "
+                                      "trials).")
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE_MODES:

@@ -70,17 +70,20 @@ def svc_config(svc_run, svc_export, svc_keys):
 
 
 @contextmanager
-def live_server(config, **overrides):
-    """The app on a real uvicorn server in a thread, on a free 127.0.0.1 port; yields its base URL."""
+def live_server(config, server_options=None, **overrides):
+    """The app on a real uvicorn server in a thread, on a free 127.0.0.1 port; yields its base URL.
+
+    The server is configured as `cli.py serve` configures it (ServerOptions: the bounded connection layer)."""
     import uvicorn
 
     from toolkit.service.app import create_app
+    from toolkit.service.server import ServerOptions
 
     app = create_app(replace(config, **overrides))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server = uvicorn.Server((server_options or ServerOptions()).uvicorn_config(app))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -11,12 +11,13 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGES = [  # (stage, module prefixes); a module may import its own stage and earlier ones
     (0, ["toolkit.errors", "toolkit.routes", "toolkit.cache", "toolkit.registry", "toolkit.slots", "toolkit.wire",
          "toolkit.safetensors_io", "toolkit.device", "toolkit.artifacts", "toolkit.metrics", "toolkit.manifest",
-         "toolkit.data"]),
+         "toolkit.data", "toolkit.options", "toolkit.config"]),
     (1, ["toolkit.models", "toolkit.generator", "toolkit.tasks"]),
     (2, ["toolkit.runs"]),
     (3, ["toolkit.serving", "toolkit.train"]),
     (4, ["toolkit.evaluate", "toolkit.measure", "toolkit.export"]),
-    (5, ["toolkit.report", "toolkit.service", "toolkit.client", "toolkit.loadtest"]),
+    (5, ["toolkit.report", "toolkit.service", "toolkit.client", "toolkit.loadtest",
+         "toolkit.console"]),
 ]
 
 

@@ -12,7 +12,7 @@ from torch import nn
 import cli
 from toolkit import registry
 from toolkit.errors import ConfigError
-from toolkit.tasks import Task
+from toolkit.tasks.base import Task
 
 
 @pytest.mark.parametrize("name", registry.task_names())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import itertools
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -15,28 +14,11 @@ from torch import nn
 
 from toolkit.serving import ServingPrograms
 from toolkit.artifacts import write_json
+from toolkit.config import FinetuneConfig
 from toolkit.runs import EVALUATION_FILE, METHODS, METRICS_FILE, SHIFTED_FILE, Run
-from toolkit.tasks.base import Task
+from toolkit.tasks.base import TaskEvaluation
 
 
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Per-device fine-tuning, the baseline DUET replaces: all parameters of a copy of Base.
-
-    None takes the task's default (recommendation: lr 1e-3, 1 epoch, batch 32; image: lr 1e-3, 5 epochs
-    of one full batch of the K labeled images).
-    """
-
-    lr: float | None = None  # Adam learning rate
-    epochs: int | None = None  # passes over the device's labeled training samples
-    batch_size: int | None = None  # samples per step
-    seed: int = 0  # seeds the device's shuffling and negatives
-
-    def resolve(self, defaults: dict) -> dict:
-        chosen = {k: v for k, v in asdict(self).items() if v is not None}
-        return {**defaults, **chosen}
 
 
 def generate_timings(run: Run, programs: ServingPrograms, devices: np.ndarray, split: str = "test") -> dict[str, float]:
@@ -79,7 +61,7 @@ def slot_stability(run: Run, programs: ServingPrograms, devices: np.ndarray, spl
     return float(np.mean(changes)) if changes else float("nan")
 
 
-def finetune_and_score(task: Task, model: nn.Module, device: int, settings: Mapping[str, Any]) -> tuple[Any, float]:
+def finetune_and_score(task: TaskEvaluation, model: nn.Module, device: int, settings: Mapping[str, Any]) -> tuple[Any, float]:
     """The fine-tuning baseline, one loop for every task: a copy of `model`, all of it trained with Adam on the
     device's labeled batches (`task.finetune_batches`); returns (its test scores on that device, seconds spent
     training, the copy included)."""

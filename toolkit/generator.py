@@ -9,37 +9,13 @@ device codes by their self-similarity before the output heads read them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toolkit.config import GeneratorConfig
 from toolkit.slots import SlotSpec
-
-
-@dataclass(frozen=True)
-class GeneratorConfig:
-    """Architecture of the parameter generator; saved with every run."""
-
-    context_dim: int  # size of each context vector the task provides
-    code_dim: int = 64  # size of the device code every slot is generated from
-    sample_dim: int | None = None  # width of the per-sample layer (the serving cost's largest part); None = code_dim
-    rank: int = 4  # rank of each generated weight residual (cost is linear in rows + columns)
-    n_candidates: int = 4  # candidate codes mixed by the stabiliser
-    stabilizer: bool = True  # Stable Weight Adapter on; off for the ablation
-    dropout: float = 0.1  # dropout on context vectors during training
-
-    @property
-    def sample_width(self) -> int:
-        """The per-sample layer's width as built: `sample_dim`, or the code width when it is None."""
-        return self.sample_dim or self.code_dim
-
-    @classmethod
-    def for_task(cls, task, context_dim: int, **overrides) -> "GeneratorConfig":
-        """Defaults, then the task's own (`Task.generator_defaults`), then the given overrides (None values ignored)."""
-        return cls(context_dim=context_dim, **{**task.generator_defaults(),
-                                               **{k: v for k, v in overrides.items() if v is not None}})
 
 
 class SetEncoder(nn.Module):

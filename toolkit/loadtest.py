@@ -24,6 +24,8 @@ import numpy as np
 
 from toolkit import routes
 from toolkit.errors import ConfigError
+from toolkit.options import option
+from toolkit.wire import BODY_FORMATS
 
 MAX_REQUESTS = 1_000_000  # the most one load test may send
 MAX_CONCURRENCY = 1024  # the most connections one load test may open
@@ -35,12 +37,14 @@ class LoadTestConfig:
 
     url: str  # the service's base URL (generate is posted to), or a full URL of another POST endpoint
     api_key: str  # sent as 'Authorization: Bearer <key>'
-    concurrency: int = 64  # simultaneous keep-alive connections, each with one request in flight
-    requests: int = 20_000  # total requests to send
-    max_seconds: float = 600.0  # stop sending after this long (what was sent is still counted)
-    timeout_s: float = 30.0  # one request's limit; beyond it the request counts as an error
+    concurrency: int = option(64, "Simultaneous keep-alive connections, each with one request in flight.")
+    requests: int = option(20_000, "Requests to send.")
+    max_seconds: float = option(600.0, "Stop sending after this long (what was sent is still counted).")
+    timeout_s: float = option(30.0, "Per-request limit in seconds; beyond it the request counts as an error.",
+                              flag="--timeout")
     query: str = ""  # query string added to every request, e.g. "dtype=float16"
-    body_format: str = "json"  # "json", or "safetensors": the same bodies in the binary form of toolkit.wire
+    body_format: str = option("json", "Send the bodies as JSON or in the compact binary form (safetensors, "
+                                      "application/octet-stream).", choices=BODY_FORMATS)
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,15 @@ import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from toolkit.errors import ConfigError
+
+if TYPE_CHECKING:  # types only: measuring needs a task's device program (TaskProgram), nothing else of it
+    from exporters.base import ExportOptions
+    from toolkit.tasks.base import TaskProgram
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +36,7 @@ class EvalSet:
         return sum(len(c) for c in self.calls.values())
 
 
-def export_shape(task, options) -> dict[str, int]:
+def export_shape(task: TaskProgram, options: ExportOptions) -> dict[str, int]:
     """The task's default fixed shapes with the options' overrides; unknown names are a ConfigError."""
     shape = dict(task.export_shape_defaults())
     for name, value in options.shape:
@@ -139,7 +143,7 @@ class EagerCalls:
         return self.batched(calls, slot_tensors, self.batch) if self.batch else self.one_at_a_time(calls, slot_tensors)
 
 
-def score(task, eval_set: EvalSet, outputs: Mapping[int, Sequence[np.ndarray]]) -> dict[str, float]:
+def score(task: TaskProgram, eval_set: EvalSet, outputs: Mapping[int, Sequence[np.ndarray]]) -> dict[str, float]:
     rows = [(device, labels, out) for device, device_calls in eval_set.calls.items()
             for (_, labels), out in zip(device_calls, outputs[device])]
     return {k: float(v) for k, v in task.metrics_from_device_calls(rows).items()}

@@ -12,9 +12,10 @@ from typing import Any
 
 from toolkit.errors import ConfigError
 
-TASKS: dict[str, str] = {  # task name -> its Task class
-    "recommendation": "toolkit.tasks.recommendation:RecommendationTask",
-    "image": "toolkit.tasks.image:ImageTask",
+TASKS: dict[str, tuple[str, str]] = {  # task name -> (its Task class, the dataclass of its `train` options)
+    "recommendation": ("toolkit.tasks.recommendation:RecommendationTask",
+                       "toolkit.tasks.recommendation_options:RecommendationOptions"),
+    "image": ("toolkit.tasks.image:ImageTask", "toolkit.tasks.image_options:ImageOptions"),
 }
 BACKBONES: dict[str, dict[str, str]] = {  # task -> backbone name -> the module class that builds it; first = default
     "recommendation": {
@@ -41,7 +42,12 @@ def task_class(name: str) -> Any:
     """The Task class registered as `name` (imported now); ConfigError for an unknown name."""
     if name not in TASKS:
         raise ConfigError(f"unknown task {name!r}; this toolkit has {', '.join(TASKS)}")
-    return _load(TASKS[name])
+    return _load(TASKS[name][0])
+
+
+def task_options() -> dict[str, Any]:
+    """Each task's options dataclass (light modules: toolkit.options fields that `cli.py train` offers)."""
+    return {name: _load(options) for name, (_, options) in TASKS.items()}
 
 
 def backbone_names(task: str | None = None) -> list[str]:

@@ -16,7 +16,7 @@ from toolkit.artifacts import write_json
 from toolkit.errors import ConfigError, DuetError
 from toolkit.generator import GeneratorConfig, ParameterGenerator
 from toolkit.registry import TASKS, task_class
-from toolkit.tasks import Task
+from toolkit.tasks.base import Task
 
 
 CONFIG_FILE, BASE_WEIGHTS, DUET_WEIGHTS, LOG_FILE = "config.json", "base.safetensors", "duet.safetensors", "train_log.jsonl"

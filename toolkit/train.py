@@ -8,7 +8,6 @@ import math
 import shutil
 import time
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,27 +16,9 @@ import torch
 from torch import nn
 
 from toolkit.errors import TrainingDiverged
-from toolkit.generator import GeneratorConfig, ParameterGenerator
+from toolkit.config import GeneratorConfig, TrainConfig
+from toolkit.generator import ParameterGenerator
 from toolkit.tasks.base import Task
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How Base and DUET are trained; saved in config.json. Tasks override defaults via `train_defaults()`."""
-
-    max_epochs: int = 20  # per stage; early stopping usually ends a stage sooner
-    patience: int = 3  # stop a stage after this many epochs without a better validation score
-    batch_size: int = 256  # training samples per step
-    lr: float = 3e-3  # Adam learning rate of the Base stage
-    generator_lr: float = 1e-3  # Adam learning rate of the generator in the DUET stage
-    backbone_lr: float = 1e-3  # learning rate of the shared static layers in the DUET stage (0 freezes them)
-    seed: int = 0  # seeds initialisation, shuffling and negative sampling
-
-    @classmethod
-    def for_task(cls, task: Task, **overrides) -> "TrainConfig":
-        """Defaults, then the task's own defaults, then the given overrides (None values ignored)."""
-        chosen = {**task.train_defaults(), **{k: v for k, v in overrides.items() if v is not None}}
-        return cls(**chosen)
 
 
 class TrainLog:

@@ -12,7 +12,7 @@ import sys
 
 from toolkit.errors import DuetError
 from toolkit.service.config import ServiceConfig
-from toolkit.service.server import serve
+from toolkit.service.server import ServerOptions, serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         config = ServiceConfig.read(args.config)
-        serve(config, host=args.host, port=args.port, workers=args.workers, access_log=args.access_log,
-              log_level="info" if args.verbose else "warning")
+        serve(config, ServerOptions(host=args.host, port=args.port, workers=args.workers, access_log=args.access_log,
+                                    log_level="info" if args.verbose else "warning"))
     except (DuetError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -24,6 +24,8 @@ from pathlib import Path
 from toolkit import routes
 from toolkit.cache import cache_dir as resolve_cache_dir
 from toolkit.errors import ConfigError
+from toolkit.options import option
+from toolkit.wire import BODY_FORMATS
 from toolkit.loadtest import LoadTestConfig, run_load, summary
 from toolkit.service.config import ServiceConfig
 
@@ -36,13 +38,14 @@ class BenchConfig:
 
     run_dir: str  # the run whose generator is served
     exports_dir: str  # its export directory
-    requests: int = 20_000  # requests per measurement
-    concurrency: int = 64  # simultaneous connections per measurement
-    warmup: int = 1_000  # untimed requests sent to each server first
-    rounds: int = 1  # each round measures all three, in a rotated order; medians are reported
-    workers: int = 1  # server processes per server
-    max_devices: int = 2_000  # test devices whose bodies are sent (round-robin)
-    body_format: str = "json"  # request bodies of all three measurements: "json" or "safetensors" (toolkit.wire)
+    requests: int = option(20_000, "Requests per measurement.")
+    concurrency: int = option(64, "Simultaneous connections per measurement.")
+    warmup: int = option(1_000, "Untimed requests sent to each server first.")
+    rounds: int = option(1, "Measure all three this many times, in rotated order; the median round is reported too.")
+    workers: int = option(1, "Server processes per server.")
+    max_devices: int = option(2_000, "Test devices whose bodies are sent (round-robin).")
+    body_format: str = option("json", "Request bodies of all three measurements: JSON or the compact binary form.",
+                              choices=BODY_FORMATS)
     cache_dir: str = ""  # preprocessed-data cache ("": toolkit.cache's default)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from toolkit.errors import ConfigError
+from toolkit.options import option
 
 CONFIG_ENV = "DUET_SERVICE_CONFIG"  # path of the JSON file a worker process reads its settings from
 
@@ -21,17 +22,23 @@ class ServiceConfig:
     exports_dir: str  # export directory: manifest.json and the artifacts it lists
     api_keys: str  # keys file: one "sha256:<64 hex> [name]" line per key (see toolkit.service.auth)
     cache_dir: str = ""  # preprocessed-data cache the task reads when the run is loaded ("": toolkit.cache's default)
-    batching: bool = True  # micro-batch concurrent generate requests; False = one generator forward per request
-    batch_window_ms: float = 2.0  # longest a request waits, from its arrival, for others to share its forward
-    max_batch: int = 64  # most generate requests in one generator forward
-    queue_size: int = 1024  # most generate requests admitted and not yet answered; beyond it 503 + Retry-After
-    rate_limit: float = 50.0  # sustained requests per second allowed per API key and process (0 = no limit)
-    rate_burst: int = 100  # token-bucket size: how many requests a key may send at once
-    auth_failure_rate: float = 1.0  # requests without a valid key allowed per second and client address, sustained
-    auth_failure_burst: int = 20  # ... and at once; beyond them the address gets 429 + Retry-After (0 rate = off)
-    max_body_bytes: int = 1 << 20  # largest request body accepted (413 beyond it)
-    examples: int = 4  # example generate bodies (test devices) published in the OpenAPI document
-    static_floor: bool = False  # enables the hidden POST /v1/static (the HTTP floor of the benchmark)
+    batching: bool = option(True, "Micro-batch concurrent generate requests into one generator forward.")
+    batch_window_ms: float = option(2.0, "Longest a generate request waits, from its arrival, for others to share "
+                                         "its forward.")
+    max_batch: int = option(64, "Most generate requests in one generator forward.")
+    queue_size: int = option(1024, "Most generate requests admitted and not yet answered per process; beyond it "
+                                   "503 + Retry-After.")
+    rate_limit: float = option(50.0, "Requests per second per API key and process (token bucket; 0 = off, e.g. for "
+                                     "load tests).")
+    rate_burst: int = option(100, "Requests a key may send at once.")
+    auth_failure_rate: float = option(1.0, "Requests without a valid key allowed per second and client address once "
+                                           "its burst is spent; then the address gets 429 for every /v1/ call (0 = "
+                                           "off, e.g. behind a proxy that hides addresses).")
+    auth_failure_burst: int = option(20, "Requests without a valid key an address may send before it is held off.")
+    max_body_bytes: int = option(1 << 20, "Largest request body accepted (413 beyond it).")
+    examples: int = option(4, "Test devices' example bodies published in /openapi.json (0 = none).")
+    static_floor: bool = option(False, "Benchmark only: POST /v1/static answers a fixed blob of generate's size "
+                                       "(the HTTP floor).", hidden=True)
     torch_threads: int = 1  # PyTorch intra-op threads per worker process
 
     def __post_init__(self) -> None:

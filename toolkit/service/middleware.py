@@ -84,3 +84,24 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_and_watch)
         finally:
             self.metrics.record(self.label(scope["path"]), status, time.perf_counter() - started)
+
+
+class HeadAsGet:
+    """HEAD wherever GET is allowed: the GET answer's status and headers (Content-Length included), no body."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)

@@ -5,30 +5,67 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from toolkit.errors import ConfigError
+from toolkit.options import option
 from toolkit.service.config import CONFIG_ENV, ServiceConfig
 
 
-def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-          access_log: bool = False, log_level: str = "warning") -> None:
+@dataclass(frozen=True)
+class ServerOptions:
+    """How the service listens: address, processes, request log."""
+
+    host: str = option("127.0.0.1", "Address to listen on.")
+    port: int = option(8000, "Port to listen on.", minimum=0, maximum=65535)
+    workers: int = option(1, "Server processes (each loads the run).", minimum=1)
+    access_log: bool = option(False, "Log every request.")
+    header_timeout: float = option(10.0, "Seconds a client has, from connecting (or from its previous answer), to "
+                                         "send a request's headers; then 408 and the connection is closed.")
+    body_timeout: float = option(30.0, "Seconds a client has, from a request's headers, to send its body; then 408 "
+                                       "and the connection is closed.")
+    max_connections: int = option(1024, "Open connections per process; a connection beyond them gets 503 + "
+                                        "Retry-After and is closed.", minimum=1)
+    keep_alive: float = option(5.0, "Seconds an idle keep-alive connection stays open.")
+    log_level: str = "warning"  # uvicorn's log level ("info" with cli.py -v)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535 or self.workers < 1 or self.max_connections < 1:
+            raise ConfigError("server options: port must be 0-65535, workers and max_connections >= 1")
+        if min(self.header_timeout, self.body_timeout, self.keep_alive) <= 0:
+            raise ConfigError("server options: header_timeout, body_timeout and keep_alive must be > 0 seconds")
+
+    def uvicorn_config(self, app: Any, **more: Any) -> Any:
+        """The uvicorn.Config of this server, on the bounded connection layer (toolkit.service.connections)."""
+        import uvicorn
+
+        from toolkit.service.connections import LIMITS_ATTRIBUTE, BoundedH11Protocol, ConnectionLimits
+
+        config = uvicorn.Config(app, host=self.host, port=self.port, access_log=self.access_log,
+                                log_level=self.log_level, timeout_graceful_shutdown=5, http=BoundedH11Protocol,
+                                timeout_keep_alive=self.keep_alive, **more)
+        setattr(config, LIMITS_ATTRIBUTE, ConnectionLimits(self.header_timeout, self.body_timeout,
+                                                           self.max_connections))
+        return config
+
+
+def serve(config: ServiceConfig, server: ServerOptions = ServerOptions()) -> None:
     """Load and check everything once here (errors surface before the port opens), then serve until stopped."""
     import uvicorn
 
     from toolkit.service.app import create_app
 
     app = create_app(config)
-    if workers <= 1:
-        uvicorn.run(app, host=host, port=port, access_log=access_log, log_level=log_level,
-                    timeout_graceful_shutdown=5)
+    if server.workers <= 1:
+        uvicorn.Server(server.uvicorn_config(app)).run()
         return
     del app  # the workers build their own from the config file
     with tempfile.TemporaryDirectory(prefix="duet-serve-") as scratch:
         path = config.write(Path(scratch) / "service.json")
         os.environ[CONFIG_ENV] = str(path)
-        _run_workers(uvicorn.Config("toolkit.service.app:app_from_env", factory=True, host=host, port=port,
-                                    workers=workers, access_log=access_log, log_level=log_level,
-                                    timeout_graceful_shutdown=5))
+        _run_workers(server.uvicorn_config("toolkit.service.app:app_from_env", factory=True, workers=server.workers))
 
 
 def _run_workers(config) -> None:

@@ -1,7 +1,4 @@
-"""Tasks: each owns its data and model code; toolkit.registry.TASKS maps task names to their classes."""
+"""Tasks: each owns its data and model code (toolkit.tasks.base is the contract); toolkit.registry.TASKS names them.
 
-from __future__ import annotations
-
-from toolkit.tasks.base import DeviceContext, Task
-
-__all__ = ["Task", "DeviceContext"]
+Imports nothing itself, so a task's light options module (e.g. recommendation_options) loads without torch.
+"""

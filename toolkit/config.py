@@ -1,0 +1,81 @@
+"""The settings of training, the generator and the fine-tuning baseline: typed dataclasses saved with every run.
+
+Light to import (no torch): `cli.py` builds its options from these fields (see toolkit.options).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from toolkit.options import option
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How Base and DUET are trained; saved in config.json. Tasks override defaults via `train_defaults()`."""
+
+    max_epochs: int = option(20, "Epoch limit per stage; early stopping usually ends sooner "
+                                 "[recommendation 20, image 60].", cli_default=None)
+    patience: int = option(3, "Epochs without validation gain before a stage stops [recommendation 3, image 10].",
+                           cli_default=None)
+    batch_size: int = option(256, "Training samples per step [256].", cli_default=None)
+    lr: float = option(3e-3, "Adam learning rate of the Base stage [3e-3].", cli_default=None)
+    generator_lr: float = option(1e-3, "Learning rate of the generator [1e-3].", cli_default=None)
+    backbone_lr: float = option(1e-3, "Learning rate of the shared static layers while the generator trains; 0 "
+                                      "freezes them [recommendation 1e-3 (DIN 0), image 0].", cli_default=None)
+    seed: int = option(0, "Seeds everything (initialisation, shuffling, negatives, devices); same seed, same run.")
+
+    @classmethod
+    def for_task(cls, task: Any, **overrides) -> "TrainConfig":
+        """Defaults, then the task's own defaults, then the given overrides (None values ignored)."""
+        chosen = {**task.train_defaults(), **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(**chosen)
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Architecture of the parameter generator; saved with every run."""
+
+    context_dim: int  # size of each context vector the task provides
+    code_dim: int = option(64, "Size of the device code the generator writes every slot from.",
+                           minimum=4, maximum=1024)
+    sample_dim: int | None = option(None, "Width of the generator's per-sample layer, the part of its serving cost "
+                                          "that grows with the context size [recommendation 16, image --code-dim].",
+                                    minimum=4, maximum=1024)
+    rank: int = option(4, "Rank of each generated weight residual (the generator's size grows linearly with it).",
+                       minimum=1, maximum=256)
+    n_candidates: int = 4  # candidate codes mixed by the stabiliser
+    stabilizer: bool = option(True, "Stable Weight Adapter in the generator (off for the ablation).")
+    dropout: float = 0.1  # dropout on context vectors during training
+
+    @property
+    def sample_width(self) -> int:
+        """The per-sample layer's width as built: `sample_dim`, or the code width when it is None."""
+        return self.sample_dim or self.code_dim
+
+    @classmethod
+    def for_task(cls, task: Any, context_dim: int, **overrides) -> "GeneratorConfig":
+        """Defaults, then the task's own (`Task.generator_defaults`), then the given overrides (None values ignored)."""
+        return cls(context_dim=context_dim, **{**task.generator_defaults(),
+                                               **{k: v for k, v in overrides.items() if v is not None}})
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Per-device fine-tuning, the baseline DUET replaces: all parameters of a copy of Base.
+
+    None takes the task's default (recommendation: lr 1e-3, 1 epoch, batch 32; image: lr 1e-3, 5 epochs
+    of one full batch of the K labeled images).
+    """
+
+    lr: float | None = option(None, "Fine-tuning baseline: Adam lr [1e-3].", flag="--finetune-lr")
+    epochs: int | None = option(None, "Fine-tuning baseline: epochs over the device's labeled data "
+                                      "[recommendation 1, image 5].", flag="--finetune-epochs")
+    batch_size: int | None = option(None, "Fine-tuning baseline: batch size [recommendation 32, image K].",
+                                    flag="--finetune-batch")
+    seed: int = 0  # seeds the device's shuffling and negatives
+
+    def resolve(self, defaults: dict) -> dict:
+        chosen = {k: v for k, v in asdict(self).items() if v is not None}
+        return {**defaults, **chosen}

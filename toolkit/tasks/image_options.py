@@ -1,0 +1,22 @@
+"""The `train` options of the image task (light: `cli.py` reads them without loading the task)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from toolkit.options import option
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """What a user sets on the command line; `ImageTask.from_options` reads them by name."""
+
+    HELP_PREFIX: ClassVar[str] = "Image task: "  # starts the help of each option
+
+    context_images: int = option(16, "K unlabeled recent images per device that the generator reads.")
+    train_devices: int = option(300, "Simulated training devices.")
+    test_devices: int = option(60, "Held-out devices.")
+    fresh_devices: bool = option(True, "Every training episode draws a new simulated device (label mix and writing "
+                                       "style) over the training digits, or re-visits the fixed training devices "
+                                       "(the ablation).", flag="--fresh-devices/--fixed-devices")
