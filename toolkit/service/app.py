@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from toolkit.service.auth import RateLimiter
 from toolkit.service.config import ServiceConfig, config_from_env
 from toolkit.service.handlers import add_routes
-from toolkit.service.middleware import ApiKeyMiddleware, HeadAsGet, MetricsMiddleware
+from toolkit.service.middleware import ApiKeyMiddleware, HeadAsGet, HeaderLimit, MetricsMiddleware
 from toolkit.service.openapi import build_openapi
 from toolkit.service.responses import add_error_handlers
 from toolkit.service.state import load_state
@@ -42,6 +42,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
     app.add_middleware(ApiKeyMiddleware, keys=state.keys, limiter=RateLimiter(config.rate_limit, config.rate_burst),
                        failed_logins=RateLimiter(config.auth_failure_rate, config.auth_failure_burst))
     app.add_middleware(MetricsMiddleware, metrics=state.metrics, route_paths=[route.path for route in app.routes])
+    app.add_middleware(HeaderLimit)
     app.add_middleware(HeadAsGet)
 
     def openapi() -> dict:

@@ -105,3 +105,22 @@ class HeadAsGet:
             await send(message)
 
         await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
+MAX_HEADER_BYTES = 16 * 1024  # all of a request's header names and values together
+
+
+class HeaderLimit:
+    """Headers over MAX_HEADER_BYTES in total get 431. (The HTTP parser refuses larger header blocks only when they
+    arrive in pieces; one that arrives in a single read would otherwise reach the app.)"""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEADER_BYTES:
+            response = error_response(431, "headers_too_large", f"the request's headers exceed {MAX_HEADER_BYTES} "
+                                      f"bytes in total")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
