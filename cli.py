@@ -1,8 +1,5 @@
-"""DUET toolkit command line: train, evaluate, export, serve, loadtest. Run `python cli.py --help`.
-
-Thin: each command calls one library function and prints its result. Options come from the config dataclasses
-that receive them (toolkit.options) and every choice list from a registry, so nothing is declared twice.
-"""
+"""DUET command line (`python cli.py --help`): each command calls one library function; options come from config
+dataclass fields (toolkit.options) and choice lists from registries."""
 
 from __future__ import annotations
 
@@ -65,9 +62,8 @@ def cli(ctx: click.Context, threads: int, verbose: bool) -> None:
               "the same task and data (skips the Base stage); for generator ablations.")
 @click_options(TrainConfig, GeneratorConfig)
 @click_options(*registry.task_options().values())
-@click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
-              help="A task setting by the name its from_options reads, for settings without an option of their own "
-                   "(e.g. a new task's); VALUE is read as JSON when it parses, else as text. Repeatable.")
+@click.option("--set", "settings", multiple=True, metavar="NAME=VALUE", help="A task setting without an option of its "
+              "own, by the name from_options reads; VALUE is JSON when it parses, else text. Repeatable.")
 @cache_dir_option
 def train(task_name: str, out_dir: str, base_from: str | None, settings: tuple[str, ...], cache_dir: Path,
           **options) -> None:
@@ -109,11 +105,9 @@ def report(run_dirs, metric_keys, shifted, timing, exports, ablation) -> None:
     """Print a Markdown table of evaluated runs or exports (what the README shows)."""
     from toolkit.report import ablation_table, comparison_table, export_table, timing_table
 
-    runs = [Path(r) for r in run_dirs]
-    if exports or ablation or timing:
-        click.echo((export_table if exports else ablation_table if ablation else timing_table)(runs))
-    else:
-        click.echo(comparison_table(runs, metric_keys.split(",") if metric_keys else None, shifted))
+    runs, table = [Path(r) for r in run_dirs], export_table if exports else ablation_table if ablation else timing_table
+    click.echo(table(runs) if exports or ablation or timing else
+               comparison_table(runs, metric_keys.split(",") if metric_keys else None, shifted))
 
 
 @cli.command()
@@ -152,8 +146,8 @@ def serve(settings: Settings, run_dir, exports_dir, api_keys, cache_dir, **optio
                            str(Path(api_keys).resolve()), str(cache_dir), torch_threads=settings.threads or 1,
                            **values_for(ServiceConfig, options))
     server = ServerOptions(**values_for(ServerOptions, options), log_level="info" if settings.verbose else "warning")
-    click.echo(f"serving {run_dir} on http://{server.host}:{server.port} ({server.workers} worker"
-               f"{'s' * (server.workers > 1)})", err=True)
+    scheme = "https" if server.ssl_certfile else "http"
+    click.echo(f"serving {run_dir} on {scheme}://{server.host}:{server.port} ({server.workers} workers)", err=True)
     run_server(config, server)
 
 
@@ -170,6 +164,15 @@ def keys_add(keys_file, name) -> None:
     from toolkit.service.auth import add_key
 
     click.echo(add_key(Path(keys_file), name))
+
+
+@keys.command("signing-key")
+@click.option("--out", "key_file", type=click.Path(dir_okay=False), required=True, help="Private key file to create.")
+def keys_signing_key(key_file) -> None:
+    """Make an Ed25519 key pair for `serve --signing-key`: the private key to a new file (0600), the public printed."""
+    from toolkit.signing import new_signing_key
+
+    click.echo(f"wrote {key_file}; public key (the served manifest carries it): {new_signing_key(Path(key_file))}")
 
 
 @keys.command("hash")

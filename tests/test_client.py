@@ -8,20 +8,23 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 import torch
-from service_fixtures import CACHE, KEY, REPO
+from service_fixtures import CACHE, KEY, REPO, make_tls_files
 
 from toolkit.client import DeviceClient, ServiceClient, SlotAnswer, check_answer
 from toolkit.errors import BlobError, ManifestError, ServiceError, SlotShapeError
 from toolkit.serving import ServingPrograms
 from toolkit.manifest import slot_specs_of
 from toolkit.runs import load_run
+from toolkit.signing import new_signing_key
 from toolkit.slots import SlotSpec, encode_safetensors
+from toolkit.tls import tls_context
 
 TARGETS = ("executorch", "tflite")
 
@@ -38,23 +41,22 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def cli_server(svc_run, svc_export, svc_keys):
-    """`cli.py serve --workers 2` in its own process group, as a user starts it."""
+@contextmanager
+def cli_serve(svc_run, svc_export, svc_keys, *options: str, ca_file: str = ""):
+    """`cli.py serve` in its own process group, as a user starts it; yields its base URL."""
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, str(REPO / "cli.py"), "serve", str(svc_run), "--exports", str(svc_export), "--api-keys",
-         str(svc_keys), "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--rate-limit", "0",
-         "--cache-dir", str(CACHE)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+         str(svc_keys), "--host", "127.0.0.1", "--port", str(port), "--rate-limit", "0", "--cache-dir", str(CACHE),
+         *options], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    url = f"{'https' if ca_file else 'http'}://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     try:
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"cli.py serve exited: {process.stdout.read()}")
             try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/healthz", timeout=1, verify=tls_context(ca_file)).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -68,6 +70,24 @@ def cli_server(svc_run, svc_export, svc_keys):
             process.wait(30)
 
 
+@pytest.fixture(scope="module")
+def cli_server(svc_run, svc_export, svc_keys):
+    """`cli.py serve --workers 2`."""
+    with cli_serve(svc_run, svc_export, svc_keys, "--workers", "2") as url:
+        yield url, ""
+
+
+@pytest.fixture(scope="module")
+def tls_server(svc_run, svc_export, svc_keys, tmp_path_factory):
+    """`cli.py serve` over TLS (a test CA's certificate for 127.0.0.1) that signs its slot blobs."""
+    folder = tmp_path_factory.mktemp("tls")
+    ca, cert, key = make_tls_files(folder)
+    new_signing_key(folder / "signing.pem")
+    with cli_serve(svc_run, svc_export, svc_keys, "--ssl-certfile", str(cert), "--ssl-keyfile", str(key),
+                   "--signing-key", str(folder / "signing.pem"), ca_file=str(ca)) as url:
+        yield url, str(ca)
+
+
 def _device_calls(run, export_dir: Path, devices: list[int]) -> dict[int, list[tuple]]:
     """Each device's test calls at the export's fixed shapes (the task's own eval calls)."""
     shape = json.loads((export_dir / "report.json").read_text())["shape"]
@@ -78,16 +98,19 @@ def _device_calls(run, export_dir: Path, devices: list[int]) -> dict[int, list[t
     return calls
 
 
-def test_end_to_end_the_runtimes_score_like_pytorch_with_served_slots(cli_server, run, svc_export, tmp_path):
+@pytest.mark.parametrize("server", ["cli_server", "tls_server"])
+def test_end_to_end_the_runtimes_score_like_pytorch_with_served_slots(server, request, run, svc_export, tmp_path):
+    url, ca_file = request.getfixturevalue(server)
     devices = [int(d) for d in run.task.device_ids("test")[:2]]
     shape = json.loads((svc_export / "report.json").read_text())["shape"]
     reference_model = run.task.device_model(run.duet, shape).eval()
     calls = _device_calls(run, svc_export, devices)
-    with ServiceClient(cli_server, KEY) as service:
+    with ServiceClient(url, KEY, ca_file=ca_file) as service:
         for target in TARGETS:
             device = DeviceClient(service, target, tmp_path / target)
             path = device.setup()
             assert path.stat().st_size == device.manifest["targets"][target]["bytes"]
+            assert ("signing" in device.manifest) == (server == "tls_server")  # and check_answer verified each blob
             served = {d: device.refresh(run.task.example_request(d)) for d in devices}
             first, second = (served[d] for d in devices)
             assert any(not np.allclose(first[k], second[k]) for k in first), "two histories, same slots"

@@ -36,16 +36,20 @@ class SlotAnswer:
     blob: bytes  # the response body (safetensors)
     sha256: str  # the X-Blob-SHA256 header
     model_version: str  # the X-Model-Version header
+    signature: str = ""  # the X-Blob-Signature header (base64 Ed25519), when the service signs
 
 
 class ServiceClient:
     """HTTP calls to the generation service, with the API key; failures raise ServiceError."""
 
-    def __init__(self, url: str, api_key: str, timeout: float = 30.0):
+    def __init__(self, url: str, api_key: str, timeout: float = 30.0, ca_file: str = ""):
+        """`ca_file`: the CA certificate (PEM) that signed an https:// service's certificate (else the system's)."""
         import httpx
 
+        from toolkit.tls import tls_context
+
         self._http = httpx.Client(base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {api_key}"},
-                                  timeout=timeout)
+                                  timeout=timeout, verify=tls_context(ca_file))
 
     def __enter__(self) -> "ServiceClient":
         return self
@@ -149,7 +153,7 @@ class ServiceClient:
 
 def _slot_answer(response) -> SlotAnswer:
     return SlotAnswer(response.content, response.headers.get("x-blob-sha256", ""),
-                      response.headers.get("x-model-version", ""))
+                      response.headers.get("x-model-version", ""), response.headers.get("x-blob-signature", ""))
 
 
 def _raise_for_error(response, method: str, path: str) -> None:
@@ -166,8 +170,9 @@ def _raise_for_error(response, method: str, path: str) -> None:
 
 
 def check_answer(answer: SlotAnswer, manifest: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The answer's slots as fp32 arrays, after checking its digest, its model version and every slot's
-    name, shape and dtype against the manifest (BlobError, ManifestError, SlotShapeError)."""
+    """The answer's slots as fp32 arrays, after checking its digest, its signature when the manifest carries a
+    signing key, its model version, every slot's name, shape and dtype against the manifest, and every value
+    against the slot's bound (BlobError, ManifestError, SlotShapeError)."""
     from toolkit.manifest import slot_specs_of
     from toolkit.slots import decode_safetensors
 
@@ -175,10 +180,29 @@ def check_answer(answer: SlotAnswer, manifest: Mapping[str, Any]) -> dict[str, n
     if answer.sha256 != digest:
         raise BlobError(f"slot blob has sha256 {digest}, the service announced {answer.sha256 or 'none'}: "
                         f"corrupted in transit")
+    if "signing" in manifest:
+        from toolkit.signing import verify
+
+        if not answer.signature:
+            raise BlobError("slot blob is not signed, but the manifest carries a signing key")
+        verify(manifest["signing"]["public_key"], answer.blob, answer.signature)
     if answer.model_version != manifest["model_version"]:
         raise ManifestError(f"slots come from model version {answer.model_version or 'unknown'}, the device's "
                             f"program from {manifest['model_version']}: fetch the manifest and the program again")
-    return decode_safetensors(answer.blob, slot_specs_of(manifest))
+    slots = decode_safetensors(answer.blob, slot_specs_of(manifest))
+    check_bounds(slots, manifest)
+    return slots
+
+
+def check_bounds(slots: Mapping[str, np.ndarray], manifest: Mapping[str, Any]) -> None:
+    """BlobError when a slot holds a |value| beyond the `max_abs` its manifest entry records (if it records one)."""
+    for entry in manifest["slots"]:
+        bound = entry.get("max_abs")
+        if bound is not None and slots[entry["name"]].size:
+            largest = float(np.abs(slots[entry["name"]]).max())
+            if largest > bound:
+                raise BlobError(f"slot {entry['name']!r} holds |value| {largest:.6g}, beyond its bound {bound:.6g} "
+                                f"(manifest max_abs): refused as poisoned")
 
 
 @dataclass(frozen=True)

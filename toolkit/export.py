@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from toolkit.errors import ConfigError
+from toolkit.serving import ServingPrograms
 from toolkit.measure import (EvalSet, Progress, build_eval_set, export_shape, latency, parity_devices, score,
                              torch_threads)
 
@@ -96,6 +97,7 @@ def export_run(run, targets: Sequence[str], options, out_dir: Path, progress: Pr
         reference_metrics = score(run.task, eval_set, eval_set.reference)
         devices = parity_devices(np.array(sorted(eval_set.calls)), MIN_SLOT_SETS)
         slot_sets = {f"device-{d}": eval_set.slots[d] for d in devices}
+        bounds = ServingPrograms(run).slot_bounds()
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         _remove_abandoned(out_dir)
         work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}{PARTIAL}{os.getpid()}-", dir=out_dir.parent))
@@ -113,7 +115,7 @@ def export_run(run, targets: Sequence[str], options, out_dir: Path, progress: Pr
                 run_config_sha256=hashlib.sha256((run.path / CONFIG_FILE).read_bytes()).hexdigest(),
                 version=model_version(run.path / BASE_WEIGHTS, run.path / DUET_WEIGHTS),
                 quantization={"mode": options.quantize, "scope": SLOT_SCOPE, "options": options.to_json()},
-                targets=entries, request_schema=run.task.request_schema())
+                targets=entries, request_schema=run.task.request_schema(), slot_bounds=bounds)
             write_manifest(work, manifest)
             load_manifest(work)  # what the service will read back
             report = {"run": str(run.path), "metric": run.task.selection_metric, "targets": reports, "shape": shape,

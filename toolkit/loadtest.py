@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 from toolkit import routes
 from toolkit.errors import ConfigError
 from toolkit.options import option
+from toolkit.tls import tls_context
 from toolkit.wire import BODY_FORMATS
 
 MAX_REQUESTS = 1_000_000  # the most one load test may send
@@ -43,6 +45,8 @@ class LoadTestConfig:
     timeout_s: float = option(30.0, "Per-request limit in seconds; beyond it the request counts as an error.",
                               flag="--timeout")
     query: str = ""  # query string added to every request, e.g. "dtype=float16"
+    ca_file: str = option("", "CA certificate (PEM) that signed the service's TLS certificate, for https:// URLs "
+                              "(default: the system's CAs).")
     body_format: str = option("json", "Send the bodies as JSON or in the compact binary form (safetensors, "
                                       "application/octet-stream).", choices=BODY_FORMATS)
 
@@ -54,13 +58,14 @@ class Target:
     host: str
     port: int
     path: str  # path and query of every request
+    tls: bool = False  # https: connections are wrapped in TLS
 
 
 def loopback_target(url: str, query: str = "") -> Target:
     """Parse `url`; only loopback hosts are accepted (load tests never leave the machine)."""
     parts = urlsplit(url)
-    if parts.scheme != "http":
-        raise ConfigError(f"{url}: the load test speaks plain http to a loopback address")
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"{url}: the load test speaks http or https to a loopback address")
     host = parts.hostname or ""
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
@@ -70,7 +75,8 @@ def loopback_target(url: str, query: str = "") -> Target:
         raise ConfigError(f"{url}: load tests target loopback only (127.0.0.1, ::1 or localhost), not {host!r}")
     path = parts.path if parts.path not in ("", "/") else routes.GENERATE
     query = "&".join(q for q in (parts.query, query) if q)
-    return Target(host, parts.port or 80, path + (f"?{query}" if query else ""))
+    tls = parts.scheme == "https"
+    return Target(host, parts.port or (443 if tls else 80), path + (f"?{query}" if query else ""), tls)
 
 
 def bodies_from_file(path: str | Path) -> list[bytes]:
@@ -87,13 +93,14 @@ def bodies_from_file(path: str | Path) -> list[bytes]:
     return bodies
 
 
-def bodies_from_openapi(url: str) -> list[bytes]:
+def bodies_from_openapi(url: str, ca_file: str = "") -> list[bytes]:
     """The example bodies the service publishes for POST /v1/generate."""
     import httpx
 
     parts = urlsplit(url)
     try:
-        doc = httpx.get(f"{parts.scheme}://{parts.netloc}/openapi.json", timeout=30).raise_for_status().json()
+        doc = httpx.get(f"{parts.scheme}://{parts.netloc}/openapi.json", timeout=30,
+                        verify=tls_context(ca_file)).raise_for_status().json()
         examples = doc["paths"][routes.GENERATE]["post"]["requestBody"]["content"]["application/json"]["examples"]
     except (httpx.HTTPError, KeyError, ValueError) as err:
         raise ConfigError(f"{url}: no generate examples in /openapi.json ({err}); pass --bodies FILE") from err
@@ -148,7 +155,7 @@ class _Counter:
 
 
 async def _connection(target: Target, payloads: list[bytes], counter: _Counter, offset: int, timeout: float,
-                      latencies: list[float], statuses: dict[str, int]) -> None:
+                      latencies: list[float], statuses: dict[str, int], tls: ssl.SSLContext | None) -> None:
     reader = writer = None
     index = offset
     while counter.take():
@@ -157,7 +164,7 @@ async def _connection(target: Target, payloads: list[bytes], counter: _Counter, 
         started = time.perf_counter()
         try:
             if writer is None:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(target.host, target.port), timeout)
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(target.host, target.port, ssl=tls), timeout)
             writer.write(request)
             await writer.drain()
             status, keep = await asyncio.wait_for(_read_response(reader), timeout)
@@ -196,7 +203,8 @@ async def run_load(config: LoadTestConfig, bodies: list[bytes]) -> dict:
     statuses: dict[str, int] = {}
     started = time.perf_counter()
     counter = _Counter(config.requests, time.monotonic() + config.max_seconds)
-    await asyncio.gather(*(_connection(target, payloads, counter, i, config.timeout_s, latencies, statuses)
+    tls = tls_context(config.ca_file) if target.tls else None
+    await asyncio.gather(*(_connection(target, payloads, counter, i, config.timeout_s, latencies, statuses, tls)
                            for i in range(config.concurrency)))
     elapsed = time.perf_counter() - started
     sent = config.requests - counter.left
@@ -210,7 +218,7 @@ async def run_load(config: LoadTestConfig, bodies: list[bytes]) -> dict:
 def load_test(config: LoadTestConfig, bodies: list[bytes] | None = None) -> dict:
     """Run a load test from synchronous code (bodies default to the service's published examples)."""
     loopback_target(config.url)
-    return asyncio.run(run_load(config, bodies or bodies_from_openapi(config.url)))
+    return asyncio.run(run_load(config, bodies or bodies_from_openapi(config.url, config.ca_file)))
 
 
 SUMMARY_KEYS = ("requests", "ok", "errors", "throughput_rps", "p50_ms", "p95_ms", "p99_ms")

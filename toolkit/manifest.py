@@ -84,8 +84,10 @@ def model_version(*weight_files: Path) -> str:
 
 def build_manifest(device_model: DeviceModel, *, task: str, run_name: str, run_config_sha256: str, version: str,
                    quantization: Mapping[str, Any], targets: Mapping[str, Mapping[str, Any]],
-                   request_schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    slots = blob_layout(device_model.slot_specs)
+                   request_schema: Mapping[str, Any] | None = None,
+                   slot_bounds: Mapping[str, float] | None = None) -> dict[str, Any]:
+    slots = [{**slot, "max_abs": float(slot_bounds[slot["name"]])} if slot_bounds else slot
+             for slot in blob_layout(device_model.slot_specs)]
     manifest = {
         "format_version": FORMAT_VERSION,
         "toolkit_version": __version__,

@@ -65,7 +65,7 @@ def _click_option(spec: Field, annotation: Any, help_prefix: str, click: Any) ->
     default = meta.get(CLI_DEFAULT, spec.default)
     flag = meta["flag"] or "--" + spec.name.replace("_", "-")
     settings: dict[str, Any] = {"default": default, "help": help_prefix + meta["help"], "hidden": meta["hidden"],
-                                "show_default": default is not None and default is not False}
+                                "show_default": default not in (None, False, "")}
     if kind is bool:
         if "/" not in flag and default:
             flag = f"{flag}/--no-{flag[2:]}"

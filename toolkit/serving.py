@@ -83,6 +83,11 @@ def _traced(eager: nn.Module, example: tuple, checks: list[tuple], what: str,
         return reference
 
 
+SLOT_BOUND_MARGIN = 4.0  # a device accepts slot values up to this many times the largest seen before export
+BOUND_DEVICES = 256  # devices whose generated slots set the bounds
+MIN_BOUND = 1e-6  # the bound of a slot that was all zeros
+
+
 class ServingPrograms:
     """The traced programs one run is served with, built on first use and kept by whoever serves it (the service's
     state, an evaluation, an export's measurement): the run record holds no serving state."""
@@ -154,3 +159,14 @@ class ServingPrograms:
     def slots_for_device(self, device: int, split: str = "test") -> dict[str, np.ndarray]:
         """Slots generated from one device's data as it stands when `split` begins."""
         return self.slots(self.run.task.device_context(self.run.duet, device, split))[0]
+
+    def slot_bounds(self, split: str = "val", max_devices: int = BOUND_DEVICES) -> dict[str, float]:
+        """Per slot, the largest |value| a device should accept (the manifest's `max_abs`): the largest over Base's
+        slots and the slots generated for up to `max_devices` devices of `split`, times SLOT_BOUND_MARGIN."""
+        specs = self.run.duet.slot_specs
+        largest = {s.name: float(p.detach().abs().max()) for s, p in zip(specs, self.run.duet.head.params)}
+        for device in self.run.task.device_ids(split)[:max_devices]:
+            for name, values in self.slots_for_device(int(device), split).items():
+                largest[name] = max(largest[name], float(np.abs(values).max()))
+        return {name: max(SLOT_BOUND_MARGIN * value, MIN_BOUND) for name, value in largest.items()}
+

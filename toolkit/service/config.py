@@ -39,6 +39,8 @@ class ServiceConfig:
     examples: int = option(4, "Test devices' example bodies published in /openapi.json (0 = none).")
     static_floor: bool = option(False, "Benchmark only: POST /v1/static answers a fixed blob of generate's size "
                                        "(the HTTP floor).", hidden=True)
+    signing_key: str = option("", "Ed25519 private key (PEM) that signs every slot blob; its public key is added to "
+                                  "the served manifest (make one with `cli.py keys signing-key`).")
     torch_threads: int = 1  # PyTorch intra-op threads per worker process
 
     def __post_init__(self) -> None:

@@ -20,6 +20,7 @@ from toolkit.service.prometheus import CONTENT_TYPE
 from toolkit.service.responses import ApiError, ErrorBody, etag_matches, parse_body, read_body
 from toolkit.service.slot_maker import GenerateJob, SlotBlob
 from toolkit.service.state import ServiceState
+from toolkit.signing import SIGNATURE_HEADER, sign
 from toolkit.slots import DTYPES
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ BLOB_HEADERS = {  # sent with every generated blob
     "X-Model-Version": "hash of the run's weights that generated the slots (the manifest's model_version)",
     "X-Blob-SHA256": "sha256 (hex) of the response body",
     "X-Slot-Dtype": "dtype of the slot tensors in the blob",
+    "X-Blob-Signature": "base64 Ed25519 signature of the body, when the service signs (the manifest's signing key)",
 }
 ERRORS = {
     400: "the body is not valid JSON",
@@ -112,7 +114,7 @@ def add_routes(app: FastAPI, state: ServiceState) -> None:
         except Exception as err:  # a model fault, not the caller's: logged, answered without details
             logger.error("generation failed: %s", err)
             raise ApiError(500, "internal_error", "slot generation failed; the server log has details") from None
-        return _blob_response(blob, state.model_version, dtype)
+        return _blob_response(state, blob, dtype)
 
     @app.get(routes.BASE_SLOTS, summary="Base's slots: what a device runs before (or instead of) generated ones",
              tags=["v1"], response_class=Response,
@@ -123,14 +125,14 @@ def add_routes(app: FastAPI, state: ServiceState) -> None:
              openapi_extra={"parameters": [DTYPE_PARAMETER]})
     async def base_slots(request: Request) -> Response:
         dtype = _slot_dtype(request)
-        return _blob_response(state.base_blobs[dtype], state.model_version, dtype)
+        return _blob_response(state, state.base_blobs[dtype], dtype)
 
     if config.static_floor:
         @app.post(routes.STATIC_FLOOR, include_in_schema=False)
         async def static(request: Request) -> Response:
             """The HTTP floor of the benchmark: generate's stack and answer size, without the generation."""
             await read_body(request, config.max_body_bytes)
-            return _blob_response(state.static_blob, state.model_version, "float32")
+            return _blob_response(state, state.static_blob, "float32")
 
 
 def _check_query(request: Request, allowed: tuple[str, ...]) -> Mapping[str, str]:
@@ -177,7 +179,9 @@ def _check_body(state: ServiceState, body: Any, binary: bool = False) -> None:
         raise ApiError(422, "invalid_request", message) from None
 
 
-def _blob_response(blob: SlotBlob, model_version: str, dtype: str) -> Response:
-    return Response(blob.data, media_type="application/octet-stream",
-                    headers={"X-Model-Version": model_version, "X-Blob-SHA256": blob.sha256, "X-Slot-Dtype": dtype,
-                             "Cache-Control": "no-store"})
+def _blob_response(state: ServiceState, blob: SlotBlob, dtype: str) -> Response:
+    headers = {"X-Model-Version": state.model_version, "X-Blob-SHA256": blob.sha256, "X-Slot-Dtype": dtype,
+               "Cache-Control": "no-store"}
+    if state.signing_key is not None:
+        headers[SIGNATURE_HEADER] = sign(state.signing_key, blob.data)
+    return Response(blob.data, media_type="application/octet-stream", headers=headers)

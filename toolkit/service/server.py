@@ -29,11 +29,19 @@ class ServerOptions:
     max_connections: int = option(1024, "Open connections per process; a connection beyond them gets 503 + "
                                         "Retry-After and is closed.", minimum=1)
     keep_alive: float = option(5.0, "Seconds an idle keep-alive connection stays open.")
+    ssl_certfile: str = option("", "TLS certificate chain (PEM): serve https:// (with --ssl-keyfile).")
+    ssl_keyfile: str = option("", "TLS private key (PEM) of --ssl-certfile.")
     log_level: str = "warning"  # uvicorn's log level ("info" with cli.py -v)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535 or self.workers < 1 or self.max_connections < 1:
             raise ConfigError("server options: port must be 0-65535, workers and max_connections >= 1")
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ConfigError("server options: TLS needs both --ssl-certfile and --ssl-keyfile")
+        if self.ssl_certfile:
+            from toolkit.tls import check_server_files
+
+            check_server_files(self.ssl_certfile, self.ssl_keyfile)
         if min(self.header_timeout, self.body_timeout, self.keep_alive) <= 0:
             raise ConfigError("server options: header_timeout, body_timeout and keep_alive must be > 0 seconds")
 
@@ -45,7 +53,8 @@ class ServerOptions:
 
         config = uvicorn.Config(app, host=self.host, port=self.port, access_log=self.access_log,
                                 log_level=self.log_level, timeout_graceful_shutdown=5, http=BoundedH11Protocol,
-                                timeout_keep_alive=self.keep_alive, **more)
+                                timeout_keep_alive=self.keep_alive, ssl_certfile=self.ssl_certfile or None,
+                                ssl_keyfile=self.ssl_keyfile or None, **more)
         setattr(config, LIMITS_ATTRIBUTE, ConnectionLimits(self.header_timeout, self.body_timeout,
                                                            self.max_connections))
         return config

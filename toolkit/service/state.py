@@ -36,6 +36,7 @@ class ServiceState:
     base_blobs: dict[str, SlotBlob]  # Base's slots per dtype: a device's fallback (GET /v1/slots/base)
     metrics: ServiceMetrics
     batcher: MicroBatcher
+    signing_key: Any = None  # Ed25519 private key that signs every slot blob (serve --signing-key), or None
 
 
 def load_state(config: ServiceConfig) -> ServiceState:
@@ -80,10 +81,16 @@ def load_state(config: ServiceConfig) -> ServiceState:
 
     batcher = MicroBatcher(process, window_s=config.batch_window_ms / 1000.0, max_batch=config.max_batch,
                            capacity=config.queue_size, enabled=config.batching, on_batch=observe)
+    signing_key = None
+    if config.signing_key:
+        from toolkit.signing import ALGORITHM, load_signing_key, public_key_text
+
+        signing_key = load_signing_key(config.signing_key)
+        manifest = {**manifest, "signing": {"algorithm": ALGORITHM, "public_key": public_key_text(signing_key)}}
     manifest_bytes = json.dumps(manifest, indent=2).encode()
     return ServiceState(config, run, manifest, manifest_bytes, f'"{hashlib.sha256(manifest_bytes).hexdigest()}"',
                         manifest["model_version"], artifacts, keys, checker, examples[: config.examples],
-                        static_blob, maker.base_blobs(), metrics, batcher)
+                        static_blob, maker.base_blobs(), metrics, batcher, signing_key)
 
 
 def check_compatible(run, manifest: dict, config: ServiceConfig) -> None:
