@@ -217,6 +217,55 @@ def blob_cases() -> list[tuple[str, bytes, str | None, str, dict[str, np.ndarray
     ]
 
 
+SIGNING_SEED = bytes(range(32))  # the golden Ed25519 key: fixed, so its signatures (deterministic) are too
+BOUND = 2.0  # max_abs of every slot in manifest-trusted.json
+
+
+def trust_cases(good: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes], list[dict[str, Any]]]:
+    """A manifest with slot bounds and a signing key, blobs, and (blob, signature, expected outcome) cases."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from toolkit.signing import ALGORITHM, public_key_text, sign
+
+    key = Ed25519PrivateKey.from_private_bytes(SIGNING_SEED)
+    trusted = json.loads(json.dumps(good))
+    for slot in trusted["slots"]:
+        slot["max_abs"] = BOUND
+    trusted["signing"] = {"algorithm": ALGORITHM, "public_key": public_key_text(key)}
+    rng = np.random.default_rng(18)
+    inside = {s.name: np.clip(rng.normal(0, 0.5, s.shape), -1.9, 1.9).astype(np.float32) for s in SPECS}
+    inside["head.1.bias"][:] = [BOUND, -BOUND]  # exactly at the bound: accepted
+    beyond = {k: v.copy() for k, v in inside.items()}
+    beyond["head.0.weight"][2, 1] = -2.001
+    blobs = {"trusted.safetensors": encode_safetensors(SPECS, inside, "float32", METADATA),
+             "beyond-bound.safetensors": encode_safetensors(SPECS, beyond, "float32", METADATA)}
+    flat = pack_flat(SPECS, inside)
+    good_blob, other = blobs["trusted.safetensors"], blobs["beyond-bound.safetensors"]
+    tampered = bytearray(good_blob)
+    tampered[-1] ^= 0x01  # the last byte of head.1.bias: still finite, still within bounds
+    blobs["trusted-tampered.safetensors"] = bytes(tampered)
+    signature = sign(key, good_blob)
+    cases = [
+        {"blob": "trusted.safetensors", "signature": signature, "error": None, "flat": "trusted.flat",
+         "why": "signed, every value within its bound (two exactly at it)"},
+        {"blob": "beyond-bound.safetensors", "signature": sign(key, other), "error": "bounds",
+         "why": "signed, but head.0.weight holds -2.001 beyond max_abs 2"},
+        {"blob": "trusted-tampered.safetensors", "signature": signature, "error": "signature",
+         "why": "one byte changed after signing (sha256 recomputed, values still in bounds)"},
+        {"blob": "trusted.safetensors", "signature": sign(key, other), "error": "signature",
+         "why": "the signature of another blob"},
+        {"blob": "trusted.safetensors", "signature": "", "error": "signature",
+         "why": "no signature although the manifest carries a signing key"},
+        {"blob": "trusted.safetensors", "signature": "not base64!", "error": "signature",
+         "why": "a signature that is not base64"},
+        {"blob": "trusted.safetensors", "signature": base64.b64encode(base64.b64decode(signature)[:63]).decode(),
+         "error": "signature", "why": "a 63-byte signature"},
+    ]
+    return trusted, {**blobs, "trusted.flat": flat}, cases
+
+
 def request_cases() -> dict[str, dict[str, Any]]:
     """JSON generate bodies; their binary form is toolkit.wire.encode_request's bytes."""
     rng = np.random.default_rng(15)
@@ -298,6 +347,11 @@ def golden_files() -> dict[str, bytes]:
                    for p in sorted(package.rglob("*")) if p.is_file()}
     expected["zips"].append({"file": "package.zip", "error": None, "entries": entries,
                              "why": "a served .mlpackage: deflate entries, sorted, fixed timestamps"})
+    trusted, trust_files, cases = trust_cases(good)
+    validate_manifest(trusted, "golden trusted manifest")
+    files["manifest-trusted.json"] = json.dumps(trusted, indent=2).encode()
+    files.update(trust_files)
+    expected["trust"] = {"manifest": "manifest-trusted.json", "cases": cases}
     files["zip-slip.zip"] = zip_slip()
     expected["zips"].append({"file": "zip-slip.zip", "error": "blob", "why": "an entry that leaves the destination"})
     files["expected.json"] = (json.dumps(expected, indent=1) + "\n").encode()

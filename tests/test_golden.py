@@ -14,14 +14,15 @@ import numpy as np
 import pytest
 from golden import GOLDEN_DIR, SPECS, golden_files
 
-from toolkit.client import _unzip
+from toolkit.client import SlotAnswer, _unzip, check_answer
 from toolkit.errors import BlobError, ManifestError, SlotShapeError
 from toolkit.manifest import load_manifest, slot_specs_of
 from toolkit.slots import decode_safetensors, pack_flat
 from toolkit.wire import decode_request, encode_request
 
 EXPECTED = json.loads((GOLDEN_DIR / "expected.json").read_text())
-ERRORS = {"blob": BlobError, "slot_shape": SlotShapeError, "manifest": ManifestError}
+ERRORS = {"blob": BlobError, "slot_shape": SlotShapeError, "manifest": ManifestError, "signature": BlobError,
+          "bounds": BlobError}
 
 
 def _comparable(name: str, data: bytes | None):
@@ -74,6 +75,19 @@ def test_the_error_cases_cover_every_reason_and_the_good_cases_are_distinct():
     flats = [(GOLDEN_DIR / c["flat"]).read_bytes() for c in EXPECTED["blobs"] if c["error"] is None]
     assert len(set(flats)) == 2  # the F32 cases share values; the F16 case has its own
     assert np.signbit(np.frombuffer(flats[0], "<f4")[12])  # the -0.0 in head.0.bias survives as -0.0
+
+
+@pytest.mark.parametrize("case", EXPECTED["trust"]["cases"], ids=lambda c: f"{c['blob']}:{c['why'][:30]}")
+def test_signed_and_bounded_blobs_are_checked_as_expected(case):
+    manifest = load_manifest(GOLDEN_DIR / EXPECTED["trust"]["manifest"])
+    blob = (GOLDEN_DIR / case["blob"]).read_bytes()
+    answer = SlotAnswer(blob, hashlib.sha256(blob).hexdigest(), manifest["model_version"], case["signature"])
+    if case["error"] is None:
+        assert pack_flat(SPECS, check_answer(answer, manifest)) == (GOLDEN_DIR / case["flat"]).read_bytes()
+    else:
+        match = "signature|not signed|not base64" if case["error"] == "signature" else "beyond its bound"
+        with pytest.raises(ERRORS[case["error"]], match=match):
+            check_answer(answer, manifest)
 
 
 @pytest.mark.parametrize("case", EXPECTED["requests"], ids=lambda c: c["json"])
