@@ -244,7 +244,7 @@ def trust_cases(good: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes],
     flat = pack_flat(SPECS, inside)
     good_blob, other = blobs["trusted.safetensors"], blobs["beyond-bound.safetensors"]
     tampered = bytearray(good_blob)
-    tampered[-1] ^= 0x01  # the last byte of head.1.bias: still finite, still within bounds
+    tampered[-12] ^= 0x01  # the lowest mantissa byte of the last value of head.1.weight: still within bounds
     blobs["trusted-tampered.safetensors"] = bytes(tampered)
     signature = sign(key, good_blob)
     cases = [

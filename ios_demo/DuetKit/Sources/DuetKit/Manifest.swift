@@ -37,8 +37,19 @@ public struct Manifest: Equatable, Sendable {
         public let dtype: String  // always "float32" in format 1
         public let offset: Int
         public let nbytes: Int
+        /// max_abs: the largest |value| a device accepts in this slot (> 0); nil when the manifest sets no bound.
+        /// An answer with a value beyond it is refused as poisoned (SlotAnswer.checked).
+        public let maxAbs: Double?
         /// The element count (= nbytes / 4), checked when the manifest was parsed.
         public var numel: Int { nbytes / 4 }
+    }
+
+    /// The manifest's `signing` object (added by `serve --signing-key`): every slot answer must then carry an
+    /// X-Blob-Signature that verifies with this key (BlobSignature.verify).
+    public struct Signing: Equatable, Sendable {
+        public let algorithm: String  // always "ed25519" in format 1
+        /// Base64 of the DER SubjectPublicKeyInfo (44 bytes; the last 32 are the raw key): ^[A-Za-z0-9+/]{59}=$.
+        public let publicKey: String
     }
 
     public enum ServedAs: String, Equatable, Sendable { case file, zip }
@@ -71,6 +82,8 @@ public struct Manifest: Equatable, Sendable {
     public let targets: [Target]  // in manifest order
     /// generate.request_schema: the JSON Schema of a generate body, if the manifest has one.
     public let requestSchema: JSONValue?
+    /// The signing key of slot answers, nil when the service does not sign them.
+    public let signing: Signing?
 
     /// The target called `name` (DuetError.manifest naming the ones there are).
     public func target(_ name: String) throws -> Target {
@@ -152,9 +165,40 @@ public struct Manifest: Equatable, Sendable {
             try parseTarget(entry.key, entry.value, arguments: names.count, r)
         }
         let requestSchema = root["generate"]?.objectValue?["request_schema"]
+        let signing = try root["signing"].map { try parseSigning($0, r) }
         return Manifest(formatVersion: version, modelVersion: modelVersion, task: task, inputs: inputs,
                         output: output, slots: slots, slotBlobBytes: blobBytes, callSignature: signature,
-                        quantizationMode: mode, targets: targets, requestSchema: requestSchema)
+                        quantizationMode: mode, targets: targets, requestSchema: requestSchema, signing: signing)
+    }
+
+    /// `signing` as the schema has it: an object with exactly `algorithm` ("ed25519") and `public_key`
+    /// (^[A-Za-z0-9+/]{59}=$). The key's DER prefix is checked when an answer is verified (as in Python).
+    private static func parseSigning(_ value: JSONValue, _ r: Reader) throws -> Signing {
+        guard let object = value.objectValue else { throw r.wrongType("signing", "an object", value) }
+        for key in object.keys where key != "algorithm" && key != "public_key" {
+            throw DuetError.manifest("\(r.source): signing: unexpected field \"\(key)\" (only algorithm and public_key)")
+        }
+        let algorithm = try r.string(object, "algorithm", "signing/")
+        guard algorithm == BlobSignature.algorithm else {
+            throw DuetError.manifest("\(r.source): signing/algorithm should be \"\(BlobSignature.algorithm)\", "
+                                     + "found \"\(algorithm)\"")
+        }
+        let publicKey = try r.string(object, "public_key", "signing/")
+        guard isSPKIBase64(publicKey) else {
+            throw DuetError.manifest("\(r.source): signing/public_key should be base64 of a 44-byte Ed25519 "
+                                     + "SubjectPublicKeyInfo (^[A-Za-z0-9+/]{59}=$), found \"\(publicKey)\"")
+        }
+        return Signing(algorithm: algorithm, publicKey: publicKey)
+    }
+
+    /// ^[A-Za-z0-9+/]{59}=$ (the schema's signing/public_key).
+    static func isSPKIBase64(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        guard bytes.count == 60, bytes[59] == UInt8(ascii: "=") else { return false }
+        return bytes[..<59].allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A)
+                || c == UInt8(ascii: "+") || c == UInt8(ascii: "/")
+        }
     }
 
     private static func parseSlots(_ values: [JSONValue], _ r: Reader) throws -> [Slot] {
@@ -185,7 +229,16 @@ public struct Manifest: Equatable, Sendable {
                                          + "\(expected) bytes, found offset \(slotOffset) and \(nbytes) bytes")
             }
             offset += expected  // <= maxSlotBlobBytes
-            return Slot(name: name, shape: shape, dtype: dtype, offset: slotOffset, nbytes: nbytes)
+            var maxAbs: Double?
+            if let bound = object["max_abs"] {
+                // the schema's {"type": "number", "exclusiveMinimum": 0}; JSON has no NaN or infinity
+                guard let number = bound.numberValue, number.isFinite, number > 0 else {
+                    throw DuetError.manifest("\(r.source): \(path)max_abs should be a number above 0, found "
+                                             + (bound.numberValue.map { "\($0)" } ?? bound.kindName))
+                }
+                maxAbs = number
+            }
+            return Slot(name: name, shape: shape, dtype: dtype, offset: slotOffset, nbytes: nbytes, maxAbs: maxAbs)
         }
     }
 

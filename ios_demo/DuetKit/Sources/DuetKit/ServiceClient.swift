@@ -147,9 +147,16 @@ public struct ServiceClient: Sendable {
     }
 
     private func answer(_ result: (Data, HTTPURLResponse)) -> SlotAnswer {
-        SlotAnswer(blob: result.0, sha256: ServiceClient.header(result.1, "X-Blob-SHA256") ?? "",
-                   modelVersion: ServiceClient.header(result.1, "X-Model-Version") ?? "",
-                   slotDtype: ServiceClient.header(result.1, "X-Slot-Dtype") ?? "")
+        ServiceClient.slotAnswer(body: result.0, response: result.1)
+    }
+
+    /// A slot answer as received: the body and its headers X-Blob-SHA256, X-Model-Version, X-Slot-Dtype and
+    /// X-Blob-Signature ("" for any not sent), nothing checked yet.
+    static func slotAnswer(body: Data, response: HTTPURLResponse) -> SlotAnswer {
+        SlotAnswer(blob: body, sha256: header(response, "X-Blob-SHA256") ?? "",
+                   modelVersion: header(response, "X-Model-Version") ?? "",
+                   slotDtype: header(response, "X-Slot-Dtype") ?? "",
+                   signature: header(response, BlobSignature.header) ?? "")
     }
 
     private func request(_ method: String, _ path: String, dtype: SlotDtype = .float32) -> URLRequest {

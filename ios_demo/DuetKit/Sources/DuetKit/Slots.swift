@@ -1,6 +1,6 @@
 // Slot sets (a device's swappable parameters as Float32 arrays in manifest order), the slot check against the
 // manifest (mirror of toolkit.slots.check_slots), the flat byte form (toolkit.slots.pack_flat), and the checks
-// of a generate answer before decoding (toolkit.client.check_answer).
+// of a generate answer (toolkit.client.check_answer: digest, signature, model version, slots, bounds).
 
 import Foundation
 
@@ -74,7 +74,24 @@ public struct SlotSet: Equatable, Sendable {
         }
         return out
     }
+
+    /// DuetError.blob when a slot holds a |value| beyond the `max_abs` its manifest entry records (if it records
+    /// one); a value exactly at the bound is accepted (mirror of toolkit.client.check_bounds).
+    public func checkBounds(against manifest: Manifest) throws {
+        for spec in manifest.slots {
+            guard let bound = spec.maxAbs, let slot = self[spec.name], !slot.values.isEmpty else { continue }
+            // NaN never reaches here (SlotSet refuses non-finite values), so max is well defined
+            let largest = slot.values.reduce(Float(0)) { Swift.max($0, abs($1)) }
+            if Double(largest) > bound {
+                throw DuetError.blob("slot '\(spec.name)' holds |value| \(formatG6(Double(largest))), beyond its bound "
+                                     + "\(formatG6(bound)) (manifest max_abs): refused as poisoned")
+            }
+        }
+    }
 }
+
+/// A number as Python's "{:.6g}" writes it (6 significant digits, trailing zeros dropped).
+func formatG6(_ value: Double) -> String { String(format: "%.6g", value) }
 
 /// One generate (or base slots) answer as received, before any check.
 public struct SlotAnswer: Equatable, Sendable {
@@ -82,27 +99,36 @@ public struct SlotAnswer: Equatable, Sendable {
     public let sha256: String  // X-Blob-SHA256
     public let modelVersion: String  // X-Model-Version
     public let slotDtype: String  // X-Slot-Dtype ("float32" or "float16"; "" if not sent)
+    public let signature: String  // X-Blob-Signature (base64 Ed25519 over the body; "" if not sent)
 
-    public init(blob: Data, sha256: String, modelVersion: String, slotDtype: String = "") {
+    public init(blob: Data, sha256: String, modelVersion: String, slotDtype: String = "", signature: String = "") {
         self.blob = blob
         self.sha256 = sha256
         self.modelVersion = modelVersion
         self.slotDtype = slotDtype
+        self.signature = signature
     }
 
-    /// The answer's slots after checking, in this order: the body's digest against X-Blob-SHA256 (blob), the model
-    /// version against the manifest's (manifest), the safetensors (blob), the slots (slot_shape).
+    /// The answer's slots after checking, in toolkit.client.check_answer's order: the body's digest against
+    /// X-Blob-SHA256 (blob); when the manifest carries `signing`, X-Blob-Signature against its key (blob; always
+    /// refused where there is no Ed25519 verifier, see BlobSignature); the model version against the manifest's
+    /// (manifest); the safetensors (blob); the slots (slot_shape); every value against its slot's max_abs (blob).
     public func checked(against manifest: Manifest) throws -> SlotSet {
         let digest = SHA256Hasher.hex(blob)
         guard digest == sha256 else {
             throw DuetError.blob("slot blob has sha256 \(digest), the service announced "
                                  + (sha256.isEmpty ? "none" : sha256) + ": corrupted in transit")
         }
+        if let signing = manifest.signing {
+            try BlobSignature.verify(publicKey: signing.publicKey, blob: blob, signature: signature)
+        }
         guard modelVersion == manifest.modelVersion else {
             throw DuetError.manifest("slots come from model version " + (modelVersion.isEmpty ? "unknown" : modelVersion)
                                      + ", the device's program from \(manifest.modelVersion): fetch the manifest "
                                      + "and the program again")
         }
-        return try SlotSet(blob: blob, manifest: manifest)
+        let slots = try SlotSet(blob: blob, manifest: manifest)
+        try slots.checkBounds(against: manifest)
+        return slots
     }
 }

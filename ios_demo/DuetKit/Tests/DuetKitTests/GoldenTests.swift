@@ -59,7 +59,7 @@ final class GoldenTests: XCTestCase {
 
     func testEverySectionOfExpectedJSONIsChecked() throws {
         // a section added to the golden files must get a test here, not be skipped silently
-        XCTAssertEqual(Set(try expected().keys), ["manifest", "manifests", "blobs", "requests", "zips", "stats"])
+        XCTAssertEqual(Set(try expected().keys), ["manifest", "manifests", "blobs", "requests", "zips", "stats", "trust"])
     }
 
     func testManifests() throws {
@@ -89,6 +89,79 @@ final class GoldenTests: XCTestCase {
                 XCTFail("\(why): a good blob without a flat file")
             }
         }
+    }
+
+    /// expected.json "trust": signed and bounded blobs against manifest-trusted.json (slot bounds and the golden
+    /// Ed25519 key). Where CryptoKit exists the outcome is the case's `error` (null, "signature" or "bounds"). Where
+    /// it does not (Linux), a structurally bad signature is refused with its own reason and every other case with
+    /// the no-verifier error: a signed blob is never accepted unverified. On every platform the checks after the
+    /// signature (model version, slots, bounds) are also run on the same blobs with the signing key removed.
+    func testSignedAndBoundedBlobs() throws {
+        guard let trust = try expected()["trust"]?.objectValue else {
+            throw TestSetupFailure("expected.json has no trust section")
+        }
+        let manifestFile = try XCTUnwrap(trust["manifest"]?.stringValue)
+        let manifest = try Manifest.parse(try load(manifestFile), source: manifestFile)
+        XCTAssertEqual(manifest.signing?.algorithm, "ed25519")
+        XCTAssertTrue(manifest.slots.allSatisfy { $0.maxAbs != nil }, "every slot of \(manifestFile) has max_abs")
+        let unsigned = manifest.withSigning(nil)
+        guard let items = trust["cases"]?.arrayValue, !items.isEmpty else {
+            throw TestSetupFailure("expected.json has no trust cases")
+        }
+        var kinds = Set<String>()
+        for value in items {
+            let item = try XCTUnwrap(value.objectValue)
+            let file = try XCTUnwrap(item["blob"]?.stringValue)
+            let signature = try XCTUnwrap(item["signature"]?.stringValue)
+            let error = item["error"]?.stringValue  // nil for JSON null
+            let why = "\(file) [\(error ?? "accepted")]: \(item["why"]?.stringValue ?? "")"
+            kinds.insert(error ?? "accepted")
+            let blob = try load(file)
+            let answer = SlotAnswer(blob: blob, sha256: SHA256Hasher.portableHex(blob),
+                                    modelVersion: manifest.modelVersion, signature: signature)
+            // what is wrong with the signature's form, judged here without DuetKit's decoder
+            let decoded = Data(base64Encoded: signature)
+            let structural: String? = signature.isEmpty ? "is not signed"
+                : decoded == nil ? "is not base64"
+                : decoded!.count != 64 ? "Ed25519 signatures have 64" : nil
+            if let structural {
+                XCTAssertEqual(error, "signature", "\(why): the golden case's signature is malformed")
+                assertDuetError("blob", contains: structural) { try answer.checked(against: manifest) }
+            } else {
+                #if canImport(CryptoKit)
+                switch error {
+                case nil:
+                    let slots = try answer.checked(against: manifest)
+                    let flat = try XCTUnwrap(item["flat"]?.stringValue, "\(why): a good blob without a flat file")
+                    XCTAssertEqual(slots.flatBytes, try load(flat), why)
+                case "signature":
+                    assertDuetError("blob", contains: "signature does not match") { try answer.checked(against: manifest) }
+                case "bounds":
+                    assertDuetError("blob", contains: "beyond its bound") { try answer.checked(against: manifest) }
+                default:
+                    XCTFail("\(why): unknown error \(error!)")
+                }
+                #else
+                assertDuetError("blob", contains: BlobSignature.noVerifierMessage) { try answer.checked(against: manifest) }
+                XCTAssertFalse(BlobSignature.canVerify)
+                #endif
+            }
+            // the same blob without the signing key: the bounds and slot checks alone
+            switch error {
+            case nil:
+                let flat = try XCTUnwrap(item["flat"]?.stringValue, "\(why): a good blob without a flat file")
+                XCTAssertEqual(try answer.checked(against: unsigned).flatBytes, try load(flat), why)
+            case "bounds":
+                assertDuetError("blob", contains: "beyond its bound 2 (manifest max_abs): refused as poisoned") {
+                    try answer.checked(against: unsigned)
+                }
+            default:
+                // a signature case: only the signature decides (trusted-tampered.safetensors, unsigned, is beyond
+                // its bounds too: the flipped bit turns head.1.bias's -2 into -8)
+                break
+            }
+        }
+        XCTAssertEqual(kinds, ["accepted", "signature", "bounds"], "the trust cases cover every outcome")
     }
 
     func testRequestsEncodeToTheSameBytesAsToolkitWire() throws {

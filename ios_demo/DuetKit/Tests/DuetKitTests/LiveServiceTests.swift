@@ -217,7 +217,7 @@ extension Manifest {
         Manifest(formatVersion: formatVersion, modelVersion: modelVersion, task: task, inputs: inputs, output: output,
                  slots: slots, slotBlobBytes: slotBlobBytes, callSignature: callSignature,
                  quantizationMode: quantizationMode, targets: targets.map { $0.name == old.name ? new : $0 },
-                 requestSchema: requestSchema)
+                 requestSchema: requestSchema, signing: signing)
     }
 }
 

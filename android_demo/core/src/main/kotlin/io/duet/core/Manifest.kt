@@ -7,8 +7,18 @@ data class TensorSpec(val name: String, val shape: List<Int>, val dtype: String)
     val numel: Long get() = shape.fold(1L) { n, d -> n * d }
 }
 
-/** One swappable parameter tensor: float32, at [offset] with [nbytes] inside the flat little-endian slot blob. */
-data class SlotSpec(val name: String, val shape: List<Int>, val dtype: String, val offset: Long, val nbytes: Long) {
+/**
+ * One swappable parameter tensor: float32, at [offset] with [nbytes] inside the flat little-endian slot blob.
+ * [maxAbs] is the manifest's optional `max_abs` (> 0): the largest |value| a device accepts in this slot (null: no bound).
+ */
+data class SlotSpec(
+    val name: String,
+    val shape: List<Int>,
+    val dtype: String,
+    val offset: Long,
+    val nbytes: Long,
+    val maxAbs: Double? = null
+) {
     /** Number of elements. */
     val numel: Long get() = shape.fold(1L) { n, d -> n * d }
 }
@@ -40,6 +50,12 @@ data class Target(
     val cachedFileName: String get() = if (servedAs == "zip") "$file.zip" else file
 }
 
+/**
+ * The manifest's `signing` object: slot blobs carry X-Blob-Signature, an Ed25519 signature by [publicKey]
+ * (base64 of the 44-byte DER SubjectPublicKeyInfo). [algorithm] is always "ed25519".
+ */
+data class Signing(val algorithm: String, val publicKey: String)
+
 /** A checked manifest; build it with [Manifest.parse]. */
 data class Manifest(
     val formatVersion: Int,
@@ -59,7 +75,9 @@ data class Manifest(
     /** The targets by name, in manifest order. */
     val targets: Map<String, Target>,
     /** generate.request_schema as compact JSON text (the JSON Schema of a generate body), when the manifest has it. */
-    val requestSchema: String? = null
+    val requestSchema: String? = null,
+    /** The key that signs slot blobs (the manifest's `signing`), when the service signs them; see [BlobSignature]. */
+    val signing: Signing? = null
 ) {
     /** The target called [name]; a [Reason.MANIFEST] error naming the ones there are otherwise. */
     fun target(name: String): Target = targets[name]

@@ -4,6 +4,7 @@ package io.duet.core
 import com.google.gson.Gson
 import com.google.gson.JsonElement
 import com.google.gson.JsonObject
+import com.google.gson.JsonPrimitive
 
 internal object ManifestParser {
     private val MODEL_VERSION = Regex("[0-9a-f]{16}")
@@ -14,6 +15,8 @@ internal object ManifestParser {
     private val QUANTIZATION_MODES = listOf("none", "int8")
     private val TENSOR_DTYPES = listOf("int32", "float32")
     private val SERVED_AS = listOf("file", "zip")
+    private val PUBLIC_KEY = Regex("[A-Za-z0-9+/]{59}=")
+    private val SIGNING_FIELDS = listOf("algorithm", "public_key")
 
     fun parse(text: String): Manifest {
         val parsed = try {
@@ -42,7 +45,7 @@ internal object ManifestParser {
         if (callSignature != names) top.fail("call_signature $callSignature should be the inputs then the slots $names")
         val targets = targets(top, names.size)
         return Manifest(format, modelVersion, task, inputs, output, slots, blobBytes, callSignature,
-            quantization, targets, requestSchema(top))
+            quantization, targets, requestSchema(top), signing(top))
     }
 
     private fun formatVersion(top: JsonFields): Int {
@@ -108,8 +111,36 @@ internal object ManifestParser {
                     "found offset $offset and $nbytes bytes")
             }
             running += expected
-            SlotSpec(name, shape, dtype, offset, nbytes)
+            SlotSpec(name, shape, dtype, offset, nbytes, maxAbs(fields, name))
         }
+    }
+
+    /** The slot's optional max_abs: a finite JSON number above 0 (the schema's exclusiveMinimum 0). */
+    private fun maxAbs(fields: JsonFields, slot: String): Double? {
+        if (!fields.has("max_abs")) return null
+        val element = fields.obj.get("max_abs")
+        val value = if (element is JsonPrimitive && element.isNumber) element.asDouble else null
+        if (value == null || value.isNaN() || value.isInfinite() || value <= 0.0) {
+            fields.fail("slot '$slot': max_abs should be a number above 0, found $element")
+        }
+        return value
+    }
+
+    /** The optional top-level signing object: exactly algorithm "ed25519" and a 60-character base64 public key. */
+    private fun signing(top: JsonFields): Signing? {
+        if (!top.has("signing")) return null
+        val fields = top.child("signing")
+        val unknown = fields.obj.keySet().filter { it !in SIGNING_FIELDS }
+        if (unknown.isNotEmpty()) fields.fail("unexpected fields $unknown (only ${SIGNING_FIELDS.joinToString(", ")})")
+        val algorithm = fields.string("algorithm")
+        if (algorithm != BlobSignature.ALGORITHM) {
+            fields.fail("algorithm '$algorithm' is not supported; slot blobs are signed with ${BlobSignature.ALGORITHM}")
+        }
+        val publicKey = fields.string("public_key")
+        if (!PUBLIC_KEY.matches(publicKey)) {
+            fields.fail("public_key '$publicKey' should be base64 of a 44-byte key (^[A-Za-z0-9+/]{59}=$)")
+        }
+        return Signing(algorithm, publicKey)
     }
 
     private fun targets(top: JsonFields, arguments: Int): Map<String, Target> {

@@ -96,5 +96,6 @@ class ServiceClient(baseUrl: String, apiKey: String, timeoutMillis: Int = 30_000
         }
 
     private fun slotAnswer(answer: HttpAnswer): SlotAnswer = SlotAnswer(answer.body,
-        answer.header("X-Blob-SHA256") ?: "", answer.header("X-Model-Version") ?: "", answer.header("X-Slot-Dtype") ?: "")
+        answer.header("X-Blob-SHA256") ?: "", answer.header("X-Model-Version") ?: "", answer.header("X-Slot-Dtype") ?: "",
+        answer.header(BlobSignature.HEADER) ?: "")
 }

@@ -10,15 +10,22 @@ class SlotAnswer(
     /** The X-Model-Version header ("" when absent). */
     val modelVersion: String,
     /** The X-Slot-Dtype header ("" when absent). */
-    val slotDtype: String = ""
+    val slotDtype: String = "",
+    /** The X-Blob-Signature header: base64 of the Ed25519 signature of [blob] ("" when absent). */
+    val signature: String = ""
 ) {
     /** The same answer with other body bytes (the headers kept): what a corruption in transit looks like. */
-    fun withBlob(other: ByteArray): SlotAnswer = SlotAnswer(other, sha256, modelVersion, slotDtype)
+    fun withBlob(other: ByteArray): SlotAnswer = SlotAnswer(other, sha256, modelVersion, slotDtype, signature)
+
+    /** The same answer with another X-Blob-Signature header ("" = none). */
+    fun withSignature(other: String): SlotAnswer = SlotAnswer(blob, sha256, modelVersion, slotDtype, other)
 
     /**
-     * The answer's slots, after checking (mirrors toolkit.client.check_answer): the body's sha256 equals
-     * X-Blob-SHA256 (else [Reason.BLOB], "corrupted in transit"), X-Model-Version equals the manifest's
-     * (else [Reason.MANIFEST]), then [SlotBlob.decode].
+     * The answer's slots, after checking (mirrors toolkit.client.check_answer), in this order: the body's sha256
+     * equals X-Blob-SHA256 (else [Reason.BLOB], "corrupted in transit"); when the manifest carries a signing key,
+     * X-Blob-Signature is present and verifies ([BlobSignature.verify], else [Reason.BLOB]); X-Model-Version equals
+     * the manifest's (else [Reason.MANIFEST]); [SlotBlob.decode] (names, shapes, finite values); every value within
+     * its slot's max_abs ([SlotBlob.checkBounds], else [Reason.BLOB], "refused as poisoned").
      */
     fun check(manifest: Manifest): SlotSet {
         val digest = Sha256.hex(blob)
@@ -26,10 +33,17 @@ class SlotAnswer(
             refuse(Reason.BLOB, "slot blob has sha256 $digest, the service announced ${if (sha256 == "") "none" else sha256}: " +
                 "corrupted in transit")
         }
+        val signing = manifest.signing
+        if (signing != null) {
+            if (signature == "") refuse(Reason.BLOB, "slot blob is not signed, but the manifest carries a signing key")
+            BlobSignature.verify(signing.publicKey, blob, signature)
+        }
         if (modelVersion != manifest.modelVersion) {
             refuse(Reason.MANIFEST, "slots come from model version ${if (modelVersion == "") "unknown" else modelVersion}, " +
                 "the device's program from ${manifest.modelVersion}: fetch the manifest and the program again")
         }
-        return SlotBlob.decode(blob, manifest)
+        val slots = SlotBlob.decode(blob, manifest)
+        SlotBlob.checkBounds(slots)
+        return slots
     }
 }

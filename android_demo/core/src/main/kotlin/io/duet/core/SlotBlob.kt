@@ -1,4 +1,4 @@
-/** Slot blobs: decode a safetensors answer and check it against the manifest's slots (names, shapes, finite values). */
+/** Slot blobs: decode a safetensors answer and check it against the manifest's slots (names, shapes, finite values, bounds). */
 package io.duet.core
 
 /** Decoding and checking of slot blobs; mirrors toolkit.slots.decode_safetensors. */
@@ -32,6 +32,31 @@ object SlotBlob {
 
     /** [decode] against [manifest]'s slots. */
     fun decode(blob: ByteArray, manifest: Manifest): SlotSet = decode(blob, manifest.slots)
+
+    /**
+     * [Reason.BLOB] when a slot holds a |value| beyond the max_abs of its spec (mirrors toolkit.client.check_bounds);
+     * a value exactly at the bound is accepted, a slot without max_abs accepts any (finite) value.
+     */
+    fun checkBounds(slots: SlotSet) {
+        slots.specs.forEachIndexed { i, spec ->
+            val bound = spec.maxAbs ?: return@forEachIndexed
+            var largest = 0.0
+            for (x in slots.floats(i)) largest = Math.max(largest, Math.abs(x.toDouble()))
+            if (largest >= bound) {
+                refuse(Reason.BLOB, "slot '${spec.name}' holds |value| ${significant6(largest)}, beyond its bound " +
+                    "${significant6(bound)} (manifest max_abs): refused as poisoned")
+            }
+        }
+    }
+
+    /** [x] with 6 significant digits, trailing zeros dropped (Python's `{:.6g}`). */
+    internal fun significant6(x: Double): String {
+        if (x == 0.0 || x.isNaN() || x.isInfinite()) return x.toString()
+        val rounded = java.math.BigDecimal(x).round(java.math.MathContext(6)).stripTrailingZeros()
+        val exponent = rounded.precision() - rounded.scale() - 1
+        if (exponent >= -4 && exponent < 6) return rounded.toPlainString()
+        return String.format(java.util.Locale.ROOT, "%.${rounded.precision() - 1}e", rounded)
+    }
 
     private fun orNone(names: List<String>): String = if (names.isEmpty()) "none" else names.toString()
 }

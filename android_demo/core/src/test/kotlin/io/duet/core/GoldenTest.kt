@@ -5,6 +5,7 @@ import com.google.gson.JsonObject
 import com.google.gson.JsonParser
 import org.junit.Assert.assertArrayEquals
 import org.junit.Assert.assertEquals
+import org.junit.Assert.assertNotNull
 import org.junit.Assert.assertTrue
 import org.junit.Test
 
@@ -54,6 +55,50 @@ class GoldenTest {
         }
         assertTrue(problems.joinToString("\n"), problems.isEmpty())
         assertEquals(entries("blobs").count { it.error() == null }, decoded)
+    }
+
+    /**
+     * The trust cases (signed, bounded blobs): each answer assembled as toolkit tests/test_golden.py does (the blob
+     * file, its sha256, the trusted manifest's model version, the case's X-Blob-Signature) and checked like any answer.
+     */
+    @Test
+    fun signedAndBoundedBlobs() {
+        val trust = expected.getAsJsonObject("trust")
+        assertNotNull("expected.json has no trust section", trust)
+        val trusted = Manifest.parse(Golden.file(trust.get("manifest").asString).readBytes())
+        assertNotNull("the trusted manifest carries no signing key", trusted.signing)
+        assertTrue("the trusted manifest's slots carry no max_abs", trusted.slots.all { it.maxAbs != null })
+        val cases = trust.getAsJsonArray("cases").map { it.asJsonObject }
+        assertTrue("expected.json has no trust cases", cases.isNotEmpty())
+        val kinds = mapOf("signature" to Regex("signature|not signed|not base64"), "bounds" to Regex("beyond its bound"))
+        var accepted = 0
+        val problems = cases.mapIndexedNotNull { i, c ->
+            val name = c.get("blob").asString
+            val why = c.get("why").asString
+            val error = c.error()
+            val blob = Golden.file(name).readBytes()
+            val answer = SlotAnswer(blob, Sha256.hex(blob), trusted.modelVersion, "float32", c.get("signature").asString)
+            try {
+                val slots = answer.check(trusted)
+                if (error != null) return@mapIndexedNotNull "case $i $name ($why): expected a $error refusal, it was accepted"
+                if (!Golden.file(c.get("flat").asString).readBytes().contentEquals(slots.toFlatBytes())) {
+                    return@mapIndexedNotNull "case $i $name ($why): accepted, but the slots differ from ${c.get("flat").asString}"
+                }
+                accepted += 1
+                null
+            } catch (e: DuetException) {
+                val pattern = kinds[error]
+                when {
+                    error == null -> "case $i $name ($why): expected success, got ${e.reason.id}: ${e.message}"
+                    pattern == null -> "case $i $name ($why): unknown expected error '$error'"
+                    e.reason != Reason.BLOB || !pattern.containsMatchIn(e.message ?: "") ->
+                        "case $i $name ($why): expected a blob refusal matching '$pattern', got ${e.reason.id}: ${e.message}"
+                    else -> null
+                }
+            }
+        }
+        assertTrue(problems.joinToString("\n"), problems.isEmpty())
+        assertEquals(cases.count { it.error() == null }, accepted)
     }
 
     @Test

@@ -1,0 +1,145 @@
+"""Stopping the service loses nothing: SIGTERM under load answers every accepted request; a killed worker is replaced."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from service_fixtures import CACHE, KEY, REPO
+
+from toolkit.runs import load_run
+
+
+def start_serve(svc_run, svc_export, svc_keys, port: int, workers: int) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "cli.py"), "serve", str(svc_run), "--exports", str(svc_export), "--api-keys",
+         str(svc_keys), "--port", str(port), "--workers", str(workers), "--rate-limit", "0", "--cache-dir",
+         str(CACHE)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"cli.py serve exited: {process.stdout.read()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("cli.py serve did not start")
+        time.sleep(0.3)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def one_request(port: int, request: bytes) -> str:
+    """'answered' (a complete HTTP answer), 'refused' (closed or refused before any answer byte), or 'lost'
+    (part of an answer, or none within 20 s on an open connection)."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return "refused"
+    received = b""
+    try:
+        writer.write(request)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 20)
+        received = head
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+        received += await asyncio.wait_for(reader.readexactly(length), 20)
+        return "answered"
+    except (asyncio.IncompleteReadError, ConnectionError) as err:
+        partial = received + getattr(err, "partial", b"")
+        return "lost" if partial else "refused"
+    except asyncio.TimeoutError:
+        return "lost"
+    finally:
+        writer.close()
+
+
+async def load_until_stopped(port: int, request: bytes, connections: int, stop_after: float,
+                             process: subprocess.Popen) -> dict[str, int]:
+    counts = {"answered": 0, "refused": 0, "lost": 0}
+    signalled = asyncio.Event()
+
+    async def client() -> None:
+        while True:
+            outcome = await one_request(port, request)
+            counts[outcome] += 1
+            if signalled.is_set() and outcome == "refused":
+                return  # the server has stopped accepting
+
+    async def stopper() -> None:
+        await asyncio.sleep(stop_after)
+        process.send_signal(signal.SIGTERM)
+        signalled.set()
+
+    await asyncio.wait_for(asyncio.gather(stopper(), *(client() for _ in range(connections))), 60)
+    return counts
+
+
+def test_sigterm_under_load_answers_every_accepted_request_and_exits_cleanly(svc_run, svc_export, svc_keys):
+    run = load_run(svc_run, CACHE)
+    body = json.dumps(run.task.example_request(int(run.task.device_ids("test")[0]))).encode()
+    request = (f"POST /v1/generate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Type: "
+               f"application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+    port = free_port()
+    process = start_serve(svc_run, svc_export, svc_keys, port, workers=1)
+    try:
+        counts = asyncio.run(load_until_stopped(port, request, connections=16, stop_after=2.0, process=process))
+        # uvicorn re-raises the signal once it has shut down gracefully, so the exit status says "SIGTERM"
+        assert process.wait(30) in (0, -signal.SIGTERM), process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    print(counts)
+    assert counts["lost"] == 0, counts
+    assert counts["answered"] > 50 and counts["refused"] >= 1, counts
+
+
+def worker_pids(parent: int) -> set[int]:
+    """The server processes a `--workers N` parent started (its spawned Python children)."""
+    children = set()
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        children |= {int(p) for p in (task / "children").read_text().split()}
+    return {pid for pid in children if b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            and b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()}
+
+
+def test_a_killed_worker_is_replaced_and_the_others_keep_serving(svc_run, svc_export, svc_keys):
+    port = free_port()
+    process = start_serve(svc_run, svc_export, svc_keys, port, workers=2)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        workers = worker_pids(process.pid)
+        assert len(workers) == 2, workers
+        victim = sorted(workers)[0]
+        os.kill(victim, signal.SIGKILL)
+        answers = [httpx.get(f"{url}/v1/manifest", headers={"Authorization": f"Bearer {KEY}"}, timeout=10).status_code
+                   for _ in range(20)]
+        assert answers == [200] * 20
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            now = worker_pids(process.pid)
+            if len(now) == 2 and victim not in now:
+                break
+            time.sleep(0.5)
+        assert len(now) == 2 and victim not in now, now
+        assert process.poll() is None
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
