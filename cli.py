@@ -146,8 +146,7 @@ def serve(settings: Settings, run_dir, exports_dir, api_keys, cache_dir, **optio
                            str(Path(api_keys).resolve()), str(cache_dir), torch_threads=settings.threads or 1,
                            **values_for(ServiceConfig, options))
     server = ServerOptions(**values_for(ServerOptions, options), log_level="info" if settings.verbose else "warning")
-    scheme = "https" if server.ssl_certfile else "http"
-    click.echo(f"serving {run_dir} on {scheme}://{server.host}:{server.port} ({server.workers} workers)", err=True)
+    click.echo(f"serving {run_dir} on {server.url} ({server.workers} workers)", err=True)
     run_server(config, server)
 
 

@@ -45,6 +45,10 @@ class ServerOptions:
         if min(self.header_timeout, self.body_timeout, self.keep_alive) <= 0:
             raise ConfigError("server options: header_timeout, body_timeout and keep_alive must be > 0 seconds")
 
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.ssl_certfile else 'http'}://{self.host}:{self.port}"
+
     def uvicorn_config(self, app: Any, **more: Any) -> Any:
         """The uvicorn.Config of this server, on the bounded connection layer (toolkit.service.connections)."""
         import uvicorn

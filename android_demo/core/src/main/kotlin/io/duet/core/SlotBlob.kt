@@ -42,7 +42,7 @@ object SlotBlob {
             val bound = spec.maxAbs ?: return@forEachIndexed
             var largest = 0.0
             for (x in slots.floats(i)) largest = Math.max(largest, Math.abs(x.toDouble()))
-            if (largest >= bound) {
+            if (largest > bound) {
                 refuse(Reason.BLOB, "slot '${spec.name}' holds |value| ${significant6(largest)}, beyond its bound " +
                     "${significant6(bound)} (manifest max_abs): refused as poisoned")
             }
