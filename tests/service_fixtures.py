@@ -106,6 +106,39 @@ def svc_server(svc_config):
         yield url
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_cli_serve(svc_run: Path, svc_export: Path, svc_keys: Path, port: int, *options: str,
+                    ca_file: str = "") -> subprocess.Popen:
+    """`cli.py serve` (rate limit off) in its own process group, as a user starts it, once it answers /healthz."""
+    import httpx
+
+    from toolkit.tls import tls_context
+
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "cli.py"), "serve", str(svc_run), "--exports", str(svc_export), "--api-keys",
+         str(svc_keys), "--host", "127.0.0.1", "--port", str(port), "--rate-limit", "0", "--cache-dir", str(CACHE),
+         *options], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    url = f"{'https' if ca_file else 'http'}://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"cli.py serve exited: {process.stdout.read()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1, verify=tls_context(ca_file)).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("cli.py serve did not answer /healthz within 120 s")
+        time.sleep(0.3)
+
+
 def make_tls_files(folder: Path) -> tuple[Path, Path, Path]:
     """A test CA and a server certificate it signed for 127.0.0.1 and localhost: (ca.pem, cert.pem, key.pem)."""
     import datetime

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from service_fixtures import CACHE, KEY, REPO, make_tls_files
+from service_fixtures import CACHE, KEY, free_port, make_tls_files, start_cli_serve
 
 from toolkit.client import DeviceClient, ServiceClient, SlotAnswer, check_answer
 from toolkit.errors import BlobError, ManifestError, ServiceError, SlotShapeError
@@ -24,7 +20,6 @@ from toolkit.manifest import slot_specs_of
 from toolkit.runs import load_run
 from toolkit.signing import new_signing_key
 from toolkit.slots import SlotSpec, encode_safetensors
-from toolkit.tls import tls_context
 
 TARGETS = ("executorch", "tflite")
 
@@ -35,35 +30,13 @@ def run(svc_run):
     return load_run(svc_run, CACHE)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def cli_serve(svc_run, svc_export, svc_keys, *options: str, ca_file: str = ""):
-    """`cli.py serve` in its own process group, as a user starts it; yields its base URL."""
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "cli.py"), "serve", str(svc_run), "--exports", str(svc_export), "--api-keys",
-         str(svc_keys), "--host", "127.0.0.1", "--port", str(port), "--rate-limit", "0", "--cache-dir", str(CACHE),
-         *options], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    url = f"{'https' if ca_file else 'http'}://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    """`cli.py serve` as a user starts it; yields its base URL."""
+    port = free_port()
+    process = start_cli_serve(svc_run, svc_export, svc_keys, port, *options, ca_file=ca_file)
     try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"cli.py serve exited: {process.stdout.read()}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1, verify=tls_context(ca_file)).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("cli.py serve did not answer /healthz within 120 s")
-            time.sleep(0.3)
-        yield url
+        yield f"{'https' if ca_file else 'http'}://127.0.0.1:{port}"
     finally:
         if process.poll() is None:
             os.killpg(process.pid, 15)

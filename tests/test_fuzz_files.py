@@ -6,8 +6,8 @@ file, loaded by the loader the CLI and the service use. A case passes when the l
 DuetError whose message is one line and names the file; anything else (another exception type, a message over
 several lines, a message that does not say which file) is collected with the case's id and reported together.
 
-Failures that are known findings (see KNOWN_FINDINGS) are left out of the loops' assertions; each has a strict
-xfail case in `test_known_findings`, so fixing the code turns that test into an XPASS failure: drop the finding then.
+Failures that are known, unfixed findings (KNOWN_FINDINGS, empty now) are left out of the loops' assertions, each
+with a strict xfail case; the findings of the first pass are fixed and kept in `test_former_findings_are_fixed`.
 """
 
 from __future__ import annotations
@@ -73,29 +73,11 @@ def judge(case: str, load: Callable[[], Any], names: tuple[str, ...]) -> Failure
     return None
 
 
-# Findings of this fuzz pass, by the failure they produce (error type, and where/what): see the module docstring.
-# Each has a strict xfail case in test_known_findings; when the code is fixed, delete its entry here and there.
-KNOWN_FINDINGS: dict[str, Callable[[Failure], bool]] = {
-    # json.loads raises RecursionError (not JSONDecodeError) on ~1000+ nested brackets; read_config and
-    # load_manifest catch only JSONDecodeError/UnicodeDecodeError.
-    "deeply nested JSON": lambda f: f.error == "RecursionError" and "json/decoder.py" in f.where,
-    # _rebuilt puts str(err) of torch's TypeError into the message; for a dimension over 2**63 torch's message
-    # carries a C++ stack trace (11 lines).
-    "torch's multi-line message": lambda f: "ConfigError (message of" in f.error and " in _rebuilt" in f.where,
-    # load_run puts load_state_dict's RuntimeError into the message: 'Error(s) in loading state_dict ...\n\t...',
-    # and names the run directory and config.json, not the weights file whose tensors disagree.
-    "load_state_dict's multi-line message": lambda f: "ConfigError (message of" in f.error
-    and "runs.py" in f.where and " in load_run" in f.where,
-    # _rebuilt passes DuetErrors other than ConfigError through unchanged ("that error names its own file"), but
-    # toolkit.data.sequences' DataFormatErrors about protocol settings name no file.
-    "protocol errors name no file": lambda f: f.error.startswith("DataFormatError (names none")
-    and "toolkit/data/sequences.py" in f.where,
-    # KeyStore([]) says 'no API keys configured; add one with `cli.py keys add --file keys.txt`', not which file.
-    "an empty keys file is not named": lambda f: "names none" in f.error and "no API keys configured" in f.message,
-    # toolkit.report._load is json.loads(path.read_text()) unguarded; the tables index the documents unchecked.
-    # (and a key missing from metrics.json is a ConfigError naming the run directory, not the file.)
-    "report reads JSON unguarded": lambda f: "toolkit/report.py" in f.where,
-}
+# Findings of a fuzz pass not yet fixed, by the failure they produce (error type, where/what), each with a strict
+# xfail case; the first pass found six (deep JSON nesting, multi-line torch and load_state_dict messages, protocol
+# errors and an empty keys file not naming their file, report.py reading JSON unguarded), all fixed since and kept
+# as the regression cases of test_former_findings_are_fixed.
+KNOWN_FINDINGS: dict[str, Callable[[Failure], bool]] = {}  # none left: the six found were fixed (below)
 
 
 def known(failure: Failure) -> str | None:
@@ -562,7 +544,7 @@ def _nested(svc_run: Path, depth: int) -> bytes:
     return text.replace(json.dumps(DEEP), "[" * depth + "]" * depth).encode()
 
 
-def _known_case(finding: str, svc_run: Path, svc_export: Path, where: Path, cache: Path) -> Failure | None:
+def _known_case(finding: str, svc_run: Path, where: Path, cache: Path) -> Failure | None:
     from toolkit.manifest import load_manifest
     from toolkit.report import comparison_table
     from toolkit.runs import load_run
@@ -602,32 +584,20 @@ def _known_case(finding: str, svc_run: Path, svc_export: Path, where: Path, cach
 
 
 @pytest.mark.parametrize("finding", [
-    pytest.param("deeply nested config.json", marks=pytest.mark.xfail(strict=True, reason=(
-        "RecursionError from json.loads escapes toolkit/runs.py read_config (catches only JSONDecodeError)"))),
-    pytest.param("deeply nested manifest.json", marks=pytest.mark.xfail(strict=True, reason=(
-        "RecursionError from json.loads escapes toolkit/manifest.py load_manifest"))),
-    pytest.param("generator/context_dim = 2**63", marks=pytest.mark.xfail(strict=True, reason=(
-        "toolkit/runs.py _rebuilt: torch's overflow TypeError message (with a C++ stack trace) makes an 11-line "
-        "ConfigError"))),
-    pytest.param("task_config/model/embed_dim = 1", marks=pytest.mark.xfail(strict=True, reason=(
-        "toolkit/runs.py load_run: load_state_dict's multi-line RuntimeError text goes into the ConfigError"))),
-    pytest.param("a tensor renamed in base.safetensors", marks=pytest.mark.xfail(strict=True, reason=(
-        "toolkit/runs.py load_run: 'weights do not match config.json' is multi-line and does not name the weights "
-        "file"))),
-    pytest.param("protocol/min_user_interactions = 10**30", marks=pytest.mark.xfail(strict=True, reason=(
-        "toolkit/data/sequences.py _build's DataFormatError passes through _rebuilt without naming config.json"))),
-    pytest.param("a keys file of comments only", marks=pytest.mark.xfail(strict=True, reason=(
-        "toolkit/service/auth.py KeyStore: 'no API keys configured' does not name the keys file"))),
-    pytest.param("report: config.json truncated", marks=pytest.mark.xfail(strict=True, reason=(
-        "toolkit/report.py _load: json.loads unguarded, JSONDecodeError traceback"))),
+    "deeply nested config.json",
+    "deeply nested manifest.json",
+    "generator/context_dim = 2**63",
+    "task_config/model/embed_dim = 1",
+    "a tensor renamed in base.safetensors",
+    "protocol/min_user_interactions = 10**30",
+    "a keys file of comments only",
+    "report: config.json truncated",
 ])
-def test_known_findings(finding, svc_run, svc_export, tmp_path, cache_copy, one_movielens_read):
-    assert _known_case(finding, svc_run, svc_export, tmp_path, cache_copy) is None
+def test_former_findings_are_fixed(finding, svc_run, tmp_path, cache_copy, one_movielens_read):
+    assert _known_case(finding, svc_run, tmp_path, cache_copy) is None
 
 
-@pytest.mark.xfail(strict=True, reason="`cli.py report` on a run whose config.json is truncated: JSONDecodeError "
-                                       "traceback from toolkit/report.py _load")
-def test_known_finding_cli_report(svc_run, tmp_path):
+def test_cli_report_on_a_truncated_config_is_one_error_line(svc_run, tmp_path):
     run = _damaged_run(svc_run, tmp_path / "run", "config.json", (svc_run / "config.json").read_bytes()[:100])
     (run / "metrics.json").write_text(json.dumps(METRICS))
     failure = _finish("report, config.json truncated", _cli("report", run), ("config.json",))

@@ -71,7 +71,7 @@ def test_keys_file_holds_only_hashes(tmp_path, svc_keys):
         KeyStore.from_file(plain)
     empty = tmp_path / "empty.txt"
     empty.write_text("# nothing yet\n")
-    with pytest.raises(ConfigError, match="no API keys configured"):
+    with pytest.raises(ConfigError, match="empty.txt: no API keys in it"):
         KeyStore.from_file(empty)
 
 

@@ -7,43 +7,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
-import pytest
-from service_fixtures import CACHE, KEY, REPO
+from service_fixtures import CACHE, KEY, free_port, start_cli_serve
 
 from toolkit.runs import load_run
-
-
-def start_serve(svc_run, svc_export, svc_keys, port: int, workers: int) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "cli.py"), "serve", str(svc_run), "--exports", str(svc_export), "--api-keys",
-         str(svc_keys), "--port", str(port), "--workers", str(workers), "--rate-limit", "0", "--cache-dir",
-         str(CACHE)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"cli.py serve exited: {process.stdout.read()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError("cli.py serve did not start")
-        time.sleep(0.3)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def one_request(port: int, request: bytes) -> str:
@@ -98,7 +68,7 @@ def test_sigterm_under_load_answers_every_accepted_request_and_exits_cleanly(svc
     request = (f"POST /v1/generate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Type: "
                f"application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
     port = free_port()
-    process = start_serve(svc_run, svc_export, svc_keys, port, workers=1)
+    process = start_cli_serve(svc_run, svc_export, svc_keys, port, "--workers", "1")
     try:
         counts = asyncio.run(load_until_stopped(port, request, connections=16, stop_after=2.0, process=process))
         # uvicorn re-raises the signal once it has shut down gracefully, so the exit status says "SIGTERM"
@@ -122,7 +92,7 @@ def worker_pids(parent: int) -> set[int]:
 
 def test_a_killed_worker_is_replaced_and_the_others_keep_serving(svc_run, svc_export, svc_keys):
     port = free_port()
-    process = start_serve(svc_run, svc_export, svc_keys, port, workers=2)
+    process = start_cli_serve(svc_run, svc_export, svc_keys, port, "--workers", "2")
     url = f"http://127.0.0.1:{port}"
     try:
         workers = worker_pids(process.pid)

@@ -7,6 +7,12 @@ class DuetError(Exception):
     """Base class of every error the toolkit raises on purpose."""
 
 
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """A library's error text as one line of at most `limit` characters (torch's may hold a C++ stack trace)."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class DataFormatError(DuetError, ValueError):
     """A data file is malformed, truncated or empty; the message names the file and the line."""
 

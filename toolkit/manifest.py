@@ -127,6 +127,8 @@ def load_manifest(path: Path) -> dict[str, Any]:
         raise ManifestError(f"{path}: no manifest here (run `cli.py export` first)") from err
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ManifestError(f"{path}: not readable JSON ({err})") from err
+    except RecursionError as err:
+        raise ManifestError(f"{path}: not a manifest (JSON nested too deeply to read)") from err
     if not isinstance(manifest, dict):
         raise ManifestError(f"{path}: a manifest is a JSON object")
     validate_manifest(manifest, str(path))

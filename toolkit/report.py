@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from toolkit.generator import GeneratorConfig
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, one_line
 from toolkit.runs import CONFIG_FILE, EVALUATION_FILE, LOG_FILE, METHODS, METRICS_FILE, SHIFTED_FILE
 from toolkit.registry import task_class
 
@@ -24,6 +24,9 @@ def _typed(table):
                               f"version? re-run `cli.py evaluate` or `cli.py export`") from err
         except StopIteration as err:
             raise ConfigError("a run lacks the DUET stage in its train_log.jsonl") from err
+        except (TypeError, ValueError, AttributeError, ZeroDivisionError) as err:
+            raise ConfigError(f"the files of {', '.join(map(str, paths))} hold values of the wrong kind "
+                              f"({type(err).__name__}: {one_line(err, 120)})") from err
     return wrapper
 
 
@@ -31,7 +34,13 @@ def _load(run: Path, name: str) -> dict:
     path = Path(run) / name
     if not path.exists():
         raise ConfigError(f"{path} is missing: run `cli.py evaluate {run}` first")
-    return json.loads(path.read_text())
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise ConfigError(f"{path}: not readable JSON ({one_line(err, 120)})") from err
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: expected a JSON object, found {type(content).__name__}")
+    return content
 
 
 def _selection_metric(config: dict) -> str:

@@ -13,7 +13,7 @@ from torch import nn
 
 from toolkit import __version__
 from toolkit.artifacts import write_json
-from toolkit.errors import ConfigError, DuetError
+from toolkit.errors import ConfigError, DuetError, one_line
 from toolkit.generator import GeneratorConfig, ParameterGenerator
 from toolkit.registry import TASKS, task_class
 from toolkit.tasks.base import Task
@@ -78,6 +78,8 @@ def read_config(path: Path) -> dict[str, Any]:
         config = json.loads(config_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{config_file}: not valid JSON ({err})") from err
+    except RecursionError as err:
+        raise ConfigError(f"{config_file}: not a run's config (JSON nested too deeply to read)") from err
     if not isinstance(config, dict):
         raise ConfigError(f"{config_file}: a run's config is a JSON object, found {type(config).__name__}")
     if not isinstance(config.get("task"), str) or config["task"] not in TASKS:
@@ -98,7 +100,8 @@ def _weights(path: Path, name: str) -> dict[str, torch.Tensor]:
     except FileNotFoundError as err:
         raise ConfigError(f"{path / name} is missing") from err
     except (SafetensorError, OSError, RuntimeError, ValueError) as err:
-        raise ConfigError(f"{path / name} is not a readable safetensors file (truncated or corrupt?): {err}") from err
+        raise ConfigError(f"{path / name} is not a readable safetensors file (truncated or corrupt?): "
+                          f"{one_line(err)}") from err
 
 
 def _rebuilt(config_file: Path, build):
@@ -106,11 +109,12 @@ def _rebuilt(config_file: Path, build):
     try:
         return build()
     except ConfigError as err:
-        raise ConfigError(f"{config_file}: {err}") from err
-    except DuetError:  # e.g. the data it names is malformed: that error names its own file
-        raise
-    except (KeyError, TypeError, ValueError, AssertionError, RuntimeError) as err:
-        raise ConfigError(f"{config_file}: cannot rebuild the run from it ({type(err).__name__}: {err})") from err
+        raise ConfigError(f"{config_file}: {one_line(err)}") from err
+    except DuetError as err:  # e.g. the data its settings select is unusable: said with the config that selects it
+        raise type(err)(f"{config_file}: {one_line(err)}") from err
+    except (KeyError, TypeError, ValueError, AssertionError, RuntimeError, OverflowError) as err:
+        raise ConfigError(f"{config_file}: cannot rebuild the run from it ({type(err).__name__}: "
+                          f"{one_line(err)})") from err
 
 
 def load_base(path: Path, task: Task) -> nn.Module:
@@ -127,7 +131,7 @@ def load_base(path: Path, task: Task) -> nn.Module:
     try:
         base.load_state_dict(_weights(Path(path), BASE_WEIGHTS))
     except RuntimeError as err:
-        raise ConfigError(f"{Path(path) / BASE_WEIGHTS}: does not match {CONFIG_FILE} ({err})") from err
+        raise ConfigError(f"{Path(path) / BASE_WEIGHTS}: does not match {CONFIG_FILE} ({one_line(err)})") from err
     return base
 
 
@@ -141,12 +145,15 @@ def load_run(path: str | Path, cache_dir: Path | None = None) -> Run:
     generator = _rebuilt(config_file, lambda: ParameterGenerator(GeneratorConfig(**config["generator"]),
                                                                  duet.slot_specs))
     base_state, state = _weights(path, BASE_WEIGHTS), _weights(path, DUET_WEIGHTS)
-    try:
-        base.load_state_dict(base_state)
-        duet.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
-        generator.load_state_dict({k[10:]: v for k, v in state.items() if k.startswith("generator.")})
-    except RuntimeError as err:
-        raise ConfigError(f"{path}: weights do not match config.json ({err})") from err
+    for name, load in ((BASE_WEIGHTS, lambda: base.load_state_dict(base_state)),
+                       (DUET_WEIGHTS, lambda: duet.load_state_dict({k[6:]: v for k, v in state.items()
+                                                                    if k.startswith("model.")})),
+                       (DUET_WEIGHTS, lambda: generator.load_state_dict({k[10:]: v for k, v in state.items()
+                                                                         if k.startswith("generator.")}))):
+        try:
+            load()
+        except RuntimeError as err:
+            raise ConfigError(f"{path / name}: does not match {CONFIG_FILE} ({one_line(err)})") from err
     for module in (base, duet, generator):
         module.eval()
     return Run(path, config, task, base, duet, generator)

@@ -63,9 +63,9 @@ class StoredKey:
 class KeyStore:
     """The accepted keys; `identify` compares a presented key against every stored hash in constant time."""
 
-    def __init__(self, keys: list[StoredKey]):
+    def __init__(self, keys: list[StoredKey], source: str = "keys.txt"):
         if not keys:
-            raise ConfigError("no API keys configured; add one with `cli.py keys add --file keys.txt`")
+            raise ConfigError(f"{source}: no API keys in it; add one with `cli.py keys add --file {source}`")
         self.keys = keys
 
     @classmethod
@@ -85,7 +85,7 @@ class KeyStore:
                 raise ConfigError(f"{path}:{number}: expected 'sha256:<64 hex digits> [name]'; plaintext keys are "
                                   f"not accepted (make one with `cli.py keys add --file {path}`)")
             keys.append(StoredKey(bytes.fromhex(match.group(1)), match.group(2) or f"key{len(keys) + 1}"))
-        return cls(keys)
+        return cls(keys, str(path))
 
     def identify(self, presented: str) -> str | None:
         """The name of the key `presented` matches, or None; the time taken does not depend on which key matched."""
