@@ -38,13 +38,14 @@ def test_loadtest_counts_refusals_as_errors(svc_server, tmp_path):
     assert wrong_key["errors"] == 10 and wrong_key["statuses"] == {"401": 10}
 
 
-@pytest.mark.parametrize("url", ["http://10.0.0.1:8000", "http://example.com", "https://127.0.0.1:8000",
-                                 "http://192.168.1.5"])
+@pytest.mark.parametrize("url", ["http://10.0.0.1:8000", "http://example.com", "https://example.com",
+                                 "ftp://127.0.0.1:8000", "http://192.168.1.5"])
 def test_loadtest_targets_loopback_only(url):
-    with pytest.raises(ConfigError, match="loopback|plain http"):
+    with pytest.raises(ConfigError, match="loopback"):
         loopback_target(url)
     result = CliRunner().invoke(cli, ["loadtest", "--url", url, "--api-key", KEY, "--requests", "10"])
-    assert result.exit_code == 2 and ("loopback" in result.output or "plain http" in result.output)
+    assert result.exit_code == 2 and "loopback" in result.output
+    assert loopback_target("https://127.0.0.1:8443").tls and not loopback_target("http://127.0.0.1:8000").tls
 
 
 def test_loadtest_is_bounded():

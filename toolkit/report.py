@@ -40,6 +40,11 @@ def _load(run: Path, name: str) -> dict:
         raise ConfigError(f"{path}: not readable JSON ({one_line(err, 120)})") from err
     if not isinstance(content, dict):
         raise ConfigError(f"{path}: expected a JSON object, found {type(content).__name__}")
+    if name in (METRICS_FILE, SHIFTED_FILE):
+        for method in METHODS:
+            values = content.get(method)
+            if not isinstance(values, dict) or not all(type(v) in (int, float) for v in values.values()):
+                raise ConfigError(f"{path}: '{method}' must be an object of numbers; re-run `cli.py evaluate {run}`")
     return content
 
 
