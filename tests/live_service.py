@@ -17,11 +17,9 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
@@ -29,16 +27,10 @@ REPO = TESTS.parent
 sys.path[:0] = [str(REPO), str(TESTS)]
 
 from faulty_service import MODES, FaultyService  # noqa: E402
-from service_fixtures import CACHE, train_tiny  # noqa: E402
+from service_fixtures import CACHE, free_port, start_cli_serve, train_tiny  # noqa: E402
 
 TARGETS = ("tflite", "coreml")
 API_KEY, WRONG_KEY = "duet_live-test-key", "duet_not-a-key"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def prepare(workdir: Path) -> tuple[Path, Path, Path]:
@@ -58,31 +50,6 @@ def prepare(workdir: Path) -> tuple[Path, Path, Path]:
         export_run(load_run(run_dir, CACHE), list(TARGETS), options, export_dir)
     keys.write_text(key_line(API_KEY, "mobile-tests") + "\n")
     return run_dir, export_dir, keys
-
-
-def start_server(run_dir: Path, export_dir: Path, keys: Path) -> tuple[subprocess.Popen, str]:
-    import httpx
-
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "cli.py"), "--threads", "1", "serve", str(run_dir), "--exports", str(export_dir),
-         "--api-keys", str(keys), "--host", "127.0.0.1", "--port", str(port), "--rate-limit", "0",
-         "--cache-dir", str(CACHE)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"cli.py serve exited: {process.stdout.read()}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            stop(process)
-            raise RuntimeError("cli.py serve did not answer /healthz within 120 s")
-        time.sleep(0.3)
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -149,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
         live_dir = Path(tmp) / "live"
         live_dir.mkdir()
-        process, url = start_server(*prepare(workdir))
+        process, url = start_cli_serve(*prepare(workdir), free_port())
         try:
             with faulty_stand_in(url) as faulty_url:
                 write_reference(url, workdir / "run", live_dir, faulty_url)

@@ -113,14 +113,15 @@ def free_port() -> int:
 
 
 def start_cli_serve(svc_run: Path, svc_export: Path, svc_keys: Path, port: int, *options: str,
-                    ca_file: str = "") -> subprocess.Popen:
-    """`cli.py serve` (rate limit off) in its own process group, as a user starts it, once it answers /healthz."""
+                    ca_file: str = "") -> tuple[subprocess.Popen, str]:
+    """`cli.py --threads 1 serve` (rate limit off) in its own process group, as a user starts it, once it answers
+    /healthz; returns the process and the base URL."""
     import httpx
 
     from toolkit.tls import tls_context
 
     process = subprocess.Popen(
-        [sys.executable, str(REPO / "cli.py"), "serve", str(svc_run), "--exports", str(svc_export), "--api-keys",
+        [sys.executable, str(REPO / "cli.py"), "--threads", "1", "serve", str(svc_run), "--exports", str(svc_export), "--api-keys",
          str(svc_keys), "--host", "127.0.0.1", "--port", str(port), "--rate-limit", "0", "--cache-dir", str(CACHE),
          *options], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     url = f"{'https' if ca_file else 'http'}://127.0.0.1:{port}"
@@ -130,7 +131,7 @@ def start_cli_serve(svc_run: Path, svc_export: Path, svc_keys: Path, port: int, 
             raise RuntimeError(f"cli.py serve exited: {process.stdout.read()}")
         try:
             if httpx.get(f"{url}/healthz", timeout=1, verify=tls_context(ca_file)).status_code == 200:
-                return process
+                return process, url
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:

@@ -33,10 +33,9 @@ def run(svc_run):
 @contextmanager
 def cli_serve(svc_run, svc_export, svc_keys, *options: str, ca_file: str = ""):
     """`cli.py serve` as a user starts it; yields its base URL."""
-    port = free_port()
-    process = start_cli_serve(svc_run, svc_export, svc_keys, port, *options, ca_file=ca_file)
+    process, url = start_cli_serve(svc_run, svc_export, svc_keys, free_port(), *options, ca_file=ca_file)
     try:
-        yield f"{'https' if ca_file else 'http'}://127.0.0.1:{port}"
+        yield url
     finally:
         if process.poll() is None:
             os.killpg(process.pid, 15)

@@ -237,12 +237,18 @@ def _run_copy(svc_run: Path, where: Path) -> Path:
     return where
 
 
-def _config_cases(original: bytes) -> list[tuple[str, bytes]]:
-    rng = random.Random(f"{SEED}/config.json")
-    cases = byte_damage(rng, original, truncations=90, overwrites=70, randoms=30)
+def _json_file_cases(name: str, original: bytes, truncations: int, overwrites: int, randoms: int,
+                     mutations: int) -> list[tuple[str, bytes]]:
+    """Damaged copies of a JSON file: byte damage, special whole files, and JSON mutations, seeded by `name`."""
+    rng = random.Random(f"{SEED}/{name}")
+    cases = byte_damage(rng, original, truncations=truncations, overwrites=overwrites, randoms=randoms)
     cases += json_specials(original)
-    cases += json_mutations(rng, json.loads(original), 260)
-    return [(f"config.json {case}", data) for case, data in cases]
+    cases += json_mutations(rng, json.loads(original), mutations)
+    return [(f"{name} {case}", data) for case, data in cases]
+
+
+def _config_cases(original: bytes) -> list[tuple[str, bytes]]:
+    return _json_file_cases("config.json", original, 90, 70, 30, 260)
 
 
 def test_config_json(svc_run, tmp_path, cache_copy, one_movielens_read):
@@ -313,11 +319,7 @@ def test_weights_files(svc_run, tmp_path, cache_copy, one_movielens_read):
 
 
 def _manifest_cases(original: bytes) -> list[tuple[str, bytes]]:
-    rng = random.Random(f"{SEED}/manifest.json")
-    cases = byte_damage(rng, original, truncations=60, overwrites=50, randoms=20)
-    cases += json_specials(original)
-    cases += json_mutations(rng, json.loads(original), 200)
-    return [(f"manifest.json {case}", data) for case, data in cases]
+    return _json_file_cases("manifest.json", original, 60, 50, 20, 200)
 
 
 def test_manifest_json(svc_export, tmp_path):

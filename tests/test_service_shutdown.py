@@ -68,7 +68,7 @@ def test_sigterm_under_load_answers_every_accepted_request_and_exits_cleanly(svc
     request = (f"POST /v1/generate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Type: "
                f"application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
     port = free_port()
-    process = start_cli_serve(svc_run, svc_export, svc_keys, port, "--workers", "1")
+    process, _ = start_cli_serve(svc_run, svc_export, svc_keys, port, "--workers", "1")
     try:
         counts = asyncio.run(load_until_stopped(port, request, connections=16, stop_after=2.0, process=process))
         # uvicorn re-raises the signal once it has shut down gracefully, so the exit status says "SIGTERM"
@@ -92,8 +92,7 @@ def worker_pids(parent: int) -> set[int]:
 
 def test_a_killed_worker_is_replaced_and_the_others_keep_serving(svc_run, svc_export, svc_keys):
     port = free_port()
-    process = start_cli_serve(svc_run, svc_export, svc_keys, port, "--workers", "2")
-    url = f"http://127.0.0.1:{port}"
+    process, url = start_cli_serve(svc_run, svc_export, svc_keys, port, "--workers", "2")
     try:
         workers = worker_pids(process.pid)
         assert len(workers) == 2, workers

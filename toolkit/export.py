@@ -93,11 +93,12 @@ def export_run(run, targets: Sequence[str], options, out_dir: Path, progress: Pr
     shape = export_shape(run.task, options)
     model = run.task.device_model(run.duet, shape).eval()
     with torch_threads(options.threads):
-        eval_set = build_eval_set(run, model, shape, options.max_eval_devices, progress)
+        programs = ServingPrograms(run)  # traced once: the eval set's slots and the manifest's slot bounds
+        eval_set = build_eval_set(run, programs, model, shape, options.max_eval_devices, progress)
         reference_metrics = score(run.task, eval_set, eval_set.reference)
         devices = parity_devices(np.array(sorted(eval_set.calls)), MIN_SLOT_SETS)
         slot_sets = {f"device-{d}": eval_set.slots[d] for d in devices}
-        bounds = ServingPrograms(run).slot_bounds()
+        bounds = programs.slot_bounds()
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         _remove_abandoned(out_dir)
         work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}{PARTIAL}{os.getpid()}-", dir=out_dir.parent))

@@ -56,10 +56,11 @@ def parity_devices(devices: np.ndarray, count: int) -> list[int]:
     return [int(devices[i]) for i in picks]
 
 
-def build_eval_set(run, model, shape: Mapping[str, int], max_devices: int, progress: Progress | None) -> EvalSet:
-    """Every test call of the split (or of the first `max_devices` devices), with PyTorch fp32 outputs."""
+def build_eval_set(run, programs, model, shape: Mapping[str, int], max_devices: int,
+                   progress: Progress | None) -> EvalSet:
+    """Every test call of the split (or of the first `max_devices` devices), with PyTorch fp32 outputs and the
+    slots `programs` (the run's serving.ServingPrograms) generate for each device."""
     from exporters.base import check_inputs
-    from toolkit.serving import ServingPrograms
 
     calls: dict[int, list] = {}
     for device, inputs, labels in run.task.device_eval_calls("test", shape):
@@ -71,7 +72,7 @@ def build_eval_set(run, model, shape: Mapping[str, int], max_devices: int, progr
     if not calls:
         raise ConfigError("the run's test split has no device to validate the export on")
     advance = progress("PyTorch fp32 reference", len(calls)) if progress else (lambda: None)
-    reference_calls, programs = EagerCalls(model), ServingPrograms(run)
+    reference_calls = EagerCalls(model)
     slots, reference = {}, {}
     for device, device_calls in calls.items():
         slots[device] = programs.slots_for_device(device, "test")

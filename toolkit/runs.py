@@ -145,13 +145,12 @@ def load_run(path: str | Path, cache_dir: Path | None = None) -> Run:
     generator = _rebuilt(config_file, lambda: ParameterGenerator(GeneratorConfig(**config["generator"]),
                                                                  duet.slot_specs))
     base_state, state = _weights(path, BASE_WEIGHTS), _weights(path, DUET_WEIGHTS)
-    for name, load in ((BASE_WEIGHTS, lambda: base.load_state_dict(base_state)),
-                       (DUET_WEIGHTS, lambda: duet.load_state_dict({k[6:]: v for k, v in state.items()
-                                                                    if k.startswith("model.")})),
-                       (DUET_WEIGHTS, lambda: generator.load_state_dict({k[10:]: v for k, v in state.items()
-                                                                         if k.startswith("generator.")}))):
+    parts = ((BASE_WEIGHTS, base, base_state),
+             (DUET_WEIGHTS, duet, {k[6:]: v for k, v in state.items() if k.startswith("model.")}),
+             (DUET_WEIGHTS, generator, {k[10:]: v for k, v in state.items() if k.startswith("generator.")}))
+    for name, module, weights in parts:
         try:
-            load()
+            module.load_state_dict(weights)
         except RuntimeError as err:
             raise ConfigError(f"{path / name}: does not match {CONFIG_FILE} ({one_line(err)})") from err
     for module in (base, duet, generator):

@@ -20,7 +20,7 @@ from toolkit.service.prometheus import CONTENT_TYPE
 from toolkit.service.responses import ApiError, ErrorBody, etag_matches, parse_body, read_body
 from toolkit.service.slot_maker import GenerateJob, SlotBlob
 from toolkit.service.state import ServiceState
-from toolkit.signing import SIGNATURE_HEADER, sign
+from toolkit.signing import SIGNATURE_HEADER
 from toolkit.slots import DTYPES
 
 logger = logging.getLogger(__name__)
@@ -182,6 +182,6 @@ def _check_body(state: ServiceState, body: Any, binary: bool = False) -> None:
 def _blob_response(state: ServiceState, blob: SlotBlob, dtype: str) -> Response:
     headers = {"X-Model-Version": state.model_version, "X-Blob-SHA256": blob.sha256, "X-Slot-Dtype": dtype,
                "Cache-Control": "no-store"}
-    if state.signing_key is not None:
-        headers[SIGNATURE_HEADER] = sign(state.signing_key, blob.data)
+    if blob.signature:  # signed where the blob was made (SlotMaker), once per blob
+        headers[SIGNATURE_HEADER] = blob.signature
     return Response(blob.data, media_type="application/octet-stream", headers=headers)

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from toolkit.errors import RequestError, SlotShapeError
+from toolkit.signing import sign
 from toolkit.slots import DTYPES, SlotSpec, encode_safetensors
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class SlotBlob:
 
     data: bytes  # safetensors, slots in manifest order
     sha256: str  # hex digest of `data`
+    signature: str = ""  # base64 Ed25519 signature of `data` when the service signs (serve --signing-key)
 
 
 class SchemaChecker:
@@ -80,9 +82,9 @@ class SlotMaker:
     one bad body gets its own RequestError and the others are still generated together.
     """
 
-    def __init__(self, run, programs, specs: list[SlotSpec], model_version: str):
+    def __init__(self, run, programs, specs: list[SlotSpec], model_version: str, signing_key: Any = None):
         self.run, self.programs, self.specs = run, programs, specs  # programs: the run's serving.ServingPrograms
-        self.encoder = BlobEncoder(specs, {"model_version": model_version, "task": run.task.name})
+        self.encoder = BlobEncoder(specs, {"model_version": model_version, "task": run.task.name}, signing_key)
 
     def base_blobs(self) -> dict[str, SlotBlob]:
         """Base's slots (the shared head the generator writes its residual on; what a device runs before it has
@@ -128,8 +130,8 @@ class BlobEncoder:
     metadata, so it is built once per dtype by `encode_safetensors` itself; a batch's slots are cast and
     checked once per slot array, and each device's blob is its header joined with its rows (one copy)."""
 
-    def __init__(self, specs: list[SlotSpec], metadata: Mapping[str, str]):
-        self.specs = specs
+    def __init__(self, specs: list[SlotSpec], metadata: Mapping[str, str], signing_key: Any = None):
+        self.specs, self.signing_key = specs, signing_key
         zeros = {spec.name: np.zeros(spec.shape, np.float32) for spec in specs}
         self.headers = {}
         for dtype in DTYPES:
@@ -162,5 +164,6 @@ class BlobEncoder:
                     results[row] = SlotShapeError(f"generated slots hold NaN or infinite values as {dtype}")
                     continue
                 data = b"".join([header, *(a[row].data for a in arrays)])  # one copy: header, then each slot
-                results[row] = SlotBlob(data, hashlib.sha256(data).hexdigest())
+                results[row] = SlotBlob(data, hashlib.sha256(data).hexdigest(),
+                                        sign(self.signing_key, data) if self.signing_key is not None else "")
         return results

@@ -36,7 +36,6 @@ class ServiceState:
     base_blobs: dict[str, SlotBlob]  # Base's slots per dtype: a device's fallback (GET /v1/slots/base)
     metrics: ServiceMetrics
     batcher: MicroBatcher
-    signing_key: Any = None  # Ed25519 private key that signs every slot blob (serve --signing-key), or None
 
 
 def load_state(config: ServiceConfig) -> ServiceState:
@@ -56,7 +55,13 @@ def load_state(config: ServiceConfig) -> ServiceState:
     checker = SchemaChecker(run.task.request_schema())
     programs = ServingPrograms(run)
     programs.pipeline  # traced now, not on the first request
-    maker = SlotMaker(run, programs, slot_specs_of(manifest), manifest["model_version"])
+    signing_key = None
+    if config.signing_key:
+        from toolkit.signing import ALGORITHM, load_signing_key, public_key_text
+
+        signing_key = load_signing_key(config.signing_key)
+        manifest = {**manifest, "signing": {"algorithm": ALGORITHM, "public_key": public_key_text(signing_key)}}
+    maker = SlotMaker(run, programs, slot_specs_of(manifest), manifest["model_version"], signing_key)
     examples = [run.task.example_request(int(d)) for d in run.task.device_ids("test")[: max(config.examples, 1)]]
     for body in examples:  # the task's own examples must pass the service's checks
         checker.check(body)
@@ -81,16 +86,10 @@ def load_state(config: ServiceConfig) -> ServiceState:
 
     batcher = MicroBatcher(process, window_s=config.batch_window_ms / 1000.0, max_batch=config.max_batch,
                            capacity=config.queue_size, enabled=config.batching, on_batch=observe)
-    signing_key = None
-    if config.signing_key:
-        from toolkit.signing import ALGORITHM, load_signing_key, public_key_text
-
-        signing_key = load_signing_key(config.signing_key)
-        manifest = {**manifest, "signing": {"algorithm": ALGORITHM, "public_key": public_key_text(signing_key)}}
     manifest_bytes = json.dumps(manifest, indent=2).encode()
     return ServiceState(config, run, manifest, manifest_bytes, f'"{hashlib.sha256(manifest_bytes).hexdigest()}"',
                         manifest["model_version"], artifacts, keys, checker, examples[: config.examples],
-                        static_blob, maker.base_blobs(), metrics, batcher, signing_key)
+                        static_blob, maker.base_blobs(), metrics, batcher)
 
 
 def check_compatible(run, manifest: dict, config: ServiceConfig) -> None:
