@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -14,8 +13,9 @@ from exporters import target_names  # the registries and config modules import n
 from exporters.base import ExportOptions
 from exporters.coreml import PALETTIZE_BITS
 from toolkit import registry
-from toolkit.config import FinetuneConfig, GeneratorConfig, TrainConfig
-from toolkit.console import Commands, progress_bars, show_epoch, show_evaluation
+from toolkit.config import FinetuneConfig, GeneratorConfig, ReportOptions, TrainConfig
+from toolkit.console import Commands, Settings, progress_bars, show_epoch, show_evaluation
+from toolkit.bench.config import HostBenchConfig, PhoneOptions
 from toolkit.data.download import DATASETS
 from toolkit.loadtest import LoadTestConfig
 from toolkit.options import cache_dir_option, click_options, named_values, values_for
@@ -25,14 +25,6 @@ from toolkit.service.server import ServerOptions
 from toolkit.slots import DTYPES as SLOT_DTYPES
 
 EXISTING_DIR = click.Path(exists=True, file_okay=False)
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What the group's options set for every command (click's context object)."""
-
-    threads: int  # PyTorch CPU threads (0 = library default)
-    verbose: bool  # log progress details
 
 
 @click.group(cls=Commands)
@@ -82,8 +74,7 @@ def train(task_name: str, out_dir: str, base_from: str | None, settings: tuple[s
 
 @cli.command()
 @click.argument("name", type=click.Choice(list(DATASETS)))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="data", show_default=True,
-              help="Where to unpack the data set.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="data", show_default=True, help="Unpack here.")
 def download(name: str, out_dir: str) -> None:
     """Download a MovieLens data set from GroupLens (needs network access); prints the train command to use."""
     from toolkit.data.download import download as fetch
@@ -94,20 +85,12 @@ def download(name: str, out_dir: str) -> None:
 
 @cli.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=EXISTING_DIR)
-@click.option("--metrics", "metric_keys", default=None,
-              help="Comma-separated metric names to show (default: all of the task's metrics).")
-@click.option("--shifted", is_flag=True, help="Report the most-shifted devices (metrics_shifted.json).")
-@click.option("--timing", is_flag=True, help="Report fine-tuning vs generation time per device instead.")
-@click.option("--exports", "exports", is_flag=True,
-              help="The arguments are export folders: sizes, runtime scores and latency from their report.json.")
-@click.option("--ablation", is_flag=True, help="Report DUET variants (generator settings, epochs, slot stability).")
-def report(run_dirs, metric_keys, shifted, timing, exports, ablation) -> None:
+@click_options(ReportOptions)
+def report(run_dirs, **options) -> None:
     """Print a Markdown table of evaluated runs or exports (what the README shows)."""
-    from toolkit.report import ablation_table, comparison_table, export_table, timing_table
+    from toolkit.report import report_table
 
-    runs, table = [Path(r) for r in run_dirs], export_table if exports else ablation_table if ablation else timing_table
-    click.echo(table(runs) if exports or ablation or timing else
-               comparison_table(runs, metric_keys.split(",") if metric_keys else None, shifted))
+    click.echo(report_table([Path(r) for r in run_dirs], ReportOptions(**options)))
 
 
 @cli.command()
@@ -190,8 +173,7 @@ def keys_hash(key, name) -> None:
 @click_options(LoadTestConfig)
 @click.option("--bodies", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSON lines of generate bodies (default: the examples in the service's /openapi.json).")
-@click.option("--dtype", type=click.Choice(list(SLOT_DTYPES)), default="float32", show_default=True,
-              help="Slot dtype asked for.")
+@click.option("--dtype", type=click.Choice(list(SLOT_DTYPES)), default="float32", show_default=True, help="Slot dtype.")
 def loadtest(url, api_key, bodies, dtype, **options) -> None:
     """Closed-loop load test of POST /v1/generate on loopback; prints one JSON object."""
     from toolkit.loadtest import bodies_from_file, load_test, summary
@@ -213,6 +195,24 @@ def bench_service(run_dir, exports_dir, out_file, cache_dir, **options) -> None:
     config = BenchConfig(str(Path(run_dir).resolve()), str(Path(exports_dir).resolve()), cache_dir=str(cache_dir),
                          **options)
     click.echo(json.dumps(run_benchmark(config, Path(out_file) if out_file else None), indent=2))
+
+
+@cli.command()
+@click.argument("run_dir", type=EXISTING_DIR, required=False)
+@click.option("--exports", "export_dirs", type=EXISTING_DIR, multiple=True, help="An export of the run (repeatable).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Report folder to write.")
+@click.option("--import", "imports", type=click.Path(exists=True, dir_okay=False), multiple=True,
+              help="An app's benchmark_results.json to merge (repeatable); without RUN_DIR, into --out's report.")
+@click_options(HostBenchConfig, PhoneOptions)
+@cache_dir_option
+def bench(run_dir, export_dirs, out_dir, imports, cache_dir, **options) -> None:
+    """What personalisation costs and buys (runtimes, slot swap, generator, accuracy): report.json, report.md, plots."""
+    from toolkit.bench.run import bench_report
+
+    with progress_bars() as progress:
+        written = bench_report(run_dir, export_dirs, out_dir, imports, HostBenchConfig(**values_for(HostBenchConfig,
+                               options)), PhoneOptions(**values_for(PhoneOptions, options)), cache_dir, progress)
+    click.echo(f"wrote {', '.join(map(str, written))}")
 
 
 @cli.command()

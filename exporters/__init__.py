@@ -1,8 +1,9 @@
 """Exporters: one module per device runtime behind one contract, listed in an explicit registry.
 
 Each module exposes NAME, FILE_NAME, export(model, options, out_dir) -> Artifact, load(artifact, model, options)
--> Runner and validate(artifact, model, slot_sets, options) -> ParityReport. Modules are imported on first use,
-so listing the targets (the CLI's --target choices) imports no SDK.
+-> Runner and validate(artifact, model, slot_sets, options) -> ParityReport, and may name RUNTIME_MODULES (what
+load() imports; `cli.py bench` imports them before it times a load). Modules are imported on first use, so listing
+the targets (the CLI's --target choices) imports no SDK.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from toolkit.device import DeviceModel
 
 NAME = "executorch"
 FILE_NAME = "model.pte"
+RUNTIME_MODULES = ("executorch.runtime", "executorch.kernels.quantized")  # what load() imports
 ET_DTYPES = {"int32": 3, "float32": 6}  # torch ScalarType codes that executorch TensorInfo.dtype() returns
 
 

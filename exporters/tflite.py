@@ -15,6 +15,7 @@ from exporters.base import (NUMPY_DTYPES, Artifact, ExportOptions, ParityReport,
 
 NAME = "tflite"
 FILE_NAME = "model.tflite"
+RUNTIME_MODULES = ("ai_edge_litert.interpreter",)  # what load() imports
 SIGNATURE = "serving_default"  # litert-torch's one signature; its inputs are args_0..args_N in forward's order
 
 

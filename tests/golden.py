@@ -315,6 +315,27 @@ def latency_stats() -> dict[str, Any]:
             "p99": float(np.percentile(samples, 99))}
 
 
+BENCHMARK_MODEL = {"name": "model", "backend": "xnnpack", "quantization": "int8"}
+BENCHMARK_DEVICE = {"device": "Pixel 8", "arch": "arm64-v8a", "os": "Android 15", "totalMem": 8_000_000_000,
+                    "availMem": 3_100_000_000}
+BENCHMARK_EXTRA = [["model_load_time(ms)", 12.5], ["load_status", 0.0], ["ram_pss_usage(mb)", 182.25],
+                   ["slot_swap_latency(ms)", 0.875], ["generate_round_trip(ms)", 15.125]]
+
+
+def benchmark_results(stats: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    """benchmark_results.json as both apps write it for the golden samples' statistics and the extra metrics (what
+    `cli.py bench --import` reads), and the expected.json entry the cores rebuild it from."""
+    from toolkit.bench.records import BenchmarkModel, DeviceInfo, LatencyStats, Record, records_json
+
+    model, device = BenchmarkModel(**BENCHMARK_MODEL), DeviceInfo(**BENCHMARK_DEVICE)
+    records = LatencyStats.of(stats["samples_ms"]).records(model, device)
+    records += [Record(model, metric, value, device) for metric, value in BENCHMARK_EXTRA]
+    entry = {"file": "benchmark_results.json", "model": BENCHMARK_MODEL, "device": BENCHMARK_DEVICE,
+             "latency_from": "stats", "extra": BENCHMARK_EXTRA,
+             "why": "the latency records of the stats samples (avg, trimmean, p50, p90, p99), then the extra ones"}
+    return json.dumps(records_json(records), indent=2).encode(), entry
+
+
 def golden_files() -> dict[str, bytes]:
     """Every golden file by name, expected.json included."""
     files: dict[str, bytes] = {}
@@ -352,6 +373,7 @@ def golden_files() -> dict[str, bytes]:
     files["manifest-trusted.json"] = json.dumps(trusted, indent=2).encode()
     files.update(trust_files)
     expected["trust"] = {"manifest": "manifest-trusted.json", "cases": cases}
+    files["benchmark_results.json"], expected["benchmark_results"] = benchmark_results(expected["stats"])
     files["zip-slip.zip"] = zip_slip()
     expected["zips"].append({"file": "zip-slip.zip", "error": "blob", "why": "an entry that leaves the destination"})
     files["expected.json"] = (json.dumps(expected, indent=1) + "\n").encode()

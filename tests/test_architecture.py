@@ -16,7 +16,7 @@ STAGES = [  # (stage, module prefixes); a module may import its own stage and ea
     (2, ["toolkit.runs"]),
     (3, ["toolkit.serving", "toolkit.train"]),
     (4, ["toolkit.evaluate", "toolkit.measure", "toolkit.export"]),
-    (5, ["toolkit.report", "toolkit.service", "toolkit.client", "toolkit.loadtest",
+    (5, ["toolkit.report", "toolkit.service", "toolkit.client", "toolkit.loadtest", "toolkit.bench",
          "toolkit.console"]),
 ]
 

@@ -79,3 +79,15 @@ class FinetuneConfig:
     def resolve(self, defaults: dict) -> dict:
         chosen = {k: v for k, v in asdict(self).items() if v is not None}
         return {**defaults, **chosen}
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """Which table `cli.py report` prints (a comparison of methods unless one of the flags says otherwise)."""
+
+    metrics: str | None = option(None, "Comma-separated metric names to show (default: all of the task's metrics).")
+    shifted: bool = option(False, "Report the most-shifted devices (metrics_shifted.json).")
+    timing: bool = option(False, "Report fine-tuning vs generation time per device instead.")
+    exports: bool = option(False, "The arguments are export folders: sizes, runtime scores and latency from their "
+                                  "report.json.")
+    ablation: bool = option(False, "Report DUET variants (generator settings, epochs, slot stability).")

@@ -1,14 +1,23 @@
-"""What `cli.py` shows on the terminal: errors, progress bars, training epochs, the evaluation tables."""
+"""What `cli.py` shows on the terminal (errors, progress bars, training epochs, evaluation tables) and its context."""
 
 from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 import click
 
 from toolkit.errors import DuetError
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the CLI group's options set for every command (click's context object)."""
+
+    threads: int  # PyTorch CPU threads (0 = library default)
+    verbose: bool  # log progress details
 
 
 class Commands(click.Group):

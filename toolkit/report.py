@@ -6,6 +6,7 @@ import functools
 import json
 from pathlib import Path
 
+from toolkit.config import ReportOptions
 from toolkit.generator import GeneratorConfig
 from toolkit.errors import ConfigError, one_line
 from toolkit.runs import CONFIG_FILE, EVALUATION_FILE, LOG_FILE, METHODS, METRICS_FILE, SHIFTED_FILE
@@ -46,6 +47,17 @@ def _load(run: Path, name: str) -> dict:
             if not isinstance(values, dict) or not all(type(v) in (int, float) for v in values.values()):
                 raise ConfigError(f"{path}: '{method}' must be an object of numbers; re-run `cli.py evaluate {run}`")
     return content
+
+
+def report_table(paths: list[Path], options: ReportOptions) -> str:
+    """The table `cli.py report` prints for run (or export) folders."""
+    if options.exports:
+        return export_table(paths)
+    if options.ablation:
+        return ablation_table(paths)
+    if options.timing:
+        return timing_table(paths)
+    return comparison_table(paths, options.metrics.split(",") if options.metrics else None, options.shifted)
 
 
 def _selection_metric(config: dict) -> str:

@@ -23,6 +23,7 @@ CONFIG_FILE, BASE_WEIGHTS, DUET_WEIGHTS, LOG_FILE = "config.json", "base.safeten
 METRICS_FILE, SHIFTED_FILE, EVALUATION_FILE = "metrics.json", "metrics_shifted.json", "evaluation.json"  # by evaluate
 METHODS = ("base", "finetune", "duet")  # the methods evaluate scores and report compares, in that order
 RUN_FORMAT = 1
+MODEL_PREFIX, GENERATOR_PREFIX = "model.", "generator."  # duet.safetensors: the DUET model's and the generator's weights
 
 
 @dataclass
@@ -51,8 +52,8 @@ def save_run(path: Path, config: dict, base: nn.Module, duet: nn.Module, generat
     """Write weights first, then config.json, so a directory with a config always has its weights."""
     path.mkdir(parents=True, exist_ok=True)
     (path / BASE_WEIGHTS).write_bytes(save(_contiguous(base.state_dict())))  # the umask's mode, like config.json
-    duet_state = {f"model.{k}": v for k, v in duet.state_dict().items()}
-    duet_state.update({f"generator.{k}": v for k, v in generator.state_dict().items()})
+    duet_state = {f"{MODEL_PREFIX}{k}": v for k, v in duet.state_dict().items()}
+    duet_state.update({f"{GENERATOR_PREFIX}{k}": v for k, v in generator.state_dict().items()})
     (path / DUET_WEIGHTS).write_bytes(save(_contiguous(duet_state)))
     write_json(path / CONFIG_FILE, config)
 
@@ -135,6 +136,11 @@ def load_base(path: Path, task: Task) -> nn.Module:
     return base
 
 
+def without_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The weights of `state` whose names start with `prefix`, named without it (one module's part of a file)."""
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
 def load_run(path: str | Path, cache_dir: Path | None = None) -> Run:
     """Rebuild task, models and generator from a run directory."""
     path = Path(path)
@@ -146,8 +152,8 @@ def load_run(path: str | Path, cache_dir: Path | None = None) -> Run:
                                                                  duet.slot_specs))
     base_state, state = _weights(path, BASE_WEIGHTS), _weights(path, DUET_WEIGHTS)
     parts = ((BASE_WEIGHTS, base, base_state),
-             (DUET_WEIGHTS, duet, {k[6:]: v for k, v in state.items() if k.startswith("model.")}),
-             (DUET_WEIGHTS, generator, {k[10:]: v for k, v in state.items() if k.startswith("generator.")}))
+             (DUET_WEIGHTS, duet, without_prefix(state, MODEL_PREFIX)),
+             (DUET_WEIGHTS, generator, without_prefix(state, GENERATOR_PREFIX)))
     for name, module, weights in parts:
         try:
             module.load_state_dict(weights)
