@@ -61,7 +61,7 @@ def train(task_name: str, out_dir: str, base_from: str | None, settings: tuple[s
           **options) -> None:
     """Train Base and the DUET generator on real data; writes config.json, *.safetensors, train_log.jsonl."""
     from toolkit.runs import check_new_run_dir
-    from toolkit.train import train_run
+    from toolkit.train import train_run, world_from_env
 
     check_new_run_dir(Path(out_dir))  # before the data is loaded
     options.update(named_values(settings, {p.name for p in train.params}))
@@ -69,7 +69,7 @@ def train(task_name: str, out_dir: str, base_from: str | None, settings: tuple[s
     with progress_bars() as progress:
         out = train_run(Path(out_dir), task, TrainConfig.for_task(task, **values_for(TrainConfig, options)),
                         values_for(GeneratorConfig, options), base_from, show_epoch, progress)
-    click.echo(f"wrote {out}")
+    click.echo(f"wrote {out}") if world_from_env().is_main else None  # once under torchrun
 
 
 @cli.command()

@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGES = [  # (stage, module prefixes); a module may import its own stage and earlier ones
     (0, ["toolkit.errors", "toolkit.routes", "toolkit.cache", "toolkit.registry", "toolkit.slots", "toolkit.wire",
          "toolkit.safetensors_io", "toolkit.device", "toolkit.artifacts", "toolkit.metrics", "toolkit.manifest",
-         "toolkit.data", "toolkit.options", "toolkit.config", "toolkit.signing", "toolkit.tls"]),
+         "toolkit.data", "toolkit.options", "toolkit.config", "toolkit.signing", "toolkit.tls",
+         "toolkit.distributed"]),
     (1, ["toolkit.models", "toolkit.generator", "toolkit.tasks"]),
     (2, ["toolkit.runs"]),
     (3, ["toolkit.serving", "toolkit.train"]),

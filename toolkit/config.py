@@ -10,6 +10,8 @@ from typing import Any
 
 from toolkit.options import option
 
+TORCH_DEVICES = ("auto", "cpu", "cuda")  # --device: auto is CUDA when PyTorch sees a GPU, else the CPU
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -25,6 +27,9 @@ class TrainConfig:
     backbone_lr: float = option(1e-3, "Learning rate of the shared static layers while the generator trains; 0 "
                                       "freezes them [recommendation 1e-3 (DIN 0), image 0].", cli_default=None)
     seed: int = option(0, "Seeds everything (initialisation, shuffling, negatives, devices); same seed, same run.")
+    torch_device: str = option("auto", "Where PyTorch trains: auto (CUDA when available, else the CPU), cpu or cuda "
+                                       "(one GPU per process under torchrun).", flag="--device", choices=TORCH_DEVICES)
+    world_size: int = 1  # processes that trained the run together (torchrun), set by train_run from the environment
 
     @classmethod
     def for_task(cls, task: Any, **overrides) -> "TrainConfig":
@@ -75,9 +80,13 @@ class FinetuneConfig:
     batch_size: int | None = option(None, "Fine-tuning baseline: batch size [recommendation 32, image K].",
                                     flag="--finetune-batch")
     seed: int = 0  # seeds the device's shuffling and negatives
+    # where PyTorch evaluates every method, Base and DUET too (here because `cli.py evaluate` offers this class)
+    torch_device: str = option("auto", "Where PyTorch evaluates: auto (CUDA when available, else the CPU), cpu or "
+                                       "cuda.", flag="--device", choices=TORCH_DEVICES)
 
     def resolve(self, defaults: dict) -> dict:
-        chosen = {k: v for k, v in asdict(self).items() if v is not None}
+        """The fine-tuning loop's settings: lr, epochs, batch_size and seed, the task's defaults where None."""
+        chosen = {k: v for k, v in asdict(self).items() if v is not None and k != "torch_device"}
         return {**defaults, **chosen}
 
 

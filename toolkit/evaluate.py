@@ -15,6 +15,7 @@ from torch import nn
 from toolkit.serving import ServingPrograms
 from toolkit.artifacts import write_json
 from toolkit.config import FinetuneConfig
+from toolkit.distributed import synchronize, torch_device
 from toolkit.runs import EVALUATION_FILE, METHODS, METRICS_FILE, SHIFTED_FILE, Run
 from toolkit.tasks.base import TaskEvaluation
 
@@ -32,6 +33,7 @@ def generate_timings(run: Run, programs: ServingPrograms, devices: np.ndarray, s
             context = run.task.device_context(run.duet, int(device), split)
             encoded = time.perf_counter()
             serving(context.vectors, context.mask)
+            synchronize(context.vectors.device)
             done = time.perf_counter()
             forward.append(done - encoded)
             end_to_end.append(done - started)
@@ -76,6 +78,7 @@ def finetune_and_score(task: TaskEvaluation, model: nn.Module, device: int, sett
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    synchronize(next(tuned.parameters()).device)
     seconds = time.perf_counter() - started
     tuned.eval()
     return task.device_test_scores(tuned, device), seconds
@@ -83,8 +86,13 @@ def finetune_and_score(task: TaskEvaluation, model: nn.Module, device: int, sett
 
 def evaluate_run(run: Run, finetune: FinetuneConfig, shifted_fraction: float = 0.25,
                  progress: Callable[[str, int], Callable[[], None]] | None = None) -> dict[str, dict]:
-    """{"metrics": metrics.json, "shifted": the same on the most-shifted devices, "settings": how it was run}."""
+    """{"metrics": metrics.json, "shifted": the same on the most-shifted devices, "settings": how it was run}.
+
+    Every method runs on `finetune.torch_device` (the run's models are moved there)."""
     task = run.task
+    compute_device = torch_device(finetune.torch_device)  # (`device` names a user's device below)
+    for module in (run.base, run.duet, run.generator):
+        module.to(compute_device)
     devices = task.device_ids("test")
     scores: dict[str, dict[int, Any]] = {
         "base": task.test_scores(run.base, None),
@@ -109,7 +117,7 @@ def evaluate_run(run: Run, finetune: FinetuneConfig, shifted_fraction: float = 0
     shifted_metrics = {"devices": int(len(shifted)), "of_devices": int(len(devices)), "fraction": shifted_fraction}
     shifted_metrics.update({m: task.metrics_from_scores(scores[m], shifted) for m in METHODS})
     settings_used = {"finetune": settings, "shifted_fraction": shifted_fraction, "test_devices": int(len(devices)),
-                     "torch_threads": torch.get_num_threads(),
+                     "torch_threads": torch.get_num_threads(), "torch_device": compute_device.type,
                      "generate_seconds_per_device_with_context_encoding": timings["with_context"],
                      "slot_change_per_new_sample": slot_stability(run, programs, devices)}
     return {"metrics": metrics, "shifted": shifted_metrics, "settings": settings_used}

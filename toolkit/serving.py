@@ -103,13 +103,13 @@ class ServingPrograms:
         if self._generator is None:
             run = self.run
             eager = _WithBase(run.generator, list(run.duet.head.params)).eval()
-            dim = run.generator.cfg.context_dim
+            dim, device = run.generator.cfg.context_dim, run.generator.first_layer.weight.device
             generator = torch.Generator().manual_seed(0)
 
             def example(batch: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
                 mask = torch.ones(batch, length, dtype=torch.bool)
                 mask[0, : length // 2] = False
-                return torch.randn(batch, length, dim, generator=generator), mask
+                return torch.randn(batch, length, dim, generator=generator).to(device), mask.to(device)
 
             self._generator = _traced(eager, example(2, 7), [example(1, 7), example(3, 5), example(1, 11)],
                                       "generator")
@@ -139,7 +139,8 @@ class ServingPrograms:
         return self._pipeline
 
     def _slot_arrays(self, params: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
-        return {spec.name: np.asarray(p.numpy(), dtype=np.float32) for spec, p in zip(self.run.duet.slot_specs, params)}
+        return {spec.name: np.asarray(p.cpu().numpy(), dtype=np.float32)
+                for spec, p in zip(self.run.duet.slot_specs, params)}
 
     def slot_batch(self, context: DeviceContext) -> dict[str, np.ndarray]:
         """{slot name: fp32 array (B, *shape)} for the devices of the batch, in spec order."""

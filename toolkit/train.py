@@ -8,6 +8,7 @@ import math
 import shutil
 import time
 import zlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,6 +18,8 @@ from torch import nn
 
 from toolkit.errors import TrainingDiverged
 from toolkit.config import GeneratorConfig, TrainConfig
+from toolkit.distributed import (SINGLE, World, barrier, broadcast_modules, from_main, process_group, sum_gradients,
+                                 torch_device, world_from_env)
 from toolkit.generator import ParameterGenerator
 from toolkit.tasks.base import Task
 
@@ -36,14 +39,47 @@ class TrainLog:
             self.listener(event)
 
 
+def train_step(task: Task, model: nn.Module, generator: nn.Module | None, batch: Any,
+               optimizer: torch.optim.Optimizer, world: World = SINGLE) -> float:
+    """Backpropagate one global batch's mean loss (this process's rows of it) and return it; the gradients of the
+    optimizer's parameters are then the batch's, summed over the processes. The caller steps the optimizer."""
+    optimizer.zero_grad()
+    if world.size == 1:
+        loss = task.batch_loss(model, batch, generator)
+        loss.backward()
+        return loss.item()
+    rows = task.batch_rows(batch)
+    start, stop = world.shard(rows)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    loss = torch.zeros((), device=params[0].device)
+    if stop > start:  # this rank's mean loss weighted by its share of the rows: the ranks' losses sum to the batch's
+        loss = task.batch_loss(model, task.batch_slice(batch, start, stop), generator) * ((stop - start) / rows)
+        loss.backward()
+    return sum_gradients(params, loss.detach(), world)
+
+
 def fit_stage(stage: str, task: Task, model: nn.Module, generator: nn.Module | None,
               optimizer: torch.optim.Optimizer, cfg: TrainConfig, log: TrainLog,
-              progress: Callable[[str, int], Callable[[], None]] | None = None) -> float:
-    """Train until the validation metric stops improving; leave the best weights in place; return its value."""
+              progress: Callable[[str, int], Callable[[], None]] | None = None, world: World = SINGLE) -> float:
+    """Train until the validation metric stops improving; leave the best weights in place; return its value.
+
+    Under torchrun every process draws the same global batches and trains on its rows of each; rank 0 validates
+    and its score decides early stopping on every rank, so all of them stop together with the same weights."""
     rng = np.random.default_rng([cfg.seed, zlib.crc32(stage.encode())])
     modules = [m for m in (model, generator) if m is not None]
+    device = next(model.parameters()).device
+    broadcast_modules(modules, world)
+    if world.rank > 0:  # each rank its own dropout masks, not the same positions of other rows (rank 0 keeps the
+        # stream of a single process)
+        torch.manual_seed(int(np.random.SeedSequence([cfg.seed, zlib.crc32(stage.encode()), world.rank])
+                              .generate_state(1)[0]))
+
+    def validation() -> float:
+        score = task.evaluate(model, "val", generator)[task.selection_metric] if world.is_main else 0.0
+        return from_main(score, world, device)
+
     best_score, best_state, stale = -np.inf, None, 0
-    initial = task.evaluate(model, "val", generator)[task.selection_metric]
+    initial = validation()
     log(stage=stage, epoch=0, **{f"val_{task.selection_metric}": initial})
     best_score, best_state = initial, [copy.deepcopy(m.state_dict()) for m in modules]
     for epoch in range(1, cfg.max_epochs + 1):
@@ -53,18 +89,15 @@ def fit_stage(stage: str, task: Task, model: nn.Module, generator: nn.Module | N
         advance = progress(f"{stage} epoch {epoch}", len(batches)) if progress else None
         started, total = time.perf_counter(), 0.0
         for step, batch in enumerate(batches):
-            loss = task.batch_loss(model, batch, generator)
-            value = loss.item()
-            if not math.isfinite(value):
+            value = train_step(task, model, generator, batch, optimizer, world)
+            if not math.isfinite(value):  # the batch's loss: every rank raises alike
                 raise TrainingDiverged(f"{stage} stage, epoch {epoch}, step {step}: the training loss is {value}; "
                                        f"lower the learning rate or check the data")
-            optimizer.zero_grad()
-            loss.backward()
             optimizer.step()
             total += value
             if advance:
                 advance()
-        score = task.evaluate(model, "val", generator)[task.selection_metric]
+        score = validation()
         log(stage=stage, epoch=epoch, train_loss=total / max(len(batches), 1),
             seconds=round(time.perf_counter() - started, 2), **{f"val_{task.selection_metric}": score})
         if score > best_score:
@@ -79,12 +112,13 @@ def fit_stage(stage: str, task: Task, model: nn.Module, generator: nn.Module | N
     return best_score
 
 
-def train_base(task: Task, cfg: TrainConfig, log: TrainLog, progress=None) -> nn.Module:
+def train_base(task: Task, cfg: TrainConfig, log: TrainLog, progress=None, world: World = SINGLE,
+               device: torch.device | str = "cpu") -> nn.Module:
     """Base: static layers and one shared slot head, trained on the cloud's data."""
     torch.manual_seed(cfg.seed)
-    model = task.build_model()
+    model = task.build_model().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    fit_stage("base", task, model, None, optimizer, cfg, log, progress)
+    fit_stage("base", task, model, None, optimizer, cfg, log, progress, world)
     return model
 
 
@@ -93,17 +127,18 @@ def build_generator(model: nn.Module, gen_cfg: GeneratorConfig) -> ParameterGene
 
 
 def train_duet(task: Task, base: nn.Module, gen_cfg: GeneratorConfig, cfg: TrainConfig, log: TrainLog,
-               progress=None) -> tuple[nn.Module, ParameterGenerator]:
-    """DUET: start from Base (the warm-up), then train the generator with the shared static layers."""
+               progress=None, world: World = SINGLE) -> tuple[nn.Module, ParameterGenerator]:
+    """DUET: start from Base (the warm-up), then train the generator with the shared static layers (on Base's
+    torch device)."""
     torch.manual_seed(cfg.seed + 1)
     model = copy.deepcopy(base)
-    generator = build_generator(model, gen_cfg)
+    generator = build_generator(model, gen_cfg).to(next(base.parameters()).device)
     groups = [{"params": generator.parameters(), "lr": cfg.generator_lr}]
     if cfg.backbone_lr > 0:
         groups.append({"params": model.parameters(), "lr": cfg.backbone_lr})
     else:
         model.requires_grad_(False)
-    fit_stage("duet", task, model, generator, torch.optim.Adam(groups), cfg, log, progress)
+    fit_stage("duet", task, model, generator, torch.optim.Adam(groups), cfg, log, progress, world)
     model.requires_grad_(True)
     return model, generator
 
@@ -112,27 +147,53 @@ def train_run(out: Path, task: Task, train_cfg: TrainConfig, generator_options: 
               base_from: Path | None = None, listener: Callable[[dict], None] | None = None,
               progress=None) -> Path:
     """Train Base (or take `base_from`'s) and the DUET stage, then write the run directory `out`: config.json, the
-    weights and train_log.jsonl (each event also goes to `listener`). Nothing is written before the inputs check."""
-    from toolkit.runs import LOG_FILE, check_new_run_dir, load_base, run_config, save_run
+    weights and train_log.jsonl (each event also goes to `listener`). Nothing is written before the inputs check.
 
-    out = Path(out)
+    Started by torchrun (RANK, WORLD_SIZE, LOCAL_RANK set), each process trains on its shard of every batch, and
+    rank 0 alone writes `out` (and logs and reports progress); config.json records the world size."""
+    from toolkit.runs import check_new_run_dir, load_base
+
+    out, world = Path(out), world_from_env()
+    device = torch_device(train_cfg.torch_device, world)
+    train_cfg = replace(train_cfg, torch_device=device.type, world_size=world.size)
     check_new_run_dir(out)
     gen_cfg = GeneratorConfig.for_task(task, task.build_model().context_dim, **generator_options)
-    base = load_base(Path(base_from), task) if base_from else None
+    base = load_base(Path(base_from), task).to(device) if base_from else None
+    with process_group(world, device):
+        barrier(world)  # every rank has checked `out` before rank 0 creates it
+        if world.is_main:
+            _train_and_save(out, task, train_cfg, gen_cfg, base, base_from, listener, progress, world, device)
+        else:
+            _train(task, train_cfg, gen_cfg, base, base_from, TrainLog(None), None, world, device)
+        barrier(world)  # rank 0 has written the run when any rank returns
+    return out
+
+
+def _train(task: Task, cfg: TrainConfig, gen_cfg: GeneratorConfig, base: nn.Module | None, base_from: Path | None,
+           log: TrainLog, progress, world: World, device: torch.device) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """(Base, DUET model, generator): both stages, or the DUET stage on `base` (an earlier run's, from `base_from`)."""
+    log(event="start", task=task.name, config=task.config_json(), seed=cfg.seed)
+    if base is None:
+        base = train_base(task, cfg, log, progress, world, device)
+    else:
+        log(event="base_from", run=str(base_from))
+    duet, generator = train_duet(task, base, gen_cfg, cfg, log, progress, world)
+    return base, duet, generator
+
+
+def _train_and_save(out: Path, task: Task, cfg: TrainConfig, gen_cfg: GeneratorConfig, base: nn.Module | None,
+                    base_from: Path | None, listener, progress, world: World, device: torch.device) -> None:
+    """`_train`, writing the run directory `out` (train_log.jsonl as it goes); no half run is left behind."""
+    from toolkit.runs import LOG_FILE, run_config, save_run
+
     existed = out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        log = TrainLog(out / LOG_FILE, listener)
-        log(event="start", task=task.name, config=task.config_json(), seed=train_cfg.seed)
-        if base is None:
-            base = train_base(task, train_cfg, log, progress)
-        else:
-            log(event="base_from", run=str(base_from))
-        duet, generator = train_duet(task, base, gen_cfg, train_cfg, log, progress)
-        save_run(out, run_config(task, gen_cfg, train_cfg), base, duet, generator)
-    except BaseException:  # no half run is left behind (the directory was absent or empty before)
+        base, duet, generator = _train(task, cfg, gen_cfg, base, base_from, TrainLog(out / LOG_FILE, listener),
+                                       progress, world, device)
+        save_run(out, run_config(task, gen_cfg, cfg), base, duet, generator)
+    except BaseException:  # the directory was absent or empty before
         shutil.rmtree(out, ignore_errors=True)
         if existed:
             out.mkdir()
         raise
-    return out

@@ -11,7 +11,7 @@ and exporters, split by concern into small protocols; `Task` is all of them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Any, Iterator, Mapping
 
 import numpy as np
@@ -28,6 +28,11 @@ class DeviceContext:
 
     vectors: torch.Tensor  # (B, M, context_dim)
     mask: torch.Tensor  # (B, M) bool, True where a sample is present
+
+
+def torch_device_of(model: nn.Module) -> torch.device:
+    """The torch device a model's parameters live on: where a task puts the tensors it builds for that model."""
+    return next(model.parameters()).device
 
 
 class TaskSetup(ABC):
@@ -78,7 +83,19 @@ class TaskTraining(ABC):
 
     @abstractmethod
     def batch_loss(self, model: TaskModel, batch: Any, generator: nn.Module | None) -> torch.Tensor:
-        """Training loss of a batch; with a generator, each sample uses slots generated from its context."""
+        """Training loss of a batch; with a generator, each sample uses slots generated from its context.
+
+        It is the mean over the batch's rows (`batch_rows`), each of equal weight: data-parallel training weights
+        each process's shard by its rows, so that the shards' weighted losses sum to the whole batch's."""
+
+    def batch_rows(self, batch: Any) -> int:
+        """Rows of a training batch. Default: the leading length of a dataclass batch's array fields."""
+        return len(getattr(batch, _row_fields(batch)[0]))
+
+    def batch_slice(self, batch: Any, start: int, stop: int) -> Any:
+        """Rows [start, stop) of a training batch, as a batch (a data-parallel process's shard of it). Default: every
+        array field of a dataclass batch sliced along its first axis (override for batches of another form)."""
+        return replace(batch, **{name: getattr(batch, name)[start:stop] for name in _row_fields(batch)})
 
     @abstractmethod
     def evaluate(self, model: TaskModel, split: str, generator: nn.Module | None) -> dict[str, float]:
@@ -87,6 +104,19 @@ class TaskTraining(ABC):
     @abstractmethod
     def device_context(self, model: TaskModel, device: int, split: str) -> DeviceContext:
         """Context (batch of 1) of a device as it stands when `split` begins."""
+
+
+def _row_fields(batch: Any) -> list[str]:
+    """The fields of a dataclass batch, each an array or tensor with one entry per row (the same number in each)."""
+    if not is_dataclass(batch) or not fields(batch):
+        raise TypeError(f"a {type(batch).__name__} batch is not a dataclass of arrays: its task must define "
+                        f"batch_rows and batch_slice")
+    names = [f.name for f in fields(batch)]
+    lengths = {name: len(getattr(batch, name)) for name in names}
+    if len(set(lengths.values())) != 1:
+        raise TypeError(f"the fields of a {type(batch).__name__} batch differ in rows ({lengths}): its task must "
+                        f"define batch_rows and batch_slice")
+    return names
 
 
 class TaskEvaluation(ABC):
@@ -176,4 +206,4 @@ class Task(TaskSetup, TaskTraining, TaskEvaluation, TaskWire, TaskProgram):
 
 
 __all__ = ["DeviceContext", "Task", "TaskEvaluation", "TaskModel", "TaskProgram", "TaskSetup", "TaskTraining",
-           "TaskWire"]
+           "TaskWire", "torch_device_of"]

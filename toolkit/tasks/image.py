@@ -16,7 +16,7 @@ from toolkit.device import DeviceModel, TensorSpec
 from toolkit.errors import ConfigError, RequestError
 from toolkit.metrics import classification_metrics
 from toolkit.models.image import DigitCNN, ImageModelConfig
-from toolkit.tasks.base import DeviceContext, Task
+from toolkit.tasks.base import DeviceContext, Task, torch_device_of
 
 
 @dataclass(frozen=True)
@@ -142,12 +142,15 @@ class ImageTask(Task):
         if generator is not None:
             context = self._context(model, batch.context)
             head = generator(context.vectors, context.mask, list(model.head.params))
-        logits = model(torch.from_numpy(batch.images), head)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), torch.from_numpy(batch.labels).reshape(-1))
+        torch_device = torch_device_of(model)
+        logits = model(torch.from_numpy(batch.images).to(torch_device), head)
+        labels = torch.from_numpy(batch.labels).to(torch_device)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
 
     def _context(self, model: DigitCNN, images: np.ndarray) -> DeviceContext:
-        tensor = torch.as_tensor(images, dtype=torch.float32)
-        return DeviceContext(*model.context(tensor, torch.ones(tensor.shape[:2], dtype=torch.bool)))
+        tensor = torch.as_tensor(images, dtype=torch.float32, device=torch_device_of(model))
+        mask = torch.ones(tensor.shape[:2], dtype=torch.bool, device=tensor.device)
+        return DeviceContext(*model.context(tensor, mask))
 
     # -- evaluation --------------------------------------------------------------------------------
     def device_ids(self, split: str) -> np.ndarray:
@@ -167,7 +170,7 @@ class ImageTask(Task):
                 generator.eval()
                 context = self._context(model, images[:, : self.k])
                 head = generator(context.vectors, context.mask, list(model.head.params))
-            return model(torch.from_numpy(images[:, self.k :]), head).numpy()
+            return model(torch.from_numpy(images[:, self.k :]).to(torch_device_of(model)), head).cpu().numpy()
 
     def evaluate(self, model: DigitCNN, split: str, generator) -> dict[str, float]:
         logits = self._split_logits(model, split, generator)
@@ -200,14 +203,15 @@ class ImageTask(Task):
                 yield support[rows], support_labels[rows]
 
     def finetune_loss(self, model: DigitCNN, batch: tuple) -> torch.Tensor:
+        torch_device = torch_device_of(model)
         images, labels = batch
-        return F.cross_entropy(model(images), labels)
+        return F.cross_entropy(model(images.to(torch_device)), labels.to(torch_device))
 
     def device_test_scores(self, model: DigitCNN, device: int) -> np.ndarray:
         images, _ = self._arrays("test")
         model.eval()
         with torch.no_grad():
-            return model(torch.from_numpy(images[device, self.k :])).numpy()
+            return model(torch.from_numpy(images[device, self.k :]).to(torch_device_of(model))).cpu().numpy()
 
     def shifted_devices(self, fraction: float) -> np.ndarray:
         """Test devices whose images sit farthest from the cloud's training images.

@@ -17,7 +17,7 @@ from toolkit.device import DeviceModel, TensorSpec
 from toolkit.errors import ConfigError, RequestError
 from toolkit.metrics import ranking_metrics
 from toolkit.models.recommendation import RecModel, RecModelConfig, bce_loss
-from toolkit.tasks.base import DeviceContext, Task
+from toolkit.tasks.base import DeviceContext, Task, torch_device_of
 
 
 EVAL_BATCH = 128
@@ -146,13 +146,17 @@ class RecommendationTask(Task):
         return bce_loss(self._logits(model, batch.users, batch.positions, batch.candidates, head))
 
     def _logits(self, model: RecModel, users, positions, candidates, head) -> torch.Tensor:
-        history = torch.from_numpy(self.data.windows(users, positions, self.model_cfg.max_len))
-        return model(history, torch.from_numpy(np.asarray(candidates, dtype=np.int64)), head)
+        torch_device = torch_device_of(model)
+        history = torch.from_numpy(self.data.windows(users, positions, self.model_cfg.max_len)).to(torch_device)
+        return model(history, torch.from_numpy(np.asarray(candidates, dtype=np.int64)).to(torch_device), head)
 
     def _context(self, model: RecModel, users: np.ndarray, ends: np.ndarray) -> DeviceContext:
         m = self.model_cfg.context_items
-        items = torch.from_numpy(self.data.windows(users, ends, m))
-        times = torch.from_numpy(self.data.window_times(users, ends, m)) if self.model_cfg.context_time else None
+        torch_device = torch_device_of(model)
+        items = torch.from_numpy(self.data.windows(users, ends, m)).to(torch_device)
+        times = None
+        if self.model_cfg.context_time:
+            times = torch.from_numpy(self.data.window_times(users, ends, m)).to(torch_device)
         return DeviceContext(*model.context(items, times))
 
     # -- evaluation --------------------------------------------------------------------------------
@@ -188,9 +192,9 @@ class RecommendationTask(Task):
                 sl = slice(start, start + EVAL_BATCH)
                 head = None
                 if device_slots is not None:
-                    index = torch.from_numpy(device_slots[1][sl])
+                    index = torch.from_numpy(device_slots[1][sl]).to(torch_device_of(model))
                     head = [p[index] for p in device_slots[0]]
-                out.append(self._logits(model, users[sl], positions[sl], candidates[sl], head).numpy())
+                out.append(self._logits(model, users[sl], positions[sl], candidates[sl], head).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, candidates.shape[1]), np.float32)
 
     def evaluate(self, model: RecModel, split: str, generator) -> dict[str, float]:
