@@ -101,13 +101,13 @@ class LatencyStats:
 
     @classmethod
     def of(cls, samples_ms: Sequence[float]) -> "LatencyStats":
-        ordered = np.sort(np.asarray(samples_ms, dtype=np.float64))
-        if not len(ordered):
+        samples = np.asarray(samples_ms, dtype=np.float64)
+        if not len(samples):
             raise ValueError("latency statistics need at least one sample")
-        cut = len(ordered) // 10
+        ordered, cut = np.sort(samples), len(samples) // 10
         p50, p90, p99 = np.percentile(ordered, [50, 90, 99])
-        return cls(len(ordered), float(np.mean(ordered)), float(np.mean(ordered[cut:len(ordered) - cut])),
-                   float(p50), float(p90), float(p99))
+        return cls(len(samples), float(np.mean(samples)), float(np.mean(ordered[cut:len(ordered) - cut])),
+                   float(p50), float(p90), float(p99))  # numpy's mean sums pairwise: the avg in the given order
 
     def records(self, model: BenchmarkModel, device: DeviceInfo) -> list[Record]:
         return [r for metric, value in ((AVG, self.avg), (TRIMMEAN, self.trimmean), (P50, self.p50),

@@ -1,6 +1,6 @@
 // The golden files of the device protocol (tests/golden/, written by tests/golden.py): every manifest, blob,
-// request body, zip and the statistics of expected.json, with the outcome the Python client and the Kotlin
-// core reach on the same files.
+// request body, zip, the statistics and the benchmark records file of expected.json, with the outcome the Python
+// client and the Kotlin core reach on the same files.
 
 import Foundation
 import XCTest
@@ -59,7 +59,8 @@ final class GoldenTests: XCTestCase {
 
     func testEverySectionOfExpectedJSONIsChecked() throws {
         // a section added to the golden files must get a test here, not be skipped silently
-        XCTAssertEqual(Set(try expected().keys), ["manifest", "manifests", "blobs", "requests", "zips", "stats", "trust"])
+        XCTAssertEqual(Set(try expected().keys), ["manifest", "manifests", "blobs", "requests", "zips", "stats", "trust",
+                                                   "benchmark_results"])
     }
 
     func testManifests() throws {
@@ -230,6 +231,120 @@ final class GoldenTests: XCTestCase {
         for (name, value) in [("avg", got.avg), ("trimmean", got.trimmean)] {
             let expected = try want(name)
             XCTAssertEqual(value, expected, accuracy: 1e-12 * abs(expected), name)
+        }
+    }
+
+    /// expected.json "benchmark_results": the records file an app writes, rebuilt with DuetKit's own code
+    /// (BenchmarkResults of the samples of `latency_from` and the extra pairs, each extra metric in its field, whose
+    /// `records` are the LatencyStats records then the extra ones; the entry's model and device) and written by
+    /// BenchmarkRecord.write; parsed, it must be the golden file: the same records in the same order, the same keys,
+    /// every value equal. Numbers as in testStats: avg and trimmean within 1e-12 relative, the rest exactly (an
+    /// integral value may be written as 0 where Python writes 0.0: the same JSON number).
+    func testBenchmarkResultsFile() throws {
+        let root = try expected()
+        guard let entry = root["benchmark_results"]?.objectValue else {
+            throw TestSetupFailure("expected.json has no benchmark_results section")
+        }
+        func text(_ object: JSONObject?, _ key: String) throws -> String {
+            guard let value = object?[key]?.stringValue else { throw TestSetupFailure("benchmark_results: no \(key)") }
+            return value
+        }
+        func int64(_ object: JSONObject?, _ key: String) throws -> Int64 {
+            guard let value = object?[key]?.intValue else { throw TestSetupFailure("benchmark_results: no \(key)") }
+            return Int64(value)
+        }
+        let m = entry["model"]?.objectValue
+        let model = BenchmarkModel(name: try text(m, "name"), backend: try text(m, "backend"),
+                                   quantization: try text(m, "quantization"))
+        let d = entry["device"]?.objectValue
+        let device = DeviceInfo(device: try text(d, "device"), arch: try text(d, "arch"), os: try text(d, "os"),
+                                totalMem: try int64(d, "totalMem"), availMem: try int64(d, "availMem"))
+        let from = try text(entry, "latency_from")
+        guard let items = root[from]?.objectValue?["samples_ms"]?.arrayValue, !items.isEmpty else {
+            throw TestSetupFailure("expected.json has no \(from).samples_ms")
+        }
+        let samples = items.compactMap(\.numberValue)
+        XCTAssertEqual(samples.count, items.count)
+        guard let pairs = entry["extra"]?.arrayValue, !pairs.isEmpty else {
+            throw TestSetupFailure("expected.json benchmark_results has no extra records")
+        }
+        var extra: [BenchmarkMetric: Double] = [:]
+        for pair in pairs {
+            guard let items = pair.arrayValue, items.count == 2, let name = items[0].stringValue,
+                  let value = items[1].numberValue else {
+                throw TestSetupFailure("benchmark_results: an extra entry is not [metric, value]")
+            }
+            guard let metric = BenchmarkMetric(rawValue: name) else {
+                throw TestSetupFailure("benchmark_results: extra metric \(name) is not a DuetKit BenchmarkMetric")
+            }
+            XCTAssertNil(extra.updateValue(value, forKey: metric), "extra metric \(name) twice")
+        }
+        let fields: [BenchmarkMetric] = [.modelLoadTime, .loadStatus, .peakMemory, .slotSwapLatency, .generateRoundTrip]
+        for metric in extra.keys where !fields.contains(metric) {
+            throw TestSetupFailure("benchmark_results: \(metric.rawValue) is not a BenchmarkResults field")
+        }
+        let loadStatus = try XCTUnwrap(Int(exactly: extra[.loadStatus] ?? 0), "load_status is not an integer")
+        let results = BenchmarkResults(latenciesMs: samples, modelLoadMs: extra[.modelLoadTime] ?? .nan,
+                                       loadStatus: loadStatus, peakMemoryMB: extra[.peakMemory] ?? .nan,
+                                       slotSwapMs: extra[.slotSwapLatency] ?? .nan,
+                                       generateRoundTripMs: extra[.generateRoundTrip] ?? .nan)
+
+        let name = try text(entry, "file")
+        let dir = try TestPaths.temporaryDirectory("golden-records")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = try BenchmarkRecord.write(results.records(model: model, device: device), toDirectory: dir)
+        XCTAssertEqual(url.lastPathComponent, name)
+        let written = try JSONValue.parse(Data(contentsOf: url))
+        let golden: JSONValue
+        do {
+            golden = try JSONValue.parse(load(name))
+        } catch let error as JSONValue.ParseError {
+            throw TestSetupFailure("golden \(name) is not valid JSON: \(error)")
+        }
+        guard let want = golden.arrayValue, let got = written.arrayValue else {
+            return XCTFail("\(name): golden \(golden.kindName), written \(written.kindName); both should be arrays")
+        }
+        XCTAssertEqual(got.count, want.count, "\(name): records written vs in the golden file")
+        let means: Set<String> = [BenchmarkMetric.avgLatency.rawValue, BenchmarkMetric.trimmeanLatency.rawValue]
+        var problems: [String] = []
+        for (i, (w, g)) in zip(want, got).enumerated() {
+            let metric = w.objectValue?["metric"]?.stringValue ?? "?"
+            jsonDiff("\(name)[\(i)] (\(metric))", w, g, relative: { key in
+                key == "actualValue" && means.contains(metric) ? 1e-12 : 0
+            }, key: "", into: &problems)
+        }
+        XCTAssertTrue(problems.isEmpty, "written records differ from the golden \(name):\n"
+                      + problems.joined(separator: "\n"))
+    }
+
+    /// Every difference between `want` (golden) and `got` (written) under `path`: keys, kinds, order, values;
+    /// numbers (an integer and a double alike) within `relative(key)` relative, where key is the last key above them.
+    func jsonDiff(_ path: String, _ want: JSONValue, _ got: JSONValue, relative: (String) -> Double, key: String,
+                  into problems: inout [String]) {
+        switch (want, got) {
+        case (.object(let w), .object(let g)):
+            for k in w.keys where g[k] == nil { problems.append("\(path): no key \(k)") }
+            for k in g.keys where w[k] == nil { problems.append("\(path): unexpected key \(k)") }
+            for k in w.keys {
+                if let wv = w[k], let gv = g[k] {
+                    jsonDiff("\(path).\(k)", wv, gv, relative: relative, key: k, into: &problems)
+                }
+            }
+        case (.array(let w), .array(let g)):
+            if w.count != g.count { problems.append("\(path): \(w.count) items in the golden file, \(g.count) written") }
+            for (i, (wv, gv)) in zip(w, g).enumerated() {
+                jsonDiff("\(path)[\(i)]", wv, gv, relative: relative, key: key, into: &problems)
+            }
+        case (.int(let w), .int(let g)):
+            if w != g { problems.append("\(path): golden \(w), written \(g)") }
+        case (.int, .double), (.double, .int), (.double, .double):
+            let (w, g) = (want.numberValue!, got.numberValue!)
+            let tolerance = relative(key) * abs(w)
+            if tolerance == 0 ? w != g : !(abs(w - g) <= tolerance) {
+                problems.append("\(path): golden \(w), written \(g)" + (tolerance == 0 ? "" : " (beyond 1e-12 relative)"))
+            }
+        default:
+            if want != got { problems.append("\(path): golden \(want), written \(got)") }
         }
     }
 }

@@ -1,6 +1,10 @@
-/** The golden files of tests/golden (expected.json): manifests, slot blobs, request bodies and statistics, as Python decides. */
+/**
+ * The golden files of tests/golden (expected.json): manifests, slot blobs, request bodies, statistics and the benchmark
+ * records file, as Python decides.
+ */
 package io.duet.core
 
+import com.google.gson.JsonElement
 import com.google.gson.JsonObject
 import com.google.gson.JsonParser
 import org.junit.Assert.assertArrayEquals
@@ -8,6 +12,8 @@ import org.junit.Assert.assertEquals
 import org.junit.Assert.assertNotNull
 import org.junit.Assert.assertTrue
 import org.junit.Test
+import java.io.File
+import java.nio.file.Files
 
 class GoldenTest {
     private val expected: JsonObject = JsonParser.parseString(Golden.file("expected.json").readText()).asJsonObject
@@ -123,5 +129,72 @@ class GoldenTest {
         assertEquals("p50", stats.get("p50").asDouble, s.p50, 0.0)
         assertEquals("p90", stats.get("p90").asDouble, s.p90, 0.0)
         assertEquals("p99", stats.get("p99").asDouble, s.p99, 0.0)
+    }
+
+    /**
+     * expected.json "benchmark_results": the records file an app writes, rebuilt with the core's own code (LatencyStats
+     * of the samples of [latency_from], BenchmarkRecords.latency, then BenchmarkRecords.of for each extra pair, the model
+     * and device of the entry) and written by BenchmarkRecords.write; parsed, it must be the golden file: the same
+     * records in the same order, the same keys, every value equal (numbers exactly, as in [statistics]).
+     */
+    @Test
+    fun benchmarkResultsFile() {
+        val entry = expected.getAsJsonObject("benchmark_results")
+        assertNotNull("expected.json has no benchmark_results section", entry)
+        val m = entry.getAsJsonObject("model")
+        val model = BenchmarkModel(m.get("name").asString, m.get("backend").asString, m.get("quantization").asString)
+        val d = entry.getAsJsonObject("device")
+        val device = DeviceInfo(d.get("device").asString, d.get("arch").asString, d.get("os").asString,
+            d.get("totalMem").asLong, d.get("availMem").asLong)
+        val samples = expected.getAsJsonObject(entry.get("latency_from").asString).getAsJsonArray("samples_ms").map { it.asDouble }
+        assertTrue("expected.json has no latency samples", samples.isNotEmpty())
+        val extra = entry.getAsJsonArray("extra").map { it.asJsonArray }
+        assertTrue("expected.json benchmark_results has no extra records", extra.isNotEmpty())
+        val records = BenchmarkRecords.latency(model, device, LatencyStats.of(samples)) + extra.map { pair ->
+            val metric = pair[0].asString
+            BenchmarkRecords.of(model, metric, pair[1].asDouble, device) ?: throw AssertionError("extra $metric: no record")
+        }
+        val name = entry.get("file").asString
+        val dir = Files.createTempDirectory("golden-records").toFile()
+        try {
+            val file = File(dir, name)
+            BenchmarkRecords.write(records, file)
+            val problems = ArrayList<String>()
+            jsonDiff(name, JsonParser.parseString(Golden.file(name).readText()), JsonParser.parseString(file.readText()), problems)
+            assertTrue("written records differ from the golden $name:\n" + problems.joinToString("\n"), problems.isEmpty())
+        } finally {
+            dir.deleteRecursively()
+        }
+    }
+
+    /** Every difference between [want] (golden) and [got] (written) under [path]: keys, kinds, order, values (numbers exactly). */
+    private fun jsonDiff(path: String, want: JsonElement, got: JsonElement, problems: MutableList<String>) {
+        when {
+            want.isJsonObject && got.isJsonObject -> {
+                val w = want.asJsonObject
+                val g = got.asJsonObject
+                for (key in w.keySet() - g.keySet()) problems.add("$path: no key $key")
+                for (key in g.keySet() - w.keySet()) problems.add("$path: unexpected key $key")
+                for (key in w.keySet().intersect(g.keySet())) jsonDiff("$path.$key", w.get(key), g.get(key), problems)
+            }
+            want.isJsonArray && got.isJsonArray -> {
+                val w = want.asJsonArray
+                val g = got.asJsonArray
+                if (w.size() != g.size()) problems.add("$path: ${w.size()} items in the golden file, ${g.size()} written")
+                for (i in 0 until Math.min(w.size(), g.size())) {
+                    val metric = w[i].takeIf { it.isJsonObject }?.asJsonObject?.get("metric")?.takeIf { it.isJsonPrimitive }?.asString
+                    jsonDiff("$path[$i]" + (metric?.let { " ($it)" } ?: ""), w[i], g[i], problems)
+                }
+            }
+            want.isJsonPrimitive && got.isJsonPrimitive && want.asJsonPrimitive.isNumber && got.asJsonPrimitive.isNumber -> {
+                if (want.asDouble != got.asDouble) {
+                    problems.add("$path: golden $want (${want.asDouble}), written $got (${got.asDouble})")
+                }
+            }
+            want.isJsonPrimitive && got.isJsonPrimitive && want.asJsonPrimitive.isString && got.asJsonPrimitive.isString -> {
+                if (want.asString != got.asString) problems.add("$path: golden $want, written $got")
+            }
+            want != got -> problems.add("$path: golden $want, written $got")
+        }
     }
 }
