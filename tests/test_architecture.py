@@ -18,7 +18,7 @@ STAGES = [  # (stage, module prefixes); a module may import its own stage and ea
     (3, ["toolkit.serving", "toolkit.train"]),
     (4, ["toolkit.evaluate", "toolkit.measure", "toolkit.export"]),
     (5, ["toolkit.report", "toolkit.service", "toolkit.client", "toolkit.loadtest", "toolkit.bench",
-         "toolkit.console"]),
+         "toolkit.console", "toolkit.data_scale"]),
 ]
 
 

@@ -11,8 +11,8 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import torch
 
-from toolkit.data.interactions import DEFAULT_DATASET, load_default, load_file
-from toolkit.data.sequences import SequenceData, SequenceProtocol, build_sequences
+from toolkit.data.interactions import DEFAULT_DATASET, file_fingerprint, load_default, load_file
+from toolkit.data.sequences import SequenceData, SequenceProtocol, build_sequences, cached_sequences
 from toolkit.device import DeviceModel, TensorSpec
 from toolkit.errors import ConfigError, RequestError
 from toolkit.metrics import ranking_metrics
@@ -418,9 +418,9 @@ def _int_list(payload: Mapping[str, Any], key: str, low: int, high: int, max_len
 
 def _load_data(cfg: RecTaskConfig, cache_dir: Path | None) -> SequenceData:
     if cfg.source.dataset == DEFAULT_DATASET:
-        interactions = load_default()
-    elif cfg.source.dataset == "file":
-        interactions = load_file(cfg.source.path, cfg.source.format)
-    else:
-        raise ConfigError(f"unknown dataset {cfg.source.dataset!r}; use 'movielens' or --data PATH --format ...")
-    return build_sequences(interactions, cfg.protocol, cache_dir)
+        return build_sequences(load_default(), cfg.protocol, cache_dir)
+    if cfg.source.dataset == "file":  # hashed first: a cached file is not parsed again
+        path, fmt = cfg.source.path, cfg.source.format
+        return cached_sequences(f"{file_fingerprint(path)}:{fmt}", lambda: load_file(path, fmt), cfg.protocol,
+                                cache_dir)  # the format in the key: one file read two ways is two entries
+    raise ConfigError(f"unknown dataset {cfg.source.dataset!r}; use 'movielens' or --data PATH --format ...")
