@@ -116,7 +116,7 @@ def runtime_records(run, exports: list[Export], config: HostBenchConfig, cache_d
             for name in ["pytorch", *export.manifest["targets"]]:
                 if name in NOT_TIMED:
                     skipped.append({"backend": R.BACKENDS.get(name, name), "export": str(export.path),
-                                    "reason": NOT_TIMED[name]})
+                                    "quantization": export.quantization, "reason": NOT_TIMED[name]})
                 elif name != "pytorch" or shape not in eager_p50:
                     result = _probe(ProbeSpec(name, str(export.path), str(run.path), str(work), str(cache_dir),
                                               config.calls, config.warmup, config.threads))

@@ -105,7 +105,8 @@ def markdown(report: dict[str, Any]) -> str:
         if ratio is not None and backend != "pytorch" and ratio > TARGET_RATIO:
             slow.append(f"{backend} {quantization} ({ratio:.2f}× eager)")
     for item in report.get("not_timed", []):
-        lines.append(f"| {report.get('host', {}).get('device', 'host')} | model | {item['backend']} | | "
+        lines.append(f"| {report.get('host', {}).get('device', 'host')} | model | {item['backend']} | "
+                     f"{item.get('quantization', '')} | "
                      f"not timed: {item['reason']} |" + " |" * (len(used) - 1))
     lines.append("")
     if slow:
@@ -182,9 +183,13 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> dict[str, str]:
         figure.savefig(out_dir / PLOTS["throughput"], dpi=110)
         plt.close(figure)
         written["throughput"] = PLOTS["throughput"]
-    accuracy = [(f"{name} {backend}" + (f" {q}" if q != "none" else ""), value)
-                for (_, name, backend, q), values in _table(report).items()
+    def label(name: str, backend: str, quantization: str) -> str:
+        what = "DUET program" if name == "model" else name
+        return f"{what} in {backend}" + (f" {quantization}" if quantization != "none" else "")
+
+    accuracy = [(label(name, backend, q), value) for (_, name, backend, q), values in _table(report).items()
                 for metric, value in values.items() if metric.startswith("accuracy_")]
+    accuracy.sort(key=lambda item: item[0].startswith("DUET program"))  # the methods first, then the programs
     if accuracy:
         figure, axis = plt.subplots(figsize=(7, 0.45 * len(accuracy) + 1.5))
         values = [v for _, v in accuracy]
