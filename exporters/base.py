@@ -38,6 +38,9 @@ class ExportOptions:
                                    "fp32); none: fp32 throughout.", choices=QUANTIZE_MODES)
     shape: tuple[tuple[str, int], ...] = ()  # overrides of the task's fixed export shapes, as (name, size) pairs
     min_quant_elements: int = option(1024, "Weight tensors with fewer elements stay fp32 (not worth compressing).")
+    max_int8_rows: int = option(1024, "Static layers applied to more rows than this per call stay fp32 in ExecuTorch "
+                                      "and TFLite, whose int8 layers quantize their input at every call (a 3,000-row "
+                                      "32x32 layer: 3-4x slower in int8, for 3 KB saved).")
     target_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # (target, ((name, value), ...)), ...:
     # options only one target reads (e.g. coreml palettize_bits); each is checked by that target's check_options
     threads: int = option(1, "CPU threads of each runtime and of PyTorch while validating and timing.",
@@ -56,8 +59,10 @@ class ExportOptions:
             if check is None:
                 raise ConfigError(f"the {target} target takes no options of its own")
             check(self)
-        if self.threads < 1 or self.latency_calls < 1 or self.min_quant_elements < 0 or self.max_eval_devices < 0:
-            raise ConfigError("threads and latency_calls must be >= 1; min_quant_elements, max_eval_devices >= 0")
+        if self.threads < 1 or self.latency_calls < 1 or self.min_quant_elements < 0 or self.max_eval_devices < 0 \
+                or self.max_int8_rows < 1:
+            raise ConfigError("threads, latency_calls and max_int8_rows must be >= 1; min_quant_elements, "
+                              "max_eval_devices >= 0")
 
     @property
     def compressed(self) -> bool:
@@ -69,6 +74,7 @@ class ExportOptions:
 
     def to_json(self) -> dict:
         return {"quantize": self.quantize, "shape": dict(self.shape), "min_quant_elements": self.min_quant_elements,
+                "max_int8_rows": self.max_int8_rows,
                 "target_options": {t: dict(o) for t, o in self.target_options}, "threads": self.threads,
                 "latency_calls": self.latency_calls, "max_eval_devices": self.max_eval_devices}
 
@@ -156,6 +162,29 @@ def worth_quantizing(shape: Sequence[int], min_elements: int) -> bool:
     """A static weight is compressed when it has `min_elements` elements and enough per row to pay for its scale."""
     numel = int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
     return len(shape) >= 1 and numel >= max(min_elements, 1) and numel // max(int(shape[0]), 1) >= MIN_ROW_ELEMENTS
+
+
+def linear_rows(module, args: Sequence) -> dict[str, int]:
+    """Rows each nn.Linear of `module` transforms in one call `module(*args)` (its most over repeated uses), by name."""
+    import torch
+    from torch import nn
+
+    rows: dict[str, int] = {}
+
+    def record(name: str):
+        def hook(_layer, _inputs, output):
+            rows[name] = max(rows.get(name, 0), output.numel() // max(int(output.shape[-1]), 1))
+        return hook
+
+    hooks = [layer.register_forward_hook(record(name)) for name, layer in module.named_modules()
+             if isinstance(layer, nn.Linear)]
+    try:
+        with torch.no_grad():
+            module(*args)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return rows
 
 
 def example_slots(model: DeviceModel, seed: int = 0) -> dict[str, np.ndarray]:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from export_fixtures import (BACKBONES, CANDIDATES, TARGETS, exports, slot_sets,  # noqa: F401
+from export_fixtures import (BACKBONES, CANDIDATES, SEQ_LEN, TARGETS, exports, slot_sets,  # noqa: F401
                              tiny_conv_device_model, tiny_device_model)
 
 from exporters import EXPORTERS, SUPPORT_MODULES, exporter, target_names
 from exporters.base import (FP32_ATOL, ExportOptions, InputShapeError, ParityError, SignatureError, check_parity,
-                            example_slots)
+                            example_args, example_slots)
 from toolkit.errors import ConfigError, SlotShapeError, ToleranceExceeded
 
 EXPORTERS_DIR = Path(__file__).resolve().parents[1] / "exporters"
@@ -222,6 +222,61 @@ def test_a_program_of_other_shapes_fails_the_signature_check(exports, target):
     wider = RecDeviceModel(model.model, model.seq_len, CANDIDATES + 1)
     with pytest.raises(SignatureError, match=f"{target}: program inputs"):
         exporter(target).validate(artifact, wider, slot_sets(wider), options)
+
+
+# -- programs written for the runtimes -------------------------------------------------------------------------------
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_the_export_form_computes_the_device_model(backbone):
+    """for_export() may rewrite a program for the runtimes (DIN's score layer, one head call for a user state), but
+    it computes the same scores, and leaves the model it was made from as it was."""
+    import torch
+
+    model = tiny_device_model(backbone)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    program = model.for_export()
+    for seed in range(3):
+        args = example_args(model, seed)
+        with torch.no_grad():
+            np.testing.assert_allclose(program(*args).numpy(), model(*args).numpy(), atol=1e-5, rtol=0)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_executorch_runs_the_slot_layers_inside_xnnpack(backbone):
+    """Linears whose weights are program inputs (the slots) go to XNNPACK, not to the portable addmm loop."""
+    import torch
+    from executorch.devtools.backend_debug import get_delegation_info
+    from executorch.exir import to_edge_transform_and_lower
+
+    from exporters.executorch import partitioner
+
+    model = tiny_device_model(backbone)
+    exported = torch.export.export(model.for_export(), example_args(model), strict=False)
+    edge = to_edge_transform_and_lower(exported, partitioner=[partitioner()])
+    table = get_delegation_info(edge.exported_program().graph_module).get_operator_delegation_dataframe()
+    outside = set(table[table.occurrences_in_non_delegated_graphs > 0].op_type)
+    assert not outside & {"aten_addmm_default", "aten_mm_default", "aten_linear_default", "aten_bmm_default"}, outside
+
+
+@pytest.mark.parametrize("target", ["executorch", "tflite"])
+def test_layers_over_max_int8_rows_stay_fp32(tmp_path, target):
+    """DIN's pair layer transforms SEQ_LEN * CANDIDATES rows per call; with a lower limit it is not quantized."""
+    model = tiny_device_model("din")
+    rows = SEQ_LEN * CANDIDATES
+    limits = {"all": rows, "fewer": rows - 1}
+    artifacts = {name: exporter(target).export(model, ExportOptions(min_quant_elements=0, max_int8_rows=limit),
+                                               tmp_path / name) for name, limit in limits.items()}
+    if target == "executorch":
+        assert "fp32, over" not in artifacts["all"].quantization
+        assert f"fp32, over {rows - 1} rows per call: model.encoder.from_product" in artifacts["fewer"].quantization
+    else:
+        from exporters.tflite import _count_int8_tensors
+
+        assert _count_int8_tensors(artifacts["fewer"].path) == _count_int8_tensors(artifacts["all"].path) - 1
+    options = ExportOptions(min_quant_elements=0, max_int8_rows=rows - 1)
+    exporter(target).validate(artifacts["fewer"], model, slot_sets(model), options)
+    with pytest.raises(ConfigError, match="max_int8_rows must be >= 1"):
+        ExportOptions(max_int8_rows=0)
 
 
 def test_parity_needs_three_slot_sets(exports):

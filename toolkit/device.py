@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,12 @@ class DeviceModel(nn.Module):
     def example_inputs(self, seed: int = 0) -> tuple[torch.Tensor, ...]:
         """Valid random non-slot inputs of the declared shapes."""
         raise NotImplementedError
+
+    def for_export(self) -> nn.Module:
+        """A copy of this program that the exporters convert: the same function of the same inputs, slots and weights,
+        possibly written in a form the runtimes run faster (the parity checks compare it with this model).
+        Default: a plain copy."""
+        return copy.deepcopy(self).eval()
 
     def slot_tensors(self, slots: dict[str, np.ndarray]) -> tuple[torch.Tensor, ...]:
         """Slots in spec order as fp32 tensors (the tail of forward's arguments)."""

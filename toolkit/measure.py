@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # types only: measuring needs a task's device program (TaskPr
 logger = logging.getLogger(__name__)
 
 WARMUP_CALLS = 10  # untimed calls before the latency measurement
+LATENCY_BLOCKS = 10  # runtime and eager calls alternate in this many blocks, so both see the same machine load
 Progress = Callable[[str, int], Callable[[], None]]  # (description, total) -> advance(); as cli._progress_bars
 
 
@@ -163,18 +164,29 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 
 def p50_us(fn: Callable[[], Any], calls: int) -> float:
-    for _ in range(WARMUP_CALLS):
-        fn()
-    times = np.empty(calls)
-    for i in range(calls):
-        started = time.perf_counter_ns()
-        fn()
-        times[i] = time.perf_counter_ns() - started
-    return float(np.median(times) / 1e3)
+    return p50s_us([fn], calls)[0]
+
+
+def p50s_us(fns: Sequence[Callable[[], Any]], calls: int) -> list[float]:
+    """p50 of `calls` timed calls of each function, the functions taking turns in LATENCY_BLOCKS blocks of calls."""
+    for fn in fns:
+        for _ in range(WARMUP_CALLS):
+            fn()
+    times = np.empty((len(fns), calls))
+    block = -(-calls // LATENCY_BLOCKS)
+    for start in range(0, calls, block):
+        for row, fn in enumerate(fns):
+            for i in range(start, min(start + block, calls)):
+                started = time.perf_counter_ns()
+                fn()
+                times[row, i] = time.perf_counter_ns() - started
+    return [float(np.median(row) / 1e3) for row in times]
 
 
 def latency(runner, model, eval_set: EvalSet, calls: int) -> dict[str, Any]:
-    """p50 of one call, same inputs and slots, in the runtime and in PyTorch eager fp32 (same process, same threads).
+    """p50 of one call, same inputs and slots, in the runtime and in PyTorch eager fp32 (same process, same threads,
+    the two taking turns in blocks of calls). A runtime call is what an app's is: the inputs and slots copied into
+    the program, the program run, the output copied out.
 
     A runner that is a reference interpreter rather than the target's runtime (Core ML off macOS) is not timed.
     """
@@ -185,10 +197,12 @@ def latency(runner, model, eval_set: EvalSet, calls: int) -> dict[str, Any]:
     slots = eval_set.slots[device]
     args = inputs + [np.ascontiguousarray(slots[s.name], dtype=np.float32) for s in model.slot_specs]
     tensors = [torch.from_numpy(a) for a in args]
-    with torch.no_grad():
-        eager = p50_us(lambda: model(*tensors), calls)
     timed = getattr(runner, "is_runtime", True)
-    runtime = p50_us(lambda: runner.call_checked(args), calls) if timed else None
+    with torch.no_grad():
+        if timed:
+            eager, runtime = p50s_us([lambda: model(*tensors), lambda: runner.call_checked(args)], calls)
+        else:
+            eager, runtime = p50_us(lambda: model(*tensors), calls), None
     return {"runtime_p50_us": runtime, "pytorch_eager_p50_us": eager, "calls": calls,
             "measured_with": type(runner).__name__ if timed else f"not timed: {type(runner).__name__} is a reference "
                                                                    f"interpreter, not the target's runtime"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import re
 import sys
 from pathlib import Path
@@ -45,7 +44,7 @@ def export(model, options: ExportOptions, out_dir: Path) -> Artifact:
     import torch
 
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    program = copy.deepcopy(model).eval()
+    program = model.for_export()  # the same function, in the form written for the runtimes
     with stage(NAME, "torch.export"):
         exported = torch.export.export(program, example_args(model), strict=False).run_decompositions()
         _float_fill_values(exported)

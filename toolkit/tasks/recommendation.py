@@ -16,7 +16,7 @@ from toolkit.data.sequences import SequenceData, SequenceProtocol, build_sequenc
 from toolkit.device import DeviceModel, TensorSpec
 from toolkit.errors import ConfigError, RequestError
 from toolkit.metrics import ranking_metrics
-from toolkit.models.recommendation import RecModel, RecModelConfig, bce_loss
+from toolkit.models.recommendation import RecExportModel, RecModel, RecModelConfig, bce_loss
 from toolkit.tasks.base import DeviceContext, Task, torch_device_of
 
 
@@ -346,6 +346,11 @@ class RecDeviceModel(DeviceModel):
 
     def forward(self, history, candidates, *slots):
         return self.model(history, candidates, list(slots))
+
+    def for_export(self) -> "RecDeviceModel":
+        program = copy.deepcopy(self).eval()
+        program.model = RecExportModel(program.model)
+        return program
 
     def example_inputs(self, seed: int = 0) -> tuple[torch.Tensor, ...]:
         g = torch.Generator().manual_seed(seed)
