@@ -31,7 +31,8 @@ def _typed(table):
     return wrapper
 
 
-def _load(run: Path, name: str) -> dict:
+def load_run_file(run: Path, name: str) -> dict:
+    """A JSON file of a run or export folder, checked (metrics files: each method an object of numbers)."""
     path = Path(run) / name
     if not path.exists():
         raise ConfigError(f"{path} is missing: run `cli.py evaluate {run}` first")
@@ -70,9 +71,9 @@ def comparison_table(runs: list[Path], metric_keys: list[str] | None = None, shi
     """One row per (run, method): the chosen metrics, and for DUET the gain over Base and fine-tuning."""
     rows = []
     for run in runs:
-        metrics = _load(run, SHIFTED_FILE if shifted else METRICS_FILE)
+        metrics = load_run_file(run, SHIFTED_FILE if shifted else METRICS_FILE)
         keys = metric_keys or list(metrics["base"])
-        selected = _selection_metric(_load(run, CONFIG_FILE))
+        selected = _selection_metric(load_run_file(run, CONFIG_FILE))
         head = selected if selected in keys else keys[0]
         if not rows:
             rows.append("| run | method | " + " | ".join(keys) + f" | Δ{head} vs base | Δ{head} vs finetune |")
@@ -92,7 +93,7 @@ def comparison_table(runs: list[Path], metric_keys: list[str] | None = None, shi
 def timing_table(runs: list[Path]) -> str:
     rows = ["| run | fine-tune ms/device | generate ms/device | ratio |", "|---|---:|---:|---:|"]
     for run in runs:
-        m = _load(run, METRICS_FILE)
+        m = load_run_file(run, METRICS_FILE)
         ft, gen = m["finetune_seconds_per_device"], m["generate_seconds_per_device"]
         rows.append(f"| {Path(run).name} | {ft * 1e3:.1f} | {gen * 1e3:.3f} | {ft / gen:.0f}x |")
     return "\n".join(rows)
@@ -105,8 +106,8 @@ def ablation_table(runs: list[Path]) -> str:
     rows = ["| run | generator settings | DUET | Δ vs base | Δ vs finetune | best epoch | slot change per new sample |",
             "|---|---|---:|---:|---:|---:|---:|"]
     for run in runs:
-        metrics = _load(run, METRICS_FILE)
-        config = _load(run, CONFIG_FILE)
+        metrics = load_run_file(run, METRICS_FILE)
+        config = load_run_file(run, CONFIG_FILE)
         key = _selection_metric(config)
         events = [json.loads(line) for line in (Path(run) / LOG_FILE).read_text().splitlines()]
         best = next(e for e in events if e.get("stage") == "duet" and e.get("event") == "best")
@@ -119,7 +120,7 @@ def ablation_table(runs: list[Path]) -> str:
                     f"backbone_lr={config['train']['backbone_lr']}, generator_lr={config['train']['generator_lr']}"
                     + (f", context={model['context_items']} items, time={model['context_time']}"
                        if "context_items" in model else ""))
-        change = _load(run, EVALUATION_FILE).get("slot_change_per_new_sample", float("nan"))
+        change = load_run_file(run, EVALUATION_FILE).get("slot_change_per_new_sample", float("nan"))
         rows.append(f"| {Path(run).name} | {settings} | {metrics['duet'][key]:.4f} | "
                     f"{metrics['duet'][key] - metrics['base'][key]:+.4f} | "
                     f"{metrics['duet'][key] - metrics['finetune'][key]:+.4f} | {epoch} | {change:.4f} |")
@@ -134,7 +135,7 @@ def export_table(export_dirs: list[Path]) -> str:
             "| eager p50 µs | export s (all targets) |",
             "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     for export_dir in export_dirs:
-        report = _load(export_dir, "report.json")
+        report = load_run_file(export_dir, "report.json")
         mode, key = report["options"]["quantize"], report["metric"]
         for target, entry in report["targets"].items():
             score, latency = entry[key], entry["latency"]

@@ -65,10 +65,10 @@ def load_exports(run, export_dirs: Sequence[Path]) -> list[Export]:
     return exports
 
 
-def _write_probe_inputs(run, export: Export, work: Path) -> None:
+def _write_probe_inputs(run, programs, export: Export, work: Path) -> None:
     """The timed call (the first test call of the run at the export's shapes), the slots generated for the first
-    test device (bound during the timed calls) and a blob of another device's slots (the swap)."""
-    from toolkit.serving import ServingPrograms
+    test device (bound during the timed calls) and a blob of another device's slots (the swap); `programs` is the
+    run's serving.ServingPrograms."""
     from toolkit.slots import encode_safetensors
 
     _, inputs, _ = next(iter(run.task.device_eval_calls("test", export.report["shape"])))
@@ -76,7 +76,6 @@ def _write_probe_inputs(run, export: Export, work: Path) -> None:
     devices = [int(d) for d in run.task.device_ids("test")[:2]]
     if not devices:
         raise ConfigError(f"{run.path}: the run's test split has no device to benchmark with")
-    programs = ServingPrograms(run)
     np.savez(work / "slots.npz", **programs.slots_for_device(devices[0]))
     (work / "swap.safetensors").write_bytes(encode_safetensors(run.duet.slot_specs,
                                                                programs.slots_for_device(devices[-1])))
@@ -96,8 +95,8 @@ def _probe(spec) -> dict[str, Any]:
     return json.loads(spec.result_file.read_text())
 
 
-def runtime_records(run, exports: list[Export], config: HostBenchConfig, cache_dir: Path, device: R.DeviceInfo,
-                    progress: Progress | None = None) -> tuple[list[R.Record], list[dict]]:
+def runtime_records(run, programs, exports: list[Export], config: HostBenchConfig, cache_dir: Path,
+                    device: R.DeviceInfo, progress: Progress | None = None) -> tuple[list[R.Record], list[dict]]:
     """Per export, eager PyTorch (once per export shape) and each target in its runtime, each in a fresh process:
     latency statistics, load time, peak PSS, size, slot swap, the p50 ratio to eager. Returns the records and the
     targets not timed."""
@@ -111,7 +110,7 @@ def runtime_records(run, exports: list[Export], config: HostBenchConfig, cache_d
         for index, export in enumerate(exports):
             work = Path(tmp) / str(index)
             work.mkdir()
-            _write_probe_inputs(run, export, work)
+            _write_probe_inputs(run, programs, export, work)
             shape = json.dumps(export.report["shape"], sort_keys=True)
             for name in ["pytorch", *export.manifest["targets"]]:
                 if name in NOT_TIMED:
@@ -135,7 +134,7 @@ def runtime_records(run, exports: list[Export], config: HostBenchConfig, cache_d
     return out, skipped
 
 
-def generator_records(run, config: HostBenchConfig, device: R.DeviceInfo,
+def generator_records(run, programs, metrics: dict | None, config: HostBenchConfig, device: R.DeviceInfo,
                       progress: Progress | None = None) -> tuple[list[R.Record], dict[str, Any]]:
     """The service's request pipeline (context encoder + generator, traced): p50 for one device, devices per second
     at each batch size (the run's test devices' requests, repeated when a batch is larger than the split), and the
@@ -143,10 +142,7 @@ def generator_records(run, config: HostBenchConfig, device: R.DeviceInfo,
     import torch
 
     from toolkit.measure import torch_threads
-    from toolkit.runs import METRICS_FILE
-    from toolkit.serving import ServingPrograms
 
-    programs = ServingPrograms(run)
     devices = [int(d) for d in run.task.device_ids("test")]
     largest = max(config.sizes)
     bodies = [run.task.example_request(devices[i % len(devices)]) for i in range(min(largest, 4 * len(devices)))]
@@ -179,27 +175,30 @@ def generator_records(run, config: HostBenchConfig, device: R.DeviceInfo,
             curve[batch] = batch / float(np.median(seconds))
             out += R.record(model, R.throughput_metric(batch), curve[batch], device)
             advance()
-    metrics_file = run.path / METRICS_FILE
     finetune_ms = None
-    if metrics_file.exists():
-        from toolkit.report import _load
-
-        finetune_ms = _load(run.path, METRICS_FILE).get("finetune_seconds_per_device", float("nan")) * 1e3
+    if metrics is not None:
+        finetune_ms = metrics.get("finetune_seconds_per_device", float("nan")) * 1e3
         out += R.record(model, R.FINETUNE_PER_DEVICE, finetune_ms, device)
         out += R.record(model, R.FINETUNE_RATIO, finetune_ms / latency, device)
     return out, {"throughput_devices_per_s": curve, "latency_ms": latency, "finetune_ms_per_device": finetune_ms,
                  "distinct_devices": min(len(devices), largest)}
 
 
-def accuracy_records(run, exports: list[Export], device: R.DeviceInfo) -> list[R.Record]:
+def run_metrics(run) -> dict | None:
+    """The run's metrics.json (checked), or None before `cli.py evaluate`."""
+    from toolkit.report import load_run_file
+    from toolkit.runs import METRICS_FILE
+
+    return load_run_file(run.path, METRICS_FILE) if (run.path / METRICS_FILE).exists() else None
+
+
+def accuracy_records(run, metrics: dict | None, exports: list[Export], device: R.DeviceInfo) -> list[R.Record]:
     """Base, fine-tuning and DUET from the run's evaluation (PyTorch), and each export's score in each runtime."""
-    from toolkit.report import _load
-    from toolkit.runs import METHODS, METRICS_FILE
+    from toolkit.runs import METHODS
 
     metric = run.task.selection_metric
     out: list[R.Record] = []
-    if (run.path / METRICS_FILE).exists():
-        metrics = _load(run.path, METRICS_FILE)
+    if metrics is not None:
         for method in METHODS:
             out += R.record(R.BenchmarkModel(method, "pytorch", "none"), R.accuracy_metric(metric),
                             metrics[method][metric], device)

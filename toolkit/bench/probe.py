@@ -56,7 +56,12 @@ def _timed_ms(fn: Callable[[], Any]) -> float:
     return (time.perf_counter_ns() - started) / 1e6
 
 
-Loaded = tuple[Callable, Callable, int]  # forward(arguments), (inputs, slots) -> arguments, bytes loaded
+Loaded = tuple[Callable, list, int]  # forward(arguments), the slot specs in call order, bytes loaded
+
+
+def _arguments(inputs: list[np.ndarray], slots: dict[str, np.ndarray], specs: list) -> list[np.ndarray]:
+    """A program call's arguments: the inputs, then the slots in the program's order as fp32."""
+    return inputs + [np.ascontiguousarray(slots[s.name], dtype=np.float32) for s in specs]
 
 
 def _eager(spec: ProbeSpec, manifest: dict) -> Callable[[], Loaded]:
@@ -82,10 +87,7 @@ def _eager(spec: ProbeSpec, manifest: dict) -> Callable[[], Loaded]:
             with torch.no_grad():
                 return program(*(torch.from_numpy(a) for a in arrays))
 
-        def arguments(inputs: list[np.ndarray], slots: dict[str, np.ndarray]) -> list[np.ndarray]:
-            return inputs + [np.ascontiguousarray(slots[s.name], dtype=np.float32) for s in program.slot_specs]
-
-        return forward, arguments, weights.stat().st_size
+        return forward, program.slot_specs, weights.stat().st_size
 
     return load
 
@@ -102,13 +104,10 @@ def _runtime(spec: ProbeSpec, manifest: dict) -> Callable[[], Loaded]:
     for module in getattr(exporter(spec.program), "RUNTIME_MODULES", ()):
         importlib.import_module(module)
     path = Path(spec.export_dir) / manifest["targets"][spec.program]["file"]
-    specs = slot_specs_of(manifest)
-
-    def arguments(inputs: list[np.ndarray], slots: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return inputs + [np.ascontiguousarray(slots[s.name], dtype=np.float32) for s in specs]
 
     def load() -> Loaded:
-        return load_program(manifest, spec.program, path, spec.threads).call_checked, arguments, served_digest(path)[0]
+        runner = load_program(manifest, spec.program, path, spec.threads)
+        return runner.call_checked, slot_specs_of(manifest), served_digest(path)[0]
 
     return load
 
@@ -131,10 +130,10 @@ def measure(spec: ProbeSpec) -> dict[str, Any]:
     load = (_eager if spec.program == "pytorch" else _runtime)(spec, manifest)
     before_load = pss_mb()
     started = time.perf_counter()
-    forward, arguments, size = load()
+    forward, specs, size = load()
     load_ms = (time.perf_counter() - started) * 1e3
     pss = [before_load, pss_mb()]
-    args = arguments(inputs, slots)
+    args = _arguments(inputs, slots, specs)
     for _ in range(spec.warmup):
         forward(args)
     samples = [_timed_ms(lambda: forward(args)) for _ in range(spec.calls)]
@@ -142,7 +141,7 @@ def measure(spec: ProbeSpec) -> dict[str, Any]:
     answer = SlotAnswer(blob, sha256_hex(blob), manifest["model_version"])
 
     def swap() -> None:  # answer bytes in memory -> decoded, checked -> arguments -> first forward with them
-        forward(arguments(inputs, check_answer(answer, manifest)))
+        forward(_arguments(inputs, check_answer(answer, manifest), specs))
 
     swaps = [_timed_ms(swap) for _ in range(SWAP_WARMUP + SWAP_REPEATS)][SWAP_WARMUP:]
     pss.append(pss_mb())

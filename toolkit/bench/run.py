@@ -9,7 +9,8 @@ from typing import Sequence
 
 from toolkit.bench import records as R
 from toolkit.bench.config import HostBenchConfig, PhoneOptions
-from toolkit.bench.host import Progress, accuracy_records, generator_records, load_exports, runtime_records
+from toolkit.bench.host import (Progress, accuracy_records, generator_records, load_exports, run_metrics,
+                                runtime_records)
 from toolkit.bench.phone import BASE_BLOB, REQUEST, Adb, phone_records
 from toolkit.bench.report import add_records, new_report, read_report, write_report
 from toolkit.errors import ConfigError
@@ -51,12 +52,16 @@ def bench_report(run_dir: str | Path | None, export_dirs: Sequence[str | Path], 
         host = R.host_device()
         report = new_report(run=str(run_dir), exports=[str(e.path) for e in exports], config=asdict(config),
                             host=asdict(host))
+        metrics = run_metrics(run)
         if config.host:
-            programs, report["not_timed"] = runtime_records(run, exports, config, cache_dir, host, progress)
-            add_records(report, programs, "this host: programs in their runtimes")
-            generated, report["generator"] = generator_records(run, config, host, progress)
+            from toolkit.serving import ServingPrograms
+
+            serving = ServingPrograms(run)  # traced once: the probes' slots and the generator's measurement
+            timed, report["not_timed"] = runtime_records(run, serving, exports, config, cache_dir, host, progress)
+            add_records(report, timed, "this host: programs in their runtimes")
+            generated, report["generator"] = generator_records(run, serving, metrics, config, host, progress)
             add_records(report, generated, "this host: the generator")
-        add_records(report, accuracy_records(run, exports, host),
+        add_records(report, accuracy_records(run, metrics, exports, host),
                     "the run's evaluation (metrics.json) and the exports' report.json")
         if phone.adb:
             export = exports[0]
