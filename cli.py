@@ -14,15 +14,15 @@ from exporters.base import ExportOptions
 from exporters.coreml import PALETTIZE_BITS
 from toolkit import registry
 from toolkit.config import FinetuneConfig, GeneratorConfig, ReportOptions, TrainConfig
-from toolkit.console import Commands, Settings, progress_bars, show_epoch, show_evaluation
+from toolkit.cli.console import Commands, Settings, progress_bars, show_epoch, show_evaluation
 from toolkit.bench.config import HostBenchConfig, PhoneOptions
 from toolkit.data.download import DATASETS
-from toolkit.loadtest import LoadTestConfig
+from toolkit.service.loadtest import LoadTestConfig
 from toolkit.options import cache_dir_option, click_options, named_values, values_for
 from toolkit.service.bench import BenchConfig
 from toolkit.service.config import ServiceConfig
 from toolkit.service.server import ServerOptions
-from toolkit.slots import DTYPES as SLOT_DTYPES
+from toolkit.protocol.slots import DTYPES as SLOT_DTYPES
 
 EXISTING_DIR = click.Path(exists=True, file_okay=False)
 
@@ -60,8 +60,8 @@ def cli(ctx: click.Context, threads: int, verbose: bool) -> None:
 def train(task_name: str, out_dir: str, base_from: str | None, settings: tuple[str, ...], cache_dir: Path,
           **options) -> None:
     """Train Base and the DUET generator on real data; writes config.json, *.safetensors, train_log.jsonl."""
-    from toolkit.runs import check_new_run_dir
-    from toolkit.train import train_run, world_from_env
+    from toolkit.training.runs import check_new_run_dir
+    from toolkit.training.train import train_run, world_from_env
 
     check_new_run_dir(Path(out_dir))  # before the data is loaded
     options.update(named_values(settings, {p.name for p in train.params}))
@@ -88,7 +88,7 @@ def download(name: str, out_dir: str) -> None:
 @click_options(ReportOptions)
 def report(run_dirs, **options) -> None:
     """Print a Markdown table of evaluated runs or exports (what the README shows)."""
-    from toolkit.report import report_table
+    from toolkit.evaluation.report import report_table
 
     click.echo(report_table([Path(r) for r in run_dirs], ReportOptions(**options)))
 
@@ -101,8 +101,8 @@ def report(run_dirs, **options) -> None:
 @cache_dir_option
 def evaluate(run_dir, shifted_fraction, cache_dir, **finetune) -> None:
     """Score Base, per-device fine-tuning and DUET on every test device; writes metrics.json."""
-    from toolkit.evaluate import METHODS, evaluate_run, write_evaluation
-    from toolkit.runs import load_run
+    from toolkit.evaluation.evaluate import METHODS, evaluate_run, write_evaluation
+    from toolkit.training.runs import load_run
 
     run = load_run(run_dir, cache_dir)
     with progress_bars() as progress:
@@ -152,7 +152,7 @@ def keys_add(keys_file, name) -> None:
 @click.option("--out", "key_file", type=click.Path(dir_okay=False), required=True, help="Private key file to create.")
 def keys_signing_key(key_file) -> None:
     """Make an Ed25519 key pair for `serve --signing-key`: the private key to a new file (0600), the public printed."""
-    from toolkit.signing import new_signing_key
+    from toolkit.protocol.signing import new_signing_key
 
     click.echo(f"wrote {key_file}; public key (the served manifest carries it): {new_signing_key(Path(key_file))}")
 
@@ -176,7 +176,7 @@ def keys_hash(key, name) -> None:
 @click.option("--dtype", type=click.Choice(list(SLOT_DTYPES)), default="float32", show_default=True, help="Slot dtype.")
 def loadtest(url, api_key, bodies, dtype, **options) -> None:
     """Closed-loop load test of POST /v1/generate on loopback; prints one JSON object."""
-    from toolkit.loadtest import bodies_from_file, load_test, summary
+    from toolkit.service.loadtest import bodies_from_file, load_test, summary
 
     config = LoadTestConfig(url, api_key, query="" if dtype == "float32" else f"dtype={dtype}", **options)
     click.echo(json.dumps(summary(load_test(config, bodies_from_file(bodies) if bodies else None))))
@@ -230,9 +230,9 @@ def bench(run_dir, export_dirs, out_dir, imports, cache_dir, **options) -> None:
 @cache_dir_option
 def export(run_dir, targets, out_dir, seq_len, candidates, palettize_bits, cache_dir, **options) -> None:
     """Export a run's device model with its slots as inputs; validate every file in its runtime; write manifest.json."""
-    from toolkit.export import export_run
-    from toolkit.report import export_summary
-    from toolkit.runs import load_run
+    from toolkit.export.transaction import export_run
+    from toolkit.evaluation.report import export_summary
+    from toolkit.training.runs import load_run
 
     shape = tuple((k, v) for k, v in (("seq_len", seq_len), ("candidates", candidates)) if v is not None)
     coreml = (("coreml", (("palettize_bits", int(palettize_bits)),)),) if int(palettize_bits) else ()

@@ -14,10 +14,10 @@ import numpy as np
 
 from toolkit.errors import ConfigError, DuetError, ToleranceExceeded
 from toolkit.options import option
-from toolkit.slots import check_slots
+from toolkit.protocol.slots import check_slots
 
 if TYPE_CHECKING:  # torch stays unimported until an export runs, so `cli.py --help` is fast
-    from toolkit.device import DeviceModel, TensorSpec
+    from toolkit.export.program import DeviceModel, TensorSpec
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from exporters.base import (Artifact, ExportOptions, ParityReport, Runner, check_parity, check_signature,
                             example_args, linear_rows, stage, worth_quantizing)
-from toolkit.device import DeviceModel
+from toolkit.export.program import DeviceModel
 
 
 NAME = "executorch"

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from toolkit.distributed import SINGLE, World, process_group, world_from_env
-from toolkit.train import train_step
+from toolkit.training.distributed import SINGLE, World, process_group, world_from_env
+from toolkit.training.train import train_step
 
 ROWS = 7  # one batch of 7 rows (shards of 3 and 4 on two ranks) and one of 1 row (an empty shard on rank 0)
 
@@ -20,8 +20,8 @@ def tiny(cache_dir: Path):
     """A 12-user recommendation task, its seeded model and generator in eval mode (no dropout: the step is then a
     function of the rows alone) and the batches to step on."""
     from toolkit.data.sequences import SequenceProtocol
-    from toolkit.generator import GeneratorConfig, ParameterGenerator
-    from toolkit.tasks.recommendation import RecommendationTask, RecTaskConfig
+    from toolkit.model.generator import GeneratorConfig, ParameterGenerator
+    from toolkit.tasks.recommendation.task import RecommendationTask, RecTaskConfig
 
     task = RecommendationTask(RecTaskConfig(protocol=SequenceProtocol(max_users=12, max_len=8, eval_negatives=9),
                                             embed_dim=8, context_items=10), cache_dir)

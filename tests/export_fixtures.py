@@ -16,8 +16,8 @@ def tiny_device_model(backbone: str = "sasrec", seed: int = 0):
     """A recommender with 50 items and 8-wide embeddings, as its device program (history 6, candidates 5)."""
     import torch
 
-    from toolkit.models.recommendation import RecModel, RecModelConfig
-    from toolkit.tasks.recommendation import RecDeviceModel
+    from toolkit.tasks.recommendation.model import RecModel, RecModelConfig
+    from toolkit.tasks.recommendation.task import RecDeviceModel
 
     torch.manual_seed(seed)
     model = RecModel(RecModelConfig(backbone=backbone, n_items=50, max_len=SEQ_LEN, embed_dim=8, head_hidden=8,
@@ -32,8 +32,8 @@ def tiny_conv_device_model(seed: int = 0):
     import torch
     from torch import nn
 
-    from toolkit.device import DeviceModel, TensorSpec
-    from toolkit.models.head import HeadShape, apply_head
+    from toolkit.export.program import DeviceModel, TensorSpec
+    from toolkit.tasks.head import HeadShape, apply_head
 
     class ConvDeviceModel(DeviceModel):
         def __init__(self):

@@ -25,9 +25,9 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from toolkit.artifacts import zip_directory  # noqa: E402
-from toolkit.manifest import FORMAT_VERSION, validate_manifest  # noqa: E402
-from toolkit.slots import SlotSpec, blob_layout, encode_safetensors, pack_flat  # noqa: E402
-from toolkit.wire import encode_request  # noqa: E402
+from toolkit.protocol.manifest import FORMAT_VERSION, validate_manifest  # noqa: E402
+from toolkit.protocol.slots import SlotSpec, blob_layout, encode_safetensors, pack_flat  # noqa: E402
+from toolkit.protocol.wire import encode_request  # noqa: E402
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 SPECS = [SlotSpec("head.0.weight", (4, 3)), SlotSpec("head.0.bias", (4,)), SlotSpec("head.1.weight", (2, 4)),
@@ -227,7 +227,7 @@ def trust_cases(good: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes],
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from toolkit.signing import ALGORITHM, public_key_text, sign
+    from toolkit.protocol.signing import ALGORITHM, public_key_text, sign
 
     key = Ed25519PrivateKey.from_private_bytes(SIGNING_SEED)
     trusted = json.loads(json.dumps(good))
@@ -267,7 +267,7 @@ def trust_cases(good: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes],
 
 
 def request_cases() -> dict[str, dict[str, Any]]:
-    """JSON generate bodies; their binary form is toolkit.wire.encode_request's bytes."""
+    """JSON generate bodies; their binary form is toolkit.protocol.wire.encode_request's bytes."""
     rng = np.random.default_rng(15)
     items = [int(x) for x in rng.integers(1, 3000, 30)]
     timestamps = [int(x) for x in np.sort(rng.integers(1_100_000_000, 1_400_000_000, 30))]

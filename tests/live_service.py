@@ -5,7 +5,7 @@
 
 Trains a tiny run on the embedded MovieLens data, exports it (TFLite and Core ML, fp32), starts the service
 with a fresh API key, asks it with `toolkit.client` for Base's slots and two test devices' slots, and writes
-DIR/live.json and the decoded slots (float32, little-endian, manifest order: `toolkit.slots.pack_flat`), and
+DIR/live.json and the decoded slots (float32, little-endian, manifest order: `toolkit.protocol.slots.pack_flat`), and
 starts tests/faulty_service.py beside it (live.json "faulty": the failures a real server never produces). The
 command runs with DUET_LIVE_DIR=DIR, DUET_REQUIRE_LIVE=1 (its live tests must run, not skip) and
 DUET_GOLDEN_DIR=tests/golden; its exit status is this script's. The server is stopped whatever happens.
@@ -36,8 +36,8 @@ API_KEY, WRONG_KEY = "duet_live-test-key", "duet_not-a-key"
 def prepare(workdir: Path) -> tuple[Path, Path, Path]:
     """A tiny run, its fp32 export and a keys file under workdir (reused when already there)."""
     from exporters.base import ExportOptions
-    from toolkit.export import export_run
-    from toolkit.runs import load_run
+    from toolkit.export.transaction import export_run
+    from toolkit.training.runs import load_run
     from toolkit.service.auth import key_line
 
     run_dir, export_dir, keys = workdir / "run", workdir / "export", workdir / "keys.txt"
@@ -77,9 +77,9 @@ def faulty_stand_in(url: str) -> FaultyService:
 def write_reference(url: str, run_dir: Path, live_dir: Path, faulty_url: str = "") -> dict:
     """What the Python client receives for Base and two test devices: live.json and the flat slot files."""
     from toolkit.client import ServiceClient, check_answer
-    from toolkit.manifest import slot_specs_of
-    from toolkit.runs import load_run
-    from toolkit.slots import pack_flat
+    from toolkit.protocol.manifest import slot_specs_of
+    from toolkit.training.runs import load_run
+    from toolkit.protocol.slots import pack_flat
 
     run = load_run(run_dir, CACHE)
     devices = [int(d) for d in run.task.device_ids("test")[:2]]

@@ -33,8 +33,8 @@ def train_tiny(out: Path) -> Path:
 def export_tiny(run_dir: Path, out: Path) -> Path:
     """fp32 ExecuTorch and TFLite programs of the run with their manifest, by the real exporters."""
     from exporters.base import ExportOptions
-    from toolkit.export import export_run
-    from toolkit.runs import load_run
+    from toolkit.export.transaction import export_run
+    from toolkit.training.runs import load_run
 
     options = ExportOptions(quantize="none", latency_calls=5, max_eval_devices=4)
     export_run(load_run(run_dir, CACHE), ["executorch", "tflite"], options, out)
@@ -118,7 +118,7 @@ def start_cli_serve(svc_run: Path, svc_export: Path, svc_keys: Path, port: int, 
     /healthz; returns the process and the base URL."""
     import httpx
 
-    from toolkit.tls import tls_context
+    from toolkit.protocol.tls import tls_context
 
     process = subprocess.Popen(
         [sys.executable, str(REPO / "cli.py"), "--threads", "1", "serve", str(svc_run), "--exports", str(svc_export), "--api-keys",

@@ -9,18 +9,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = [  # (stage, module prefixes); a module may import its own stage and earlier ones
-    (0, ["toolkit.errors", "toolkit.routes", "toolkit.cache", "toolkit.registry", "toolkit.slots", "toolkit.wire",
-         "toolkit.safetensors_io", "toolkit.device", "toolkit.artifacts", "toolkit.metrics", "toolkit.manifest",
-         "toolkit.data", "toolkit.options", "toolkit.config", "toolkit.signing", "toolkit.tls",
-         "toolkit.distributed"]),
-    (1, ["toolkit.models", "toolkit.generator", "toolkit.tasks"]),
-    (2, ["toolkit.runs"]),
-    (3, ["toolkit.serving", "toolkit.train"]),
-    (4, ["toolkit.evaluate", "toolkit.measure", "toolkit.export"]),
-    (5, ["toolkit.report", "toolkit.service", "toolkit.client", "toolkit.loadtest", "toolkit.bench",
-         "toolkit.console", "toolkit.data_scale"]),
+    (0, ["toolkit.errors", "toolkit.options", "toolkit.config", "toolkit.artifacts", "toolkit.registry",
+         "toolkit.protocol", "toolkit.data"]),
+    (1, ["toolkit.model"]),
+    (2, ["toolkit.tasks"]),
+    (3, ["toolkit.training"]),
+    (4, ["toolkit.evaluation", "toolkit.export"]),
+    (5, ["toolkit.service", "toolkit.client", "toolkit.bench", "toolkit.cli", "toolkit.data.scale"]),
 ]
-
 
 def stage_of(module: str) -> int:
     """The stage of the longest matching prefix (the package `toolkit` itself, its version, is stage 0)."""
@@ -59,5 +55,5 @@ def test_no_module_imports_a_later_stage(module):
 
 
 def test_the_check_can_fail():
-    assert stage_of("toolkit.train") > stage_of("toolkit.runs")  # runs.py importing the trainer would be caught
-    assert stage_of("toolkit.service.app") > stage_of("toolkit.serving")
+    assert stage_of("toolkit.training.train") > stage_of("toolkit.training.runs")  # runs.py importing the trainer would be caught
+    assert stage_of("toolkit.service.app") > stage_of("toolkit.training.serving")

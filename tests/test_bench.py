@@ -227,8 +227,8 @@ def test_the_phone_benchmark_over_adb(tmp_path, adb_standin, svc_run, svc_export
 
     # what was pushed is what the app's offline model_dir reads: Base's slots as GET /v1/slots/base serves them
     from toolkit.client import check_answer, SlotAnswer
-    from toolkit.runs import load_run
-    from toolkit.slots import sha256_hex
+    from toolkit.training.runs import load_run
+    from toolkit.protocol.slots import sha256_hex
 
     phone = adb_standin / "phone" / remote.lstrip("/")
     manifest = json.loads((phone / "manifest.json").read_text())

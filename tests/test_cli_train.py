@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 import cli
-from toolkit.runs import load_run
+from toolkit.training.runs import load_run
 
 METHOD_KEYS = {"auc", "uauc", "logloss", "ndcg@5", "ndcg@10", "ndcg@20", "hr@5", "hr@10", "hr@20"}
 TINY = ["--max-users", "25", "--max-epochs", "1", "--embed-dim", "8", "--context-items", "20"]

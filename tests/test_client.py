@@ -15,11 +15,11 @@ from service_fixtures import CACHE, KEY, free_port, make_tls_files, start_cli_se
 
 from toolkit.client import DeviceClient, ServiceClient, SlotAnswer, check_answer
 from toolkit.errors import BlobError, ManifestError, ServiceError, SlotShapeError
-from toolkit.serving import ServingPrograms
-from toolkit.manifest import slot_specs_of
-from toolkit.runs import load_run
-from toolkit.signing import new_signing_key
-from toolkit.slots import SlotSpec, encode_safetensors
+from toolkit.training.serving import ServingPrograms
+from toolkit.protocol.manifest import slot_specs_of
+from toolkit.training.runs import load_run
+from toolkit.protocol.signing import new_signing_key
+from toolkit.protocol.slots import SlotSpec, encode_safetensors
 
 TARGETS = ("executorch", "tflite")
 

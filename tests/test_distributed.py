@@ -15,9 +15,9 @@ from safetensors.torch import load_file
 
 import cli
 from distributed_worker import step_gradients
-from toolkit.distributed import World, world_from_env
+from toolkit.training.distributed import World, world_from_env
 from toolkit.errors import ConfigError
-from toolkit.runs import load_run
+from toolkit.training.runs import load_run
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--max-users", "25", "--max-epochs", "2", "--embed-dim", "8", "--context-items", "20", "--batch-size", "100"]

@@ -14,7 +14,7 @@ from exporters import target_names
 from exporters.base import MAX_METRIC_DROP, ExportOptions, InputShapeError
 from toolkit.artifacts import served_digest
 from toolkit.errors import ConfigError, ManifestError
-from toolkit.manifest import load_manifest, validate_manifest
+from toolkit.protocol.manifest import load_manifest, validate_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache" / "duet"
@@ -25,10 +25,10 @@ QUICK = ExportOptions(quantize="none", latency_calls=20, max_eval_devices=4)
 def tiny_run(tmp_path_factory) -> Path:
     """An untrained run of 12 MovieLens users with 8-wide embeddings (a few KB of weights), saved and reloaded."""
     from toolkit.data.sequences import SequenceProtocol
-    from toolkit.generator import GeneratorConfig, ParameterGenerator
-    from toolkit.runs import run_config, save_run
-    from toolkit.tasks.recommendation import RecommendationTask, RecTaskConfig
-    from toolkit.train import TrainConfig
+    from toolkit.model.generator import GeneratorConfig, ParameterGenerator
+    from toolkit.training.runs import run_config, save_run
+    from toolkit.tasks.recommendation.task import RecommendationTask, RecTaskConfig
+    from toolkit.training.train import TrainConfig
 
     task = RecommendationTask(RecTaskConfig(protocol=SequenceProtocol(max_users=12, max_len=8, eval_negatives=9),
                                             embed_dim=8, context_items=10), CACHE)
@@ -41,14 +41,14 @@ def tiny_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def run(tiny_run):
-    from toolkit.runs import load_run
+    from toolkit.training.runs import load_run
 
     return load_run(tiny_run, CACHE)
 
 
 @pytest.fixture(scope="module")
 def exported(run, tmp_path_factory) -> tuple[Path, dict]:
-    from toolkit.export import export_run
+    from toolkit.export.transaction import export_run
 
     out = tmp_path_factory.mktemp("exports") / "tiny"
     return out, export_run(run, target_names(), QUICK, out)
@@ -105,7 +105,7 @@ def test_cli_report_exports_prints_one_row_per_target_from_report_json(exported)
 def test_reexport_replaces_the_previous_one_and_leaves_nothing_behind(run, exported, tmp_path):
     import shutil
 
-    from toolkit.export import export_run
+    from toolkit.export.transaction import export_run
 
     out = tmp_path / "again"
     shutil.copytree(exported[0], out)
@@ -118,7 +118,7 @@ def test_reexport_replaces_the_previous_one_and_leaves_nothing_behind(run, expor
 def test_a_failed_export_leaves_the_previous_one_intact(run, exported, tmp_path):
     import shutil
 
-    from toolkit.export import export_run
+    from toolkit.export.transaction import export_run
 
     out = tmp_path / "kept"
     shutil.copytree(exported[0], out)
@@ -130,7 +130,7 @@ def test_a_failed_export_leaves_the_previous_one_intact(run, exported, tmp_path)
 
 
 def test_a_directory_that_is_not_an_export_is_not_replaced(run, tmp_path):
-    from toolkit.export import export_run
+    from toolkit.export.transaction import export_run
 
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="is not an export directory"):
@@ -139,7 +139,7 @@ def test_a_directory_that_is_not_an_export_is_not_replaced(run, tmp_path):
 
 
 def test_unknown_shape_and_target_names_are_refused(run, tmp_path):
-    from toolkit.export import export_run
+    from toolkit.export.transaction import export_run
 
     with pytest.raises(ConfigError, match="unknown export shape 'width'; this task's shapes are seq_len, candidates"):
         export_run(run, ["tflite"], ExportOptions(shape=(("width", 3),)), tmp_path / "x")
@@ -213,7 +213,7 @@ def test_work_directories_of_killed_exports_are_removed_and_a_live_ones_kept(run
     import subprocess
     import sys
 
-    from toolkit.export import export_run
+    from toolkit.export.transaction import export_run
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     killed = tmp_path / f".out[1].partial-{gone.stdout.strip()}-abcd"  # that process has exited

@@ -216,7 +216,7 @@ def test_coreml_rejects_a_program_that_ignores_a_slot(tmp_path):
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_a_program_of_other_shapes_fails_the_signature_check(exports, target):
-    from toolkit.tasks.recommendation import RecDeviceModel
+    from toolkit.tasks.recommendation.task import RecDeviceModel
 
     artifact, model, options = exports.get(target)
     wider = RecDeviceModel(model.model, model.seq_len, CANDIDATES + 1)

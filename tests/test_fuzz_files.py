@@ -252,7 +252,7 @@ def _config_cases(original: bytes) -> list[tuple[str, bytes]]:
 
 
 def test_config_json(svc_run, tmp_path, cache_copy, one_movielens_read):
-    from toolkit.runs import load_run
+    from toolkit.training.runs import load_run
 
     run = _run_copy(svc_run, tmp_path / "run")
     cases = _config_cases((svc_run / "config.json").read_bytes())
@@ -301,7 +301,7 @@ def _header_edits(data: bytes) -> list[tuple[str, bytes]]:
 
 
 def test_weights_files(svc_run, tmp_path, cache_copy, one_movielens_read):
-    from toolkit.runs import load_run
+    from toolkit.training.runs import load_run
 
     run = _run_copy(svc_run, tmp_path / "run")
     cases = _weights_cases(svc_run)
@@ -323,7 +323,7 @@ def _manifest_cases(original: bytes) -> list[tuple[str, bytes]]:
 
 
 def test_manifest_json(svc_export, tmp_path):
-    from toolkit.manifest import load_manifest
+    from toolkit.protocol.manifest import load_manifest
 
     export = tmp_path / "export"
     export.mkdir()
@@ -455,7 +455,7 @@ def _report_cases(config: bytes) -> list[tuple[str, str, bytes]]:
 
 
 def test_report_inputs(svc_run, tmp_path):
-    from toolkit.report import comparison_table
+    from toolkit.evaluation.report import comparison_table
 
     run = _run_copy(svc_run, tmp_path / "run")
     cases = _report_cases((svc_run / "config.json").read_bytes())
@@ -547,9 +547,9 @@ def _nested(svc_run: Path, depth: int) -> bytes:
 
 
 def _known_case(finding: str, svc_run: Path, where: Path, cache: Path) -> Failure | None:
-    from toolkit.manifest import load_manifest
-    from toolkit.report import comparison_table
-    from toolkit.runs import load_run
+    from toolkit.protocol.manifest import load_manifest
+    from toolkit.evaluation.report import comparison_table
+    from toolkit.training.runs import load_run
     from toolkit.service.auth import KeyStore
 
     run = _run_copy(svc_run, where / "run")

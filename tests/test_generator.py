@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from toolkit.generator import GeneratorConfig, ParameterGenerator
-from toolkit.models.head import HeadShape, apply_head
-from toolkit.slots import SlotSpec
+from toolkit.model.generator import GeneratorConfig, ParameterGenerator
+from toolkit.tasks.head import HeadShape, apply_head
+from toolkit.protocol.slots import SlotSpec
 
 SHAPE = HeadShape(in_dim=6, hidden_dim=5, out_dim=4)
 

@@ -16,9 +16,9 @@ from golden import GOLDEN_DIR, SPECS, golden_files
 
 from toolkit.client import SlotAnswer, _unzip, check_answer
 from toolkit.errors import BlobError, ManifestError, SlotShapeError
-from toolkit.manifest import load_manifest, slot_specs_of
-from toolkit.slots import decode_safetensors, pack_flat
-from toolkit.wire import decode_request, encode_request
+from toolkit.protocol.manifest import load_manifest, slot_specs_of
+from toolkit.protocol.slots import decode_safetensors, pack_flat
+from toolkit.protocol.wire import decode_request, encode_request
 
 EXPECTED = json.loads((GOLDEN_DIR / "expected.json").read_text())
 ERRORS = {"blob": BlobError, "slot_shape": SlotShapeError, "manifest": ManifestError, "signature": BlobError,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
-from toolkit.metrics import auc, classification_metrics, grouped_auc, logloss, positive_ranks, ranking_metrics
+from toolkit.tasks.metrics import auc, classification_metrics, grouped_auc, logloss, positive_ranks, ranking_metrics
 
 
 def test_auc_matches_sklearn_with_ties():

@@ -30,7 +30,7 @@ def test_every_registered_backbone_is_a_module_with_its_training_defaults(task, 
 
 
 def test_the_recommendation_backbones_decide_their_own_state_width_and_defaults():
-    from toolkit.models.recommendation import RecModel, RecModelConfig
+    from toolkit.tasks.recommendation.model import RecModel, RecModelConfig
 
     for backbone, factor in (("sasrec", 1), ("gru4rec", 1), ("din", 2)):
         model = RecModel(RecModelConfig(backbone=backbone, n_items=20, max_len=4, embed_dim=8, head_hidden=8))

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from service_fixtures import KEY, OTHER_KEY, auth, live_server
 
-from toolkit.serving import ServingPrograms
-from toolkit.manifest import load_manifest, slot_specs_of
-from toolkit.runs import load_run
-from toolkit.slots import decode_safetensors
-from toolkit.wire import MEDIA_TYPE as WIRE_TYPE
-from toolkit.wire import encode_request
+from toolkit.training.serving import ServingPrograms
+from toolkit.protocol.manifest import load_manifest, slot_specs_of
+from toolkit.training.runs import load_run
+from toolkit.protocol.slots import decode_safetensors
+from toolkit.protocol.wire import MEDIA_TYPE as WIRE_TYPE
+from toolkit.protocol.wire import encode_request
 
 
 @pytest.fixture(scope="module")
@@ -364,7 +364,7 @@ def test_an_export_of_other_weights_stops_startup(svc_config, svc_export, tmp_pa
 
 def test_blob_encoder_writes_exactly_what_encode_safetensors_writes(run, manifest):
     from toolkit.service.slot_maker import BlobEncoder
-    from toolkit.slots import encode_safetensors
+    from toolkit.protocol.slots import encode_safetensors
 
     specs = slot_specs_of(manifest)
     slots = ServingPrograms(run).slots_for_device(int(run.task.device_ids("test")[0]), "test")
@@ -383,7 +383,7 @@ def test_blob_encoder_writes_exactly_what_encode_safetensors_writes(run, manifes
 
 def test_a_batch_encodes_each_row_in_its_dtype_and_refuses_only_the_bad_row(run, manifest):
     from toolkit.service.slot_maker import BlobEncoder
-    from toolkit.slots import encode_safetensors
+    from toolkit.protocol.slots import encode_safetensors
 
     specs = slot_specs_of(manifest)
     devices = [int(d) for d in run.task.device_ids("test")[:3]]

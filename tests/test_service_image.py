@@ -15,16 +15,16 @@ from service_fixtures import CACHE, KEY, REPO, auth, live_server
 
 from toolkit.client import DeviceClient, ServiceClient
 from toolkit.errors import ServiceError
-from toolkit.serving import ServingPrograms
-from toolkit.loadtest import LoadTestConfig, load_test
-from toolkit.runs import load_run
+from toolkit.training.serving import ServingPrograms
+from toolkit.service.loadtest import LoadTestConfig, load_test
+from toolkit.training.runs import load_run
 
 
 @pytest.fixture(scope="module")
 def image_export(tmp_path_factory) -> tuple[Path, Path]:
     """A tiny image run (30 simulated training devices, one epoch) and its fp32 TFLite export."""
     from exporters.base import ExportOptions
-    from toolkit.export import export_run
+    from toolkit.export.transaction import export_run
 
     base = tmp_path_factory.mktemp("image")
     subprocess.run([sys.executable, str(REPO / "cli.py"), "--threads", "1", "train", "--task", "image", "--out",

@@ -13,7 +13,7 @@ from service_fixtures import CACHE, KEY
 
 from cli import cli
 from toolkit.errors import ConfigError
-from toolkit.loadtest import LoadTestConfig, bodies_from_file, load_test, loopback_target
+from toolkit.service.loadtest import LoadTestConfig, bodies_from_file, load_test, loopback_target
 
 
 def test_loadtest_prints_one_json_object_and_loses_nothing(svc_server):

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 from service_fixtures import CACHE, KEY, free_port, start_cli_serve
 
-from toolkit.runs import load_run
+from toolkit.training.runs import load_run
 
 
 async def one_request(port: int, request: bytes) -> str:

@@ -11,13 +11,13 @@ from service_fixtures import KEY, live_server, make_tls_files
 
 from toolkit.client import DeviceClient, ServiceClient, SlotAnswer, check_answer
 from toolkit.errors import BlobError, ConfigError, ServiceError
-from toolkit.loadtest import LoadTestConfig, load_test
-from toolkit.manifest import load_manifest, slot_specs_of
-from toolkit.runs import load_run
-from toolkit.serving import SLOT_BOUND_MARGIN, ServingPrograms
+from toolkit.service.loadtest import LoadTestConfig, load_test
+from toolkit.protocol.manifest import load_manifest, slot_specs_of
+from toolkit.training.runs import load_run
+from toolkit.training.serving import SLOT_BOUND_MARGIN, ServingPrograms
 from toolkit.service.server import ServerOptions
-from toolkit.signing import load_signing_key, new_signing_key, sign, verify
-from toolkit.slots import decode_safetensors, encode_safetensors
+from toolkit.protocol.signing import load_signing_key, new_signing_key, sign, verify
+from toolkit.protocol.slots import decode_safetensors, encode_safetensors
 
 
 @pytest.fixture(scope="module")

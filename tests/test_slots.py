@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from toolkit.errors import BlobError, SlotShapeError
-from toolkit.slots import SlotSpec, blob_layout, check_slots, decode_safetensors, encode_safetensors, pack_flat
+from toolkit.protocol.slots import SlotSpec, blob_layout, check_slots, decode_safetensors, encode_safetensors, pack_flat
 
 SPECS = [SlotSpec("head.0.weight", (3, 2)), SlotSpec("head.0.bias", (3,))]
 

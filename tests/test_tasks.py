@@ -11,11 +11,11 @@ import torch
 from toolkit.data.digits import DigitsDeviceConfig
 from toolkit.data.sequences import SequenceProtocol
 from toolkit.errors import RequestError
-from toolkit.serving import ServingPrograms
-from toolkit.generator import GeneratorConfig, ParameterGenerator
-from toolkit.runs import Run
-from toolkit.tasks.image import ImageTask, ImageTaskConfig
-from toolkit.tasks.recommendation import RecommendationTask, RecTaskConfig
+from toolkit.training.serving import ServingPrograms
+from toolkit.model.generator import GeneratorConfig, ParameterGenerator
+from toolkit.training.runs import Run
+from toolkit.tasks.image.task import ImageTask, ImageTaskConfig
+from toolkit.tasks.recommendation.task import RecommendationTask, RecTaskConfig
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_a_batch_of_requests_reads_like_its_requests_one_by_one_and_names_the_ba
 @pytest.mark.parametrize("context_time", [True, False])
 def test_the_served_program_folds_the_first_layer_into_the_item_table_and_computes_the_same_slots(
         tmp_path_factory, context_time):
-    from toolkit.serving import _FoldedFromRequests, _WithBase
+    from toolkit.training.serving import _FoldedFromRequests, _WithBase
 
     task = RecommendationTask(RecTaskConfig(protocol=SequenceProtocol(max_users=20), embed_dim=8, context_items=12,
                                             context_time=context_time), tmp_path_factory.mktemp("cache"))
@@ -120,7 +120,7 @@ def test_the_served_program_folds_the_first_layer_into_the_item_table_and_comput
 
 
 def test_a_traced_program_that_differs_from_its_reference_is_not_served():
-    from toolkit.serving import _traced
+    from toolkit.training.serving import _traced
 
     class Scaled(torch.nn.Module):
         def __init__(self, factor: float):

@@ -12,13 +12,13 @@ from click.testing import CliRunner
 import cli
 from toolkit.data.digits import DigitsDeviceConfig
 from toolkit.data.sequences import SequenceProtocol
-from toolkit.distributed import World, torch_device
+from toolkit.training.distributed import World, torch_device
 from toolkit.errors import ConfigError
-from toolkit.generator import GeneratorConfig, ParameterGenerator
-from toolkit.runs import CONFIG_FILE, load_run, run_config, save_run
-from toolkit.tasks.image import ImageTask, ImageTaskConfig
-from toolkit.tasks.recommendation import RecommendationTask, RecTaskConfig
-from toolkit.train import TrainConfig
+from toolkit.model.generator import GeneratorConfig, ParameterGenerator
+from toolkit.training.runs import CONFIG_FILE, load_run, run_config, save_run
+from toolkit.tasks.image.task import ImageTask, ImageTaskConfig
+from toolkit.tasks.recommendation.task import RecommendationTask, RecTaskConfig
+from toolkit.training.train import TrainConfig
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a CUDA GPU")
 

@@ -1,4 +1,4 @@
-"""The binary generate body (toolkit.wire): round trips, safetensors compatibility, and strict refusal of bad bytes."""
+"""The binary generate body (toolkit.protocol.wire): round trips, safetensors compatibility, and strict refusal of bad bytes."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import orjson
 import pytest
 from safetensors.numpy import load, save
 
-from toolkit.safetensors_io import write_safetensors
-from toolkit.wire import WireError, decode_request, encode_request
+from toolkit.protocol.safetensors_io import write_safetensors
+from toolkit.protocol.wire import WireError, decode_request, encode_request
 
 
 def test_a_json_body_round_trips_and_is_plain_safetensors():

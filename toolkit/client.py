@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from toolkit import routes
+from toolkit.protocol import routes
 from toolkit.errors import BlobError, ManifestError, ServiceError, SlotShapeError
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class ServiceClient:
         """`ca_file`: the CA certificate (PEM) that signed an https:// service's certificate (else the system's)."""
         import httpx
 
-        from toolkit.tls import tls_context
+        from toolkit.protocol.tls import tls_context
 
         self._http = httpx.Client(base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {api_key}"},
                                   timeout=timeout, verify=tls_context(ca_file))
@@ -72,7 +72,7 @@ class ServiceClient:
 
     def manifest(self) -> dict[str, Any]:
         """The service's manifest, checked against the manifest schema."""
-        from toolkit.manifest import validate_manifest
+        from toolkit.protocol.manifest import validate_manifest
 
         response = self._call("GET", routes.MANIFEST)
         try:
@@ -97,7 +97,7 @@ class ServiceClient:
         if target not in manifest["targets"]:
             raise ManifestError(f"the manifest has no target {target!r}; it has {', '.join(manifest['targets'])}")
         info = manifest["targets"][target]
-        from toolkit.manifest import plain_file_name
+        from toolkit.protocol.manifest import plain_file_name
 
         if not plain_file_name(info.get("file")):
             raise ManifestError(f"{target}: the manifest's file name {str(info.get('file'))[:80]!r} is not a plain "
@@ -138,9 +138,9 @@ class ServiceClient:
         return final
 
     def generate(self, body: Mapping[str, Any], dtype: str = "float32", binary: bool = False) -> SlotAnswer:
-        """POST the device's samples, as JSON or (`binary`) in the compact safetensors form of `toolkit.wire`;
+        """POST the device's samples, as JSON or (`binary`) in the compact safetensors form of `toolkit.protocol.wire`;
         the raw answer (check it with `check_answer`)."""
-        from toolkit.wire import MEDIA_TYPE, encode_request
+        from toolkit.protocol.wire import MEDIA_TYPE, encode_request
 
         sent = ({"content": encode_request(body), "headers": {"Content-Type": MEDIA_TYPE}} if binary
                 else {"json": dict(body)})
@@ -173,15 +173,15 @@ def check_answer(answer: SlotAnswer, manifest: Mapping[str, Any]) -> dict[str, n
     """The answer's slots as fp32 arrays, after checking its digest, its signature when the manifest carries a
     signing key, its model version, every slot's name, shape and dtype against the manifest, and every value
     against the slot's bound (BlobError, ManifestError, SlotShapeError)."""
-    from toolkit.manifest import slot_specs_of
-    from toolkit.slots import decode_safetensors
+    from toolkit.protocol.manifest import slot_specs_of
+    from toolkit.protocol.slots import decode_safetensors
 
     digest = hashlib.sha256(answer.blob).hexdigest()
     if answer.sha256 != digest:
         raise BlobError(f"slot blob has sha256 {digest}, the service announced {answer.sha256 or 'none'}: "
                         f"corrupted in transit")
     if "signing" in manifest:
-        from toolkit.signing import verify
+        from toolkit.protocol.signing import verify
 
         if not answer.signature:
             raise BlobError("slot blob is not signed, but the manifest carries a signing key")
@@ -215,8 +215,8 @@ class ManifestModel:
 
     @classmethod
     def of(cls, manifest: Mapping[str, Any]) -> "ManifestModel":
-        from toolkit.device import TensorSpec
-        from toolkit.manifest import slot_specs_of
+        from toolkit.export.program import TensorSpec
+        from toolkit.protocol.manifest import slot_specs_of
 
         def tensor(t: Mapping[str, Any]) -> TensorSpec:
             return TensorSpec(t["name"], tuple(t["shape"]), t["dtype"], t.get("description", ""))

@@ -81,11 +81,11 @@ def _click_option(spec: Field, annotation: Any, help_prefix: str, click: Any) ->
 
 
 def cache_dir_option(command: Callable) -> Callable:
-    """--cache-dir, for every command that reads data: resolved by toolkit.cache (never the current directory)."""
+    """--cache-dir, for every command that reads data: resolved by toolkit.data.cache (never the current directory)."""
     import click
 
     def resolve(ctx: Any, param: Any, value: str | None) -> Any:
-        from toolkit.cache import cache_dir
+        from toolkit.data.cache import cache_dir
 
         return cache_dir(value)
 

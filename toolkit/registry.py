@@ -13,18 +13,18 @@ from typing import Any
 from toolkit.errors import ConfigError
 
 TASKS: dict[str, tuple[str, str]] = {  # task name -> (its Task class, the dataclass of its `train` options)
-    "recommendation": ("toolkit.tasks.recommendation:RecommendationTask",
-                       "toolkit.tasks.recommendation_options:RecommendationOptions"),
-    "image": ("toolkit.tasks.image:ImageTask", "toolkit.tasks.image_options:ImageOptions"),
+    "recommendation": ("toolkit.tasks.recommendation.task:RecommendationTask",
+                       "toolkit.tasks.recommendation.options:RecommendationOptions"),
+    "image": ("toolkit.tasks.image.task:ImageTask", "toolkit.tasks.image.options:ImageOptions"),
 }
 BACKBONES: dict[str, dict[str, str]] = {  # task -> backbone name -> the module class that builds it; first = default
     "recommendation": {
-        "sasrec": "toolkit.models.recommendation:SASRecEncoder",
-        "gru4rec": "toolkit.models.recommendation:GRU4RecEncoder",
-        "din": "toolkit.models.recommendation:DINEncoder",
+        "sasrec": "toolkit.tasks.recommendation.model:SASRecEncoder",
+        "gru4rec": "toolkit.tasks.recommendation.model:GRU4RecEncoder",
+        "din": "toolkit.tasks.recommendation.model:DINEncoder",
     },
     "image": {
-        "cnn": "toolkit.models.image:DigitCNN",
+        "cnn": "toolkit.tasks.image.model:DigitCNN",
     },
 }
 

@@ -21,7 +21,7 @@ from toolkit.bench.config import HostBenchConfig
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str, int], Callable[[], None]]  # (description, total) -> advance(), as toolkit.console's
+Progress = Callable[[str, int], Callable[[], None]]  # (description, total) -> advance(), as toolkit.cli.console's
 NOT_TIMED = {"coreml": "no runtime on Linux (the export checks it with a numpy evaluation of its MIL program)"}
 PROBE_TIMEOUT_S = 600
 
@@ -43,8 +43,8 @@ def load_exports(run, export_dirs: Sequence[Path]) -> list[Export]:
     """The exports, each checked to be of this run (its manifest names the run's config by digest)."""
     import hashlib
 
-    from toolkit.manifest import load_manifest
-    from toolkit.runs import CONFIG_FILE
+    from toolkit.protocol.manifest import load_manifest
+    from toolkit.training.runs import CONFIG_FILE
 
     digest = hashlib.sha256((run.path / CONFIG_FILE).read_bytes()).hexdigest()
     exports = []
@@ -69,7 +69,7 @@ def _write_probe_inputs(run, programs, export: Export, work: Path) -> None:
     """The timed call (the first test call of the run at the export's shapes), the slots generated for the first
     test device (bound during the timed calls) and a blob of another device's slots (the swap); `programs` is the
     run's serving.ServingPrograms."""
-    from toolkit.slots import encode_safetensors
+    from toolkit.protocol.slots import encode_safetensors
 
     _, inputs, _ = next(iter(run.task.device_eval_calls("test", export.report["shape"])))
     np.savez(work / "inputs.npz", **{f"input_{i}": np.ascontiguousarray(a) for i, a in enumerate(inputs)})
@@ -141,7 +141,7 @@ def generator_records(run, programs, metrics: dict | None, config: HostBenchConf
     fine-tuning baseline's time per device from the run's evaluation."""
     import torch
 
-    from toolkit.measure import torch_threads
+    from toolkit.export.measure import torch_threads
 
     devices = [int(d) for d in run.task.device_ids("test")]
     largest = max(config.sizes)
@@ -186,15 +186,15 @@ def generator_records(run, programs, metrics: dict | None, config: HostBenchConf
 
 def run_metrics(run) -> dict | None:
     """The run's metrics.json (checked), or None before `cli.py evaluate`."""
-    from toolkit.report import load_run_file
-    from toolkit.runs import METRICS_FILE
+    from toolkit.evaluation.report import load_run_file
+    from toolkit.training.runs import METRICS_FILE
 
     return load_run_file(run.path, METRICS_FILE) if (run.path / METRICS_FILE).exists() else None
 
 
 def accuracy_records(run, metrics: dict | None, exports: list[Export], device: R.DeviceInfo) -> list[R.Record]:
     """Base, fine-tuning and DUET from the run's evaluation (PyTorch), and each export's score in each runtime."""
-    from toolkit.runs import METHODS
+    from toolkit.training.runs import METHODS
 
     metric = run.task.selection_metric
     out: list[R.Record] = []

@@ -71,7 +71,7 @@ def _eager(spec: ProbeSpec, manifest: dict) -> Callable[[], Loaded]:
     from safetensors.torch import load_file
 
     from toolkit.registry import task_class
-    from toolkit.runs import DUET_WEIGHTS, MODEL_PREFIX, read_config, without_prefix
+    from toolkit.training.runs import DUET_WEIGHTS, MODEL_PREFIX, read_config, without_prefix
 
     config = read_config(Path(spec.run_dir))
     task = task_class(config["task"]).from_config_json(config["task_config"], Path(spec.cache_dir))
@@ -99,7 +99,7 @@ def _runtime(spec: ProbeSpec, manifest: dict) -> Callable[[], Loaded]:
     from exporters import exporter
     from toolkit.artifacts import served_digest
     from toolkit.client import load_program
-    from toolkit.manifest import slot_specs_of
+    from toolkit.protocol.manifest import slot_specs_of
 
     for module in getattr(exporter(spec.program), "RUNTIME_MODULES", ()):
         importlib.import_module(module)
@@ -116,8 +116,8 @@ def measure(spec: ProbeSpec) -> dict[str, Any]:
     import torch
 
     from toolkit.client import SlotAnswer, check_answer
-    from toolkit.manifest import load_manifest
-    from toolkit.slots import sha256_hex
+    from toolkit.protocol.manifest import load_manifest
+    from toolkit.protocol.slots import sha256_hex
 
     torch.set_num_threads(spec.threads)
     work = Path(spec.work_dir)

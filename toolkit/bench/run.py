@@ -19,7 +19,7 @@ from toolkit.errors import ConfigError
 def _phone_files(run, manifest: dict) -> dict[str, bytes]:
     """What the app's offline ModelDir reads beside the program: Base's slots (as GET /v1/slots/base serves them)
     and a generate body of the first test device."""
-    from toolkit.slots import encode_safetensors
+    from toolkit.protocol.slots import encode_safetensors
 
     base = {spec.name: p.detach().numpy() for spec, p in zip(run.duet.slot_specs, run.duet.head.params)}
     blob = encode_safetensors(run.duet.slot_specs, base, "float32",
@@ -45,7 +45,7 @@ def bench_report(run_dir: str | Path | None, export_dirs: Sequence[str | Path], 
     if run_dir is None:
         report = read_report(out_dir) or new_report()
     else:
-        from toolkit.runs import load_run
+        from toolkit.training.runs import load_run
 
         run = load_run(run_dir, cache_dir)
         exports = load_exports(run, export_dirs)
@@ -54,7 +54,7 @@ def bench_report(run_dir: str | Path | None, export_dirs: Sequence[str | Path], 
                             host=asdict(host))
         metrics = run_metrics(run)
         if config.host:
-            from toolkit.serving import ServingPrograms
+            from toolkit.training.serving import ServingPrograms
 
             serving = ServingPrograms(run)  # traced once: the probes' slots and the generator's measurement
             timed, report["not_timed"] = runtime_records(run, serving, exports, config, cache_dir, host, progress)

@@ -21,12 +21,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from toolkit import routes
-from toolkit.cache import cache_dir as resolve_cache_dir
+from toolkit.protocol import routes
+from toolkit.data.cache import cache_dir as resolve_cache_dir
 from toolkit.errors import ConfigError
 from toolkit.options import option
-from toolkit.wire import BODY_FORMATS
-from toolkit.loadtest import LoadTestConfig, run_load, summary
+from toolkit.protocol.wire import BODY_FORMATS
+from toolkit.service.loadtest import LoadTestConfig, run_load, summary
 from toolkit.service.config import ServiceConfig
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class BenchConfig:
     max_devices: int = option(2_000, "Test devices whose bodies are sent (round-robin).")
     body_format: str = option("json", "Request bodies of all three measurements: JSON or the compact binary form.",
                               choices=BODY_FORMATS)
-    cache_dir: str = ""  # preprocessed-data cache ("": toolkit.cache's default)
+    cache_dir: str = ""  # preprocessed-data cache ("": toolkit.data.cache's default)
 
 
 def _free_port() -> int:
@@ -57,7 +57,7 @@ def _free_port() -> int:
 
 def device_bodies(run_dir: str, cache_dir: str, max_devices: int) -> list[bytes]:
     """Generate bodies of the run's test devices, as JSON bytes."""
-    from toolkit.runs import load_run
+    from toolkit.training.runs import load_run
 
     run = load_run(run_dir, resolve_cache_dir(cache_dir))
     devices = run.task.device_ids("test")[:max_devices]

@@ -21,7 +21,7 @@ class ServiceConfig:
     run_dir: str  # run directory (config.json, weights) whose generator writes the slots
     exports_dir: str  # export directory: manifest.json and the artifacts it lists
     api_keys: str  # keys file: one "sha256:<64 hex> [name]" line per key (see toolkit.service.auth)
-    cache_dir: str = ""  # preprocessed-data cache the task reads when the run is loaded ("": toolkit.cache's default)
+    cache_dir: str = ""  # preprocessed-data cache the task reads when the run is loaded ("": toolkit.data.cache's default)
     batching: bool = option(True, "Micro-batch concurrent generate requests into one generator forward.")
     batch_window_ms: float = option(2.0, "Longest a generate request waits, from its arrival, for others to share "
                                          "its forward.")

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi import Path as PathParam
 from starlette.responses import Response
 
-from toolkit import routes
+from toolkit.protocol import routes
 from toolkit.errors import RequestError
 from toolkit.service.batching import QueueFull
 from toolkit.service.downloads import artifact_response
@@ -20,8 +20,8 @@ from toolkit.service.prometheus import CONTENT_TYPE
 from toolkit.service.responses import ApiError, ErrorBody, etag_matches, parse_body, read_body
 from toolkit.service.slot_maker import GenerateJob, SlotBlob
 from toolkit.service.state import ServiceState
-from toolkit.signing import SIGNATURE_HEADER
-from toolkit.slots import DTYPES
+from toolkit.protocol.signing import SIGNATURE_HEADER
+from toolkit.protocol.slots import DTYPES
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from toolkit import routes
+from toolkit.protocol import routes
 from toolkit.service.auth import KeyStore, RateLimiter, bearer_token, retry_after_header
 from toolkit.service.prometheus import ServiceMetrics
 from toolkit.service.responses import error_response

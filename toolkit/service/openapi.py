@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from toolkit import routes
+from toolkit.protocol import routes
 
 
 def request_body_doc(examples: list[dict]) -> dict:
     """The generate request body: the task's schema (a component) with example bodies of test devices, or the
-    same fields in the compact binary form of `toolkit.wire`."""
-    from toolkit.wire import MEDIA_TYPE
+    same fields in the compact binary form of `toolkit.protocol.wire`."""
+    from toolkit.protocol.wire import MEDIA_TYPE
 
     media: dict[str, Any] = {"schema": {"$ref": "#/components/schemas/GenerateRequest"}}
     if examples:

@@ -13,8 +13,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from toolkit.wire import MEDIA_TYPE as WIRE_TYPE
-from toolkit.wire import WireError, decode_request
+from toolkit.protocol.wire import MEDIA_TYPE as WIRE_TYPE
+from toolkit.protocol.wire import WireError, decode_request
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def parse_body(raw: bytes, content_type: str | None) -> tuple[Any, bool]:
-    """(the body, whether it came in the binary form): JSON, or the safetensors body of `toolkit.wire`; 415 for
+    """(the body, whether it came in the binary form): JSON, or the safetensors body of `toolkit.protocol.wire`; 415 for
     another Content-Type, 400 unless it parses."""
     import orjson  # 3x faster than json on these bodies; refuses NaN, Infinity and integers beyond 64 bits
 

@@ -39,7 +39,7 @@ class ServerOptions:
         if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
             raise ConfigError("server options: TLS needs both --ssl-certfile and --ssl-keyfile")
         if self.ssl_certfile:
-            from toolkit.tls import check_server_files
+            from toolkit.protocol.tls import check_server_files
 
             check_server_files(self.ssl_certfile, self.ssl_keyfile)
         if min(self.header_timeout, self.body_timeout, self.keep_alive) <= 0:

@@ -11,8 +11,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from toolkit.errors import RequestError, SlotShapeError
-from toolkit.signing import sign
-from toolkit.slots import DTYPES, SlotSpec, encode_safetensors
+from toolkit.protocol.signing import sign
+from toolkit.protocol.slots import DTYPES, SlotSpec, encode_safetensors
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolkit.cache import cache_dir
+from toolkit.data.cache import cache_dir
 from toolkit.errors import ConfigError, ManifestError
 from toolkit.service.auth import KeyStore
 from toolkit.service.batching import MicroBatcher
@@ -23,7 +23,7 @@ class ServiceState:
     """What the handlers read; loaded once per process."""
 
     config: ServiceConfig
-    run: Any  # toolkit.runs.Run
+    run: Any  # toolkit.training.runs.Run
     manifest: dict[str, Any]
     manifest_bytes: bytes  # the manifest as served
     manifest_etag: str
@@ -42,9 +42,9 @@ def load_state(config: ServiceConfig) -> ServiceState:
     """Load the run, the manifest and the artifacts, and check that they belong together (DuetError if not)."""
     import torch
 
-    from toolkit.serving import ServingPrograms
-    from toolkit.manifest import load_manifest, slot_specs_of
-    from toolkit.runs import load_run
+    from toolkit.training.serving import ServingPrograms
+    from toolkit.protocol.manifest import load_manifest, slot_specs_of
+    from toolkit.training.runs import load_run
 
     torch.set_num_threads(config.torch_threads)
     keys = KeyStore.from_file(config.api_keys)
@@ -57,7 +57,7 @@ def load_state(config: ServiceConfig) -> ServiceState:
     programs.pipeline  # traced now, not on the first request
     signing_key = None
     if config.signing_key:
-        from toolkit.signing import ALGORITHM, load_signing_key, public_key_text
+        from toolkit.protocol.signing import ALGORITHM, load_signing_key, public_key_text
 
         signing_key = load_signing_key(config.signing_key)
         manifest = {**manifest, "signing": {"algorithm": ALGORITHM, "public_key": public_key_text(signing_key)}}
@@ -94,8 +94,8 @@ def load_state(config: ServiceConfig) -> ServiceState:
 
 def check_compatible(run, manifest: dict, config: ServiceConfig) -> None:
     """The export must come from this run: same task, same weights (model_version), same slots (names, shapes)."""
-    from toolkit.manifest import model_version
-    from toolkit.runs import BASE_WEIGHTS, DUET_WEIGHTS
+    from toolkit.protocol.manifest import model_version
+    from toolkit.training.runs import BASE_WEIGHTS, DUET_WEIGHTS
 
     if manifest["task"] != run.task.name:
         raise ManifestError(f"{config.exports_dir} exports a {manifest['task']!r} model, but {config.run_dir} is a "

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from toolkit.device import DeviceModel
-from toolkit.models.base import TaskModel
+from toolkit.export.program import DeviceModel
+from toolkit.tasks.model_base import TaskModel
 
 
 @dataclass
@@ -75,7 +75,7 @@ class TaskSetup(ABC):
 
 
 class TaskTraining(ABC):
-    """What the trainer (toolkit.train) needs: batches, their loss, validation metrics, device contexts."""
+    """What the trainer (toolkit.training.train) needs: batches, their loss, validation metrics, device contexts."""
 
     @abstractmethod
     def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator[Any]:
@@ -120,8 +120,8 @@ def _row_fields(batch: Any) -> list[str]:
 
 
 class TaskEvaluation(ABC):
-    """What the evaluator (toolkit.evaluate) needs: test devices and scores, metrics, and the fine-tuning baseline's
-    hooks (the loop itself is written once, in toolkit.evaluate.finetune_and_score)."""
+    """What the evaluator (toolkit.evaluation.evaluate) needs: test devices and scores, metrics, and the fine-tuning baseline's
+    hooks (the loop itself is written once, in toolkit.evaluation.evaluate.finetune_and_score)."""
 
     @abstractmethod
     def device_ids(self, split: str) -> np.ndarray:
@@ -181,7 +181,7 @@ class TaskWire(ABC):
 
 
 class TaskProgram(ABC):
-    """What the exporters' harness (toolkit.export) needs: the device program and how to score through it."""
+    """What the exporters' harness (toolkit.export.transaction) needs: the device program and how to score through it."""
 
     @abstractmethod
     def device_model(self, model: TaskModel, export_shape: Mapping[str, int]) -> DeviceModel:

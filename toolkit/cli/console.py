@@ -45,7 +45,7 @@ def progress_bars() -> Iterator[Callable[[str, int], Callable[[], None]]]:
 
 
 def show_epoch(event: dict) -> None:
-    """One line per finished epoch of a training event stream (toolkit.train.TrainLog)."""
+    """One line per finished epoch of a training event stream (toolkit.training.train.TrainLog)."""
     if "epoch" in event:
         metric = next(k for k in event if k.startswith("val_"))
         loss = f"  loss {event['train_loss']:.4f}" if "train_loss" in event else ""
@@ -67,7 +67,7 @@ def metrics_table(title: str, metrics: dict, methods: Sequence[str]) -> None:
 
 
 def show_evaluation(result: dict[str, Any], test_devices: int, methods: Sequence[str]) -> None:
-    """The tables and the timing line of `cli.py evaluate` (result: toolkit.evaluate.evaluate_run's)."""
+    """The tables and the timing line of `cli.py evaluate` (result: toolkit.evaluation.evaluate.evaluate_run's)."""
     metrics, shifted = result["metrics"], result["shifted"]
     metrics_table(f"all {test_devices} test devices", metrics, methods)
     metrics_table(f"most-shifted {shifted['devices']} devices", shifted, methods)

@@ -1,4 +1,4 @@
-"""The one safetensors writer: slot blobs (toolkit.slots) and binary generate bodies (toolkit.wire) both call it."""
+"""The one safetensors writer: slot blobs (toolkit.protocol.slots) and binary generate bodies (toolkit.protocol.wire) both call it."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from toolkit.models.base import TaskModel
-from toolkit.models.head import HeadShape, SlotHead, apply_head
+from toolkit.tasks.model_base import TaskModel
+from toolkit.tasks.head import HeadShape, SlotHead, apply_head
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Mapping
 import numpy as np
 
 from toolkit.errors import BlobError, SlotShapeError
-from toolkit.safetensors_io import write_safetensors
+from toolkit.protocol.safetensors_io import write_safetensors
 
 DTYPES = {"float32": np.float32, "float16": np.float16}
 SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16"}

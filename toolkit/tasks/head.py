@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolkit.slots import SlotSpec
+from toolkit.protocol.slots import SlotSpec
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from toolkit.errors import ConfigError
-from toolkit.models.base import TaskModel
-from toolkit.models.head import HeadShape, SlotHead, apply_head
+from toolkit.tasks.model_base import TaskModel
+from toolkit.tasks.head import HeadShape, SlotHead, apply_head
 
 TIME_FEATURES = ("time_z", "time_z_squared", "log_age_days")  # per context item, see context_parts
 NEG_INF = -1e9  # finite "minus infinity" for masks: keeps exported programs free of NaN on empty rows

@@ -14,7 +14,7 @@ from torch import nn
 from toolkit import __version__
 from toolkit.artifacts import write_json
 from toolkit.errors import ConfigError, DuetError, one_line
-from toolkit.generator import GeneratorConfig, ParameterGenerator
+from toolkit.model.generator import GeneratorConfig, ParameterGenerator
 from toolkit.registry import TASKS, task_class
 from toolkit.tasks.base import Task
 

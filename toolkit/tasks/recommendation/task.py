@@ -13,10 +13,10 @@ import torch
 
 from toolkit.data.interactions import DEFAULT_DATASET, file_fingerprint, load_default, load_file
 from toolkit.data.sequences import SequenceData, SequenceProtocol, build_sequences, cached_sequences
-from toolkit.device import DeviceModel, TensorSpec
+from toolkit.export.program import DeviceModel, TensorSpec
 from toolkit.errors import ConfigError, RequestError
-from toolkit.metrics import ranking_metrics
-from toolkit.models.recommendation import RecExportModel, RecModel, RecModelConfig, bce_loss
+from toolkit.tasks.metrics import ranking_metrics
+from toolkit.tasks.recommendation.model import RecExportModel, RecModel, RecModelConfig, bce_loss
 from toolkit.tasks.base import DeviceContext, Task, torch_device_of
 
 

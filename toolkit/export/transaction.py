@@ -16,8 +16,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from toolkit.errors import ConfigError
-from toolkit.serving import ServingPrograms
-from toolkit.measure import (EvalSet, Progress, build_eval_set, export_shape, latency, parity_devices, score,
+from toolkit.training.serving import ServingPrograms
+from toolkit.export.measure import (EvalSet, Progress, build_eval_set, export_shape, latency, parity_devices, score,
                              torch_threads)
 
 logger = logging.getLogger(__name__)
@@ -79,8 +79,8 @@ def export_run(run, targets: Sequence[str], options, out_dir: Path, progress: Pr
     """
     from exporters import exporter
     from exporters.base import MIN_SLOT_SETS
-    from toolkit.manifest import SLOT_SCOPE, build_manifest, load_manifest, model_version, write_manifest
-    from toolkit.runs import BASE_WEIGHTS, CONFIG_FILE, DUET_WEIGHTS
+    from toolkit.protocol.manifest import SLOT_SCOPE, build_manifest, load_manifest, model_version, write_manifest
+    from toolkit.training.runs import BASE_WEIGHTS, CONFIG_FILE, DUET_WEIGHTS
 
     targets = list(dict.fromkeys(targets))
     if not targets:
@@ -152,7 +152,7 @@ def _alive(pid: int) -> bool:
 
 def _check_replaceable(out_dir: Path) -> None:
     """Only an empty directory or a previous export may be replaced."""
-    from toolkit.manifest import MANIFEST_FILE
+    from toolkit.protocol.manifest import MANIFEST_FILE
 
     if out_dir.exists() and (not out_dir.is_dir() or (not (out_dir / MANIFEST_FILE).exists() and any(out_dir.iterdir()))):
         raise ConfigError(f"{out_dir} exists and is not an export directory (no {MANIFEST_FILE}); choose another --out")

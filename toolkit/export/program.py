@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from toolkit.slots import SlotSpec
+from toolkit.protocol.slots import SlotSpec
 
 TORCH_DTYPES = {"int32": torch.int32, "float32": torch.float32}
 

@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 
 from toolkit.errors import DuetError
-from toolkit.safetensors_io import write_safetensors
+from toolkit.protocol.safetensors_io import write_safetensors
 
 MEDIA_TYPE = "application/octet-stream"
 BODY_FORMATS = ("json", "safetensors")  # how a generate body can be sent: JSON, or this module's binary form

@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from toolkit.data.digits import DigitsDeviceConfig, DigitsDevices, simulate_devices
-from toolkit.device import DeviceModel, TensorSpec
+from toolkit.export.program import DeviceModel, TensorSpec
 from toolkit.errors import ConfigError, RequestError
-from toolkit.metrics import classification_metrics
-from toolkit.models.image import DigitCNN, ImageModelConfig
+from toolkit.tasks.metrics import classification_metrics
+from toolkit.tasks.image.model import DigitCNN, ImageModelConfig
 from toolkit.tasks.base import DeviceContext, Task, torch_device_of
 
 

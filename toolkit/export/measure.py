@@ -1,5 +1,5 @@
 """The export's measurement harness: a run's test calls at the export's shapes, PyTorch's reference outputs, the
-task's metric from program outputs, and latency in a runtime against eager PyTorch (used by toolkit.export)."""
+task's metric from program outputs, and latency in a runtime against eager PyTorch (used by toolkit.export.transaction)."""
 
 from __future__ import annotations
 

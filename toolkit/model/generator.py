@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from toolkit.config import GeneratorConfig
-from toolkit.slots import SlotSpec
+from toolkit.protocol.slots import SlotSpec
 
 
 class SetEncoder(nn.Module):
@@ -136,5 +136,5 @@ class ParameterGenerator(nn.Module):
     def from_first_layer(self, first: torch.Tensor, mask: torch.Tensor,
                          base_params: list[torch.Tensor]) -> list[torch.Tensor]:
         """`forward` from the per-sample layer's first output, `first_layer(context)`, computed by the caller
-        (the service folds that layer into a task's context table; see `toolkit.serving`)."""
+        (the service folds that layer into a task's context table; see `toolkit.training.serving`)."""
         return self.writer(self.stabilizer(self.encoder.pool(first, mask)), base_params)

@@ -1,4 +1,4 @@
-"""Measure the data path at MovieLens-25M scale: `python -m toolkit.data_scale --rows 1000000 5000000 25000000`."""
+"""Measure the data path at MovieLens-25M scale: `python -m toolkit.data.scale --rows 1000000 5000000 25000000`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import numpy as np
 from toolkit.data import sequences
 from toolkit.registry import task_class
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "docs" / "measurements" / "data-scale.json"
 BATCH_SIZE = 256  # TrainConfig's default batch size
 WINDOW_BATCHES = 200  # batches whose history and context windows are built (what batch_loss builds per batch)
@@ -64,9 +64,9 @@ def measure_child(path: Path, cache_dir: Path) -> dict[str, Any]:
     seconds["task"] = time.perf_counter() - started
     peaks["task"] = _peak_gb()
     data = task.data
-    rng = np.random.default_rng([0, zlib.crc32(b"base")])  # as toolkit.train seeds the Base stage's epochs
+    rng = np.random.default_rng([0, zlib.crc32(b"base")])  # as toolkit.training.train seeds the Base stage's epochs
     started = time.perf_counter()
-    batches = list(task.train_batches(rng, BATCH_SIZE))  # as toolkit.train.fit_stage takes one epoch
+    batches = list(task.train_batches(rng, BATCH_SIZE))  # as toolkit.training.train.fit_stage takes one epoch
     seconds["epoch_batches"] = time.perf_counter() - started
     peaks["epoch_batches"] = _peak_gb()
     started = time.perf_counter()
@@ -116,7 +116,7 @@ def measure(rows: int, data_dir: Path, keep_cache: bool) -> dict[str, Any]:
     cache_dir = data_dir / f"cache-{rows}"
     shutil.rmtree(cache_dir, ignore_errors=True)
     for kind in ("cold", "warm"):  # cold: an empty cache (builds and writes it); warm: reads what cold wrote
-        result, wall, peak, load = _run([sys.executable, "-m", "toolkit.data_scale", "--child", str(path),
+        result, wall, peak, load = _run([sys.executable, "-m", "toolkit.data.scale", "--child", str(path),
                                          "--cache-dir", str(cache_dir)])
         entry[kind] = {**result, "wall_seconds": round(wall, 2), "peak_gb": round(peak, 2), "load_before": load}
         print(f"  {rows:>10,} rows {kind}: {wall:.1f} s, peak {peak:.2f} GB (load average {load[0]})", flush=True)
@@ -143,7 +143,7 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m toolkit.data_scale", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m toolkit.data.scale", description=__doc__)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000, 25_000_000],
                         help="sizes to measure, each in a fresh process")
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/duet-scale"),
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "what": "cli.py train --data FILE --format ml-latest (all users) up to its first training step, on synthetic "
                 "ML-25M-shaped files (toolkit.data.synthetic); cold = empty cache, warm = the cache cold wrote",
-        "command": "python -m toolkit.data_scale " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python -m toolkit.data.scale " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
                     "pandas": __import__("pandas").__version__, "platform": platform.platform()},
         "results": results,

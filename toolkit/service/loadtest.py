@@ -23,11 +23,11 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from toolkit import routes
+from toolkit.protocol import routes
 from toolkit.errors import ConfigError
 from toolkit.options import option
-from toolkit.tls import tls_context
-from toolkit.wire import BODY_FORMATS
+from toolkit.protocol.tls import tls_context
+from toolkit.protocol.wire import BODY_FORMATS
 
 MAX_REQUESTS = 1_000_000  # the most one load test may send
 MAX_CONCURRENCY = 1024  # the most connections one load test may open
@@ -193,7 +193,7 @@ async def run_load(config: LoadTestConfig, bodies: list[bytes]) -> dict:
     target = loopback_target(config.url, config.query)
     content_type = "application/json"
     if config.body_format == "safetensors":
-        from toolkit.wire import MEDIA_TYPE, encode_request
+        from toolkit.protocol.wire import MEDIA_TYPE, encode_request
 
         bodies, content_type = [encode_request(json.loads(body)) for body in bodies], MEDIA_TYPE
     elif config.body_format != "json":

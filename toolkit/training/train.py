@@ -18,9 +18,9 @@ from torch import nn
 
 from toolkit.errors import TrainingDiverged
 from toolkit.config import GeneratorConfig, TrainConfig
-from toolkit.distributed import (SINGLE, World, barrier, broadcast_modules, from_main, process_group, sum_gradients,
+from toolkit.training.distributed import (SINGLE, World, barrier, broadcast_modules, from_main, process_group, sum_gradients,
                                  torch_device, world_from_env)
-from toolkit.generator import ParameterGenerator
+from toolkit.model.generator import ParameterGenerator
 from toolkit.tasks.base import Task
 
 
@@ -151,7 +151,7 @@ def train_run(out: Path, task: Task, train_cfg: TrainConfig, generator_options: 
 
     Started by torchrun (RANK, WORLD_SIZE, LOCAL_RANK set), each process trains on its shard of every batch, and
     rank 0 alone writes `out` (and logs and reports progress); config.json records the world size."""
-    from toolkit.runs import check_new_run_dir, load_base
+    from toolkit.training.runs import check_new_run_dir, load_base
 
     out, world = Path(out), world_from_env()
     device = torch_device(train_cfg.torch_device, world)
@@ -184,7 +184,7 @@ def _train(task: Task, cfg: TrainConfig, gen_cfg: GeneratorConfig, base: nn.Modu
 def _train_and_save(out: Path, task: Task, cfg: TrainConfig, gen_cfg: GeneratorConfig, base: nn.Module | None,
                     base_from: Path | None, listener, progress, world: World, device: torch.device) -> None:
     """`_train`, writing the run directory `out` (train_log.jsonl as it goes); no half run is left behind."""
-    from toolkit.runs import LOG_FILE, run_config, save_run
+    from toolkit.training.runs import LOG_FILE, run_config, save_run
 
     existed = out.exists()
     out.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolkit.runs import Run
+from toolkit.training.runs import Run
 from toolkit.tasks.base import DeviceContext
 
 logger = logging.getLogger(__name__)

@@ -12,9 +12,9 @@ from typing import Any, Mapping
 
 from toolkit import __version__
 from toolkit.artifacts import write_json
-from toolkit.device import DeviceModel
+from toolkit.export.program import DeviceModel
 from toolkit.errors import ManifestError
-from toolkit.slots import SlotSpec, blob_layout
+from toolkit.protocol.slots import SlotSpec, blob_layout
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"

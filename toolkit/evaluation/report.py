@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 from toolkit.config import ReportOptions
-from toolkit.generator import GeneratorConfig
+from toolkit.model.generator import GeneratorConfig
 from toolkit.errors import ConfigError, one_line
-from toolkit.runs import CONFIG_FILE, EVALUATION_FILE, LOG_FILE, METHODS, METRICS_FILE, SHIFTED_FILE
+from toolkit.training.runs import CONFIG_FILE, EVALUATION_FILE, LOG_FILE, METHODS, METRICS_FILE, SHIFTED_FILE
 from toolkit.registry import task_class
 
 

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 import torch
 from torch import nn
 
-from toolkit.slots import SlotSpec
+from toolkit.protocol.slots import SlotSpec
 
 
 class TaskModel(nn.Module, ABC):

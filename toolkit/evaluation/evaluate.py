@@ -12,11 +12,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from toolkit.serving import ServingPrograms
+from toolkit.training.serving import ServingPrograms
 from toolkit.artifacts import write_json
 from toolkit.config import FinetuneConfig
-from toolkit.distributed import synchronize, torch_device
-from toolkit.runs import EVALUATION_FILE, METHODS, METRICS_FILE, SHIFTED_FILE, Run
+from toolkit.training.distributed import synchronize, torch_device
+from toolkit.training.runs import EVALUATION_FILE, METHODS, METRICS_FILE, SHIFTED_FILE, Run
 from toolkit.tasks.base import TaskEvaluation
 
 

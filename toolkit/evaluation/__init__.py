@@ -1,0 +1,1 @@
+"""Scoring a run: Base, per-device fine-tuning and DUET on every test device, and the report tables."""

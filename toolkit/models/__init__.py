@@ -1,1 +1,0 @@
-"""Models: the slot head every task shares, and each task's backbones."""
