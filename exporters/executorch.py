@@ -9,8 +9,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from exporters.base import (Artifact, ExportOptions, ParityReport, Runner, check_parity, check_signature,
-                            example_args, linear_rows, stage, worth_quantizing)
+from exporters.base import linear_rows, stage, worth_quantizing
+from toolkit.export.contract import (Artifact, ExportOptions, ParityReport, Runner, check_parity, check_signature,
+                                     example_args)
 from toolkit.export.program import DeviceModel
 
 

@@ -8,8 +8,9 @@ from typing import Mapping
 
 import numpy as np
 
-from exporters.base import (NUMPY_DTYPES, Artifact, ExportOptions, ParityReport, Runner, check_parity,
-                            check_signature, example_args, stage, worth_quantizing)
+from exporters.base import stage, worth_quantizing
+from toolkit.export.contract import (NUMPY_DTYPES, Artifact, ExportOptions, ParityReport, Runner, check_parity,
+                                     check_signature, example_args)
 
 
 NAME = "tflite"

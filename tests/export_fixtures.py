@@ -56,7 +56,7 @@ def tiny_conv_device_model(seed: int = 0):
 
 def slot_sets(model, count: int = 3, start: int = 1) -> dict[str, dict[str, np.ndarray]]:
     """`count` different slot sets of the model's spec (stand-ins for three devices' generated slots)."""
-    from exporters.base import example_slots
+    from toolkit.export.contract import example_slots
 
     return {f"set-{i}": example_slots(model, seed=i) for i in range(start, start + count)}
 
@@ -70,8 +70,8 @@ class ExportCache:
     def get(self, target: str, backbone: str = "sasrec", quantize: str = "none"):
         key = (target, backbone, quantize)
         if key not in self.done:
-            from exporters import exporter
-            from exporters.base import ExportOptions
+            from toolkit.export.targets import exporter
+            from toolkit.export.contract import ExportOptions
 
             model = tiny_device_model(backbone)
             options = ExportOptions(quantize=quantize, min_quant_elements=0, latency_calls=5)

@@ -32,7 +32,7 @@ def train_tiny(out: Path) -> Path:
 
 def export_tiny(run_dir: Path, out: Path) -> Path:
     """fp32 ExecuTorch and TFLite programs of the run with their manifest, by the real exporters."""
-    from exporters.base import ExportOptions
+    from toolkit.export.contract import ExportOptions
     from toolkit.export.transaction import export_run
     from toolkit.training.runs import load_run
 

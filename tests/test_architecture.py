@@ -57,3 +57,27 @@ def test_no_module_imports_a_later_stage(module):
 def test_the_check_can_fail():
     assert stage_of("toolkit.training.train") > stage_of("toolkit.training.runs")  # runs.py importing the trainer would be caught
     assert stage_of("toolkit.service.app") > stage_of("toolkit.training.serving")
+
+
+def imports_of_package(path: Path, package: str) -> set[str]:
+    """Every module of `package` a file imports (top level or inside a function, `import` or `from ... import`)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name == package or a.name.startswith(package + "."))
+        elif isinstance(node, ast.ImportFrom) and node.module and (
+                node.module == package or node.module.startswith(package + ".")):
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("module", sorted(toolkit_modules()))
+def test_no_toolkit_module_imports_the_exporters(module):
+    """The arrow runs from the targets to the toolkit: toolkit/ finds targets through entry points, never by import."""
+    assert not imports_of_package(toolkit_modules()[module], "exporters"), f"{module} imports exporters/"
+
+
+def test_the_exporters_check_can_fail(tmp_path):
+    offender = tmp_path / "offender.py"
+    offender.write_text("def load():\n    from exporters.executorch import export\n")
+    assert imports_of_package(offender, "exporters") == {"exporters.executorch"}

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from exporters import target_names
-from exporters.base import MAX_METRIC_DROP, ExportOptions, InputShapeError
+from toolkit.export.targets import target_names
+from toolkit.export.contract import MAX_METRIC_DROP, ExportOptions, InputShapeError
 from toolkit.artifacts import served_digest
 from toolkit.errors import ConfigError, ManifestError
 from toolkit.protocol.manifest import load_manifest, validate_manifest
@@ -168,7 +168,7 @@ def test_cli_export_reports_user_errors_without_a_traceback(tiny_run, tmp_path):
 
     from cli import cli
 
-    result = CliRunner().invoke(cli, ["export", str(tiny_run), "--out", str(tmp_path / "x"), "--candidates", "50",
+    result = CliRunner().invoke(cli, ["export", str(tiny_run), "--out", str(tmp_path / "x"), "--shape", "candidates=50",
                                       "--cache-dir", str(CACHE)])
     assert result.exit_code == 2
     assert "error: input 'candidates' should have shape [1, 50]" in result.output

@@ -11,9 +11,10 @@ import pytest
 from export_fixtures import (BACKBONES, CANDIDATES, SEQ_LEN, TARGETS, exports, slot_sets,  # noqa: F401
                              tiny_conv_device_model, tiny_device_model)
 
-from exporters import EXPORTERS, SUPPORT_MODULES, exporter, target_names
-from exporters.base import (FP32_ATOL, ExportOptions, InputShapeError, ParityError, SignatureError, check_parity,
-                            example_args, example_slots)
+from exporters import SUPPORT_MODULES
+from toolkit.export.targets import exporter, target_modules, target_names
+from toolkit.export.contract import (FP32_ATOL, ExportOptions, InputShapeError, ParityError, SignatureError, check_parity,
+                                     example_args, example_slots)
 from toolkit.errors import ConfigError, SlotShapeError, ToleranceExceeded
 
 EXPORTERS_DIR = Path(__file__).resolve().parents[1] / "exporters"
@@ -23,7 +24,7 @@ EXPORTERS_DIR = Path(__file__).resolve().parents[1] / "exporters"
 def test_every_module_in_exporters_is_registered_or_declared_support():
     modules = {".".join(p.relative_to(EXPORTERS_DIR.parent).with_suffix("").parts).removesuffix(".__init__")
                for p in EXPORTERS_DIR.rglob("*.py") if p.relative_to(EXPORTERS_DIR).as_posix() != "__init__.py"}
-    assert modules == set(EXPORTERS.values()) | set(SUPPORT_MODULES)
+    assert modules == set(target_modules().values()) | set(SUPPORT_MODULES)
 
 
 @pytest.mark.parametrize("name", TARGETS)
@@ -55,8 +56,7 @@ def test_exporters_hold_no_task_specific_code():
     """Exporters read the device model's specs only; an image model goes through the same code."""
     banned = re.compile(r"recommend|\bhistory\b|\bcandidates?\b|sasrec|gru4rec|\bdin\b|\bitem(?:_|\b)|head\.\d|seq_len|"
                         r"RecModel|RecDeviceModel|\bimage|digits", re.IGNORECASE)
-    for path in sorted(EXPORTERS_DIR.rglob("*.py")) + [EXPORTERS_DIR.parent / "toolkit" / p for p in ("export.py",
-                                                                                                      "measure.py")]:
+    for path in sorted(EXPORTERS_DIR.rglob("*.py")) + sorted((EXPORTERS_DIR.parent / "toolkit" / "export").glob("*.py")):
         for number, line in enumerate(path.read_text().splitlines(), 1):
             assert not banned.search(line), f"{path.name}:{number} is task-specific: {line.strip()}"
 

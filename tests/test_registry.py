@@ -48,16 +48,16 @@ def test_a_backbone_of_another_task_or_an_unknown_name_is_refused():
 
 
 def test_the_cli_choices_are_the_registries(tmp_path):
-    train = {p.name: p for p in cli.train.params}
+    train = {p.name: p for p in cli.cli.commands["train"].params}
     assert list(train["task_name"].type.choices) == registry.task_names()
     assert list(train["backbone"].type.choices) == registry.backbone_names()
-    from exporters import target_names
+    from toolkit.export.targets import target_names
     from toolkit.data.download import DATASETS
     from toolkit.data.formats import FORMATS
 
     assert list(train["data_format"].type.choices) == list(FORMATS)
-    assert list({p.name: p for p in cli.download.params}["name"].type.choices) == list(DATASETS)
-    assert list({p.name: p for p in cli.export.params}["targets"].type.choices) == target_names() + ["all"]
+    assert list({p.name: p for p in cli.cli.commands["download"].params}["name"].type.choices) == list(DATASETS)
+    assert list({p.name: p for p in cli.cli.commands["export"].params}["targets"].type.choices) == target_names() + ["all"]
     result = CliRunner().invoke(cli.cli, ["train", "--task", "image", "--backbone", "din", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "the image task has no backbone 'din'; choose one of cnn" in result.output
     assert not (tmp_path / "r").exists()

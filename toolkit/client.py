@@ -215,7 +215,7 @@ class ManifestModel:
 
     @classmethod
     def of(cls, manifest: Mapping[str, Any]) -> "ManifestModel":
-        from toolkit.export.program import TensorSpec
+        from toolkit.protocol.slots import TensorSpec
         from toolkit.protocol.manifest import slot_specs_of
 
         def tensor(t: Mapping[str, Any]) -> TensorSpec:
@@ -226,8 +226,8 @@ class ManifestModel:
 
 def load_program(manifest: Mapping[str, Any], target: str, path: Path, threads: int = 1):
     """The downloaded program in its runtime (the exporter's own runner): runner(inputs, slots) -> output."""
-    from exporters import exporter
-    from exporters.base import Artifact, ExportOptions
+    from toolkit.export.targets import exporter
+    from toolkit.export.contract import Artifact, ExportOptions
 
     info = manifest["targets"][target]
     path = Path(path)

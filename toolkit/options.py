@@ -111,3 +111,35 @@ def named_values(pairs: Sequence[str], reserved: set[str]) -> dict[str, Any]:
         except ValueError:
             values[name] = text
     return values
+
+
+def shape_values(pairs: Sequence[str]) -> tuple[tuple[str, int], ...]:
+    """`--shape NAME=SIZE` pairs as ExportOptions.shape; SIZE a positive integer."""
+    import click
+
+    shapes = []
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name.isidentifier() or not text.strip().isdigit() or len(text.strip()) > 9 \
+                or int(text) < 1:
+            raise click.BadParameter(f"{pair!r} is not NAME=SIZE with a positive integer size", param_hint="--shape")
+        shapes.append((name, int(text)))
+    return tuple(shapes)
+
+
+def target_option_values(pairs: Sequence[str]) -> tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]:
+    """`--target-option TARGET.NAME=VALUE` pairs as ExportOptions.target_options; VALUE is JSON when it parses."""
+    import click
+
+    by_target: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        target, dot, name = key.partition(".")
+        if not sep or not dot or not target or not name.isidentifier():
+            raise click.BadParameter(f"{pair!r} is not TARGET.NAME=VALUE", param_hint="--target-option")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        by_target.setdefault(target, {})[name] = value
+    return tuple((target, tuple(values.items())) for target, values in by_target.items())

@@ -9,8 +9,9 @@ from typing import Mapping
 
 import numpy as np
 
-from exporters.base import (Artifact, ExportOptions, ParityReport, Runner, SignatureError, check_parity,
-                            check_signature, example_args, stage, worth_quantizing)
+from exporters.base import stage, worth_quantizing
+from toolkit.export.contract import (Artifact, ExportOptions, ParityReport, Runner, SignatureError, check_parity,
+                                     check_signature, example_args)
 from toolkit.errors import ConfigError
 
 

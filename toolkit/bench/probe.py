@@ -96,7 +96,7 @@ def _runtime(spec: ProbeSpec, manifest: dict) -> Callable[[], Loaded]:
     """A manifest target, its runtime imported; loading = the client's load_program (file -> runner ready)."""
     import importlib
 
-    from exporters import exporter
+    from toolkit.export.targets import exporter
     from toolkit.artifacts import served_digest
     from toolkit.client import load_program
     from toolkit.protocol.manifest import slot_specs_of

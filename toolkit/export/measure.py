@@ -14,7 +14,7 @@ import numpy as np
 from toolkit.errors import ConfigError
 
 if TYPE_CHECKING:  # types only: measuring needs a task's device program (TaskProgram), nothing else of it
-    from exporters.base import ExportOptions
+    from toolkit.export.contract import ExportOptions
     from toolkit.tasks.base import TaskProgram
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def build_eval_set(run, programs, model, shape: Mapping[str, int], max_devices: 
                    progress: Progress | None) -> EvalSet:
     """Every test call of the split (or of the first `max_devices` devices), with PyTorch fp32 outputs and the
     slots `programs` (the run's serving.ServingPrograms) generate for each device."""
-    from exporters.base import check_inputs
+    from toolkit.export.contract import check_inputs
 
     calls: dict[int, list] = {}
     for device, inputs, labels in run.task.device_eval_calls("test", shape):

@@ -9,23 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from toolkit.protocol.slots import SlotSpec
-
-TORCH_DTYPES = {"int32": torch.int32, "float32": torch.float32}
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """A fixed-shape tensor of the exported program."""
-
-    name: str  # input or output name, e.g. "history"
-    shape: tuple[int, ...]  # fixed shape (LiteRT needs fixed shapes)
-    dtype: str  # "int32" or "float32"
-    description: str = ""  # what the values mean, shown in the manifest
-
-    def to_json(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "description": self.description}
-
+from toolkit.protocol.slots import SlotSpec, TensorSpec
 
 class DeviceModel(nn.Module):
     """A compressed-backbone program: forward(*inputs, *slots) -> output, with its specs.

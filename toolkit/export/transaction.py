@@ -30,8 +30,8 @@ def export_target(name: str, run, model, eval_set: EvalSet, slot_sets: Mapping[s
                   options, work_dir: Path, reference_metrics: Mapping[str, float],
                   progress: Progress | None) -> tuple[Any, dict]:
     """Export one target, validate parity, score the test calls in its runtime, time it. Returns (artifact, report)."""
-    from exporters import exporter
-    from exporters.base import MAX_METRIC_DROP, AccuracyDropError
+    from toolkit.export.targets import exporter
+    from toolkit.export.contract import MAX_METRIC_DROP, AccuracyDropError
 
     module = exporter(name)
     started = time.perf_counter()
@@ -77,8 +77,8 @@ def export_run(run, targets: Sequence[str], options, out_dir: Path, progress: Pr
     Everything is written to a temporary directory beside out_dir and moved in only once every target validated,
     so a failed export leaves a previous one intact. Returns the report.
     """
-    from exporters import exporter
-    from exporters.base import MIN_SLOT_SETS
+    from toolkit.export.targets import exporter
+    from toolkit.export.contract import MIN_SLOT_SETS
     from toolkit.protocol.manifest import SLOT_SCOPE, build_manifest, load_manifest, model_version, write_manifest
     from toolkit.training.runs import BASE_WEIGHTS, CONFIG_FILE, DUET_WEIGHTS
 

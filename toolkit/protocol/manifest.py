@@ -12,9 +12,8 @@ from typing import Any, Mapping
 
 from toolkit import __version__
 from toolkit.artifacts import write_json
-from toolkit.export.program import DeviceModel
 from toolkit.errors import ManifestError
-from toolkit.protocol.slots import SlotSpec, blob_layout
+from toolkit.protocol.slots import ProgramSpecs, SlotSpec, blob_layout
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -82,7 +81,7 @@ def model_version(*weight_files: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_manifest(device_model: DeviceModel, *, task: str, run_name: str, run_config_sha256: str, version: str,
+def build_manifest(device_model: ProgramSpecs, *, task: str, run_name: str, run_config_sha256: str, version: str,
                    quantization: Mapping[str, Any], targets: Mapping[str, Mapping[str, Any]],
                    request_schema: Mapping[str, Any] | None = None,
                    slot_bounds: Mapping[str, float] | None = None) -> dict[str, Any]:

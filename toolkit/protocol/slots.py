@@ -1,4 +1,5 @@
-"""Slot specs (the swappable parameters of a device model) and their safetensors and flat-blob encodings."""
+"""Tensor and slot specs (a device program's inputs and its swappable parameters) and the slots' safetensors and flat-blob
+encodings."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import hashlib
 import json
 import struct
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Protocol
 
 import numpy as np
 
@@ -15,6 +16,19 @@ from toolkit.protocol.safetensors_io import write_safetensors
 
 DTYPES = {"float32": np.float32, "float16": np.float16}
 SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16"}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A fixed-shape tensor of the exported program."""
+
+    name: str  # input or output name, e.g. "images"
+    shape: tuple[int, ...]  # fixed shape (LiteRT needs fixed shapes)
+    dtype: str  # "int32" or "float32"
+    description: str = ""  # what the values mean, shown in the manifest
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "description": self.description}
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,15 @@ class SlotSpec:
     @classmethod
     def from_json(cls, obj: Mapping) -> "SlotSpec":
         return cls(str(obj["name"]), tuple(int(x) for x in obj["shape"]), str(obj.get("dtype", "float32")))
+
+
+class ProgramSpecs(Protocol):
+    """What describes a device program on the wire: its inputs, then its slots, and its output (a device model, or
+    the manifest's record of one)."""
+
+    input_specs: list[TensorSpec]
+    slot_specs: list[SlotSpec]
+    output_spec: TensorSpec
 
 
 def check_slots(specs: list[SlotSpec], slots: Mapping[str, np.ndarray], what: str = "slots") -> None:
@@ -146,5 +169,5 @@ def specs_from_json(items: list[Mapping]) -> list[SlotSpec]:
     return [SlotSpec.from_json(x) for x in items]
 
 
-__all__ = ["SlotSpec", "check_slots", "blob_layout", "pack_flat", "encode_safetensors", "decode_safetensors",
+__all__ = ["TensorSpec", "SlotSpec", "ProgramSpecs", "check_slots", "blob_layout", "pack_flat", "encode_safetensors", "decode_safetensors",
            "sha256_hex", "specs_to_json", "specs_from_json"]
