@@ -21,6 +21,15 @@ class ConfigError(DuetError, ValueError):
     """A configuration value or a run directory is unusable."""
 
 
+class SlotConfigError(ConfigError):
+    """The modules named as slots do not exist, cannot hold slots, or share their parameters; the message lists the
+    modules that could."""
+
+
+class TaskError(ConfigError):
+    """A task (a built-in name, an entry point or an import path) cannot be found, imported or built."""
+
+
 class SlotShapeError(DuetError, ValueError):
     """A slot tensor is missing, extra, or has the wrong shape or dtype."""
 

@@ -1,17 +1,21 @@
 """Every choice the toolkit offers by name, listed without importing a heavy module: tasks, backbones per task.
 
-The CLI's choice lists come from here (and from `exporters.EXPORTERS`, `toolkit.data.formats.FORMATS`,
-`toolkit.data.download.DATASETS`). Adding a task or a backbone is its own module plus one line below; a test
-checks that every entry imports and is what it claims to be.
+A task is found by its name among the built-in ones below, among the `duet.tasks` entry points of installed packages
+(`[project.entry-points."duet.tasks"] my_task = "my_pkg.tasks:MyTask"`), or by an import path "package.module:Class"
+(`cli.py train --task my_pkg.tasks:MyTask`). Export targets are found the same way, through `duet.exporters`
+(toolkit.export.targets). The CLI's other choice lists come from `toolkit.data.formats.FORMATS` and
+`toolkit.data.download.DATASETS`. A test checks that every entry imports and is what it claims to be.
 """
 
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import entry_points
 from typing import Any
 
 from toolkit.errors import ConfigError
 
+TASK_GROUP = "duet.tasks"
 TASKS: dict[str, tuple[str, str]] = {  # task name -> (its Task class, the dataclass of its `train` options)
     "recommendation": ("toolkit.tasks.recommendation.task:RecommendationTask",
                        "toolkit.tasks.recommendation.options:RecommendationOptions"),
@@ -29,25 +33,25 @@ BACKBONES: dict[str, dict[str, str]] = {  # task -> backbone name -> the module 
 }
 
 
-def _load(reference: str) -> Any:
+def load(reference: str) -> Any:
+    """The attribute an import path 'package.module:name' names (imported now)."""
     module, _, name = reference.partition(":")
     return getattr(importlib.import_module(module), name)
 
 
 def task_names() -> list[str]:
-    return list(TASKS)
+    """The built-in tasks, then the installed packages' `duet.tasks` entry points."""
+    return list(TASKS) + [name for name in task_entry_points() if name not in TASKS]
 
 
-def task_class(name: str) -> Any:
-    """The Task class registered as `name` (imported now); ConfigError for an unknown name."""
-    if name not in TASKS:
-        raise ConfigError(f"unknown task {name!r}; this toolkit has {', '.join(TASKS)}")
-    return _load(TASKS[name][0])
+def task_entry_points() -> dict[str, str]:
+    """Task name -> import path, from the installed packages' `duet.tasks` entry points."""
+    return {ep.name: ep.value for ep in entry_points(group=TASK_GROUP)}
 
 
 def task_options() -> dict[str, Any]:
-    """Each task's options dataclass (light modules: toolkit.options fields that `cli.py train` offers)."""
-    return {name: _load(options) for name, (_, options) in TASKS.items()}
+    """Each built-in task's options dataclass (light modules: toolkit.options fields that `cli.py train` offers)."""
+    return {name: load(options) for name, (_, options) in TASKS.items()}
 
 
 def backbone_names(task: str | None = None) -> list[str]:
@@ -65,4 +69,4 @@ def backbone_class(task: str, name: str) -> Any:
     """The module class of one backbone of `task` (imported now); ConfigError for a backbone of another task."""
     if name not in BACKBONES.get(task, {}):
         raise ConfigError(f"the {task} task has no backbone {name!r}; choose one of {', '.join(backbone_names(task))}")
-    return _load(BACKBONES[task][name])
+    return load(BACKBONES[task][name])

@@ -69,15 +69,16 @@ def _write_probe_inputs(run, programs, export: Export, work: Path) -> None:
     """The timed call (the first test call of the run at the export's shapes), the slots generated for the first
     test device (bound during the timed calls) and a blob of another device's slots (the swap); `programs` is the
     run's serving.ServingPrograms."""
+    from toolkit.model.slots import slot_specs
     from toolkit.protocol.slots import encode_safetensors
 
-    _, inputs, _ = next(iter(run.task.device_eval_calls("test", export.report["shape"])))
+    _, inputs, _ = next(iter(run.task.program_calls("test", export.report["shape"])))
     np.savez(work / "inputs.npz", **{f"input_{i}": np.ascontiguousarray(a) for i, a in enumerate(inputs)})
-    devices = [int(d) for d in run.task.device_ids("test")[:2]]
+    devices = [int(d) for d in run.task.devices("test")[:2]]
     if not devices:
         raise ConfigError(f"{run.path}: the run's test split has no device to benchmark with")
     np.savez(work / "slots.npz", **programs.slots_for_device(devices[0]))
-    (work / "swap.safetensors").write_bytes(encode_safetensors(run.duet.slot_specs,
+    (work / "swap.safetensors").write_bytes(encode_safetensors(slot_specs(run.duet),
                                                                programs.slots_for_device(devices[-1])))
 
 
@@ -143,7 +144,7 @@ def generator_records(run, programs, metrics: dict | None, config: HostBenchConf
 
     from toolkit.export.measure import torch_threads
 
-    devices = [int(d) for d in run.task.device_ids("test")]
+    devices = [int(d) for d in run.task.devices("test")]
     largest = max(config.sizes)
     bodies = [run.task.example_request(devices[i % len(devices)]) for i in range(min(largest, 4 * len(devices)))]
     bodies = (bodies * (largest // len(bodies) + 1))[:largest]

@@ -70,18 +70,20 @@ def _eager(spec: ProbeSpec, manifest: dict) -> Callable[[], Loaded]:
     import torch
     from safetensors.torch import load_file
 
-    from toolkit.registry import task_class
+    from toolkit.client import ManifestModel
+    from toolkit.export.program import DeviceProgram
+    from toolkit.tasks.loading import task_class
     from toolkit.training.runs import DUET_WEIGHTS, MODEL_PREFIX, read_config, without_prefix
 
     config = read_config(Path(spec.run_dir))
     task = task_class(config["task"]).from_config_json(config["task_config"], Path(spec.cache_dir))
-    shape = json.loads((Path(spec.export_dir) / "report.json").read_text())["shape"]
+    described = ManifestModel.of(manifest)  # the export's inputs and output: the program eager PyTorch runs
     weights = Path(spec.run_dir) / DUET_WEIGHTS
 
     def load() -> Loaded:
         model = task.build_model()
         model.load_state_dict(without_prefix(load_file(str(weights)), MODEL_PREFIX))
-        program = task.device_model(model.eval(), shape).eval()
+        program = DeviceProgram(model.eval(), described.input_specs, described.output_spec, []).eval()
 
         def forward(arrays: list[np.ndarray]):
             with torch.no_grad():

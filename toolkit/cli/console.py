@@ -33,12 +33,13 @@ class Commands(click.Group):
 
 @contextmanager
 def progress_bars() -> Iterator[Callable[[str, int], Callable[[], None]]]:
-    """A rich progress display on a terminal (none otherwise); yields a factory (description, total) -> advance()."""
+    """A rich progress display on a terminal (none otherwise); yields a factory (description, total) -> advance()
+    (a total of None: a count without an end)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   transient=True, disable=not sys.stderr.isatty()) as progress:
-        def factory(description: str, total: int) -> Callable[[], None]:
+        def factory(description: str, total: int | None) -> Callable[[], None]:
             task_id = progress.add_task(description, total=total)
             return lambda: progress.advance(task_id)
         yield factory
@@ -70,7 +71,8 @@ def show_evaluation(result: dict[str, Any], test_devices: int, methods: Sequence
     """The tables and the timing line of `cli.py evaluate` (result: toolkit.evaluation.evaluate.evaluate_run's)."""
     metrics, shifted = result["metrics"], result["shifted"]
     metrics_table(f"all {test_devices} test devices", metrics, methods)
-    metrics_table(f"most-shifted {shifted['devices']} devices", shifted, methods)
+    if shifted["devices"]:  # a task without a measure of shift reports none
+        metrics_table(f"most-shifted {shifted['devices']} devices", shifted, methods)
     finetune, generate = metrics["finetune_seconds_per_device"], metrics["generate_seconds_per_device"]
     with_context = result["settings"]["generate_seconds_per_device_with_context_encoding"]
     click.echo(f"fine-tune {finetune * 1e3:.1f} ms/device, generate {generate * 1e3:.3f} ms/device "

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import copy
-import itertools
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch import nn
 
-from toolkit.training.serving import ServingPrograms
 from toolkit.artifacts import write_json
 from toolkit.config import FinetuneConfig
+from toolkit.model.slots import base_slots
 from toolkit.training.distributed import synchronize, torch_device
 from toolkit.training.runs import EVALUATION_FILE, METHODS, METRICS_FILE, SHIFTED_FILE, Run
-from toolkit.tasks.base import TaskEvaluation
-
-
+from toolkit.training.serving import ServingPrograms
+from toolkit.training.steps import SplitOutputs, collect, finetune_and_score, split_outputs
 
 
 def generate_timings(run: Run, programs: ServingPrograms, devices: np.ndarray, split: str = "test") -> dict[str, float]:
@@ -48,7 +44,7 @@ def slot_stability(run: Run, programs: ServingPrograms, devices: np.ndarray, spl
     Contexts are ordered oldest to newest and right-aligned, so the latest sample is the last present one.
     """
     serving = programs.generator
-    base_norm = float(torch.sqrt(sum((p.detach() ** 2).sum() for p in run.duet.head.params)))
+    base_norm = float(torch.sqrt(sum((p.detach() ** 2).sum() for p in base_slots(run.duet))))
     changes = []
     with torch.inference_mode():
         for device in devices:
@@ -63,27 +59,6 @@ def slot_stability(run: Run, programs: ServingPrograms, devices: np.ndarray, spl
     return float(np.mean(changes)) if changes else float("nan")
 
 
-def finetune_and_score(task: TaskEvaluation, model: nn.Module, device: int, settings: Mapping[str, Any]) -> tuple[Any, float]:
-    """The fine-tuning baseline, one loop for every task: a copy of `model`, all of it trained with Adam on the
-    device's labeled batches (`task.finetune_batches`); returns (its test scores on that device, seconds spent
-    training, the copy included)."""
-    batches = iter(task.finetune_batches(device, settings))
-    first = next(batches, None)  # the task's own set-up (finding the device's data) is not fine-tuning time
-    started = time.perf_counter()
-    tuned = copy.deepcopy(model)
-    tuned.train()
-    optimizer = torch.optim.Adam(tuned.parameters(), lr=settings["lr"])
-    for batch in ([] if first is None else itertools.chain([first], batches)):
-        loss = task.finetune_loss(tuned, batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    synchronize(next(tuned.parameters()).device)
-    seconds = time.perf_counter() - started
-    tuned.eval()
-    return task.device_test_scores(tuned, device), seconds
-
-
 def evaluate_run(run: Run, finetune: FinetuneConfig, shifted_fraction: float = 0.25,
                  progress: Callable[[str, int], Callable[[], None]] | None = None) -> dict[str, dict]:
     """{"metrics": metrics.json, "shifted": the same on the most-shifted devices, "settings": how it was run}.
@@ -93,29 +68,31 @@ def evaluate_run(run: Run, finetune: FinetuneConfig, shifted_fraction: float = 0
     compute_device = torch_device(finetune.torch_device)  # (`device` names a user's device below)
     for module in (run.base, run.duet, run.generator):
         module.to(compute_device)
-    devices = task.device_ids("test")
-    scores: dict[str, dict[int, Any]] = {
-        "base": task.test_scores(run.base, None),
-        "duet": task.test_scores(run.duet, run.generator),
-        "finetune": {},
-    }
+    devices = task.devices("test")
+    outputs: dict[str, SplitOutputs] = {"base": split_outputs(task, run.base, "test", None),
+                                        "duet": split_outputs(task, run.duet, "test", run.generator)}
     advance = progress("fine-tuning devices", len(devices)) if progress else None
-    seconds = []
+    seconds, tuned = [], []
     settings = finetune.resolve(task.finetune_defaults())
     for device in devices:
-        device_scores, spent = finetune_and_score(task, run.base, int(device), settings)
-        scores["finetune"][int(device)] = device_scores
+        device_outputs, spent = finetune_and_score(task, run.base, int(device), settings)
+        tuned.append(device_outputs)
         seconds.append(spent)
         if advance:
             advance()
-    metrics: dict[str, Any] = {m: task.metrics_from_scores(scores[m]) for m in METHODS}
+    outputs["finetune"] = _joined(tuned)
+    metrics: dict[str, Any] = {m: outputs[m].metrics(task) for m in METHODS}
     metrics["finetune_seconds_per_device"] = float(np.mean(seconds))
     programs = ServingPrograms(run)
     timings = generate_timings(run, programs, devices)
     metrics["generate_seconds_per_device"] = timings["forward"]
     shifted = task.shifted_devices(shifted_fraction)
-    shifted_metrics = {"devices": int(len(shifted)), "of_devices": int(len(devices)), "fraction": shifted_fraction}
-    shifted_metrics.update({m: task.metrics_from_scores(scores[m], shifted) for m in METHODS})
+    shifted_metrics: dict[str, Any] = {"fraction": shifted_fraction, "of_devices": int(len(devices))}
+    if shifted is None:  # the task has no measure of how far a device's data moved
+        shifted_metrics["devices"] = 0
+    else:
+        shifted_metrics["devices"] = int(len(shifted))
+        shifted_metrics.update({m: outputs[m].metrics(task, shifted) for m in METHODS})
     settings_used = {"finetune": settings, "shifted_fraction": shifted_fraction, "test_devices": int(len(devices)),
                      "torch_threads": torch.get_num_threads(), "torch_device": compute_device.type,
                      "generate_seconds_per_device_with_context_encoding": timings["with_context"],
@@ -127,3 +104,12 @@ def write_evaluation(run_dir: Path, result: dict[str, dict]) -> list[Path]:
     """metrics.json, metrics_shifted.json and evaluation.json of an `evaluate_run` result, in the run directory."""
     return [write_json(Path(run_dir) / name, result[part])
             for name, part in ((METRICS_FILE, "metrics"), (SHIFTED_FILE, "shifted"), (EVALUATION_FILE, "settings"))]
+
+
+def _joined(parts: list[SplitOutputs]) -> SplitOutputs:
+    """One SplitOutputs of several devices' (the fine-tuned copies', each scored on its own device)."""
+    if not parts:
+        return collect([])
+    targets = None if parts[0].targets is None else np.concatenate([p.targets for p in parts])
+    return SplitOutputs(np.concatenate([p.outputs for p in parts]), targets, np.concatenate([p.devices for p in parts]))
+

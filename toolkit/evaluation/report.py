@@ -10,7 +10,7 @@ from toolkit.config import ReportOptions
 from toolkit.model.generator import GeneratorConfig
 from toolkit.errors import ConfigError, one_line
 from toolkit.training.runs import CONFIG_FILE, EVALUATION_FILE, LOG_FILE, METHODS, METRICS_FILE, SHIFTED_FILE
-from toolkit.registry import task_class
+from toolkit.tasks.loading import task_class
 
 
 

@@ -13,9 +13,9 @@ import numpy as np
 
 from toolkit.errors import ConfigError
 
-if TYPE_CHECKING:  # types only: measuring needs a task's device program (TaskProgram), nothing else of it
+if TYPE_CHECKING:  # types only
     from toolkit.export.contract import ExportOptions
-    from toolkit.tasks.base import TaskProgram
+    from toolkit.tasks.base import Task
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class EvalSet:
         return sum(len(c) for c in self.calls.values())
 
 
-def export_shape(task: TaskProgram, options: ExportOptions) -> dict[str, int]:
+def export_shape(task: Task, options: ExportOptions) -> dict[str, int]:
     """The task's default fixed shapes with the options' overrides; unknown names are a ConfigError."""
     shape = dict(task.export_shape_defaults())
     for name, value in options.shape:
@@ -64,7 +64,7 @@ def build_eval_set(run, programs, model, shape: Mapping[str, int], max_devices: 
     from toolkit.export.contract import check_inputs
 
     calls: dict[int, list] = {}
-    for device, inputs, labels in run.task.device_eval_calls("test", shape):
+    for device, inputs, labels in run.task.program_calls("test", shape):
         if max_devices and device not in calls and len(calls) >= max_devices:
             continue
         if not calls:  # the task's calls must fit the program's fixed shapes (an override may exceed its data)
@@ -145,10 +145,12 @@ class EagerCalls:
         return self.batched(calls, slot_tensors, self.batch) if self.batch else self.one_at_a_time(calls, slot_tensors)
 
 
-def score(task: TaskProgram, eval_set: EvalSet, outputs: Mapping[int, Sequence[np.ndarray]]) -> dict[str, float]:
+def score(task: Task, eval_set: EvalSet, outputs: Mapping[int, Sequence[np.ndarray]]) -> dict[str, float]:
     rows = [(device, labels, out) for device, device_calls in eval_set.calls.items()
             for (_, labels), out in zip(device_calls, outputs[device])]
-    return {k: float(v) for k, v in task.metrics_from_device_calls(rows).items()}
+    from toolkit.tasks.programs import metrics_of_calls
+
+    return metrics_of_calls(task, rows)
 
 
 @contextmanager

@@ -1,21 +1,35 @@
-"""The device-model contract every exporter reads: fixed-shape inputs, then the slots, one output."""
+"""The device program every exporter converts: a personalised model called with its slots as run-time inputs.
+
+`DeviceModel` is the contract the exporters read (fixed-shape inputs, then the slots, one output, and example inputs);
+`DeviceProgram` is that contract for any task's model: forward(*inputs, *slots) binds the slots
+(toolkit.model.slots.bound_slots) and calls the model, so the exporters, the manifest, the service and the apps need
+no knowledge of the task.
+"""
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from itertools import islice
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
+from toolkit.model.slots import bound_slots, slot_specs
 from toolkit.protocol.slots import SlotSpec, TensorSpec
+
+if TYPE_CHECKING:
+    from toolkit.tasks.base import Task
+
+EXAMPLE_CALLS = 64  # a program keeps this many of the task's real test calls as its example inputs
+
 
 class DeviceModel(nn.Module):
     """A compressed-backbone program: forward(*inputs, *slots) -> output, with its specs.
 
-    Subclasses set `input_specs`, `slot_specs` and `output_spec` and implement `forward`; everything
-    downstream (exporters, manifest, service, apps) reads these specs and nothing else.
+    Subclasses set `input_specs`, `slot_specs` and `output_spec` and implement `forward` and `example_inputs`;
+    everything downstream (exporters, manifest, service, apps) reads these specs and nothing else.
     """
 
     input_specs: list[TensorSpec]
@@ -23,7 +37,7 @@ class DeviceModel(nn.Module):
     output_spec: TensorSpec
 
     def example_inputs(self, seed: int = 0) -> tuple[torch.Tensor, ...]:
-        """Valid random non-slot inputs of the declared shapes."""
+        """Valid non-slot inputs of the declared shapes (different ones for different seeds)."""
         raise NotImplementedError
 
     def for_export(self) -> nn.Module:
@@ -32,11 +46,51 @@ class DeviceModel(nn.Module):
         Default: a plain copy."""
         return copy.deepcopy(self).eval()
 
-    def slot_tensors(self, slots: dict[str, np.ndarray]) -> tuple[torch.Tensor, ...]:
+    def slot_tensors(self, slots: Mapping[str, np.ndarray]) -> tuple[torch.Tensor, ...]:
         """Slots in spec order as fp32 tensors (the tail of forward's arguments)."""
         return tuple(torch.as_tensor(np.asarray(slots[s.name], dtype=np.float32)) for s in self.slot_specs)
 
-    def run(self, inputs: tuple[torch.Tensor, ...], slots: dict[str, np.ndarray]) -> np.ndarray:
+    def run(self, inputs: tuple[torch.Tensor, ...], slots: Mapping[str, np.ndarray]) -> np.ndarray:
         """Eager PyTorch reference output for one call."""
         with torch.no_grad():
             return self(*inputs, *self.slot_tensors(slots)).numpy()
+
+
+class DeviceProgram(DeviceModel):
+    """A task's personalised model as a device program, at the export's fixed shapes; its example inputs are the
+    task's real test calls."""
+
+    def __init__(self, model: nn.Module, input_specs: list[TensorSpec], output_spec: TensorSpec,
+                 examples: list[tuple[np.ndarray, ...]], fast_form: nn.Module | None = None):
+        super().__init__()
+        self.model = model.eval()
+        self.fast_form = fast_form  # the same function written for the runtimes (shares the model's modules)
+        self.use_fast_form = False
+        self.input_specs, self.output_spec = list(input_specs), output_spec
+        self.slot_specs = slot_specs(model)
+        self.examples = examples
+
+    @classmethod
+    def of(cls, task: "Task", model: nn.Module, export_shape: Mapping[str, int]) -> "DeviceProgram":
+        """The program of `task`'s model (copied, eval mode) at `export_shape`."""
+        model = copy.deepcopy(model).eval()
+        inputs, output = task.program_specs(model, export_shape)
+        examples = [call for _, call, _ in islice(task.program_calls("test", export_shape), EXAMPLE_CALLS)]
+        fast = task.export_form(model)
+        return cls(model, inputs, output, examples, None if fast is model else fast)
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        count = len(self.input_specs)
+        runner = self.fast_form if self.use_fast_form and self.fast_form is not None else self.model
+        with bound_slots(self.model, args[count:]):
+            return runner(*args[:count])
+
+    def example_inputs(self, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        if not self.examples:
+            raise ValueError("the task's test split has no call to take example inputs from")
+        return tuple(torch.from_numpy(np.array(a)) for a in self.examples[seed % len(self.examples)])
+
+    def for_export(self) -> nn.Module:
+        program = copy.deepcopy(self).eval()
+        program.use_fast_form = True
+        return program

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from toolkit.errors import ConfigError
+from toolkit.export.program import DeviceProgram
 from toolkit.training.serving import ServingPrograms
 from toolkit.export.measure import (EvalSet, Progress, build_eval_set, export_shape, latency, parity_devices, score,
                              torch_threads)
@@ -91,7 +92,7 @@ def export_run(run, targets: Sequence[str], options, out_dir: Path, progress: Pr
     out_dir = Path(out_dir)
     _check_replaceable(out_dir)
     shape = export_shape(run.task, options)
-    model = run.task.device_model(run.duet, shape).eval()
+    model = DeviceProgram.of(run.task, run.duet, shape).eval()
     with torch_threads(options.threads):
         programs = ServingPrograms(run)  # traced once: the eval set's slots and the manifest's slot bounds
         eval_set = build_eval_set(run, programs, model, shape, options.max_eval_devices, progress)

@@ -66,9 +66,10 @@ class StableWeightAdapter(nn.Module):
 class SlotWriter(nn.Module):
     """Device code -> every slot's residual through ONE linear map.
 
-    A matrix slot (rows x cols) gets U V^T / rank from a (rows x rank) and a (cols x rank) block of the
-    output; a vector slot gets its block directly. Output size = sum over slots of (rows + cols) x rank or
-    length: linear in the slot sizes.
+    A weight slot of shape (rows, *rest) — a linear layer's (out, in), a convolution's (out, in, kh, kw) — is a
+    matrix of rows x cols, cols = the product of the rest; it gets U V^T / rank from a (rows x rank) and a
+    (cols x rank) block of the output, reshaped to the slot's shape. A vector slot (a bias, a LayerNorm scale) gets
+    its block directly. Output size = sum over slots of (rows + cols) x rank or length: linear in the slot sizes.
     """
 
     def __init__(self, specs: list[SlotSpec], cfg: GeneratorConfig):
@@ -76,13 +77,13 @@ class SlotWriter(nn.Module):
         self.specs, self.rank = list(specs), cfg.rank
         blocks: list[tuple[int, bool]] = []  # (size, starts small): U factors and vectors start near zero
         for spec in self.specs:
-            if len(spec.shape) == 2:
-                rows, cols = spec.shape
+            if len(spec.shape) >= 2:
+                rows, cols = matrix_shape(spec.shape)
                 blocks += [(rows * cfg.rank, True), (cols * cfg.rank, False)]
             elif len(spec.shape) == 1:
                 blocks.append((spec.shape[0], True))
             else:
-                raise ValueError(f"slot {spec.name} has shape {spec.shape}; the generator writes 1-D and 2-D slots")
+                raise ValueError(f"slot {spec.name} is a scalar; the generator writes vectors, matrices and kernels")
         self.sizes = [size for size, _ in blocks]
         self.project = nn.Linear(cfg.code_dim, sum(self.sizes))
         with torch.no_grad():
@@ -98,14 +99,23 @@ class SlotWriter(nn.Module):
         parts = iter(self.project(code).split(self.sizes, -1))
         out = []
         for spec, base in zip(self.specs, base_params):
-            if len(spec.shape) == 2:
-                rows, cols = spec.shape
+            if len(spec.shape) >= 2:
+                rows, cols = matrix_shape(spec.shape)
                 left = next(parts).reshape(-1, rows, self.rank)
                 right = next(parts).reshape(-1, cols, self.rank)
-                out.append(torch.baddbmm(base[None], left, right.transpose(1, 2), alpha=1.0 / self.rank))
+                matrix = torch.baddbmm(base.reshape(rows, cols)[None], left, right.transpose(1, 2), alpha=1.0 / self.rank)
+                out.append(matrix if len(spec.shape) == 2 else matrix.reshape(-1, *spec.shape))
             else:
                 out.append(base[None] + next(parts))
         return out
+
+
+def matrix_shape(shape: tuple[int, ...]) -> tuple[int, int]:
+    """The matrix a weight slot is written as: (its first dimension, the product of the others)."""
+    cols = 1
+    for size in shape[1:]:
+        cols *= int(size)
+    return int(shape[0]), cols
 
 
 class ParameterGenerator(nn.Module):

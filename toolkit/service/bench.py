@@ -60,7 +60,7 @@ def device_bodies(run_dir: str, cache_dir: str, max_devices: int) -> list[bytes]
     from toolkit.training.runs import load_run
 
     run = load_run(run_dir, resolve_cache_dir(cache_dir))
-    devices = run.task.device_ids("test")[:max_devices]
+    devices = run.task.devices("test")[:max_devices]
     if not len(devices):
         raise ConfigError(f"{run_dir} has no test devices to build request bodies from")
     return [json.dumps(run.task.example_request(int(d)), separators=(",", ":")).encode() for d in devices]

@@ -62,7 +62,7 @@ def load_state(config: ServiceConfig) -> ServiceState:
         signing_key = load_signing_key(config.signing_key)
         manifest = {**manifest, "signing": {"algorithm": ALGORITHM, "public_key": public_key_text(signing_key)}}
     maker = SlotMaker(run, programs, slot_specs_of(manifest), manifest["model_version"], signing_key)
-    examples = [run.task.example_request(int(d)) for d in run.task.device_ids("test")[: max(config.examples, 1)]]
+    examples = [run.task.example_request(int(d)) for d in run.task.devices("test")[: max(config.examples, 1)]]
     for body in examples:  # the task's own examples must pass the service's checks
         checker.check(body)
     static_blob = None
@@ -94,13 +94,14 @@ def load_state(config: ServiceConfig) -> ServiceState:
 
 def check_compatible(run, manifest: dict, config: ServiceConfig) -> None:
     """The export must come from this run: same task, same weights (model_version), same slots (names, shapes)."""
+    from toolkit.model.slots import slot_specs
     from toolkit.protocol.manifest import model_version
     from toolkit.training.runs import BASE_WEIGHTS, DUET_WEIGHTS
 
     if manifest["task"] != run.task.name:
         raise ManifestError(f"{config.exports_dir} exports a {manifest['task']!r} model, but {config.run_dir} is a "
                             f"{run.task.name!r} run")
-    expected = [(s.name, list(s.shape)) for s in run.duet.slot_specs]
+    expected = [(s.name, list(s.shape)) for s in slot_specs(run.duet)]
     found = [(s["name"], list(s["shape"])) for s in manifest["slots"]]
     if expected != found:
         raise ManifestError(f"{config.exports_dir}: manifest slots {found} differ from the run's slots {expected}; "

@@ -1,30 +1,117 @@
-"""The task contract: what a task (its data and model code) gives the task-agnostic trainer, evaluator, service
-and exporters, split by concern into small protocols; `Task` is all of them.
+"""The task contract: what you implement to personalise your model on your data with DUET, and the defaults for the rest.
 
-    TaskSetup       name, config (saved in config.json and rebuilt), a fresh model, defaults
-    TaskTraining    training batches, their loss, validation metrics, a device's context
-    TaskEvaluation  test devices and scores, metrics, the most-shifted devices, the fine-tuning baseline's hooks
-    TaskWire        the generate request: its JSON Schema, its validation into tensors, an example
-    TaskProgram     the exportable device program, its fixed shapes, and scoring a split through it
+A task brings a data set of devices. Each device has recent unlabeled samples (what the generator reads to write its
+slots) and labeled samples, split by time into the cloud's training data, validation and test. Six methods:
+
+    build_model()                  your nn.Module, personalised: personalize(model, SlotConfig([...]))
+    devices(split)                 the device ids of "train", "val" or "test"
+    context(devices, split)        those devices' recent unlabeled samples when `split` begins (Samples)
+    batches(split, device=, rng=, batch_size=)
+                                   labeled Batches: model inputs, targets, each row's device (and its own context)
+    loss(outputs, batch)           the training loss of model(*batch.inputs)
+    metrics(outputs, targets, devices)
+                                   the metrics of outputs, one row per output row
+
+and one attribute, `selection_metric` (the metric early stopping maximises). Everything else has a default that a
+task may override: saving and rebuilding the task (a dataclass task is saved as its fields), the context vectors (the
+model's own features on the samples), the generate request's wire schema (from the samples' specs), the fine-tuning
+baseline's settings, the exported program's fixed shapes, the most-shifted devices. The trainer, the evaluator, the
+fine-tuning baseline, the service and the exporters use only this contract; the built-in tasks implement it too.
+
+Splits: "train" (the cloud's devices), "val" (early stopping), "test" (scored devices), and "finetune": a test
+device's own labeled samples from before its test period, which only the fine-tuning baseline trains on.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, fields, is_dataclass, replace
-from typing import Any, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from toolkit.export.program import DeviceModel
-from toolkit.tasks.model_base import TaskModel
+from toolkit.errors import ConfigError
+from toolkit.protocol.slots import TensorSpec
+
+SPLITS = ("train", "val", "test", "finetune")
+
+
+@dataclass
+class Samples:
+    """Devices' recent unlabeled samples, one row per device (or per training row): each field (rows, M, *sample
+    shape), right-aligned (the newest sample last) and zero-padded on the left; `mask` True where a sample is."""
+
+    fields: dict[str, torch.Tensor]  # name -> (rows, M, *shape), e.g. {"images": (rows, M, 1, 8, 8)}
+    mask: torch.Tensor  # (rows, M) bool
+
+    @property
+    def rows(self) -> int:
+        return int(self.mask.shape[0])
+
+    def to(self, device: torch.device | str) -> "Samples":
+        return Samples({k: v.to(device) for k, v in self.fields.items()}, self.mask.to(device))
+
+    def slice(self, start: int, stop: int) -> "Samples":
+        return Samples({k: v[start:stop] for k, v in self.fields.items()}, self.mask[start:stop])
+
+
+@dataclass
+class Batch:
+    """Labeled samples the model is called on: `model(*inputs)`. A row is one set of slots (one device, or one
+    training sample with its own context); each input's leading size is `rows` times the same factor Q (a device's
+    Q samples, consecutive), and so are the outputs and `targets`."""
+
+    inputs: tuple[torch.Tensor, ...]  # the model's arguments
+    targets: Any  # what loss and metrics compare the outputs with (array or tensor, per output row), or None
+    devices: np.ndarray  # (rows,) the device of each row
+    context: Samples | None = None  # each row's own unlabeled context (training rows), else its device's
+
+    @property
+    def rows(self) -> int:
+        return len(self.devices)
+
+    def slice(self, start: int, stop: int) -> "Batch":
+        """Rows [start, stop): a data-parallel process's shard of the batch."""
+        rows = max(self.rows, 1)
+
+        def cut(value):
+            if value is None:
+                return None
+            per_row = len(value) // rows
+            return value[start * per_row : stop * per_row]
+
+        return Batch(tuple(cut(x) for x in self.inputs), cut(self.targets), self.devices[start:stop],
+                     None if self.context is None else self.context.slice(start, stop))
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """One field of a context sample as a device sends it: its shape per sample, dtype and range."""
+
+    name: str  # field name in the generate request, e.g. "items"
+    shape: tuple[int, ...] = ()  # per sample; () is one number per sample, else a row-major flattened array
+    dtype: str = "float32"  # "float32" or "int64"
+    minimum: float | None = None  # smallest valid value (None: any finite value)
+    maximum: float | None = None  # largest valid value
+    description: str = ""  # shown in the OpenAPI document
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+    @property
+    def is_integer(self) -> bool:
+        return self.dtype.startswith("int")
 
 
 @dataclass
 class DeviceContext:
-    """A batch of devices' unlabeled samples, turned into the generator's input."""
+    """A batch of devices' samples turned into the generator's input."""
 
     vectors: torch.Tensor  # (B, M, context_dim)
     mask: torch.Tensor  # (B, M) bool, True where a sample is present
@@ -35,36 +122,75 @@ def torch_device_of(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-class TaskSetup(ABC):
-    """What a task is and how it is rebuilt: its name, its config, a fresh model, its training defaults."""
+class Task(ABC):
+    """A data set of devices and a personalised model: see the module docstring for the six methods to implement."""
 
-    name: str  # registry key (toolkit.registry.TASKS), e.g. "recommendation"
-    metric_names: tuple[str, ...]  # keys of each method's object in metrics.json
-    selection_metric: str  # validation metric that early stopping maximises
+    selection_metric: str  # the validation metric early stopping maximises (a key of `metrics`)
 
-    @classmethod
+    @property
+    def name(self) -> str:
+        """How runs and manifests name the task, and `cli.py train --task` finds it again: its import path
+        "package.module:Class". A task registered under a name (the built-in ones, or a `duet.tasks` entry point)
+        sets the class attribute `name` to it."""
+        return f"{type(self).__module__}:{type(self).__qualname__}"
+
+    # -- what a task implements ---------------------------------------------------------------------------------
     @abstractmethod
-    def from_config_json(cls, obj: Mapping[str, Any], cache_dir: Any = None) -> "Task":
-        """Rebuild the task from the `task_config` saved in a run's config.json."""
-
-    @classmethod
-    @abstractmethod
-    def from_options(cls, options: Mapping[str, Any], cache_dir: Any = None) -> "Task":
-        """A new task from `cli.py train`'s options (by their parameter names; it reads the ones it has)."""
+    def build_model(self) -> nn.Module:
+        """A freshly initialised model with its slots named: `personalize(MyModel(), SlotConfig([...]))`."""
 
     @abstractmethod
+    def devices(self, split: str) -> np.ndarray:
+        """The device ids of a split (integers; "finetune" has the test devices)."""
+
+    @abstractmethod
+    def context(self, devices: Sequence[int], split: str) -> Samples:
+        """These devices' recent unlabeled samples as they stand when `split` begins (the generator's input), one
+        row per device, the same number M of sample places for every device."""
+
+    @abstractmethod
+    def batches(self, split: str, *, device: int | None = None, rng: np.random.Generator | None = None,
+                batch_size: int | None = None) -> Iterator[Batch]:
+        """Labeled batches of a split: all devices', or one `device`'s. With `rng`, shuffled (training, and the
+        fine-tuning baseline's "finetune" batches); without, in a fixed order. `batch_size`: rows per batch (None:
+        the task's choice)."""
+
+    @abstractmethod
+    def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The mean training loss of `outputs = model(*batch.inputs)` over the batch's rows."""
+
+    @abstractmethod
+    def metrics(self, outputs: np.ndarray, targets: Any, devices: np.ndarray) -> dict[str, float]:
+        """Metrics of the outputs (rows of every batch of a split, concatenated), their targets and each output
+        row's device; `selection_metric` among them."""
+
+    # -- saving and rebuilding (a dataclass task needs nothing more) ---------------------------------------------
     def config_json(self) -> dict:
-        """Everything needed to rebuild this task (data source, protocol, model sizes)."""
+        """Everything that rebuilds this task, saved in the run's config.json. Default: a dataclass's fields."""
+        if dataclasses.is_dataclass(self):
+            return dataclasses.asdict(self)
+        raise NotImplementedError(f"{type(self).__name__} is not a dataclass: define config_json and "
+                                  f"from_config_json to save and rebuild it")
 
-    @abstractmethod
-    def build_model(self) -> TaskModel:
-        """A freshly initialised cloud model (its backbone from toolkit.registry.BACKBONES)."""
+    @classmethod
+    def from_config_json(cls, obj: Mapping[str, Any], cache_dir: Path | None = None) -> "Task":
+        """Rebuild the task from `config_json()`'s output. Default: the class called with it."""
+        return cls(**obj)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], cache_dir: Path | None = None) -> "Task":
+        """A new task from `cli.py train`'s options (`--set NAME=VALUE` among them). Default: the class called with
+        the options its constructor names."""
+        accepted = inspect.signature(cls).parameters
+        return cls(**{k: v for k, v in options.items() if k in accepted and v is not None})
 
     @staticmethod
     def base_signature_of(config_json: Mapping[str, Any]) -> dict[str, Any]:
-        """The part of a saved task config that the Base model depends on (data and architecture)."""
+        """The part of a saved task config that Base depends on (data and architecture): `train --base-from` reuses
+        a Base only when it matches. Default: all of it."""
         return dict(config_json)
 
+    # -- training settings ----------------------------------------------------------------------------------------
     def train_defaults(self) -> dict[str, Any]:
         """TrainConfig fields this task trains best with (chosen on its validation split)."""
         return {}
@@ -73,137 +199,100 @@ class TaskSetup(ABC):
         """GeneratorConfig fields this task's generator is built with unless the user sets them."""
         return {}
 
-
-class TaskTraining(ABC):
-    """What the trainer (toolkit.training.train) needs: batches, their loss, validation metrics, device contexts."""
-
-    @abstractmethod
-    def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator[Any]:
-        """One epoch of shuffled training batches (opaque to the trainer)."""
-
-    @abstractmethod
-    def batch_loss(self, model: TaskModel, batch: Any, generator: nn.Module | None) -> torch.Tensor:
-        """Training loss of a batch; with a generator, each sample uses slots generated from its context.
-
-        It is the mean over the batch's rows (`batch_rows`), each of equal weight: data-parallel training weights
-        each process's shard by its rows, so that the shards' weighted losses sum to the whole batch's."""
-
-    def batch_rows(self, batch: Any) -> int:
-        """Rows of a training batch. Default: the leading length of a dataclass batch's array fields."""
-        return len(getattr(batch, _row_fields(batch)[0]))
-
-    def batch_slice(self, batch: Any, start: int, stop: int) -> Any:
-        """Rows [start, stop) of a training batch, as a batch (a data-parallel process's shard of it). Default: every
-        array field of a dataclass batch sliced along its first axis (override for batches of another form)."""
-        return replace(batch, **{name: getattr(batch, name)[start:stop] for name in _row_fields(batch)})
-
-    @abstractmethod
-    def evaluate(self, model: TaskModel, split: str, generator: nn.Module | None) -> dict[str, float]:
-        """Metrics on a split ("val" or "test"); with a generator, each device's slots are generated once."""
-
-    @abstractmethod
-    def device_context(self, model: TaskModel, device: int, split: str) -> DeviceContext:
-        """Context (batch of 1) of a device as it stands when `split` begins."""
-
-
-def _row_fields(batch: Any) -> list[str]:
-    """The fields of a dataclass batch, each an array or tensor with one entry per row (the same number in each)."""
-    if not is_dataclass(batch) or not fields(batch):
-        raise TypeError(f"a {type(batch).__name__} batch is not a dataclass of arrays: its task must define "
-                        f"batch_rows and batch_slice")
-    names = [f.name for f in fields(batch)]
-    lengths = {name: len(getattr(batch, name)) for name in names}
-    if len(set(lengths.values())) != 1:
-        raise TypeError(f"the fields of a {type(batch).__name__} batch differ in rows ({lengths}): its task must "
-                        f"define batch_rows and batch_slice")
-    return names
-
-
-class TaskEvaluation(ABC):
-    """What the evaluator (toolkit.evaluation.evaluate) needs: test devices and scores, metrics, and the fine-tuning baseline's
-    hooks (the loop itself is written once, in toolkit.evaluation.evaluate.finetune_and_score)."""
-
-    @abstractmethod
-    def device_ids(self, split: str) -> np.ndarray:
-        """The devices scored on a split."""
-
-    @abstractmethod
-    def test_scores(self, model: TaskModel, generator: nn.Module | None) -> dict[int, Any]:
-        """Per-device test scores of Base (no generator) or DUET."""
-
-    @abstractmethod
-    def metrics_from_scores(self, scores: Mapping[int, Any], devices: np.ndarray | None = None) -> dict[str, float]:
-        """Metrics from per-device test scores (all devices, or the subset `devices`)."""
-
-    @abstractmethod
-    def shifted_devices(self, fraction: float) -> np.ndarray:
-        """The `fraction` of test devices whose test data differs most from their training data."""
-
-    @abstractmethod
     def finetune_defaults(self) -> dict[str, Any]:
-        """Default fine-tuning settings of the baseline: lr, epochs, batch_size."""
+        """The fine-tuning baseline's settings: lr, epochs, batch_size."""
+        return {"lr": 1e-3, "epochs": 1, "batch_size": 32}
 
-    @abstractmethod
-    def finetune_batches(self, device: int, settings: Mapping[str, Any]) -> Iterator[Any]:
-        """Every step's batch of one device's labeled data, `settings["epochs"]` times over, in the task's own seeded
-        order (`settings["seed"]`, `settings["batch_size"]`); consumed lazily by the fine-tuning loop."""
+    def shifted_devices(self, fraction: float) -> np.ndarray | None:
+        """The `fraction` of test devices whose test data differs most from their training data (reported apart),
+        or None (the default) when the task has no measure of that."""
+        return None
 
-    @abstractmethod
-    def finetune_loss(self, model: TaskModel, batch: Any) -> torch.Tensor:
-        """The loss of one fine-tuning batch (labels in the batch; no generator)."""
+    # -- the generator's input -------------------------------------------------------------------------------------
+    def context_vectors(self, model: nn.Module, samples: Samples) -> torch.Tensor:
+        """(rows, M, context_dim) vectors of the samples for the generator. Default: the model's own features
+        (toolkit.model.context.model_features: the input of its last slot module, or the output of the SlotConfig's
+        `context_module`), with each sample's fields as the model's arguments. Plain tensor ops: the service traces
+        it together with the generator."""
+        from toolkit.model.context import model_features
 
-    @abstractmethod
-    def device_test_scores(self, model: TaskModel, device: int) -> Any:
-        """One device's test scores (as in `test_scores`) by a model of its own (the fine-tuned copy)."""
+        return model_features(model, samples)
 
+    def context_table(self, model: nn.Module) -> torch.Tensor | None:
+        """Optional, with `context_parts`: a table (V, t) whose rows begin every context vector; the service then
+        folds the generator's first layer into it once. None (the default): the vectors are not of that form."""
+        return None
 
-class TaskWire(ABC):
-    """What the service (toolkit.service) needs of a generate request."""
+    def context_parts(self, model: nn.Module, samples: Samples) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row ids (rows, M), the rest of each vector (rows, M, context_dim - t)) such that `context_vectors` is
+        cat([context_table()[ids], rest], -1). Needed only when `context_table` is not None."""
+        raise NotImplementedError(f"{type(self).__name__} has no context table")
 
-    @abstractmethod
+    def device_context(self, model: nn.Module, device: int, split: str) -> DeviceContext:
+        """One device's context vectors (a batch of 1) as they stand when `split` begins."""
+        return self.devices_context(model, [device], split)
+
+    def devices_context(self, model: nn.Module, devices: Sequence[int], split: str) -> DeviceContext:
+        """Several devices' context vectors as they stand when `split` begins."""
+        samples = self.context(devices, split).to(torch_device_of(model))
+        return DeviceContext(self.context_vectors(model, samples), samples.mask)
+
+    # -- the generate request on the wire ------------------------------------------------------------------------
+    def context_specs(self) -> list[SampleSpec]:
+        """Each field of a context sample as devices send it. Default: read off the data (shapes and dtypes of
+        `context`; for integer fields, the range seen in up to 256 training devices' contexts)."""
+        from toolkit.tasks.requests import specs_from_data
+
+        return specs_from_data(self)
+
+    def context_size(self) -> int:
+        """M, the sample places of a device's context (the most samples a generate request may send)."""
+        return int(self.context(self.devices("test")[:1], "test").mask.shape[1])
+
     def request_schema(self) -> dict:
-        """JSON Schema of one generate-request body, for the service's OpenAPI document."""
+        """JSON Schema of one generate-request body (device_id, then one array per context field)."""
+        from toolkit.tasks.requests import request_schema
 
-    @abstractmethod
+        return request_schema(self.context_specs(), self.context_size())
+
     def request_inputs(self, payloads: list[Mapping[str, Any]]) -> tuple[torch.Tensor, ...]:
-        """Generate-request bodies, validated -> the batch's raw context tensors (`TaskModel.context`'s inputs);
-        bad input raises RequestError naming what is wrong."""
+        """Generate-request bodies, validated -> (each field (B, M, *shape), mask (B, M)); bad input raises
+        RequestError naming what is wrong."""
+        from toolkit.tasks.requests import request_inputs
 
-    @abstractmethod
+        return request_inputs(payloads, self.context_specs(), self.context_size())
+
     def example_request(self, device: int) -> dict:
-        """A valid generate-request body for a device of the test split."""
+        """A valid generate-request body made of a test device's context."""
+        from toolkit.tasks.requests import example_request
 
-    def request_context(self, model: TaskModel, payloads: list[Mapping[str, Any]]) -> DeviceContext:
-        """Validated generate-request bodies -> a batch of contexts; bad input raises RequestError."""
-        inputs = self.request_inputs(payloads)
-        with torch.no_grad():
-            return DeviceContext(*model.context(*inputs))
+        return example_request(self.context([device], "test"), self.context_specs(), f"device-{device}")
 
-
-class TaskProgram(ABC):
-    """What the exporters' harness (toolkit.export.transaction) needs: the device program and how to score through it."""
-
-    @abstractmethod
-    def device_model(self, model: TaskModel, export_shape: Mapping[str, int]) -> DeviceModel:
-        """The exportable program: static layers with the slots as inputs, at fixed shapes."""
-
-    @abstractmethod
+    # -- the exported device program -----------------------------------------------------------------------------
     def export_shape_defaults(self) -> dict[str, int]:
-        """Default fixed shapes of an export, e.g. {"seq_len": 30, "candidates": 100}."""
+        """The exported program's fixed shapes, by name. Default: {"batch": the inputs' rows per device}."""
+        from toolkit.tasks.programs import rows_per_device
 
-    @abstractmethod
-    def device_eval_calls(self, split: str, export_shape: Mapping[str, int]) -> Iterator[tuple[int, tuple, Any]]:
-        """(device, program inputs as numpy, labels) for every call needed to score a split on the device."""
+        return {"batch": rows_per_device(self)}
 
-    @abstractmethod
-    def metrics_from_device_calls(self, calls: list[tuple[int, Any, np.ndarray]]) -> dict[str, float]:
-        """Metrics from (device, labels, program output) of every call of `device_eval_calls`."""
+    def program_specs(self, model: nn.Module, export_shape: Mapping[str, int]) -> tuple[list[TensorSpec], TensorSpec]:
+        """(the program's inputs, its output) at the export's shapes. Default: the model's inputs as its forward names
+        them, `batch` rows each, integers as int32 (what every runtime takes); the output as computed."""
+        from toolkit.tasks.programs import default_program_specs
+
+        return default_program_specs(self, model, export_shape)
+
+    def program_calls(self, split: str, export_shape: Mapping[str, int]) -> Iterator[tuple[int, tuple, Any]]:
+        """(device, program inputs as numpy, targets) for every call that scores a split on the device. Default: each
+        device's rows of `batches(split)` in chunks of `batch` rows, the last one zero-padded."""
+        from toolkit.tasks.programs import default_program_calls
+
+        return default_program_calls(self, split, export_shape)
+
+    def export_form(self, model: nn.Module) -> nn.Module:
+        """The same function as `model` (same inputs, slots and weights) written in the form the runtimes run
+        fastest; the parity checks compare the two. Default: the model itself."""
+        return model
 
 
-class Task(TaskSetup, TaskTraining, TaskEvaluation, TaskWire, TaskProgram):
-    """A task: its data, its model, its samples on the wire, its device program. Everything outside a task's
-    module is generic; a new task is its module plus one line in toolkit.registry.TASKS."""
-
-
-__all__ = ["DeviceContext", "Task", "TaskEvaluation", "TaskModel", "TaskProgram", "TaskSetup", "TaskTraining",
-           "TaskWire", "torch_device_of"]
+__all__ = ["Batch", "DeviceContext", "SPLITS", "SampleSpec", "Samples", "Task", "torch_device_of"]

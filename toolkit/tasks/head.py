@@ -1,4 +1,4 @@
-"""The slot head: a two-layer MLP whose parameters are the swappable slots of a device model."""
+"""The built-in tasks' slot head: a two-layer MLP whose two linear layers the tasks name as their slots."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from torch import nn
 
 from toolkit.protocol.slots import SlotSpec
 
+SLOT_MODULES = ("head.0", "head.1")  # what the built-in tasks pass to SlotConfig(target_modules=...)
+
 
 @dataclass(frozen=True)
 class HeadShape:
@@ -20,6 +22,7 @@ class HeadShape:
     out_dim: int  # size of the output vector (scored against a target embedding, or class logits)
 
     def slot_specs(self) -> list[SlotSpec]:
+        """The slots personalize() makes of a SlotMLP named `head` (their names, shapes and order)."""
         return [
             SlotSpec("head.0.weight", (self.hidden_dim, self.in_dim)),
             SlotSpec("head.0.bias", (self.hidden_dim,)),
@@ -28,32 +31,21 @@ class HeadShape:
         ]
 
 
-def apply_head(state: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
-    """Run the slot MLP on `state` (B, ..., in_dim).
-
-    `params` are either shared by the batch (weights 2-D, as on a device) or one set per row
-    (weights 3-D with a leading batch dimension, as the generator produces them in training).
-    """
-    w1, b1, w2, b2 = params
-    if w1.dim() == 2:
-        return F.linear(F.relu(F.linear(state, w1, b1)), w2, b2)
-    flat = state.reshape(state.shape[0], -1, state.shape[-1])
-    hidden = F.relu(torch.bmm(flat, w1.transpose(1, 2)) + b1[:, None, :])
-    out = torch.bmm(hidden, w2.transpose(1, 2)) + b2[:, None, :]
-    return out.reshape(*state.shape[:-1], out.shape[-1])
-
-
-class SlotHead(nn.Module):
-    """The Base head: one learned parameter set, shared by every device."""
+class SlotMLP(nn.ModuleList):
+    """Linear, ReLU, Linear as a list of its two linear layers (`head.0`, `head.1`: the slot modules)."""
 
     def __init__(self, shape: HeadShape):
-        super().__init__()
+        super().__init__([nn.Linear(shape.in_dim, shape.hidden_dim), nn.Linear(shape.hidden_dim, shape.out_dim)])
         self.shape = shape
-        first, second = nn.Linear(shape.in_dim, shape.hidden_dim), nn.Linear(shape.hidden_dim, shape.out_dim)
-        self.params = nn.ParameterList([first.weight, first.bias, second.weight, second.bias])
 
     def forward(self, state: torch.Tensor) -> torch.Tensor:
-        return apply_head(state, list(self.params))
+        return self[1](F.relu(self[0](state)))
 
-    def as_slots(self) -> dict[str, torch.Tensor]:
-        return {spec.name: p.detach() for spec, p in zip(self.shape.slot_specs(), self.params)}
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Runs saved before the slots were modules stored the head as `head.params.0..3` (weight, bias, weight,
+        bias): read them under today's names."""
+        legacy = [f"{prefix}params.{i}" for i in range(4)]
+        if all(key in state_dict for key in legacy):
+            for key, name in zip(legacy, ("0.weight", "0.bias", "1.weight", "1.bias")):
+                state_dict[f"{prefix}{name}"] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -15,8 +15,9 @@ from toolkit import __version__
 from toolkit.artifacts import write_json
 from toolkit.errors import ConfigError, DuetError, one_line
 from toolkit.model.generator import GeneratorConfig, ParameterGenerator
-from toolkit.registry import TASKS, task_class
+from toolkit.model.slots import slot_config, slot_specs
 from toolkit.tasks.base import Task
+from toolkit.tasks.loading import task_class
 
 
 CONFIG_FILE, BASE_WEIGHTS, DUET_WEIGHTS, LOG_FILE = "config.json", "base.safetensors", "duet.safetensors", "train_log.jsonl"
@@ -42,10 +43,12 @@ class Run:
         return self.path.name
 
 
-def run_config(task: Task, gen_cfg: GeneratorConfig, train_cfg: Any) -> dict[str, Any]:
-    """config.json of a run; `train_cfg` is the trainer's TrainConfig (a dataclass; the trainer is a later stage)."""
+def run_config(task: Task, model: nn.Module, gen_cfg: GeneratorConfig, train_cfg: Any) -> dict[str, Any]:
+    """config.json of a run; `train_cfg` is the trainer's TrainConfig (a dataclass; the trainer is a later stage);
+    "slots" records the model's SlotConfig (what personalize chose), as PEFT saves its adapter's config."""
     return {"format": RUN_FORMAT, "toolkit_version": __version__, "task": task.name,
-            "task_config": task.config_json(), "generator": asdict(gen_cfg), "train": asdict(train_cfg)}
+            "task_config": task.config_json(), "slots": slot_config(model).to_json(),
+            "generator": asdict(gen_cfg), "train": asdict(train_cfg)}
 
 
 def save_run(path: Path, config: dict, base: nn.Module, duet: nn.Module, generator: nn.Module) -> None:
@@ -83,9 +86,8 @@ def read_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{config_file}: not a run's config (JSON nested too deeply to read)") from err
     if not isinstance(config, dict):
         raise ConfigError(f"{config_file}: a run's config is a JSON object, found {type(config).__name__}")
-    if not isinstance(config.get("task"), str) or config["task"] not in TASKS:
-        raise ConfigError(f"{config_file}: unknown task {str(config.get('task'))[:80]!r}; this toolkit has "
-                          f"{', '.join(TASKS)}")
+    if not isinstance(config.get("task"), str) or not config["task"]:
+        raise ConfigError(f"{config_file}: 'task' must name the run's task (a name or an import path)")
     for key in ("task_config", "generator"):
         if not isinstance(config.get(key), dict):
             raise ConfigError(f"{config_file}: '{key}' must be a JSON object (was this written by `cli.py train`?)")
@@ -148,8 +150,11 @@ def load_run(path: str | Path, cache_dir: Path | None = None) -> Run:
     config_file = path / CONFIG_FILE
     task = _rebuilt(config_file, lambda: task_class(config["task"]).from_config_json(config["task_config"], cache_dir))
     base, duet = _rebuilt(config_file, task.build_model), _rebuilt(config_file, task.build_model)
+    if "slots" in config and config["slots"] != slot_config(duet).to_json():
+        raise ConfigError(f"{config_file}: the run's slots {config['slots']} are not those the task's model names now "
+                          f"{slot_config(duet).to_json()}")
     generator = _rebuilt(config_file, lambda: ParameterGenerator(GeneratorConfig(**config["generator"]),
-                                                                 duet.slot_specs))
+                                                                 slot_specs(duet)))
     base_state, state = _weights(path, BASE_WEIGHTS), _weights(path, DUET_WEIGHTS)
     parts = ((BASE_WEIGHTS, base, base_state),
              (DUET_WEIGHTS, duet, without_prefix(state, MODEL_PREFIX)),

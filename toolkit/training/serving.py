@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toolkit.model.slots import base_slots, slot_specs
+from toolkit.tasks.base import DeviceContext, Samples, Task
 from toolkit.training.runs import Run
-from toolkit.tasks.base import DeviceContext
 
 logger = logging.getLogger(__name__)
 
@@ -28,15 +29,22 @@ class _WithBase(nn.Module):
         return tuple(self.generator(vectors, mask, list(self.base)))
 
 
-class _FromRequests(nn.Module):
-    """The task model's context encoder, then the generator: the request's raw tensors -> slot tensors."""
+def _samples(task: Task, inputs: tuple[torch.Tensor, ...]) -> Samples:
+    """`task.request_inputs`'s tensors (each field, then the mask) as Samples."""
+    names = [spec.name for spec in task.context_specs()]
+    return Samples(dict(zip(names, inputs[:-1])), inputs[-1])
 
-    def __init__(self, model: nn.Module, with_base: _WithBase):
+
+class _FromRequests(nn.Module):
+    """The task's context vectors of the model, then the generator: the request's raw tensors -> slot tensors."""
+
+    def __init__(self, task: Task, model: nn.Module, with_base: _WithBase):
         super().__init__()
-        self.model, self.with_base = model, with_base
+        self.task, self.model, self.with_base = task, model, with_base
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.with_base(*self.model.context(*inputs))
+        samples = _samples(self.task, inputs)
+        return self.with_base(self.task.context_vectors(self.model, samples), samples.mask)
 
 
 class _FoldedFromRequests(nn.Module):
@@ -45,18 +53,20 @@ class _FoldedFromRequests(nn.Module):
     first(cat([table[ids], rest])) = (table W_t^T + b)[ids] + rest W_r^T, so a request gathers one narrow row per
     sample instead of building the vector and multiplying it (the same function, checked at start-up)."""
 
-    def __init__(self, model: nn.Module, with_base: _WithBase):
+    def __init__(self, task: Task, model: nn.Module, with_base: _WithBase):
         super().__init__()
-        self.model, self.with_base = model, with_base
+        self.task, self.model, self.with_base = task, model, with_base
         first = with_base.generator.first_layer
         with torch.no_grad():
-            table = model.context_table()
+            table = task.context_table(model)
             width = table.shape[1]
             self.table = nn.Parameter(table @ first.weight[:, :width].t() + first.bias, requires_grad=False)
             self.rest_weight = nn.Parameter(first.weight[:, width:].t().contiguous(), requires_grad=False)
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        ids, rest, mask = self.model.context_parts(*inputs)
+        samples = _samples(self.task, inputs)
+        ids, rest = self.task.context_parts(self.model, samples)
+        mask = samples.mask
         first = F.embedding(ids, self.table)
         if self.rest_weight.shape[0]:  # known when traced: the model's context has features beyond the table row
             first = first + rest @ self.rest_weight
@@ -102,7 +112,7 @@ class ServingPrograms:
         """The generator as timed by `evaluate`: (context vectors, mask) -> slot tensors, traced (see `_traced`)."""
         if self._generator is None:
             run = self.run
-            eager = _WithBase(run.generator, list(run.duet.head.params)).eval()
+            eager = _WithBase(run.generator, base_slots(run.duet)).eval()
             dim, device = run.generator.cfg.context_dim, run.generator.first_layer.weight.device
             generator = torch.Generator().manual_seed(0)
 
@@ -123,12 +133,12 @@ class ServingPrograms:
         model and generator on example requests of the run's test devices."""
         if self._pipeline is None:
             run = self.run
-            with_base = _WithBase(run.generator, list(run.duet.head.params))
-            eager = _FromRequests(run.duet, with_base).eval()
+            with_base = _WithBase(run.generator, base_slots(run.duet))
+            eager = _FromRequests(run.task, run.duet, with_base).eval()
             program = eager
-            if getattr(run.duet, "context_table", lambda: None)() is not None:
-                program = _FoldedFromRequests(run.duet, with_base).eval()
-            devices = [int(d) for d in run.task.device_ids("test")[:6]]
+            if run.task.context_table(run.duet) is not None:
+                program = _FoldedFromRequests(run.task, run.duet, with_base).eval()
+            devices = [int(d) for d in run.task.devices("test")[:6]]
             bodies = [run.task.example_request(d) for d in devices]
             if bodies:  # other batch sizes and context lengths than the traced example's
                 example = run.task.request_inputs(bodies[:2])
@@ -140,7 +150,7 @@ class ServingPrograms:
 
     def _slot_arrays(self, params: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
         return {spec.name: np.asarray(p.cpu().numpy(), dtype=np.float32)
-                for spec, p in zip(self.run.duet.slot_specs, params)}
+                for spec, p in zip(slot_specs(self.run.duet), params)}
 
     def slot_batch(self, context: DeviceContext) -> dict[str, np.ndarray]:
         """{slot name: fp32 array (B, *shape)} for the devices of the batch, in spec order."""
@@ -164,9 +174,9 @@ class ServingPrograms:
     def slot_bounds(self, split: str = "val", max_devices: int = BOUND_DEVICES) -> dict[str, float]:
         """Per slot, the largest |value| a device should accept (the manifest's `max_abs`): the largest over Base's
         slots and the slots generated for up to `max_devices` devices of `split`, times SLOT_BOUND_MARGIN."""
-        specs = self.run.duet.slot_specs
-        largest = {s.name: float(p.detach().abs().max()) for s, p in zip(specs, self.run.duet.head.params)}
-        for device in self.run.task.device_ids(split)[:max_devices]:
+        specs = slot_specs(self.run.duet)
+        largest = {s.name: float(p.detach().abs().max()) for s, p in zip(specs, base_slots(self.run.duet))}
+        for device in self.run.task.devices(split)[:max_devices]:
             for name, values in self.slots_for_device(int(device), split).items():
                 largest[name] = max(largest[name], float(np.abs(values).max()))
         return {name: max(SLOT_BOUND_MARGIN * value, MIN_BOUND) for name, value in largest.items()}

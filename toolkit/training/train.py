@@ -21,7 +21,9 @@ from toolkit.config import GeneratorConfig, TrainConfig
 from toolkit.training.distributed import (SINGLE, World, barrier, broadcast_modules, from_main, process_group, sum_gradients,
                                  torch_device, world_from_env)
 from toolkit.model.generator import ParameterGenerator
+from toolkit.model.slots import slot_specs
 from toolkit.tasks.base import Task
+from toolkit.training.steps import batch_loss, context_dim, evaluate_split
 
 
 class TrainLog:
@@ -45,15 +47,15 @@ def train_step(task: Task, model: nn.Module, generator: nn.Module | None, batch:
     optimizer's parameters are then the batch's, summed over the processes. The caller steps the optimizer."""
     optimizer.zero_grad()
     if world.size == 1:
-        loss = task.batch_loss(model, batch, generator)
+        loss = batch_loss(task, model, batch, generator)
         loss.backward()
         return loss.item()
-    rows = task.batch_rows(batch)
+    rows = batch.rows
     start, stop = world.shard(rows)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     loss = torch.zeros((), device=params[0].device)
     if stop > start:  # this rank's mean loss weighted by its share of the rows: the ranks' losses sum to the batch's
-        loss = task.batch_loss(model, task.batch_slice(batch, start, stop), generator) * ((stop - start) / rows)
+        loss = batch_loss(task, model, batch.slice(start, stop), generator) * ((stop - start) / rows)
         loss.backward()
     return sum_gradients(params, loss.detach(), world)
 
@@ -75,7 +77,7 @@ def fit_stage(stage: str, task: Task, model: nn.Module, generator: nn.Module | N
                               .generate_state(1)[0]))
 
     def validation() -> float:
-        score = task.evaluate(model, "val", generator)[task.selection_metric] if world.is_main else 0.0
+        score = evaluate_split(task, model, "val", generator)[task.selection_metric] if world.is_main else 0.0
         return from_main(score, world, device)
 
     best_score, best_state, stale = -np.inf, None, 0
@@ -85,20 +87,20 @@ def fit_stage(stage: str, task: Task, model: nn.Module, generator: nn.Module | N
     for epoch in range(1, cfg.max_epochs + 1):
         for m in modules:
             m.train()
-        batches = list(task.train_batches(rng, cfg.batch_size))
-        advance = progress(f"{stage} epoch {epoch}", len(batches)) if progress else None
-        started, total = time.perf_counter(), 0.0
-        for step, batch in enumerate(batches):
+        # batches are drawn as training goes (an epoch's are never all in memory); the progress bar has no total
+        advance = progress(f"{stage} epoch {epoch}", None) if progress else None
+        started, total, steps = time.perf_counter(), 0.0, 0
+        for step, batch in enumerate(task.batches("train", rng=rng, batch_size=cfg.batch_size)):
             value = train_step(task, model, generator, batch, optimizer, world)
             if not math.isfinite(value):  # the batch's loss: every rank raises alike
                 raise TrainingDiverged(f"{stage} stage, epoch {epoch}, step {step}: the training loss is {value}; "
                                        f"lower the learning rate or check the data")
             optimizer.step()
-            total += value
+            total, steps = total + value, steps + 1
             if advance:
                 advance()
         score = validation()
-        log(stage=stage, epoch=epoch, train_loss=total / max(len(batches), 1),
+        log(stage=stage, epoch=epoch, train_loss=total / max(steps, 1),
             seconds=round(time.perf_counter() - started, 2), **{f"val_{task.selection_metric}": score})
         if score > best_score:
             best_score, best_state, stale = score, [copy.deepcopy(m.state_dict()) for m in modules], 0
@@ -123,7 +125,7 @@ def train_base(task: Task, cfg: TrainConfig, log: TrainLog, progress=None, world
 
 
 def build_generator(model: nn.Module, gen_cfg: GeneratorConfig) -> ParameterGenerator:
-    return ParameterGenerator(gen_cfg, model.slot_specs)
+    return ParameterGenerator(gen_cfg, slot_specs(model))
 
 
 def train_duet(task: Task, base: nn.Module, gen_cfg: GeneratorConfig, cfg: TrainConfig, log: TrainLog,
@@ -157,7 +159,7 @@ def train_run(out: Path, task: Task, train_cfg: TrainConfig, generator_options: 
     device = torch_device(train_cfg.torch_device, world)
     train_cfg = replace(train_cfg, torch_device=device.type, world_size=world.size)
     check_new_run_dir(out)
-    gen_cfg = GeneratorConfig.for_task(task, task.build_model().context_dim, **generator_options)
+    gen_cfg = GeneratorConfig.for_task(task, context_dim(task, task.build_model()), **generator_options)
     base = load_base(Path(base_from), task).to(device) if base_from else None
     with process_group(world, device):
         barrier(world)  # every rank has checked `out` before rank 0 creates it
@@ -191,7 +193,7 @@ def _train_and_save(out: Path, task: Task, cfg: TrainConfig, gen_cfg: GeneratorC
     try:
         base, duet, generator = _train(task, cfg, gen_cfg, base, base_from, TrainLog(out / LOG_FILE, listener),
                                        progress, world, device)
-        save_run(out, run_config(task, gen_cfg, cfg), base, duet, generator)
+        save_run(out, run_config(task, duet, gen_cfg, cfg), base, duet, generator)
     except BaseException:  # the directory was absent or empty before
         shutil.rmtree(out, ignore_errors=True)
         if existed:

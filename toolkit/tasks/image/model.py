@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from toolkit.tasks.model_base import TaskModel
-from toolkit.tasks.head import HeadShape, SlotHead, apply_head
+from toolkit.model.slots import SlotConfig, personalize
+from toolkit.tasks.head import SLOT_MODULES, HeadShape, SlotMLP
 
 
 @dataclass(frozen=True)
@@ -28,11 +28,11 @@ class ImageModelConfig:
         return HeadShape(self.feature_dim, self.head_hidden, self.n_classes)
 
 
-class DigitCNN(TaskModel):
-    """logits = head(trunk(image)); the trunk also embeds the device's context images for the generator.
+class DigitCNN(nn.Module):
+    """logits = head(trunk(images)) for (N, 1, side, side) images; the head's two layers are the slots.
 
-    An image backbone takes the ImageModelConfig and offers embed, context, context_vectors, slot_specs and
-    forward(images, head_params=None) like this one; `train_defaults` are the training settings it changes.
+    An image backbone takes the ImageModelConfig and offers `personalized`, `embed` and forward(images) like this
+    one; `train_defaults` are the training settings it changes.
     """
 
     train_defaults: dict = {}
@@ -48,30 +48,17 @@ class DigitCNN(TaskModel):
             nn.Flatten(), nn.Linear(c2 * reduced * reduced, cfg.feature_dim), nn.ReLU(),
         )
         self.dropout = nn.Dropout(cfg.dropout)
-        self.head = SlotHead(cfg.head_shape)
+        self.head = SlotMLP(cfg.head_shape)
 
-    @property
-    def context_dim(self) -> int:
-        return self.cfg.feature_dim + self.cfg.n_classes
+    @classmethod
+    def personalized(cls, cfg: ImageModelConfig) -> "DigitCNN":
+        """A new model whose slots are its head's two linear layers."""
+        return personalize(cls(cfg), SlotConfig(SLOT_MODULES))
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """(..., side, side) images -> (..., feature_dim) embeddings."""
-        lead = images.shape[:-2]
+        """(..., 1, side, side) images -> (..., feature_dim) embeddings."""
         flat = images.reshape(-1, 1, self.cfg.image_side, self.cfg.image_side)
-        return self.trunk(flat).reshape(*lead, self.cfg.feature_dim)
+        return self.trunk(flat).reshape(*images.shape[:-3], self.cfg.feature_dim)
 
-    def context(self, images: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(context vectors, mask) of (B, K, side, side) context images, `mask` (B, K) True where present."""
-        return self.context_vectors(images), mask
-
-    def context_vectors(self, images: torch.Tensor) -> torch.Tensor:
-        """Generator input per context image: its embedding and the Base head's class probabilities.
-
-        The probabilities let the generator estimate the device's label mix from unlabeled images.
-        """
-        features = self.embed(images)
-        return torch.cat([features, self.head(features).softmax(-1)], -1)
-
-    def forward(self, images: torch.Tensor, head_params: list[torch.Tensor] | None = None) -> torch.Tensor:
-        features = self.dropout(self.embed(images))
-        return self.head(features) if head_params is None else apply_head(features, head_params)
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.embed(images)))

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from toolkit.errors import ConfigError
-from toolkit.tasks.model_base import TaskModel
-from toolkit.tasks.head import HeadShape, SlotHead, apply_head
+from toolkit.model.slots import SlotConfig, personalize
+from toolkit.tasks.head import SLOT_MODULES, HeadShape, SlotMLP
 
 TIME_FEATURES = ("time_z", "time_z_squared", "log_age_days")  # per context item, see context_parts
 NEG_INF = -1e9  # finite "minus infinity" for masks: keeps exported programs free of NaN on empty rows
@@ -206,8 +206,10 @@ class _DINExportAttention(nn.Module):
         return torch.cat([pooled, pooled * cand_emb], -1)
 
 
-class RecModel(TaskModel):
-    """Item embeddings + encoder (static layers) and a slot head; score = head(state) . e_item + b_item."""
+class RecModel(nn.Module):
+    """Item embeddings + encoder (static layers) and a slot head; score = head(state) . e_item + b_item.
+
+    forward(history (B, L), candidates (B, C)) -> logits (B, C); its slots (`personalized`) are the head's layers."""
 
     def __init__(self, cfg: RecModelConfig):
         super().__init__()
@@ -220,11 +222,12 @@ class RecModel(TaskModel):
         self.item_bias = nn.Embedding(cfg.n_items, 1)
         nn.init.zeros_(self.item_bias.weight)
         self.encoder = encoder(cfg)
-        self.head = SlotHead(cfg.head_shape)
+        self.head = SlotMLP(cfg.head_shape)
 
-    @property
-    def context_dim(self) -> int:
-        return self.cfg.embed_dim + (len(TIME_FEATURES) if self.cfg.context_time else 0)
+    @classmethod
+    def personalized(cls, cfg: RecModelConfig) -> "RecModel":
+        """A new model whose slots are its head's two linear layers."""
+        return personalize(cls(cfg), SlotConfig(SLOT_MODULES))
 
     def context(self, items: torch.Tensor, times: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(context vectors, mask) of right-aligned context items (B, M), 0 where absent, and their times:
@@ -258,19 +261,14 @@ class RecModel(TaskModel):
         state = self.encoder(self.item_embedding(hist), hist > 0, cand_emb)
         return state, cand_emb
 
-    def score(self, state: torch.Tensor, cand: torch.Tensor, cand_emb: torch.Tensor,
-              head_params: list[torch.Tensor] | None = None) -> torch.Tensor:
-        vector = self.head(state) if head_params is None else apply_head(state, head_params)
-        return (vector * cand_emb).sum(-1) + self.item_bias(cand).squeeze(-1)
-
-    def forward(self, hist: torch.Tensor, cand: torch.Tensor,
-                head_params: list[torch.Tensor] | None = None) -> torch.Tensor:
-        state, cand_emb = self.encode(hist, cand)
-        return self.score(state, cand, cand_emb, head_params)
+    def forward(self, history: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        state, cand_emb = self.encode(history, candidates)
+        return (self.head(state) * cand_emb).sum(-1) + self.item_bias(candidates).squeeze(-1)
 
 
 class RecExportModel(nn.Module):
-    """RecModel's device function (eval mode, slots as head parameters) in the form the exporters convert.
+    """RecModel's device function (eval mode) in the form the exporters convert (it shares the model's modules, so
+    the slots bound to the model's head are the ones it computes with).
 
     Same layers and weights. An encoder whose state does not depend on the candidates (SASRec, GRU4Rec) is run for
     one candidate and the slot head once, its vector then scored against every candidate, instead of running the
@@ -279,15 +277,16 @@ class RecExportModel(nn.Module):
 
     def __init__(self, model: RecModel):
         super().__init__()
-        self.item_embedding, self.item_bias = model.item_embedding, model.item_bias
+        self.item_embedding, self.item_bias, self.head = model.item_embedding, model.item_bias, model.head
         encoder = model.encoder
         self.encoder = encoder.export_form() if hasattr(encoder, "export_form") else encoder
         self.per_candidate = bool(getattr(encoder, "state_per_candidate", True))  # unknown: assume it depends
 
-    def forward(self, hist: torch.Tensor, cand: torch.Tensor, head_params: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, history: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        hist, cand = history, candidates
         cand_emb = self.item_embedding(cand)
         query = cand_emb if self.per_candidate else cand_emb[:, :1]
-        vector = apply_head(self.encoder(self.item_embedding(hist), hist > 0, query), head_params)
+        vector = self.head(self.encoder(self.item_embedding(hist), hist > 0, query))
         return (vector * cand_emb).sum(-1) + self.item_bias(cand).squeeze(-1)
 
 

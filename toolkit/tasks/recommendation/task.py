@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-from itertools import chain
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -13,11 +11,12 @@ import torch
 
 from toolkit.data.interactions import DEFAULT_DATASET, file_fingerprint, load_default, load_file
 from toolkit.data.sequences import SequenceData, SequenceProtocol, build_sequences, cached_sequences
-from toolkit.export.program import DeviceModel, TensorSpec
-from toolkit.errors import ConfigError, RequestError
+from toolkit.errors import ConfigError
+from toolkit.protocol.slots import TensorSpec
 from toolkit.tasks.metrics import ranking_metrics
+from toolkit.tasks.base import Batch, SampleSpec, Samples, Task
+from toolkit.tasks.programs import CallTargets
 from toolkit.tasks.recommendation.model import RecExportModel, RecModel, RecModelConfig, bce_loss
-from toolkit.tasks.base import DeviceContext, Task, torch_device_of
 
 
 EVAL_BATCH = 128
@@ -53,18 +52,10 @@ class RecTaskConfig:
         return RecTaskConfig(**obj)
 
 
-@dataclass
-class RecBatch:
-    users: np.ndarray  # (B,)
-    positions: np.ndarray  # (B,) position of each target in its user's sequence
-    candidates: np.ndarray  # (B, 1 + negatives), positive first
-
-
 class RecommendationTask(Task):
     """Next-item prediction under DUET's protocol; one device per user."""
 
     name = "recommendation"
-    metric_names = ("auc", "uauc", "logloss", "ndcg@5", "ndcg@10", "ndcg@20", "hr@5", "hr@10", "hr@20")
     selection_metric = "uauc"
 
     def __init__(self, cfg: RecTaskConfig, cache_dir: Path | None = None):
@@ -125,116 +116,72 @@ class RecommendationTask(Task):
         return asdict(self.cfg)
 
     def build_model(self) -> RecModel:
-        return RecModel(self.model_cfg)
+        return RecModel.personalized(self.model_cfg)
 
-    # -- training ----------------------------------------------------------------------------------
-    def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator[RecBatch]:
-        users, positions = self.data.splits["train"]
-        order = rng.permutation(len(users))
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            u, p = users[rows], positions[rows]
-            negatives = self.data.sample_negatives(u, self.data.protocol.train_negatives, rng)
-            targets = self.data.sequence[self.data.offsets[u] + p]
-            yield RecBatch(u, p, np.concatenate([targets[:, None], negatives], 1))
+    # -- devices, their samples, batches ---------------------------------------------------------------------------
+    def _rows(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """(users, positions) of a split's samples; "finetune" is each device's samples before its test period."""
+        return self.data.splits["fit" if split == "finetune" else split]
 
-    def batch_loss(self, model: RecModel, batch: RecBatch, generator) -> torch.Tensor:
-        head = None
-        if generator is not None:
-            context = self._context(model, batch.users, batch.positions)
-            head = generator(context.vectors, context.mask, list(model.head.params))
-        return bce_loss(self._logits(model, batch.users, batch.positions, batch.candidates, head))
-
-    def _logits(self, model: RecModel, users, positions, candidates, head) -> torch.Tensor:
-        torch_device = torch_device_of(model)
-        history = torch.from_numpy(self.data.windows(users, positions, self.model_cfg.max_len)).to(torch_device)
-        return model(history, torch.from_numpy(np.asarray(candidates, dtype=np.int64)).to(torch_device), head)
-
-    def _context(self, model: RecModel, users: np.ndarray, ends: np.ndarray) -> DeviceContext:
-        m = self.model_cfg.context_items
-        torch_device = torch_device_of(model)
-        items = torch.from_numpy(self.data.windows(users, ends, m)).to(torch_device)
-        times = None
-        if self.model_cfg.context_time:
-            times = torch.from_numpy(self.data.window_times(users, ends, m)).to(torch_device)
-        return DeviceContext(*model.context(items, times))
-
-    # -- evaluation --------------------------------------------------------------------------------
     def _split_start(self, split: str) -> np.ndarray:
-        return {"val": self.data.val_start, "test": self.data.test_start}[split]
+        return {"val": self.data.val_start, "test": self.data.test_start, "finetune": self.data.test_start,
+                "train": self.data.val_start}[split]
 
-    def device_ids(self, split: str) -> np.ndarray:
-        return np.unique(self.data.splits[split][0])
+    def devices(self, split: str) -> np.ndarray:
+        return np.unique(self.data.splits["test" if split == "finetune" else split][0])
 
-    def device_context(self, model: RecModel, device: int, split: str) -> DeviceContext:
-        return self._context(model, np.array([device]), self._split_start(split)[[device]])
+    def context(self, devices, split: str) -> Samples:
+        devices = np.asarray(devices, dtype=np.int64)
+        return self._context(devices, self._split_start(split)[devices])
 
-    def _split_scores(self, model: RecModel, split: str, generator, rows: np.ndarray | None = None) -> np.ndarray:
-        """Logits (n_samples, 1 + eval_negatives) of a split; DUET slots generated once per device."""
-        users, positions = self.data.splits[split]
-        if rows is not None:
-            users, positions = users[rows], positions[rows]
-        negatives = self.data.eval_negatives[split] if rows is None else self.data.eval_negatives[split][rows]
-        candidates = np.concatenate([self.data.sequence[self.data.offsets[users] + positions][:, None], negatives], 1)
-        model.eval()
-        if generator is not None:
-            generator.eval()
-        out = []
-        with torch.no_grad():
-            device_slots = None
-            if generator is not None:
-                devices = np.unique(users)
-                context = self._context(model, devices, self._split_start(split)[devices])
-                generated = generator(context.vectors, context.mask, list(model.head.params))
-                lookup = np.searchsorted(devices, users)
-                device_slots = (generated, lookup)
-            for start in range(0, len(users), EVAL_BATCH):
-                sl = slice(start, start + EVAL_BATCH)
-                head = None
-                if device_slots is not None:
-                    index = torch.from_numpy(device_slots[1][sl]).to(torch_device_of(model))
-                    head = [p[index] for p in device_slots[0]]
-                out.append(self._logits(model, users[sl], positions[sl], candidates[sl], head).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, candidates.shape[1]), np.float32)
+    def _context(self, users: np.ndarray, ends: np.ndarray) -> Samples:
+        """The last `context_items` items (and their times) before each (user, end): right-aligned, 0 where absent."""
+        m = self.model_cfg.context_items
+        items = torch.from_numpy(self.data.windows(users, ends, m))
+        fields = {"items": items}
+        if self.model_cfg.context_time:
+            fields["timestamps"] = torch.from_numpy(self.data.window_times(users, ends, m))
+        return Samples(fields, items > 0)
 
-    def evaluate(self, model: RecModel, split: str, generator) -> dict[str, float]:
-        scores = self._split_scores(model, split, generator)
-        return ranking_metrics(self.data.splits[split][0], scores)
+    def _batch(self, users: np.ndarray, positions: np.ndarray, candidates: np.ndarray,
+               with_context: bool = False) -> Batch:
+        history = torch.from_numpy(self.data.windows(users, positions, self.model_cfg.max_len))
+        return Batch((history, torch.from_numpy(np.asarray(candidates, dtype=np.int64))), None, users,
+                     self._context(users, positions) if with_context else None)
 
-    def test_scores(self, model: RecModel, generator) -> dict[int, np.ndarray]:
-        users = self.data.splits["test"][0]
-        scores = self._split_scores(model, "test", generator)
-        return {int(u): scores[users == u] for u in np.unique(users)}
-
-    def metrics_from_scores(self, scores: Mapping[int, np.ndarray], devices: np.ndarray | None = None) -> dict:
-        chosen = sorted(scores) if devices is None else [int(d) for d in devices]
-        users = np.concatenate([np.full(len(scores[d]), d) for d in chosen])
-        return ranking_metrics(users, np.concatenate([scores[d] for d in chosen]))
-
-    def finetune_defaults(self) -> dict[str, Any]:
-        return {"lr": 1e-3, "epochs": 1, "batch_size": 32}
-
-    def finetune_batches(self, device: int, settings: Mapping[str, Any]) -> Iterator[tuple]:
-        """The device's labeled training samples (users, positions, candidates: the target and fresh negatives)."""
-        rng = np.random.default_rng([settings["seed"], device])
-        users, positions = self.data.splits["fit"]
-        mine = positions[users == device]
-        device_users = np.full(len(mine), device)
-        for _ in range(settings["epochs"]):
-            order = rng.permutation(len(mine))
-            for start in range(0, len(order), settings["batch_size"]):
-                rows = order[start : start + settings["batch_size"]]
-                u, p = device_users[rows], mine[rows]
+    def batches(self, split: str, *, device: int | None = None, rng: np.random.Generator | None = None,
+                batch_size: int | None = None) -> Iterator[Batch]:
+        """Each row is one sample (a target item and its negatives, the target first) with the history before it:
+        train and finetune batches draw fresh negatives (and carry each sample's own context: its device's items
+        before it); val and test use the fixed ones."""
+        users, positions = self._rows(split)
+        rows = np.arange(len(users)) if device is None else np.flatnonzero(users == device)
+        if split in ("train", "finetune"):
+            rng = rng if rng is not None else np.random.default_rng(0)
+            order = rows[rng.permutation(len(rows))]
+            size = batch_size or (256 if split == "train" else 32)
+            for start in range(0, len(order), size):
+                chosen = order[start : start + size]
+                u, p = users[chosen], positions[chosen]
                 negatives = self.data.sample_negatives(u, self.data.protocol.train_negatives, rng)
                 targets = self.data.sequence[self.data.offsets[u] + p]
-                yield u, p, np.concatenate([targets[:, None], negatives], 1)
+                yield self._batch(u, p, np.concatenate([targets[:, None], negatives], 1), with_context=True)
+            return
+        negatives = self.data.eval_negatives[split]
+        size = batch_size or EVAL_BATCH
+        for start in range(0, len(rows), size):
+            chosen = rows[start : start + size]
+            u, p = users[chosen], positions[chosen]
+            targets = self.data.sequence[self.data.offsets[u] + p]
+            yield self._batch(u, p, np.concatenate([targets[:, None], negatives[chosen]], 1))
 
-    def finetune_loss(self, model: RecModel, batch: tuple) -> torch.Tensor:
-        users, positions, candidates = batch
-        return bce_loss(self._logits(model, users, positions, candidates, None))
+    # -- loss and metrics -------------------------------------------------------------------------------------------
+    def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return bce_loss(outputs)
 
-    def device_test_scores(self, model: RecModel, device: int) -> np.ndarray:
-        return self._split_scores(model, "test", None, rows=np.flatnonzero(self.data.splits["test"][0] == device))
+    def metrics(self, outputs: np.ndarray, targets: Any, devices: np.ndarray) -> dict[str, float]:
+        """Ranking metrics of each row's positive (column 0) among its candidates, per device then averaged."""
+        return ranking_metrics(devices, outputs)
 
     def shifted_devices(self, fraction: float) -> np.ndarray:
         """Devices whose test items sit farthest from their training items in a co-occurrence (SVD) item space.
@@ -251,7 +198,7 @@ class RecommendationTask(Task):
         matrix = csr_matrix((np.ones(len(users)), (users, items)), shape=(self.data.n_users, self.data.n_items))
         rank = max(1, min(32, min(matrix.shape) - 1))
         item_vectors = TruncatedSVD(rank, random_state=0).fit(matrix).components_.T  # (n_items, rank)
-        devices = self.device_ids("test")
+        devices = self.devices("test")
         shift = np.empty(len(devices))
         for i, device in enumerate(devices):
             seq = self.data.sequence[self.data.offsets[device] : self.data.offsets[device + 1]]
@@ -261,58 +208,45 @@ class RecommendationTask(Task):
         count = max(1, int(round(len(devices) * fraction)))
         return np.sort(devices[np.argsort(-shift, kind="stable")[:count]])
 
-    # -- the wire -----------------------------------------------------------------------------------
-    def request_schema(self) -> dict:
-        m = self.model_cfg.context_items
-        schema = {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["device_id", "items"] + (["timestamps"] if self.model_cfg.context_time else []),
-            "properties": {
-                "device_id": {"type": "string", "minLength": 1, "maxLength": 128},
-                "items": {"type": "array", "minItems": 1, "maxItems": m,
-                          "items": {"type": "integer", "minimum": 1, "maximum": self.data.n_items - 1},
-                          "description": "the device's most recent item indices, oldest first"},
-            },
-        }
-        if self.model_cfg.context_time:
-            schema["properties"]["timestamps"] = {
-                "type": "array", "minItems": 1, "maxItems": m, "items": {"type": "integer", "minimum": 0},
-                "description": "unix seconds of each item's click, same length as items"}
-        return schema
+    # -- the generator's input and the wire -------------------------------------------------------------------------
+    def context_vectors(self, model: RecModel, samples: Samples) -> torch.Tensor:
+        """Each context item's shared embedding, then (with `context_time`) three features of when it was clicked."""
+        return model.context(samples.fields["items"], samples.fields.get("timestamps"))[0]
 
-    def request_inputs(self, payloads: list[Mapping[str, Any]]) -> tuple[torch.Tensor, ...]:
-        """(items,) or, when the generator reads timestamps, (items, times): (B, context_items) int64 each."""
-        m = self.model_cfg.context_items
-        items = _right_aligned(payloads, "items", 1, self.data.n_items - 1, m)
-        times = None
-        if self.model_cfg.context_time:
-            times = _right_aligned(payloads, "timestamps", 0, 2**62, m)
-            for row, payload in enumerate(payloads):
-                if len(payload["timestamps"]) != len(payload["items"]):
-                    raise RequestError(f"'timestamps' has {len(payload['timestamps'])} entries but 'items' has "
-                                       f"{len(payload['items'])}")
-        return (torch.from_numpy(items),) if times is None else (torch.from_numpy(items), torch.from_numpy(times))
+    def context_table(self, model: RecModel) -> torch.Tensor:
+        return model.context_table()
 
-    def example_request(self, device: int) -> dict:
-        m = self.model_cfg.context_items
-        end = np.array([self.data.test_start[device]])
-        items = self.data.windows(np.array([device]), end, m)[0]
-        times = self.data.window_times(np.array([device]), end, m)[0]
-        body: dict = {"device_id": str(self.data.user_ids[device]), "items": [int(x) for x in items[items > 0]]}
-        if self.model_cfg.context_time:
-            body["timestamps"] = [int(x) for x in times[items > 0]]
-        return body
+    def context_parts(self, model: RecModel, samples: Samples) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, rest, _ = model.context_parts(samples.fields["items"], samples.fields.get("timestamps"))
+        return ids, rest
 
-    # -- the device program -------------------------------------------------------------------------
+    def context_specs(self) -> list[SampleSpec]:
+        specs = [SampleSpec("items", (), "int64", 1, self.data.n_items - 1,
+                            "the device's most recent item indices, oldest first")]
+        if self.model_cfg.context_time:
+            specs.append(SampleSpec("timestamps", (), "int64", 0, 2**62,
+                                    "unix seconds of each item's click, same length as items"))
+        return specs
+
+    def context_size(self) -> int:
+        return self.model_cfg.context_items
+
+    # -- the device program -----------------------------------------------------------------------------------------
     def export_shape_defaults(self) -> dict[str, int]:
         return {"seq_len": self.model_cfg.max_len, "candidates": 1 + self.data.protocol.eval_negatives}
 
-    def device_model(self, model: RecModel, export_shape: Mapping[str, int]) -> "RecDeviceModel":
-        return RecDeviceModel(model, int(export_shape["seq_len"]), int(export_shape["candidates"]))
+    def program_specs(self, model: RecModel, export_shape: Mapping[str, int]) -> tuple[list[TensorSpec], TensorSpec]:
+        seq_len, n_candidates = int(export_shape["seq_len"]), int(export_shape["candidates"])
+        n_items = self.model_cfg.n_items
+        return ([TensorSpec("history", (1, seq_len), "int32", f"the device's last {seq_len} item indices "
+                                                              f"(1..{n_items - 1}), oldest first, left-padded with 0"),
+                 TensorSpec("candidates", (1, n_candidates), "int32", "item indices to score")],
+                TensorSpec("scores", (1, n_candidates), "float32",
+                           "logit that the device clicks each candidate next (sigmoid = probability)"))
 
-    def device_eval_calls(self, split: str, export_shape: Mapping[str, int]):
-        """One program call per test sample: (device, (history, candidates) int32, label row)."""
+    def program_calls(self, split: str, export_shape: Mapping[str, int]) -> Iterator[tuple[int, tuple, Any]]:
+        """One program call per sample: (device, (history, candidates) int32, its row), at the export's history
+        length and number of candidates."""
         seq_len, n_cand = int(export_shape["seq_len"]), int(export_shape["candidates"])
         users, positions = self.data.splits[split]
         negatives = self.data.eval_negatives[split][:, : n_cand - 1]
@@ -320,105 +254,10 @@ class RecommendationTask(Task):
         targets = self.data.sequence[self.data.offsets[users] + positions]
         candidates = np.concatenate([targets[:, None], negatives], 1).astype(np.int32)
         for row in range(len(users)):
-            yield int(users[row]), (histories[row : row + 1], candidates[row : row + 1]), None
+            yield int(users[row]), (histories[row : row + 1], candidates[row : row + 1]), CallTargets(None, 1)
 
-    def metrics_from_device_calls(self, calls: list[tuple[int, Any, np.ndarray]]) -> dict[str, float]:
-        users = np.array([c[0] for c in calls])
-        return ranking_metrics(users, np.concatenate([c[2].reshape(1, -1) for c in calls]))
-
-
-class RecDeviceModel(DeviceModel):
-    """forward(history (1, L) int32, candidates (1, C) int32, *slots) -> logits (1, C)."""
-
-    def __init__(self, model: RecModel, seq_len: int, n_candidates: int):
-        super().__init__()
-        self.model = copy.deepcopy(model).eval()
-        self.seq_len, self.n_candidates = seq_len, n_candidates
-        n_items = model.cfg.n_items
-        self.input_specs = [
-            TensorSpec("history", (1, seq_len), "int32",
-                       f"the device's last {seq_len} item indices (1..{n_items - 1}), oldest first, left-padded with 0"),
-            TensorSpec("candidates", (1, n_candidates), "int32", "item indices to score"),
-        ]
-        self.slot_specs = model.slot_specs
-        self.output_spec = TensorSpec("scores", (1, n_candidates), "float32",
-                                      "logit that the device clicks each candidate next (sigmoid = probability)")
-
-    def forward(self, history, candidates, *slots):
-        return self.model(history, candidates, list(slots))
-
-    def for_export(self) -> "RecDeviceModel":
-        program = copy.deepcopy(self).eval()
-        program.model = RecExportModel(program.model)
-        return program
-
-    def example_inputs(self, seed: int = 0) -> tuple[torch.Tensor, ...]:
-        g = torch.Generator().manual_seed(seed)
-        n_items = self.model.cfg.n_items
-        history = torch.randint(1, n_items, (1, self.seq_len), generator=g, dtype=torch.int32)
-        history[0, : self.seq_len // 4] = 0
-        return history, torch.randint(1, n_items, (1, self.n_candidates), generator=g, dtype=torch.int32)
-
-
-def _right_aligned(payloads: list[Mapping[str, Any]], key: str, low: int, high: int, max_len: int) -> np.ndarray:
-    """(B, max_len) int64: each payload's `key` list (or 1-D integer tensor, from a binary body), validated,
-    right-aligned and left-padded with 0.
-
-    The whole batch is checked in one pass (one type scan, one array, one range check); only when that fails
-    is each list checked on its own, to name the first bad entry of the first bad payload.
-    """
-    out = np.zeros((len(payloads), max_len), np.int64)
-    lists = [payload.get(key) for payload in payloads]
-    flat = _checked_batch(lists, low, high, max_len)
-    if flat is None:  # the slow path raises the RequestError that names the problem
-        lists = [_int_list(payload, key, low, high, max_len) for payload in payloads]
-        flat = np.array([int(x) for x in chain.from_iterable(lists)], dtype=np.int64)
-    lengths = np.fromiter(map(len, lists), np.int64, len(lists))
-    # row-major order of the right-aligned cells is the order of the concatenated lists
-    out[np.arange(max_len) >= (max_len - lengths)[:, None]] = flat
-    return out
-
-
-def _checked_batch(lists: list[Any], low: int, high: int, max_len: int) -> np.ndarray | None:
-    """All lists concatenated as int64 when every one is a non-empty list of at most `max_len` ints (not
-    bools), or every one such a 1-D integer tensor, within low..high; None otherwise."""
-    if all(type(values) is list and 0 < len(values) <= max_len for values in lists):
-        flat = list(chain.from_iterable(lists))
-        if set(map(type, flat)) != {int}:
-            return None
-        try:
-            array = np.array(flat, dtype=np.int64)
-        except OverflowError:
-            return None
-    elif all(type(values) is np.ndarray and values.ndim == 1 and values.dtype.kind == "i"
-             and 0 < len(values) <= max_len for values in lists):
-        array = np.concatenate(lists).astype(np.int64, copy=False)
-    else:
-        return None
-    return array if array.min() >= low and array.max() <= high else None
-
-
-def _int_list(payload: Mapping[str, Any], key: str, low: int, high: int, max_len: int) -> list[int]:
-    """`payload[key]` as a list of ints within low..high, or a RequestError naming what is wrong."""
-    value = payload.get(key)
-    if isinstance(value, np.ndarray):  # from a binary body
-        if value.ndim != 1 or value.dtype.kind != "i":
-            raise RequestError(f"'{key}' must be a 1-D integer tensor (I32 or I64), got {value.dtype} "
-                               f"of shape {list(value.shape)}")
-        value = value.tolist()
-    if not isinstance(value, list):
-        raise RequestError(f"'{key}' must be a list of integers")
-    if not value:
-        raise RequestError(f"'{key}' is empty; send at least one entry")
-    if len(value) > max_len:
-        raise RequestError(f"'{key}' has {len(value)} entries; at most {max_len} are read")
-    for i, x in enumerate(value):
-        if isinstance(x, bool) or not isinstance(x, int):
-            raise RequestError(f"'{key}[{i}]' must be an integer, got {type(x).__name__}")
-        if not low <= x <= high:
-            what = "unknown item id" if key == "items" else "out of range"
-            raise RequestError(f"'{key}[{i}]' = {x} is {what} (valid: {low}..{high})")
-    return value
+    def export_form(self, model: RecModel) -> RecExportModel:
+        return RecExportModel(model)
 
 
 def _load_data(cfg: RecTaskConfig, cache_dir: Path | None) -> SequenceData:
