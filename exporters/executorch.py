@@ -13,6 +13,7 @@ from exporters.base import linear_rows, stage, worth_quantizing
 from toolkit.export.contract import (Artifact, ExportOptions, ParityReport, Runner, check_parity, check_signature,
                                      example_args)
 from toolkit.export.program import DeviceModel
+from toolkit.model.slots import is_slot_module
 
 
 NAME = "executorch"
@@ -146,7 +147,8 @@ def _quantize_linears(exported, program, args, options: ExportOptions):
 
     rows = linear_rows(program, args)
     large = [name for name, module in program.named_modules()
-             if isinstance(module, nn.Linear) and worth_quantizing(module.weight.shape, options.min_quant_elements)]
+             if isinstance(module, nn.Linear) and not is_slot_module(module)
+             and worth_quantizing(module.weight.shape, options.min_quant_elements)]
     names = [name for name in large if rows.get(name, 0) <= options.max_int8_rows]
     kept = [name for name in large if name not in names]
     if not names:

@@ -12,46 +12,50 @@ TARGETS = ("executorch", "tflite", "coreml")
 SEQ_LEN, CANDIDATES = 6, 5
 
 
-def tiny_device_model(backbone: str = "sasrec", seed: int = 0):
+def tiny_device_model(backbone: str = "sasrec", seed: int = 0, candidates: int = CANDIDATES):
     """A recommender with 50 items and 8-wide embeddings, as its device program (history 6, candidates 5)."""
     import torch
 
-    from toolkit.tasks.recommendation.model import RecModel, RecModelConfig
-    from toolkit.tasks.recommendation.task import RecDeviceModel
+    from toolkit.export.program import DeviceProgram, ExampleInput
+    from toolkit.protocol.slots import TensorSpec
+    from toolkit.tasks.recommendation.model import RecExportModel, RecModel, RecModelConfig
 
     torch.manual_seed(seed)
-    model = RecModel(RecModelConfig(backbone=backbone, n_items=50, max_len=SEQ_LEN, embed_dim=8, head_hidden=8,
-                                    dropout=0.0, context_items=5))
+    model = RecModel.personalized(RecModelConfig(backbone=backbone, n_items=50, max_len=SEQ_LEN, embed_dim=8,
+                                                 head_hidden=8, dropout=0.0, context_items=5))
     with torch.no_grad():
         model.item_bias.weight.normal_(0, 0.1)  # non-zero, so the bias lookup is checked too
-    return RecDeviceModel(model, SEQ_LEN, CANDIDATES).eval()
+    inputs = [ExampleInput(TensorSpec("history", (1, SEQ_LEN), "int32"), 0, 49),
+              ExampleInput(TensorSpec("candidates", (1, candidates), "int32"), 1, 49)]
+    return DeviceProgram.from_specs(model, inputs, "scores", RecExportModel).eval()
 
 
 def tiny_conv_device_model(seed: int = 0):
-    """A program of another shape of task: two 3x3 convs over (2, 1, 6, 6) images, a slot head to 3 logits."""
+    """A program of another shape of task: two 3x3 convs over (2, 1, 6, 6) images, a LayerNorm and a linear
+    classifier to 3 logits; its slots are of every kind: the second convolution's kernel, the norm, the classifier."""
     import torch
     from torch import nn
 
-    from toolkit.export.program import DeviceModel, TensorSpec
-    from toolkit.tasks.head import HeadShape, apply_head
+    from toolkit.export.program import DeviceProgram, ExampleInput
+    from toolkit.model.slots import SlotConfig, personalize
+    from toolkit.protocol.slots import TensorSpec
 
-    class ConvDeviceModel(DeviceModel):
+    class ConvNet(nn.Module):
         def __init__(self):
             super().__init__()
-            torch.manual_seed(seed)
-            self.trunk = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 8, 3, stride=2),
-                                       nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-            self.input_specs = [TensorSpec("pixels", (2, 1, 6, 6), "float32", "two grey images")]
-            self.slot_specs = HeadShape(8, 8, 3).slot_specs()
-            self.output_spec = TensorSpec("logits", (2, 3), "float32", "class logits")
+            self.stem = nn.Conv2d(1, 4, 3, padding=1)
+            self.conv = nn.Conv2d(4, 8, 3, stride=2)
+            self.norm = nn.LayerNorm(8)
+            self.classifier = nn.Linear(8, 3)
 
-        def forward(self, pixels, *slots):
-            return apply_head(self.trunk(pixels), list(slots))
+        def forward(self, pixels):
+            features = torch.relu(self.conv(torch.relu(self.stem(pixels)))).mean(dim=(2, 3))
+            return self.classifier(self.norm(features))
 
-        def example_inputs(self, seed: int = 0):
-            return (torch.rand(2, 1, 6, 6, generator=torch.Generator().manual_seed(seed)),)
-
-    return ConvDeviceModel().eval()
+    torch.manual_seed(seed)
+    model = personalize(ConvNet(), SlotConfig(("conv", "norm", "classifier")))
+    return DeviceProgram.from_specs(model, [ExampleInput(TensorSpec("pixels", (2, 1, 6, 6), "float32"))],
+                                    "logits").eval()
 
 
 def slot_sets(model, count: int = 3, start: int = 1) -> dict[str, dict[str, np.ndarray]]:

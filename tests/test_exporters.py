@@ -193,8 +193,11 @@ class _IgnoresFirstSlot(type(tiny_device_model())):
 
 
 def _baked(backbone="sasrec"):
+    import copy
+
     good = tiny_device_model(backbone)
-    broken = _IgnoresFirstSlot(good.model, good.seq_len, good.n_candidates).eval()
+    broken = copy.deepcopy(good)
+    broken.__class__ = _IgnoresFirstSlot
     return good, broken
 
 
@@ -216,10 +219,8 @@ def test_coreml_rejects_a_program_that_ignores_a_slot(tmp_path):
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_a_program_of_other_shapes_fails_the_signature_check(exports, target):
-    from toolkit.tasks.recommendation.task import RecDeviceModel
-
     artifact, model, options = exports.get(target)
-    wider = RecDeviceModel(model.model, model.seq_len, CANDIDATES + 1)
+    wider = tiny_device_model(candidates=CANDIDATES + 1)
     with pytest.raises(SignatureError, match=f"{target}: program inputs"):
         exporter(target).validate(artifact, wider, slot_sets(wider), options)
 

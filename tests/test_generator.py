@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from toolkit.model.generator import GeneratorConfig, ParameterGenerator
-from toolkit.tasks.head import HeadShape, apply_head
+from torch import nn
+
+from toolkit.model.generator import GeneratorConfig, ParameterGenerator, matrix_shape
+from toolkit.model.slots import SlotConfig, bound_slots, personalize, slot_specs
 from toolkit.protocol.slots import SlotSpec
+from toolkit.tasks.head import HeadShape, SlotMLP
 
 SHAPE = HeadShape(in_dim=6, hidden_dim=5, out_dim=4)
 
@@ -29,7 +32,9 @@ def test_every_generator_parameter_receives_a_gradient(stabilizer, sample_dim):
     context, mask = torch.randn(3, 5, 7), torch.ones(3, 5, dtype=torch.bool)
     mask[0, :2] = False
     params = generator(context, mask, _base_params())
-    loss = apply_head(torch.randn(3, 2, 6), params).pow(2).sum()
+    model = personalize(nn.Sequential(SlotMLP(SHAPE)), SlotConfig(("0.0", "0.1")))
+    with bound_slots(model, params):  # one slot set per row: 3 devices, 2 samples each
+        loss = model(torch.randn(3 * 2, 6)).pow(2).sum()
     loss.backward()
     names = [n for n, _ in generator.named_parameters()]
     parts = {name.split(".")[0] for name in names}
@@ -84,3 +89,42 @@ def test_generator_size_grows_linearly_with_slot_size():
 
     small, double, quadruple = count(64), count(128), count(256)
     assert (quadruple - double) == pytest.approx(2 * (double - small), rel=1e-9)  # linear, not quadratic
+
+
+class ConvNet(nn.Module):
+    """Slots of every kind the generator writes: a kernel (4-D), a LayerNorm's vectors, a linear layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.norm = nn.LayerNorm(3 * 4 * 4)
+        self.fc = nn.Linear(3 * 4 * 4, 5)
+
+    def forward(self, x):
+        return self.fc(self.norm(torch.relu(self.conv(x)).flatten(1)))
+
+
+def test_a_kernel_is_written_as_a_matrix_and_every_generator_parameter_of_a_conv_model_trains():
+    torch.manual_seed(0)
+    model = personalize(ConvNet(), SlotConfig(("conv", "norm", "fc")))
+    specs = slot_specs(model)
+    assert [s.name for s in specs] == ["conv.weight", "conv.bias", "norm.weight", "norm.bias", "fc.weight", "fc.bias"]
+    assert matrix_shape((3, 2, 3, 3)) == (3, 18)
+    generator = ParameterGenerator(GeneratorConfig(context_dim=7, code_dim=8, rank=2, dropout=0.0), specs)
+    base = [p.detach() for p in model.parameters()]
+    params = generator(torch.randn(3, 5, 7), torch.ones(3, 5, dtype=torch.bool), base)
+    assert [tuple(p.shape) for p in params] == [(3, *s.shape) for s in specs]
+    with bound_slots(model, params):
+        model(torch.randn(3 * 2, 2, 4, 4)).pow(2).sum().backward()
+    missing = [n for n, p in generator.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    assert not missing, f"parameters without gradient: {missing}"
+
+
+def test_generator_size_grows_linearly_with_kernel_size():
+    def count(channels: int) -> int:
+        specs = [SlotSpec("k", (channels, channels, 3, 3)), SlotSpec("b", (channels,))]
+        gen = ParameterGenerator(GeneratorConfig(context_dim=7, code_dim=8, rank=2), specs)
+        return sum(p.numel() for p in gen.writer.parameters())
+
+    small, double, quadruple = count(16), count(32), count(64)
+    assert (quadruple - double) == pytest.approx(2 * (double - small), rel=1e-9)  # linear in out + in*k*k

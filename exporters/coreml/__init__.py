@@ -129,8 +129,10 @@ def _rename_and_save(mlmodel, model, names: list[str], path: Path) -> None:
     output = spec.description.output[0].name
     if output != model.output_spec.name:
         ct.utils.rename_feature(spec, output, model.output_spec.name)
-    for feature, tensor in zip(spec.description.input, list(model.input_specs) + list(model.slot_specs)):
-        feature.shortDescription = getattr(tensor, "description", "") or f"slot {tensor.name} (fp32)"
+    for feature, tensor in zip(spec.description.input, model.input_specs):
+        feature.shortDescription = tensor.description
+    for feature, slot in zip(spec.description.input[len(model.input_specs):], model.slot_specs):
+        feature.shortDescription = f"slot {slot.name} (fp32)"
     spec.description.output[0].shortDescription = model.output_spec.description
     ct.utils.save_spec(spec, str(path), weights_dir=mlmodel.weights_dir)
 

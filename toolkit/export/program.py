@@ -9,8 +9,9 @@ no knowledge of the task.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from itertools import islice
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -22,7 +23,21 @@ from toolkit.protocol.slots import SlotSpec, TensorSpec
 if TYPE_CHECKING:
     from toolkit.tasks.base import Task
 
-EXAMPLE_CALLS = 64  # a program keeps this many of the task's real test calls as its example inputs
+EXAMPLE_CALLS = 64  # a program keeps this many of the task's real test calls (or random ones) as example inputs
+
+
+@dataclass(frozen=True)
+class ExampleInput:
+    """A program input of a model exported without data, and the range its random example values are drawn from."""
+
+    spec: TensorSpec  # name, fixed shape and dtype ("float32" or "int32")
+    low: float = 0.0  # floats: uniform in [low, high); integers: uniform in [low, high]
+    high: float = 1.0
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        if self.spec.dtype == "int32":
+            return rng.integers(int(self.low), int(self.high) + 1, self.spec.shape).astype(np.int32)
+        return rng.uniform(self.low, self.high, self.spec.shape).astype(np.float32)
 
 
 class DeviceModel(nn.Module):
@@ -78,6 +93,21 @@ class DeviceProgram(DeviceModel):
         examples = [call for _, call, _ in islice(task.program_calls("test", export_shape), EXAMPLE_CALLS)]
         fast = task.export_form(model)
         return cls(model, inputs, output, examples, None if fast is model else fast)
+
+    @classmethod
+    def from_specs(cls, model: nn.Module, inputs: Sequence[ExampleInput], output_name: str = "output",
+                   fast_form=None) -> "DeviceProgram":
+        """The program of a personalised model exported without a task: the given inputs, random example calls, the
+        output as the model computes it; `fast_form(model)`, when given, makes the form the runtimes convert."""
+        model = copy.deepcopy(model).eval()
+        rng = np.random.default_rng(0)
+        examples = [tuple(example.draw(rng) for example in inputs) for _ in range(EXAMPLE_CALLS)]
+        with torch.no_grad():
+            output = model(*(torch.from_numpy(a) for a in examples[0]))
+        if not isinstance(output, torch.Tensor):
+            raise TypeError(f"the model returns a {type(output).__name__}; a device program has one tensor output")
+        return cls(model, [example.spec for example in inputs], TensorSpec(output_name, tuple(output.shape), "float32"),
+                   examples, fast_form(model) if fast_form is not None else None)
 
     def forward(self, *args: torch.Tensor) -> torch.Tensor:
         count = len(self.input_specs)

@@ -246,6 +246,12 @@ def _refuse_shared_parameters(model: nn.Module, chosen: list[tuple[str, nn.Modul
                                       f"its module's own parameter (untie them, or choose another module)")
 
 
+def is_slot_module(module: nn.Module) -> bool:
+    """True for a module whose parameters are slots (its weights arrive with each call: an exporter must not
+    compress or fold them)."""
+    return isinstance(module, _SlotModule)
+
+
 def is_personalized(model: nn.Module) -> bool:
     return hasattr(model, CONFIG_ATTRIBUTE)
 
@@ -333,4 +339,4 @@ def describe_slots(model: nn.Module) -> str:
 
 
 __all__ = ["SlotConfig", "SlotConv2d", "SlotLayerNorm", "SlotLinear", "base_slots", "bound_slots", "describe_slots",
-           "is_personalized", "personalize", "slot_config", "slot_modules", "slot_specs"]
+           "is_personalized", "is_slot_module", "personalize", "slot_config", "slot_modules", "slot_specs"]
