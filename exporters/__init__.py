@@ -1,5 +1,5 @@
 """The toolkit's own export targets (ExecuTorch, LiteRT, Core ML): one module each, implementing the exporter contract
-of toolkit.export.contract and registered through the `duet.exporters` entry points in pyproject.toml.
+of toolkit.exporting.contract and registered through the `duet.exporters` entry points in pyproject.toml.
 
 SUPPORT_MODULES lists the modules here that are not targets; a test checks that every other module is registered.
 """

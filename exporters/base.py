@@ -1,4 +1,4 @@
-"""What the built-in targets share to implement the contract (toolkit.export.contract): named export stages, the
+"""What the built-in targets share to implement the contract (toolkit.exporting.contract): named export stages, the
 choice of weights worth compressing, and the rows each linear layer transforms."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from toolkit.errors import DuetError
-from toolkit.export.contract import MIN_ROW_ELEMENTS, ExportError
+from toolkit.exporting.contract import MIN_ROW_ELEMENTS, ExportError
 
 logger = logging.getLogger(__name__)
 

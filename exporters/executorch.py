@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from exporters.base import linear_rows, stage, worth_quantizing
-from toolkit.export.contract import (Artifact, ExportOptions, ParityReport, Runner, check_parity, check_signature,
+from toolkit.exporting.contract import (Artifact, ExportOptions, ParityReport, Runner, check_parity, check_signature,
                                      example_args)
-from toolkit.export.program import DeviceModel
+from toolkit.exporting.program import DeviceModel
 from toolkit.model.slots import is_slot_module
 
 

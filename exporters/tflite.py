@@ -9,7 +9,7 @@ from typing import Mapping
 import numpy as np
 
 from exporters.base import stage, worth_quantizing
-from toolkit.export.contract import (NUMPY_DTYPES, Artifact, ExportOptions, ParityReport, Runner, check_parity,
+from toolkit.exporting.contract import (NUMPY_DTYPES, Artifact, ExportOptions, ParityReport, Runner, check_parity,
                                      check_signature, example_args)
 
 

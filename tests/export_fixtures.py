@@ -16,7 +16,7 @@ def tiny_device_model(backbone: str = "sasrec", seed: int = 0, candidates: int =
     """A recommender with 50 items and 8-wide embeddings, as its device program (history 6, candidates 5)."""
     import torch
 
-    from toolkit.export.program import DeviceProgram, ExampleInput
+    from toolkit.exporting.program import DeviceProgram, ExampleInput
     from toolkit.protocol.slots import TensorSpec
     from toolkit.tasks.recommendation.model import RecExportModel, RecModel, RecModelConfig
 
@@ -36,7 +36,7 @@ def tiny_conv_device_model(seed: int = 0):
     import torch
     from torch import nn
 
-    from toolkit.export.program import DeviceProgram, ExampleInput
+    from toolkit.exporting.program import DeviceProgram, ExampleInput
     from toolkit.model.slots import SlotConfig, personalize
     from toolkit.protocol.slots import TensorSpec
 
@@ -60,7 +60,7 @@ def tiny_conv_device_model(seed: int = 0):
 
 def slot_sets(model, count: int = 3, start: int = 1) -> dict[str, dict[str, np.ndarray]]:
     """`count` different slot sets of the model's spec (stand-ins for three devices' generated slots)."""
-    from toolkit.export.contract import example_slots
+    from toolkit.exporting.contract import example_slots
 
     return {f"set-{i}": example_slots(model, seed=i) for i in range(start, start + count)}
 
@@ -74,8 +74,8 @@ class ExportCache:
     def get(self, target: str, backbone: str = "sasrec", quantize: str = "none"):
         key = (target, backbone, quantize)
         if key not in self.done:
-            from toolkit.export.targets import exporter
-            from toolkit.export.contract import ExportOptions
+            from toolkit.exporting.targets import exporter
+            from toolkit.exporting.contract import ExportOptions
 
             model = tiny_device_model(backbone)
             options = ExportOptions(quantize=quantize, min_quant_elements=0, latency_calls=5)

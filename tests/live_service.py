@@ -35,8 +35,8 @@ API_KEY, WRONG_KEY = "duet_live-test-key", "duet_not-a-key"
 
 def prepare(workdir: Path) -> tuple[Path, Path, Path]:
     """A tiny run, its fp32 export and a keys file under workdir (reused when already there)."""
-    from toolkit.export.contract import ExportOptions
-    from toolkit.export.transaction import export_run
+    from toolkit.exporting.contract import ExportOptions
+    from toolkit.exporting.transaction import export_run
     from toolkit.training.runs import load_run
     from toolkit.service.auth import key_line
 

@@ -32,8 +32,8 @@ def train_tiny(out: Path) -> Path:
 
 def export_tiny(run_dir: Path, out: Path) -> Path:
     """fp32 ExecuTorch and TFLite programs of the run with their manifest, by the real exporters."""
-    from toolkit.export.contract import ExportOptions
-    from toolkit.export.transaction import export_run
+    from toolkit.exporting.contract import ExportOptions
+    from toolkit.exporting.transaction import export_run
     from toolkit.training.runs import load_run
 
     options = ExportOptions(quantize="none", latency_calls=5, max_eval_devices=4)

@@ -10,13 +10,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = [  # (stage, module prefixes); a module may import its own stage and earlier ones
     (0, ["toolkit.errors", "toolkit.options", "toolkit.config", "toolkit.artifacts", "toolkit.registry",
-         "toolkit.protocol", "toolkit.data"]),
+         "toolkit.protocol", "toolkit.data", "toolkit.exporting.contract", "toolkit.exporting.targets",
+         "toolkit.training.distributed"]),
     (1, ["toolkit.model"]),
     (2, ["toolkit.tasks"]),
-    (3, ["toolkit.training"]),
-    (4, ["toolkit.evaluation", "toolkit.export"]),
-    (5, ["toolkit.service", "toolkit.client", "toolkit.bench", "toolkit.cli", "toolkit.data.scale"]),
+    (3, ["toolkit.training.runs"]),
+    (4, ["toolkit.training"]),
+    (5, ["toolkit.evaluation", "toolkit.exporting"]),
+    (6, ["toolkit.service", "toolkit.client", "toolkit.bench", "toolkit.cli", "toolkit.data.scale", "toolkit.pipeline"]),
 ]
+
 
 def stage_of(module: str) -> int:
     """The stage of the longest matching prefix (the package `toolkit` itself, its version, is stage 0)."""

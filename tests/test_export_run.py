@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.export.targets import target_names
-from toolkit.export.contract import MAX_METRIC_DROP, ExportOptions, InputShapeError
+from toolkit.exporting.targets import target_names
+from toolkit.exporting.contract import MAX_METRIC_DROP, ExportOptions, InputShapeError
 from toolkit.artifacts import served_digest
 from toolkit.errors import ConfigError, ManifestError
 from toolkit.protocol.manifest import load_manifest, validate_manifest
@@ -48,7 +48,7 @@ def run(tiny_run):
 
 @pytest.fixture(scope="module")
 def exported(run, tmp_path_factory) -> tuple[Path, dict]:
-    from toolkit.export.transaction import export_run
+    from toolkit.exporting.transaction import export_run
 
     out = tmp_path_factory.mktemp("exports") / "tiny"
     return out, export_run(run, target_names(), QUICK, out)
@@ -105,7 +105,7 @@ def test_cli_report_exports_prints_one_row_per_target_from_report_json(exported)
 def test_reexport_replaces_the_previous_one_and_leaves_nothing_behind(run, exported, tmp_path):
     import shutil
 
-    from toolkit.export.transaction import export_run
+    from toolkit.exporting.transaction import export_run
 
     out = tmp_path / "again"
     shutil.copytree(exported[0], out)
@@ -118,7 +118,7 @@ def test_reexport_replaces_the_previous_one_and_leaves_nothing_behind(run, expor
 def test_a_failed_export_leaves_the_previous_one_intact(run, exported, tmp_path):
     import shutil
 
-    from toolkit.export.transaction import export_run
+    from toolkit.exporting.transaction import export_run
 
     out = tmp_path / "kept"
     shutil.copytree(exported[0], out)
@@ -130,7 +130,7 @@ def test_a_failed_export_leaves_the_previous_one_intact(run, exported, tmp_path)
 
 
 def test_a_directory_that_is_not_an_export_is_not_replaced(run, tmp_path):
-    from toolkit.export.transaction import export_run
+    from toolkit.exporting.transaction import export_run
 
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="is not an export directory"):
@@ -139,7 +139,7 @@ def test_a_directory_that_is_not_an_export_is_not_replaced(run, tmp_path):
 
 
 def test_unknown_shape_and_target_names_are_refused(run, tmp_path):
-    from toolkit.export.transaction import export_run
+    from toolkit.exporting.transaction import export_run
 
     with pytest.raises(ConfigError, match="unknown export shape 'width'; this task's shapes are seq_len, candidates"):
         export_run(run, ["tflite"], ExportOptions(shape=(("width", 3),)), tmp_path / "x")
@@ -213,7 +213,7 @@ def test_work_directories_of_killed_exports_are_removed_and_a_live_ones_kept(run
     import subprocess
     import sys
 
-    from toolkit.export.transaction import export_run
+    from toolkit.exporting.transaction import export_run
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     killed = tmp_path / f".out[1].partial-{gone.stdout.strip()}-abcd"  # that process has exited

@@ -12,8 +12,8 @@ from export_fixtures import (BACKBONES, CANDIDATES, SEQ_LEN, TARGETS, exports, s
                              tiny_conv_device_model, tiny_device_model)
 
 from exporters import SUPPORT_MODULES
-from toolkit.export.targets import exporter, target_modules, target_names
-from toolkit.export.contract import (FP32_ATOL, ExportOptions, InputShapeError, ParityError, SignatureError, check_parity,
+from toolkit.exporting.targets import exporter, target_modules, target_names
+from toolkit.exporting.contract import (FP32_ATOL, ExportOptions, InputShapeError, ParityError, SignatureError, check_parity,
                                      example_args, example_slots)
 from toolkit.errors import ConfigError, SlotShapeError, ToleranceExceeded
 

@@ -51,7 +51,7 @@ def test_the_cli_choices_are_the_registries(tmp_path):
     train = {p.name: p for p in cli.cli.commands["train"].params}
     assert list(train["task_name"].type.choices) == registry.task_names()
     assert list(train["backbone"].type.choices) == registry.backbone_names()
-    from toolkit.export.targets import target_names
+    from toolkit.exporting.targets import target_names
     from toolkit.data.download import DATASETS
     from toolkit.data.formats import FORMATS
 

@@ -23,8 +23,8 @@ from toolkit.training.runs import load_run
 @pytest.fixture(scope="module")
 def image_export(tmp_path_factory) -> tuple[Path, Path]:
     """A tiny image run (30 simulated training devices, one epoch) and its fp32 TFLite export."""
-    from toolkit.export.contract import ExportOptions
-    from toolkit.export.transaction import export_run
+    from toolkit.exporting.contract import ExportOptions
+    from toolkit.exporting.transaction import export_run
 
     base = tmp_path_factory.mktemp("image")
     subprocess.run([sys.executable, str(REPO / "cli.py"), "--threads", "1", "train", "--task", "image", "--out",

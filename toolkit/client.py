@@ -226,8 +226,8 @@ class ManifestModel:
 
 def load_program(manifest: Mapping[str, Any], target: str, path: Path, threads: int = 1):
     """The downloaded program in its runtime (the exporter's own runner): runner(inputs, slots) -> output."""
-    from toolkit.export.targets import exporter
-    from toolkit.export.contract import Artifact, ExportOptions
+    from toolkit.exporting.targets import exporter
+    from toolkit.exporting.contract import Artifact, ExportOptions
 
     info = manifest["targets"][target]
     path = Path(path)

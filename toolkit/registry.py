@@ -3,7 +3,7 @@
 A task is found by its name among the built-in ones below, among the `duet.tasks` entry points of installed packages
 (`[project.entry-points."duet.tasks"] my_task = "my_pkg.tasks:MyTask"`), or by an import path "package.module:Class"
 (`cli.py train --task my_pkg.tasks:MyTask`). Export targets are found the same way, through `duet.exporters`
-(toolkit.export.targets). The CLI's other choice lists come from `toolkit.data.formats.FORMATS` and
+(toolkit.exporting.targets). The CLI's other choice lists come from `toolkit.data.formats.FORMATS` and
 `toolkit.data.download.DATASETS`. A test checks that every entry imports and is what it claims to be.
 """
 

@@ -10,7 +10,7 @@ from typing import Mapping
 import numpy as np
 
 from exporters.base import stage, worth_quantizing
-from toolkit.export.contract import (Artifact, ExportOptions, ParityReport, Runner, SignatureError, check_parity,
+from toolkit.exporting.contract import (Artifact, ExportOptions, ParityReport, Runner, SignatureError, check_parity,
                                      check_signature, example_args)
 from toolkit.errors import ConfigError
 

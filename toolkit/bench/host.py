@@ -142,7 +142,7 @@ def generator_records(run, programs, metrics: dict | None, config: HostBenchConf
     fine-tuning baseline's time per device from the run's evaluation."""
     import torch
 
-    from toolkit.export.measure import torch_threads
+    from toolkit.exporting.measure import torch_threads
 
     devices = [int(d) for d in run.task.devices("test")]
     largest = max(config.sizes)

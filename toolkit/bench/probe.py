@@ -71,7 +71,7 @@ def _eager(spec: ProbeSpec, manifest: dict) -> Callable[[], Loaded]:
     from safetensors.torch import load_file
 
     from toolkit.client import ManifestModel
-    from toolkit.export.program import DeviceProgram
+    from toolkit.exporting.program import DeviceProgram
     from toolkit.tasks.loading import task_class
     from toolkit.training.runs import DUET_WEIGHTS, MODEL_PREFIX, read_config, without_prefix
 
@@ -98,7 +98,7 @@ def _runtime(spec: ProbeSpec, manifest: dict) -> Callable[[], Loaded]:
     """A manifest target, its runtime imported; loading = the client's load_program (file -> runner ready)."""
     import importlib
 
-    from toolkit.export.targets import exporter
+    from toolkit.exporting.targets import exporter
     from toolkit.artifacts import served_digest
     from toolkit.client import load_program
     from toolkit.protocol.manifest import slot_specs_of

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from toolkit.export.contract import ExportOptions  # the registries and config modules import no SDK, torch or pandas
-from toolkit.export.targets import target_names
+from toolkit.exporting.contract import ExportOptions  # the registries and config modules import no SDK, torch or pandas
+from toolkit.exporting.targets import target_names
 from toolkit import registry
 from toolkit.config import FinetuneConfig, GeneratorConfig, ReportOptions, TrainConfig
 from toolkit.cli.console import Commands, Settings, progress_bars, show_epoch, show_evaluation
@@ -233,7 +233,7 @@ def bench(run_dir, export_dirs, out_dir, imports, cache_dir, **options) -> None:
 @cache_dir_option
 def export(run_dir, targets, out_dir, shapes, target_options, cache_dir, **options) -> None:
     """Export a run's device model with its slots as inputs; validate every file in its runtime; write manifest.json."""
-    from toolkit.export.transaction import export_run
+    from toolkit.exporting.transaction import export_run
     from toolkit.evaluation.report import export_summary
     from toolkit.training.runs import load_run
 

@@ -1,4 +1,5 @@
-"""The generator's default input: a model's own features on a device's recent samples (DUET's premise).
+"""The generator's input: devices' recent unlabeled samples (Samples), and by default the model's own features on them
+(DUET's premise).
 
 The features are the input of the model's last slot module (what the personalised layers read), or the output of
 the module its SlotConfig names as `context_module`, captured by a forward hook while the model runs on the samples
@@ -7,15 +8,31 @@ with Base's slots; maps with spatial dimensions are averaged over them, sequence
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from toolkit.model.slots import slot_config, slot_modules
 
-if TYPE_CHECKING:
-    from toolkit.tasks.base import Samples
+
+@dataclass
+class Samples:
+    """Devices' recent unlabeled samples, one row per device (or per training row): each field (rows, M, *sample
+    shape), right-aligned (the newest sample last) and zero-padded on the left; `mask` True where a sample is."""
+
+    fields: dict[str, torch.Tensor]  # name -> (rows, M, *shape), e.g. {"images": (rows, M, 1, 8, 8)}
+    mask: torch.Tensor  # (rows, M) bool
+
+    @property
+    def rows(self) -> int:
+        return int(self.mask.shape[0])
+
+    def to(self, device: torch.device | str) -> "Samples":
+        return Samples({k: v.to(device) for k, v in self.fields.items()}, self.mask.to(device))
+
+    def slice(self, start: int, stop: int) -> "Samples":
+        return Samples({k: v[start:stop] for k, v in self.fields.items()}, self.mask[start:stop])
 
 
 def feature_module(model: nn.Module) -> tuple[str, nn.Module, bool]:
@@ -36,7 +53,7 @@ def pooled(features: torch.Tensor) -> torch.Tensor:
     return features.reshape(features.shape[0], -1, features.shape[-1]).mean(1)
 
 
-def model_features(model: nn.Module, samples: "Samples") -> torch.Tensor:
+def model_features(model: nn.Module, samples: Samples) -> torch.Tensor:
     """(rows, M, D): each sample's features, the samples' fields given to the model as its arguments in order."""
     name, module, read_output = feature_module(model)
     rows, size = samples.mask.shape

@@ -35,29 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from toolkit.errors import ConfigError
+from toolkit.model.context import Samples
 from toolkit.protocol.slots import TensorSpec
 
 SPLITS = ("train", "val", "test", "finetune")
-
-
-@dataclass
-class Samples:
-    """Devices' recent unlabeled samples, one row per device (or per training row): each field (rows, M, *sample
-    shape), right-aligned (the newest sample last) and zero-padded on the left; `mask` True where a sample is."""
-
-    fields: dict[str, torch.Tensor]  # name -> (rows, M, *shape), e.g. {"images": (rows, M, 1, 8, 8)}
-    mask: torch.Tensor  # (rows, M) bool
-
-    @property
-    def rows(self) -> int:
-        return int(self.mask.shape[0])
-
-    def to(self, device: torch.device | str) -> "Samples":
-        return Samples({k: v.to(device) for k, v in self.fields.items()}, self.mask.to(device))
-
-    def slice(self, start: int, stop: int) -> "Samples":
-        return Samples({k: v[start:stop] for k, v in self.fields.items()}, self.mask[start:stop])
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The export targets: modules that implement toolkit.export.contract, found through the `duet.exporters` entry points.
+"""The export targets: modules that implement toolkit.exporting.contract, found through the `duet.exporters` entry points.
 
 A target is a module with NAME, FILE_NAME, export(model, options, out_dir) -> Artifact, load(artifact, model, options)
 -> Runner and validate(artifact, model, slot_sets, options) -> ParityReport; it may define check_options(options)

@@ -1,5 +1,5 @@
 """The export's measurement harness: a run's test calls at the export's shapes, PyTorch's reference outputs, the
-task's metric from program outputs, and latency in a runtime against eager PyTorch (used by toolkit.export.transaction)."""
+task's metric from program outputs, and latency in a runtime against eager PyTorch (used by toolkit.exporting.transaction)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 from toolkit.errors import ConfigError
 
 if TYPE_CHECKING:  # types only
-    from toolkit.export.contract import ExportOptions
+    from toolkit.exporting.contract import ExportOptions
     from toolkit.tasks.base import Task
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def build_eval_set(run, programs, model, shape: Mapping[str, int], max_devices: 
                    progress: Progress | None) -> EvalSet:
     """Every test call of the split (or of the first `max_devices` devices), with PyTorch fp32 outputs and the
     slots `programs` (the run's serving.ServingPrograms) generate for each device."""
-    from toolkit.export.contract import check_inputs
+    from toolkit.exporting.contract import check_inputs
 
     calls: dict[int, list] = {}
     for device, inputs, labels in run.task.program_calls("test", shape):

@@ -1,6 +1,6 @@
 """The exporter contract every target implements and the export harness relies on: options, the Artifact record,
 typed errors, runtime runners, input checks and the parity check. Targets live outside the toolkit (the `exporters`
-package, or a package of the user's) and are found through the `duet.exporters` entry points (toolkit.export.targets).
+package, or a package of the user's) and are found through the `duet.exporters` entry points (toolkit.exporting.targets).
 """
 
 from __future__ import annotations
@@ -9,19 +9,32 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from toolkit.errors import ConfigError, DuetError, ToleranceExceeded
 from toolkit.options import option
-from toolkit.protocol.slots import check_slots
-
-if TYPE_CHECKING:  # torch stays unimported until an export runs, so `cli.py --help` is fast
-    from toolkit.export.program import DeviceModel
-    from toolkit.protocol.slots import TensorSpec
+from toolkit.protocol.slots import ProgramSpecs, TensorSpec, check_slots
 
 logger = logging.getLogger(__name__)
+
+
+
+class DeviceModel(ProgramSpecs, Protocol):
+    """What a target converts (toolkit.exporting.program.DeviceModel implements it, on PyTorch): its specs; forward
+    (inputs, then slots); valid example inputs; the form to convert; eager reference outputs."""
+
+    def __call__(self, *args: Any) -> Any: ...
+
+    def example_inputs(self, seed: int = 0) -> tuple: ...
+
+    def for_export(self) -> Any: ...
+
+    def slot_tensors(self, slots: Mapping[str, np.ndarray]) -> tuple: ...
+
+    def run(self, inputs: tuple, slots: Mapping[str, np.ndarray]) -> np.ndarray: ...
+
 
 QUANTIZE_MODES = ("int8", "none")
 FP32_ATOL = 1e-4  # an fp32 program may differ from PyTorch eager by at most this (max abs diff)
@@ -54,7 +67,7 @@ class ExportOptions:
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE_MODES:
             raise ConfigError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}")
-        from toolkit.export.targets import exporter
+        from toolkit.exporting.targets import exporter
 
         for target, _ in self.target_options:
             check = getattr(exporter(target), "check_options", None)

@@ -19,9 +19,9 @@ import numpy as np
 from torch import nn
 
 from toolkit.errors import ConfigError
-from toolkit.export.measure import (EvalSet, Progress, build_eval_set, export_shape, latency, parity_devices, score,
+from toolkit.exporting.measure import (EvalSet, Progress, build_eval_set, export_shape, latency, parity_devices, score,
                                     torch_threads)
-from toolkit.export.program import DeviceProgram, ExampleInput
+from toolkit.exporting.program import DeviceProgram, ExampleInput
 from toolkit.training.serving import MIN_BOUND, SLOT_BOUND_MARGIN, ServingPrograms
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def export_target(name: str, model, eval_set: EvalSet, slot_sets: Mapping[str, M
     """Export one target, validate parity, time it, and (with a task) score the test calls in its runtime against
     PyTorch's. Returns (artifact, report)."""
     from toolkit.artifacts import served_digest
-    from toolkit.export.targets import exporter
+    from toolkit.exporting.targets import exporter
 
     module = exporter(name)
     started = time.perf_counter()
@@ -61,7 +61,7 @@ def export_target(name: str, model, eval_set: EvalSet, slot_sets: Mapping[str, M
 def _scored(name: str, runner, task, eval_set: EvalSet, reference_metrics: Mapping[str, float],
             progress: Progress | None) -> dict:
     """The task's metric over every test call in the runtime; AccuracyDropError past the allowed drop."""
-    from toolkit.export.contract import MAX_METRIC_DROP, AccuracyDropError
+    from toolkit.exporting.contract import MAX_METRIC_DROP, AccuracyDropError
 
     advance = progress(f"{name}: scoring test calls", len(eval_set.calls)) if progress else (lambda: None)
     outputs = {}
@@ -87,7 +87,7 @@ def export_run(run, targets: Sequence[str], options, out_dir: Path, progress: Pr
     Everything is written to a temporary directory beside out_dir and moved in only once every target validated,
     so a failed export leaves a previous one intact. Returns the report.
     """
-    from toolkit.export.contract import MIN_SLOT_SETS
+    from toolkit.exporting.contract import MIN_SLOT_SETS
     from toolkit.protocol.manifest import model_version
     from toolkit.training.runs import BASE_WEIGHTS, CONFIG_FILE, DUET_WEIGHTS
 
@@ -123,7 +123,7 @@ def export_model(model: nn.Module, inputs: Sequence[ExampleInput], targets: Sequ
     inputs and Base's values are its own parameters. Parity is checked with Base's slots and perturbed copies of
     them on random inputs (`inputs`: each input's spec and value range); the manifest has no `generate` section:
     no service writes this model's slots, devices run Base's. Returns the report."""
-    from toolkit.export.contract import MIN_SLOT_SETS
+    from toolkit.exporting.contract import MIN_SLOT_SETS
     from toolkit.model.slots import base_slots, slot_specs
     from toolkit.protocol.slots import pack_flat
 
@@ -173,7 +173,7 @@ class Described:
 
 
 def _checked_targets(targets: Sequence[str], out_dir: Path) -> list[str]:
-    from toolkit.export.targets import exporter
+    from toolkit.exporting.targets import exporter
 
     targets = list(dict.fromkeys(targets))
     if not targets:
