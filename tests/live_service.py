@@ -82,7 +82,7 @@ def write_reference(url: str, run_dir: Path, live_dir: Path, faulty_url: str = "
     from toolkit.protocol.slots import pack_flat
 
     run = load_run(run_dir, CACHE)
-    devices = [int(d) for d in run.task.device_ids("test")[:2]]
+    devices = [int(d) for d in run.task.devices("test")[:2]]
     with ServiceClient(url, API_KEY) as service:
         manifest = service.manifest()
         specs = slot_specs_of(manifest)

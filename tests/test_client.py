@@ -64,7 +64,7 @@ def _device_calls(run, export_dir: Path, devices: list[int]) -> dict[int, list[t
     """Each device's test calls at the export's fixed shapes (the task's own eval calls)."""
     shape = json.loads((export_dir / "report.json").read_text())["shape"]
     calls: dict[int, list[tuple]] = {d: [] for d in devices}
-    for device, inputs, _ in run.task.device_eval_calls("test", shape):
+    for device, inputs, _ in run.task.program_calls("test", shape):
         if device in calls and len(calls[device]) < 5:
             calls[device].append(tuple(inputs))
     return calls
@@ -73,7 +73,7 @@ def _device_calls(run, export_dir: Path, devices: list[int]) -> dict[int, list[t
 @pytest.mark.parametrize("server", ["cli_server", "tls_server"])
 def test_end_to_end_the_runtimes_score_like_pytorch_with_served_slots(server, request, run, svc_export, tmp_path):
     url, ca_file = request.getfixturevalue(server)
-    devices = [int(d) for d in run.task.device_ids("test")[:2]]
+    devices = [int(d) for d in run.task.devices("test")[:2]]
     shape = json.loads((svc_export / "report.json").read_text())["shape"]
     reference_model = run.task.device_model(run.duet, shape).eval()
     calls = _device_calls(run, svc_export, devices)
@@ -106,7 +106,7 @@ def test_end_to_end_the_runtimes_score_like_pytorch_with_served_slots(server, re
 
 
 def test_a_corrupt_or_mismatched_blob_is_refused_and_the_last_good_slots_stay(svc_server, run, svc_export, tmp_path):
-    devices = [int(d) for d in run.task.device_ids("test")[:2]]
+    devices = [int(d) for d in run.task.devices("test")[:2]]
     with ServiceClient(svc_server, KEY) as service:
         device = DeviceClient(service, "tflite", tmp_path)
         device.setup()
@@ -180,7 +180,7 @@ def test_service_refusals_reach_the_caller_as_service_errors(svc_server, run, tm
             device.refresh({"device_id": "x", "items": [10 ** 9], "timestamps": [1]})
         assert caught.value.status == 422 and device.slots is device.base_slots
         assert device.last_refusal.startswith("ServiceError: POST /v1/generate: 422")
-        good = device.refresh(run.task.example_request(int(run.task.device_ids("test")[0])))
+        good = device.refresh(run.task.example_request(int(run.task.devices("test")[0])))
         assert device.last_refusal is None and device.slots is good
         assert any(not np.array_equal(good[k], base_answer[k]) for k in good)
     with ServiceClient("http://127.0.0.1:9", KEY, timeout=2) as service:
@@ -191,7 +191,7 @@ def test_service_refusals_reach_the_caller_as_service_errors(svc_server, run, tm
 def test_check_answer_accepts_float16_blobs(svc_server, run):
     with ServiceClient(svc_server, KEY) as service:
         manifest = service.manifest()
-        answer = service.generate(run.task.example_request(int(run.task.device_ids("test")[0])), dtype="float16")
+        answer = service.generate(run.task.example_request(int(run.task.devices("test")[0])), dtype="float16")
         slots = check_answer(answer, manifest)
         assert all(v.dtype == np.float32 for v in slots.values())
 
@@ -216,7 +216,7 @@ def faulty(svc_server):
 
 
 def test_refused_answers_keep_the_slots_and_say_why(svc_server, faulty, run, tmp_path):
-    body = run.task.example_request(int(run.task.device_ids("test")[0]))
+    body = run.task.example_request(int(run.task.devices("test")[0]))
     with ServiceClient(svc_server, KEY) as real:
         device = DeviceClient(real, "tflite", tmp_path)
         device.setup()

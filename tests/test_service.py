@@ -145,7 +145,7 @@ def test_artifact_that_disagrees_with_the_manifest_stops_startup(svc_config, svc
 
 # -- generate ------------------------------------------------------------------------------------------
 def test_generate_answers_the_devices_slots_as_safetensors(svc_server, run, manifest):
-    device = int(run.task.device_ids("test")[0])
+    device = int(run.task.devices("test")[0])
     answer = _generate(svc_server, _body(run, device))
     assert answer.status_code == 200 and answer.headers["content-type"] == "application/octet-stream"
     assert answer.headers["x-model-version"] == manifest["model_version"]
@@ -180,7 +180,7 @@ def test_base_slots_are_the_heads_the_generator_starts_from(svc_server, run, man
 
 
 def test_two_devices_with_different_histories_get_different_slots(svc_server, run, manifest):
-    first, second = (int(d) for d in run.task.device_ids("test")[:2])
+    first, second = (int(d) for d in run.task.devices("test")[:2])
     assert _body(run, first)["items"] != _body(run, second)["items"]
     specs = slot_specs_of(manifest)
     a = decode_safetensors(_generate(svc_server, _body(run, first)).content, specs)
@@ -212,13 +212,13 @@ def test_bad_bodies_get_a_4xx_that_says_what_is_wrong(svc_server, run, body, sta
     assert answer.headers["content-type"] == "application/json"
     assert message in answer.json()["message"]
     assert "Traceback" not in answer.text
-    assert _generate(svc_server, _body(run, int(run.task.device_ids("test")[0]))).status_code == 200  # still serving
+    assert _generate(svc_server, _body(run, int(run.task.devices("test")[0]))).status_code == 200  # still serving
 
 
 def test_a_binary_body_gets_exactly_the_json_bodys_blob(svc_server, run):
     from toolkit.client import ServiceClient
 
-    body = _body(run, int(run.task.device_ids("test")[1]))
+    body = _body(run, int(run.task.devices("test")[1]))
     as_json = _generate(svc_server, body)
     binary = httpx.post(f"{svc_server}/v1/generate", content=encode_request(body),
                         headers={**auth(), "Content-Type": WIRE_TYPE}, timeout=30)
@@ -228,7 +228,7 @@ def test_a_binary_body_gets_exactly_the_json_bodys_blob(svc_server, run):
 
 
 def _binary_variant(run, **changes) -> bytes:
-    body = dict(_body(run, int(run.task.device_ids("test")[0])), **changes)
+    body = dict(_body(run, int(run.task.devices("test")[0])), **changes)
     return encode_request({k: v for k, v in body.items() if v is not None})
 
 
@@ -248,11 +248,11 @@ def test_bad_binary_bodies_get_a_4xx_that_says_what_is_wrong(svc_server, run, ma
     answer = httpx.post(f"{svc_server}/v1/generate", content=make(run), headers={**auth(), "Content-Type": WIRE_TYPE})
     assert answer.status_code == status, answer.text
     assert message in answer.json()["message"]
-    assert _generate(svc_server, _body(run, int(run.task.device_ids("test")[0]))).status_code == 200  # still serving
+    assert _generate(svc_server, _body(run, int(run.task.devices("test")[0]))).status_code == 200  # still serving
 
 
 def test_wrong_content_type_size_and_dtype_are_refused(svc_server, run):
-    body = json.dumps(_body(run, int(run.task.device_ids("test")[0]))).encode()
+    body = json.dumps(_body(run, int(run.task.devices("test")[0]))).encode()
     form = httpx.post(f"{svc_server}/v1/generate", content=body, headers={**auth(), "Content-Type": "text/plain"})
     assert form.status_code == 415 and "application/json or application/octet-stream" in form.json()["message"]
     huge = httpx.post(f"{svc_server}/v1/generate", content=b" " * 9000 + body,
@@ -274,11 +274,11 @@ def test_wrong_content_type_size_and_dtype_are_refused(svc_server, run):
     assert httpx.get(f"{svc_server}/v1/manifest", params={"v": "1"}, headers=auth()).status_code == 422
     assert httpx.get(f"{svc_server}/v1/generate", headers=auth()).status_code == 405
     assert httpx.get(f"{svc_server}/v1/nowhere", headers=auth()).json()["error"] == "not_found"
-    assert _generate(svc_server, _body(run, int(run.task.device_ids("test")[0]))).status_code == 200
+    assert _generate(svc_server, _body(run, int(run.task.devices("test")[0]))).status_code == 200
 
 
 def test_a_bad_body_does_not_fail_the_batch_it_shares(svc_config, run):
-    devices = [int(d) for d in run.task.device_ids("test")[:4]]
+    devices = [int(d) for d in run.task.devices("test")[:4]]
     good = [_body(run, d) for d in devices]
     bad = dict(good[0], timestamps=good[0]["timestamps"][:-1] + [1, 2])  # passes the schema, not the task
     with live_server(svc_config, batch_window_ms=200) as url:
@@ -304,7 +304,7 @@ def test_rate_limit_is_per_key_with_retry_after(svc_config, run):
 
 
 def test_full_queue_answers_503_with_retry_after(svc_config, run):
-    body = _body(run, int(run.task.device_ids("test")[0]))
+    body = _body(run, int(run.task.devices("test")[0]))
     with live_server(svc_config, queue_size=2, batch_window_ms=500) as url:
         async def fire():
             async with httpx.AsyncClient(headers=auth(), timeout=30) as client:
@@ -320,7 +320,7 @@ def test_full_queue_answers_503_with_retry_after(svc_config, run):
 
 
 def test_metrics_count_requests_errors_latency_and_batches(svc_server, run):
-    _generate(svc_server, _body(run, int(run.task.device_ids("test")[0])))
+    _generate(svc_server, _body(run, int(run.task.devices("test")[0])))
     httpx.get(f"{svc_server}/v1/manifest")
     text = httpx.get(f"{svc_server}/metrics").text
     assert 'duet_http_requests_total{endpoint="/v1/generate",status="200"}' in text
@@ -330,7 +330,7 @@ def test_metrics_count_requests_errors_latency_and_batches(svc_server, run):
 
 
 def test_batching_off_still_answers_every_request(svc_config, run):
-    bodies = [_body(run, int(d)) for d in run.task.device_ids("test")[:6]]
+    bodies = [_body(run, int(d)) for d in run.task.devices("test")[:6]]
     with live_server(svc_config, batching=False) as url:
         async def fire():
             async with httpx.AsyncClient(headers=auth(), timeout=30) as client:
@@ -341,7 +341,7 @@ def test_batching_off_still_answers_every_request(svc_config, run):
 
 
 def test_static_floor_is_hidden_and_the_same_size(svc_server, run):
-    body = _body(run, int(run.task.device_ids("test")[0]))
+    body = _body(run, int(run.task.devices("test")[0]))
     floor = httpx.post(f"{svc_server}/v1/static", json=body, headers=auth())
     assert floor.status_code == 200 and len(floor.content) == len(_generate(svc_server, body).content)
     assert "/v1/static" not in httpx.get(f"{svc_server}/openapi.json").json()["paths"]
@@ -367,7 +367,7 @@ def test_blob_encoder_writes_exactly_what_encode_safetensors_writes(run, manifes
     from toolkit.protocol.slots import encode_safetensors
 
     specs = slot_specs_of(manifest)
-    slots = ServingPrograms(run).slots_for_device(int(run.task.device_ids("test")[0]), "test")
+    slots = ServingPrograms(run).slots_for_device(int(run.task.devices("test")[0]), "test")
     metadata = {"model_version": manifest["model_version"], "task": run.task.name}
     broken = np.full(specs[0].shape, np.nan, np.float32)
     huge = np.full(specs[0].shape, 1e6, np.float32)  # finite as float32, infinite as float16
@@ -386,7 +386,7 @@ def test_a_batch_encodes_each_row_in_its_dtype_and_refuses_only_the_bad_row(run,
     from toolkit.protocol.slots import encode_safetensors
 
     specs = slot_specs_of(manifest)
-    devices = [int(d) for d in run.task.device_ids("test")[:3]]
+    devices = [int(d) for d in run.task.devices("test")[:3]]
     programs = ServingPrograms(run)
     rows = [programs.slots_for_device(d, "test") for d in devices]
     batch = {spec.name: np.stack([row[spec.name] for row in rows]) for spec in specs}
@@ -405,7 +405,7 @@ def test_slot_maker_answers_a_bad_body_alone_and_the_others_as_if_it_were_absent
     from toolkit.service.slot_maker import GenerateJob, SlotMaker
 
     maker = SlotMaker(run, ServingPrograms(run), slot_specs_of(manifest), manifest["model_version"])
-    good = [_body(run, int(d)) for d in run.task.device_ids("test")[:3]]
+    good = [_body(run, int(d)) for d in run.task.devices("test")[:3]]
     bad = dict(good[0], items=[10**9] * len(good[0]["items"]))
     mixed = maker([GenerateJob(b, "float32") for b in (good[0], bad, good[1], good[2])])
     clean = maker([GenerateJob(b, "float32") for b in good])
@@ -450,7 +450,7 @@ def test_an_address_that_keeps_failing_authentication_is_held_off(svc_config):
 
 
 def test_errors_quote_a_bad_value_by_its_beginning_and_refuse_repeated_or_slashed_paths(svc_server, run):
-    body = {**_body(run, int(run.task.device_ids("test")[0])), "device_id": "x" * 6_000}  # under the 8 KiB limit
+    body = {**_body(run, int(run.task.devices("test")[0])), "device_id": "x" * 6_000}  # under the 8 KiB limit
     answer = httpx.post(f"{svc_server}/v1/generate", json=body, headers=auth(), timeout=30)
     assert answer.status_code == 422 and "xxxx" in answer.json()["message"]
     assert len(answer.json()["message"]) <= 500 and answer.json()["message"].endswith("characters)")

@@ -51,12 +51,12 @@ def test_image_devices_get_their_slots_and_the_runtime_scores_like_pytorch(image
         with ServiceClient(url, KEY) as service:
             device = DeviceClient(service, "tflite", tmp_path)
             device.setup()
-            devices = [int(d) for d in run.task.device_ids("test")[:2]]
+            devices = [int(d) for d in run.task.devices("test")[:2]]
             served, programs = {}, ServingPrograms(run)
             for d in devices:
                 served[d] = device.refresh(run.task.example_request(d))
                 expected = programs.slots_for_device(d, "test")
-                calls = [inputs for dd, inputs, _ in run.task.device_eval_calls("test", shape) if dd == d][:3]
+                calls = [inputs for dd, inputs, _ in run.task.program_calls("test", shape) if dd == d][:3]
                 assert calls
                 for inputs in calls:
                     got = device.score(inputs)

@@ -64,7 +64,7 @@ async def load_until_stopped(port: int, request: bytes, connections: int, stop_a
 
 def test_sigterm_under_load_answers_every_accepted_request_and_exits_cleanly(svc_run, svc_export, svc_keys):
     run = load_run(svc_run, CACHE)
-    body = json.dumps(run.task.example_request(int(run.task.device_ids("test")[0]))).encode()
+    body = json.dumps(run.task.example_request(int(run.task.devices("test")[0]))).encode()
     request = (f"POST /v1/generate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Type: "
                f"application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
     port = free_port()

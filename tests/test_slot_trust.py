@@ -48,7 +48,7 @@ def test_the_export_records_a_bound_per_slot_that_every_test_device_stays_under(
     assert set(bounds) == {s.name for s in slot_specs_of(manifest)} and min(bounds.values()) > 0
     run = load_run(svc_run)
     programs = ServingPrograms(run)
-    for device in run.task.device_ids("test")[:20]:
+    for device in run.task.devices("test")[:20]:
         for name, values in programs.slots_for_device(int(device)).items():
             assert np.abs(values).max() <= bounds[name] / SLOT_BOUND_MARGIN * 2, (device, name)
 
@@ -58,8 +58,8 @@ def test_slots_beyond_their_bound_are_refused_and_the_last_good_ones_stay(svc_se
     with ServiceClient(svc_server, KEY) as service:
         device = DeviceClient(service, "tflite", tmp_path)
         device.setup()
-        good = device.refresh(run.task.example_request(int(run.task.device_ids("test")[0])))
-        answer = service.generate(run.task.example_request(int(run.task.device_ids("test")[1])))
+        good = device.refresh(run.task.example_request(int(run.task.devices("test")[0])))
+        answer = service.generate(run.task.example_request(int(run.task.devices("test")[1])))
         with pytest.raises(BlobError, match="beyond its bound"):
             device.install(rewritten(answer, device.manifest, 1000.0))
         assert device.slots is good and "beyond its bound" in device.last_refusal
@@ -68,7 +68,7 @@ def test_slots_beyond_their_bound_are_refused_and_the_last_good_ones_stay(svc_se
 
 def test_a_signing_service_publishes_its_key_and_signs_every_blob(signed_server, svc_run, signing_key):
     run = load_run(svc_run)
-    body = run.task.example_request(int(run.task.device_ids("test")[0]))
+    body = run.task.example_request(int(run.task.devices("test")[0]))
     with ServiceClient(signed_server, KEY) as service:
         manifest = service.manifest()
         assert manifest["signing"]["algorithm"] == "ed25519"

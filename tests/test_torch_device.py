@@ -106,7 +106,7 @@ def test_tasks_build_their_tensors_on_the_models_torch_device(request, task_name
     batch = next(iter(task.train_batches(np.random.default_rng(0), 64)))
     assert task.batch_loss(model, batch, generator).device.type == "meta"
     assert task.batch_loss(model, task.batch_slice(batch, 2, 5), None).device.type == "meta"
-    device = int(task.device_ids("test")[0])
+    device = int(task.devices("test")[0])
     assert task.device_context(model, device, "test").vectors.device.type == "meta"
     finetune = next(iter(task.finetune_batches(device, {**task.finetune_defaults(), "seed": 0})))
     assert task.finetune_loss(model, finetune).device.type == "meta"

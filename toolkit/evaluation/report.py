@@ -10,7 +10,6 @@ from toolkit.config import ReportOptions
 from toolkit.model.generator import GeneratorConfig
 from toolkit.errors import ConfigError, one_line
 from toolkit.training.runs import CONFIG_FILE, EVALUATION_FILE, LOG_FILE, METHODS, METRICS_FILE, SHIFTED_FILE
-from toolkit.tasks.loading import task_class
 
 
 
@@ -47,6 +46,12 @@ def load_run_file(run: Path, name: str) -> dict:
             values = content.get(method)
             if not isinstance(values, dict) or not all(type(v) in (int, float) for v in values.values()):
                 raise ConfigError(f"{path}: '{method}' must be an object of numbers; re-run `cli.py evaluate {run}`")
+        keys = set(content[METHODS[0]])
+        for method in METHODS[1:]:
+            if set(content[method]) != keys:
+                differ = sorted(keys ^ set(content[method]))
+                raise ConfigError(f"{path}: '{method}' and '{METHODS[0]}' hold different metrics ({', '.join(differ)}); "
+                                  f"re-run `cli.py evaluate {run}`")
     return content
 
 
@@ -63,6 +68,10 @@ def report_table(paths: list[Path], options: ReportOptions) -> str:
 
 def _selection_metric(config: dict) -> str:
     """The metric a run's task selects on (UAUC, accuracy), from its config.json: the one gains are reported in."""
+    if isinstance(config.get("selection_metric"), str):
+        return config["selection_metric"]
+    from toolkit.tasks.loading import task_class  # a run saved before config.json recorded it
+
     return task_class(config["task"]).selection_metric
 
 

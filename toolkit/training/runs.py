@@ -47,7 +47,8 @@ def run_config(task: Task, model: nn.Module, gen_cfg: GeneratorConfig, train_cfg
     """config.json of a run; `train_cfg` is the trainer's TrainConfig (a dataclass; the trainer is a later stage);
     "slots" records the model's SlotConfig (what personalize chose), as PEFT saves its adapter's config."""
     return {"format": RUN_FORMAT, "toolkit_version": __version__, "task": task.name,
-            "task_config": task.config_json(), "slots": slot_config(model).to_json(),
+            "task_config": task.config_json(), "selection_metric": task.selection_metric,
+            "slots": slot_config(model).to_json(),
             "generator": asdict(gen_cfg), "train": asdict(train_cfg)}
 
 
