@@ -9,10 +9,10 @@ CORE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$CORE/../.." && pwd)"
 JARS=/usr/share/java
 OUT="$CORE/build/linux"
-CP="$JARS/gson.jar:$JARS/junit4.jar:$JARS/hamcrest-core.jar"
+CP="$JARS/gson.jar:$JARS/bcprov.jar:$JARS/junit4.jar:$JARS/hamcrest-core.jar"
 
-for jar in gson.jar junit4.jar hamcrest-core.jar kotlin-stdlib.jar; do
-  [ -f "$JARS/$jar" ] || { echo "missing $JARS/$jar (apt-get install kotlin junit4 libgoogle-gson-java)" >&2; exit 2; }
+for jar in gson.jar bcprov.jar junit4.jar hamcrest-core.jar kotlin-stdlib.jar; do
+  [ -f "$JARS/$jar" ] || { echo "missing $JARS/$jar (apt-get install kotlin junit4 libgoogle-gson-java libbcprov-java)" >&2; exit 2; }
 done
 command -v kotlinc >/dev/null || { echo "kotlinc not found (apt-get install kotlin)" >&2; exit 2; }
 
