@@ -102,3 +102,18 @@ public enum BlobSignature {
         return out
     }
 }
+
+/// Key pinning (mirror of toolkit.client.check_pinned_key and the Kotlin core's SigningPin): a client built with a
+/// signing key accepts only manifests that name exactly that key, so a manifest from elsewhere can neither swap the
+/// key nor drop signing.
+public enum SigningPin {
+    /// DuetError.manifest when `pinnedKey` is set (not nil, not "") and `manifest` names another key or none.
+    public static func check(_ manifest: Manifest, pinnedKey: String?) throws {
+        guard let pinned = pinnedKey, !pinned.isEmpty else { return }
+        let found = manifest.signing?.publicKey
+        guard found != pinned else { return }
+        let said = found.map { "names the signing key \($0.prefix(12))..." } ?? "carries no signing key"
+        throw DuetError.manifest("the manifest \(said), but this client is pinned to \(pinned.prefix(12))...: refused "
+                                 + "(a manifest from elsewhere, or the service's key changed: update the pinned key)")
+    }
+}
