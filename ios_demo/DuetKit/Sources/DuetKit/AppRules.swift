@@ -188,3 +188,23 @@ public enum StridedOutput {
         return out
     }
 }
+
+extension Recommendation {
+    /// The demo's generate body: the recent items' (Recommendation.body), or the benchmark's when none were typed;
+    /// nil when there are none and the program has no history input.
+    public static func bodyOrBenchmark(manifest: Manifest, deviceID: String, recent: [Int], now: Int) -> GenerateBody? {
+        recent.isEmpty ? benchmarkBody(manifest: manifest, now: now)
+            : body(manifest: manifest, deviceID: deviceID, recent: recent, now: now)
+    }
+
+    /// The demo's two rankings of the candidate pool: with Base's slots, and with the current slots when they are
+    /// generated ones (nil while the device runs Base's: there is nothing else to show).
+    public static func rankings(manifest: Manifest, recent: [Int], slots: DeviceSlots, n: Int, target: Manifest.Target?,
+                                run: ([ProgramArgument]) throws -> [Float]) throws -> (base: [Scored], generated: [Scored]?) {
+        let pool = pool(manifest: manifest, recent: recent)
+        let base = try rank(manifest: manifest, recent: recent, pool: pool, slots: slots.base, n: n, target: target, run: run)
+        guard !slots.isUsingBase else { return (base, nil) }
+        return (base, try rank(manifest: manifest, recent: recent, pool: pool, slots: slots.current, n: n, target: target,
+                               run: run))
+    }
+}

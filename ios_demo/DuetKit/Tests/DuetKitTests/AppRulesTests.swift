@@ -92,4 +92,25 @@ final class AppRulesTests: XCTestCase {
             try ints.withUnsafeBytes { try StridedOutput.floats($0, shape: [2], strides: [2], element: .int32) }
         }
     }
+
+    func testTheDemosBodyAndItsTwoRankings() throws {
+        let manifest = try sampleManifest()
+        let typed = try XCTUnwrap(Recommendation.bodyOrBenchmark(manifest: manifest, deviceID: "ios-x", recent: [5, 6], now: 100))
+        XCTAssertEqual(typed["device_id"], .string("ios-x"))
+        let fallback = try XCTUnwrap(Recommendation.bodyOrBenchmark(manifest: manifest, deviceID: "ios-x", recent: [], now: 100))
+        XCTAssertEqual(fallback["device_id"], .string(Recommendation.benchmarkDeviceID))
+        var device = try DeviceSlots(manifest: manifest, baseAnswer: answer(sampleSlotBlob()))
+        // a stand-in program: the score of a candidate is its id times the first value of head.w
+        func run(_ arguments: [ProgramArgument]) throws -> [Float] {
+            guard case .int32(let ids) = arguments[1].values, case .float32(let w) = arguments[2].values else { return [] }
+            return ids.map { Float($0) * w[0] }
+        }
+        let first = try Recommendation.rankings(manifest: manifest, recent: [1], slots: device, n: 2, target: nil, run: run)
+        XCTAssertEqual(first.base.map(\.item), [99, 98])
+        XCTAssertNil(first.generated)  // Base's slots only: nothing else to show
+        try device.install(answer(sampleSlotBlob(w: [-1, 0, 0, 0, 0, 0])))
+        let second = try Recommendation.rankings(manifest: manifest, recent: [1], slots: device, n: 2, target: nil, run: run)
+        XCTAssertEqual(second.generated?.map(\.item), [2, 3])
+    }
 }
+
