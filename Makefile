@@ -7,7 +7,7 @@ BACKBONE ?= sasrec
 RUN ?= runs/demo-$(BACKBONE)
 # The apps' core tests run beside a live `cli.py serve` (tests/live_service.py); LIVE_WORKDIR keeps its tiny run.
 LIVE := $(PY) tests/live_service.py $(if $(LIVE_WORKDIR),--workdir $(LIVE_WORKDIR))
-MOBILE_DEBS := kotlin junit4 libgoogle-gson-java
+MOBILE_DEBS := kotlin junit4 libgoogle-gson-java libbcprov-java
 
 .PHONY: demo test python-test android-core-test ios-core-test mobile-deps golden venv clean
 

@@ -33,6 +33,7 @@ GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 SPECS = [SlotSpec("head.0.weight", (4, 3)), SlotSpec("head.0.bias", (4,)), SlotSpec("head.1.weight", (2, 4)),
          SlotSpec("head.1.bias", (2,))]
 METADATA = {"model_version": "0123456789abcdef", "task": "recommendation"}  # as the service sends it
+OTHER_RUN_METADATA = {"model_version": "fedcba9876543210", "task": "recommendation"}  # the same key, another run
 
 
 def _fake_sha(text: str) -> str:
@@ -240,7 +241,9 @@ def trust_cases(good: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes],
     beyond = {k: v.copy() for k, v in inside.items()}
     beyond["head.0.weight"][2, 1] = -2.001
     blobs = {"trusted.safetensors": encode_safetensors(SPECS, inside, "float32", METADATA),
-             "beyond-bound.safetensors": encode_safetensors(SPECS, beyond, "float32", METADATA)}
+             "beyond-bound.safetensors": encode_safetensors(SPECS, beyond, "float32", METADATA),
+             "other-run.safetensors": encode_safetensors(SPECS, inside, "float32", OTHER_RUN_METADATA),
+             "no-version.safetensors": encode_safetensors(SPECS, inside, "float32", {"task": METADATA["task"]})}
     flat = pack_flat(SPECS, inside)
     good_blob, other = blobs["trusted.safetensors"], blobs["beyond-bound.safetensors"]
     tampered = bytearray(good_blob)
@@ -262,8 +265,42 @@ def trust_cases(good: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes],
          "why": "a signature that is not base64"},
         {"blob": "trusted.safetensors", "signature": base64.b64encode(base64.b64decode(signature)[:63]).decode(),
          "error": "signature", "why": "a 63-byte signature"},
+        {"blob": "other-run.safetensors", "signature": sign(key, blobs["other-run.safetensors"]), "error": "version",
+         "why": "signed by the same key for another run: its __metadata__ names model version "
+                f"{OTHER_RUN_METADATA['model_version']}, only the X-Model-Version header was rewritten to the manifest's"},
+        {"blob": "no-version.safetensors", "signature": sign(key, blobs["no-version.safetensors"]), "error": "version",
+         "why": "signed, but its __metadata__ names no model version: the signature would bind none"},
     ]
     return trusted, {**blobs, "trusted.flat": flat}, cases
+
+
+OTHER_KEY_SEED = bytes(range(32, 64))  # a second fixed key: the one a swapped manifest names
+
+
+def pinning_cases(good: dict[str, Any], trusted: dict[str, Any], blobs: dict[str, bytes],
+                  trust: list[dict[str, Any]]) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """A client pinned to the golden key: the trusted manifest passes, one naming another key (whose blob verifies
+    against that key) and one naming no key are refused; the files and the expected.json entry."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from toolkit.protocol.signing import public_key_text, sign
+
+    other = Ed25519PrivateKey.from_private_bytes(OTHER_KEY_SEED)
+    swapped = json.loads(json.dumps(trusted))
+    swapped["signing"]["public_key"] = public_key_text(other)
+    good_case = next(c for c in trust if c["error"] is None)
+    cases = [
+        {**{k: good_case[k] for k in ("blob", "signature", "flat")}, "manifest": "manifest-trusted.json",
+         "error": None, "why": "the manifest names the pinned key and the blob verifies with it"},
+        {"manifest": "manifest-swapped-key.json", "blob": good_case["blob"],
+         "signature": sign(other, blobs[good_case["blob"]]), "error": "pinned",
+         "why": "a manifest naming another key, and a blob that key signed: it verifies against the manifest, "
+                "but the client is pinned"},
+        {"manifest": "manifest.json", "blob": "slots-f32.safetensors", "signature": "", "error": "pinned",
+         "why": "a manifest without signing while the client pins a key: an unsigned blob is not accepted"},
+    ]
+    files = {"manifest-swapped-key.json": json.dumps(swapped, indent=2).encode()}
+    return files, {"pinned_key": trusted["signing"]["public_key"], "cases": cases}
 
 
 def request_cases() -> dict[str, dict[str, Any]]:
@@ -305,34 +342,120 @@ def zip_slip() -> bytes:
     return buffer.getvalue()
 
 
+def _minibench_mean(ordered: list[float]) -> float:
+    """Kotlin's List<Double>.average() as minibench calls it: a plain left-to-right sum, then one division."""
+    total = 0.0
+    for value in ordered:
+        total += value
+    return total / len(ordered)
+
+
 def latency_stats() -> dict[str, Any]:
-    """Latency samples and the statistics every benchmark writer must compute from them."""
+    """Latency samples and the statistics every benchmark writer must compute from them: minibench's avg and
+    trimmean (its ModelRunner: the samples sorted, `latency.average()` and `subList(n / 10, n * 9 / 10).average()`),
+    numpy's linear percentiles. 23 samples: the trimmed list is [2, 20), unlike floor(n/10) cut at both ends."""
     samples = [round(float(x), 3) for x in np.random.default_rng(17).gamma(4.0, 0.5, 23)]
-    ordered = sorted(samples)
-    cut = int(0.1 * len(ordered))
-    return {"samples_ms": samples, "avg": float(np.mean(samples)), "trimmean": float(np.mean(ordered[cut:len(ordered) - cut])),
+    ordered, n = sorted(samples), len(samples)
+    return {"samples_ms": samples, "avg": _minibench_mean(ordered),
+            "trimmean": _minibench_mean(ordered[n // 10: n * 9 // 10]),
             "p50": float(np.percentile(samples, 50)), "p90": float(np.percentile(samples, 90)),
             "p99": float(np.percentile(samples, 99))}
 
 
 BENCHMARK_MODEL = {"name": "model", "backend": "xnnpack", "quantization": "int8"}
-BENCHMARK_DEVICE = {"device": "Pixel 8", "arch": "arm64-v8a", "os": "Android 15", "totalMem": 8_000_000_000,
-                    "availMem": 3_100_000_000}
-BENCHMARK_EXTRA = [["model_load_time(ms)", 12.5], ["load_status", 0.0], ["ram_pss_usage(mb)", 182.25],
-                   ["slot_swap_latency(ms)", 0.875], ["generate_round_trip(ms)", 15.125]]
+BENCHMARK_DEVICE = {"device": "google", "arch": "Pixel 8", "os": "Android 15", "totalMem": 8_000_000_000,
+                    "availMem": 3_100_000_000}  # minibench's deviceInfo: Build.BRAND, Build.MODEL, "Android <release>"
+SWAP_WARM_UP, SWAP_TIMED = 1, 5  # slot swap and generate round trip: timed repetitions after untimed ones
 
 
-def benchmark_results(stats: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
-    """benchmark_results.json as both apps write it for the golden samples' statistics and the extra metrics (what
-    `cli.py bench --import` reads), and the expected.json entry the cores rebuild it from."""
-    from toolkit.bench.records import BenchmarkModel, DeviceInfo, LatencyStats, Record, records_json
+def _p50(values: list[float]) -> float:
+    return float(np.percentile(values, 50))
+
+
+def sampling_scenarios(stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """The benchmark's one sampling sequence (docs/formats.md, "Benchmark sampling"), played against a scripted
+    program and clock: what each operation of the fake takes (ms), the memory each probe reads (MB), the trace of
+    operations and clock reads both cores' runners must make, and the records they must write. Each record's value
+    follows from the script by the formulas alone: that is what this function computes."""
+    warm = [40.0, 30.0, 20.0]  # warm-up calls: slow on purpose, they must not reach a record
+    timed = stats["samples_ms"]
+    swap_forward = [5.0, 0.75, 0.875, 0.625, 1.0, 0.5]
+    prepare = 0.125  # building the runtime's input tensors from the arguments
+    generate = [9.0, 15.0, 16.5, 15.125, 14.0, 17.25]
+    memory = [96.5, 120.25, 131.0, 133.75]  # before the load, after it, after the timed calls, at the end
+    ok_stats = _records_of_latency(timed)
+    swaps = [prepare + f for f in swap_forward][SWAP_WARM_UP:]
+    ok_trace = (["memory", "clock", "load", "clock", "memory", "prepare:base"] + ["forward"] * len(warm)
+                + ["clock", "forward", "clock"] * len(timed) + ["memory"]
+                + ["clock", "generate", "clock"] * (SWAP_WARM_UP + SWAP_TIMED) + ["fetch_swap"]
+                + ["clock", "prepare:swap", "forward", "clock"] * (SWAP_WARM_UP + SWAP_TIMED) + ["memory"])
+    ok = {
+        "name": "ok", "why": "online: every step measured", "memory_metric": "ram_pss",
+        "num_warm_up_iter": len(warm), "num_iter": len(timed), "service": True,
+        "script": {"load_ms": 12.5, "prepare_ms": prepare, "forward_ms": warm + timed + swap_forward,
+                   "generate_ms": generate, "fetch_swap_ms": 50.0, "memory_mb": memory,
+                   "generate_answer": "slots-f16.safetensors", "swap_answer": "slots-f16.safetensors",
+                   "swap_sha256_ok": True, "settings": [["num_threads", 1.0]]},
+        "trace": ok_trace,
+        "records": ok_stats + [
+            {"metric": "model_load_time(ms)", "value": 12.5}, {"metric": "load_status", "value": 0.0},
+            {"metric": "ram_pss_usage(mb)", "value": memory[2] - memory[0]},
+            {"metric": "ram_pss_peak(mb)", "value": max(memory)},
+            {"metric": "generate_round_trip(ms)", "value": _p50(generate[SWAP_WARM_UP:])},
+            {"metric": "slot_swap_latency(ms)", "value": _p50(swaps)},
+            {"metric": "num_threads", "value": 1.0}],
+    }
+    load_fails = {
+        "name": "load-fails", "why": "the runtime refuses the program: its error code in load_status, nothing else "
+                                     "measured, a failure record", "memory_metric": "ram_pss",
+        "num_warm_up_iter": 2, "num_iter": 3, "service": True,
+        "script": {"load_ms": 3.25, "load_error_code": 35, "prepare_ms": prepare, "forward_ms": [], "generate_ms": [],
+                   "fetch_swap_ms": 0.0, "memory_mb": [96.5], "generate_answer": "slots-f16.safetensors",
+                   "swap_answer": "slots-f16.safetensors", "swap_sha256_ok": True, "settings": []},
+        "trace": ["memory", "clock", "load", "clock"],
+        "records": [{"metric": "model_load_time(ms)", "value": 3.25}, {"metric": "load_status", "value": 35.0},
+                    {"metric": "benchmark_failed", "value": 1.0, "error": "load: "}],
+    }
+    refused_timed = [2.0, 4.0]
+    refused = {
+        "name": "swap-refused", "why": "offline (no generate), and the slot answer swapped in is refused: the swap's "
+                                       "record is left out, a failure record says why", "memory_metric": "phys_footprint",
+        "num_warm_up_iter": 1, "num_iter": 2, "service": False,
+        "script": {"load_ms": 12.5, "prepare_ms": prepare, "forward_ms": [1.0] + refused_timed, "generate_ms": [],
+                   "fetch_swap_ms": 50.0, "memory_mb": [80.0, 95.5, 99.0, 101.25],
+                   "generate_answer": "slots-f16.safetensors", "swap_answer": "slots-f16.safetensors",
+                   "swap_sha256_ok": False, "settings": [["coreml_compute_units", 1.0]]},
+        "trace": ["memory", "clock", "load", "clock", "memory", "prepare:base", "forward",
+                  "clock", "forward", "clock", "clock", "forward", "clock", "memory", "fetch_swap", "clock", "memory"],
+        "records": _records_of_latency(refused_timed) + [
+            {"metric": "model_load_time(ms)", "value": 12.5}, {"metric": "load_status", "value": 0.0},
+            {"metric": "phys_footprint_usage(mb)", "value": 99.0 - 80.0},
+            {"metric": "phys_footprint_peak(mb)", "value": 101.25},
+            {"metric": "coreml_compute_units", "value": 1.0},
+            {"metric": "benchmark_failed", "value": 1.0, "error": "slot_swap: "}],
+    }
+    return [ok, load_fails, refused]
+
+
+def _records_of_latency(samples: list[float]) -> list[dict[str, Any]]:
+    ordered, n = sorted(samples), len(samples)
+    stats = [("avg_inference_latency(ms)", _minibench_mean(ordered)),
+             ("trimmean_inference_latency(ms)", _minibench_mean(ordered[n // 10: n * 9 // 10]) if n * 9 // 10 > n // 10
+              else None)]
+    stats += [(f"p{q}_inference_latency(ms)", float(np.percentile(samples, q))) for q in (50, 90, 99)]
+    return [{"metric": metric, "value": value} for metric, value in stats if value is not None]
+
+
+def benchmark_results(scenario: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    """benchmark_results.json as both apps write it for the "ok" sampling scenario (what `cli.py bench --import`
+    reads), and the expected.json entry the cores rebuild it from (they run the scenario with this model and device)."""
+    from toolkit.bench.records import BenchmarkModel, DeviceInfo, Record, records_json
 
     model, device = BenchmarkModel(**BENCHMARK_MODEL), DeviceInfo(**BENCHMARK_DEVICE)
-    records = LatencyStats.of(stats["samples_ms"]).records(model, device)
-    records += [Record(model, metric, value, device) for metric, value in BENCHMARK_EXTRA]
+    records = [Record(model, r["metric"], r["value"], device) for r in scenario["records"]]
     entry = {"file": "benchmark_results.json", "model": BENCHMARK_MODEL, "device": BENCHMARK_DEVICE,
-             "latency_from": "stats", "extra": BENCHMARK_EXTRA,
-             "why": "the latency records of the stats samples (avg, trimmean, p50, p90, p99), then the extra ones"}
+             "scenario": scenario["name"],
+             "why": "the records of the sampling scenario, in the order the runners write them"}
     return json.dumps(records_json(records), indent=2).encode(), entry
 
 
@@ -373,7 +496,10 @@ def golden_files() -> dict[str, bytes]:
     files["manifest-trusted.json"] = json.dumps(trusted, indent=2).encode()
     files.update(trust_files)
     expected["trust"] = {"manifest": "manifest-trusted.json", "cases": cases}
-    files["benchmark_results.json"], expected["benchmark_results"] = benchmark_results(expected["stats"])
+    pin_files, expected["pinning"] = pinning_cases(good, trusted, trust_files, cases)
+    files.update(pin_files)
+    expected["sampling"] = sampling_scenarios(expected["stats"])
+    files["benchmark_results.json"], expected["benchmark_results"] = benchmark_results(expected["sampling"][0])
     files["zip-slip.zip"] = zip_slip()
     expected["zips"].append({"file": "zip-slip.zip", "error": "blob", "why": "an entry that leaves the destination"})
     files["expected.json"] = (json.dumps(expected, indent=1) + "\n").encode()

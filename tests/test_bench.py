@@ -18,6 +18,7 @@ from cli import cli
 from service_fixtures import CACHE
 from toolkit.bench import records as R
 from toolkit.bench.phone import PhoneError, parse_benchmark_model, parse_executor_runner
+from toolkit.errors import DataFormatError
 
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "golden"
@@ -67,10 +68,23 @@ def test_latency_statistics_are_the_golden_ones():
 def test_the_golden_results_file_is_what_the_record_writer_writes():
     entry = EXPECTED["benchmark_results"]
     model, device = R.BenchmarkModel(**entry["model"]), R.DeviceInfo(**entry["device"])
-    records = R.LatencyStats.of(EXPECTED["stats"]["samples_ms"]).records(model, device)
-    records += [R.Record(model, metric, value, device) for metric, value in entry["extra"]]
+    scenario = next(s for s in EXPECTED["sampling"] if s["name"] == entry["scenario"])
+    latency = R.LatencyStats.of(scenario["script"]["forward_ms"][scenario["num_warm_up_iter"]:][:scenario["num_iter"]])
+    records = latency.records(model, device)  # the writer's statistics of the scenario's timed calls
+    records += [R.Record(model, r["metric"], r["value"], device) for r in scenario["records"][len(records):]]
     assert R.read_results(RESULTS) == records
     assert json.loads(RESULTS.read_text()) == R.records_json(records)
+
+
+def test_a_failure_record_keeps_its_error_and_a_bad_one_is_refused(tmp_path):
+    model, device = R.BenchmarkModel("model", "xnnpack", "int8"), R.host_device()
+    failed = R.Record(model, R.BENCHMARK_FAILED, 1.0, device, error="slot_swap: blob: corrupted in transit")
+    (tmp_path / "r.json").write_text(json.dumps(R.records_json([failed])))
+    assert R.read_results(tmp_path / "r.json") == [failed]
+    assert "error" not in R.Record(model, R.AVG, 1.0, device).to_json()
+    (tmp_path / "r.json").write_text(json.dumps([{**failed.to_json(), "error": 3}]))
+    with pytest.raises(DataFormatError, match="record 0: 'error' must be text"):
+        R.read_results(tmp_path / "r.json")
 
 
 def test_a_record_that_is_not_finite_is_left_out():
@@ -84,18 +98,18 @@ def test_import_merges_an_app_results_file_into_a_report(tmp_path):
     result = run_cli("bench", "--import", str(RESULTS), "--out", str(out))
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
-    assert len(report["records"]) == len(json.loads(RESULTS.read_text())) == 10
-    phone = values(report, "Pixel 8", "xnnpack")
+    assert len(report["records"]) == len(json.loads(RESULTS.read_text())) == 12
+    phone = values(report, "google", "xnnpack")
     assert phone["p50_inference_latency(ms)"] == pytest.approx(EXPECTED["stats"]["p50"])
     markdown = (out / "report.md").read_text()
     p50 = f"{EXPECTED['stats']['p50']:,.3f}"
-    assert f"| Pixel 8 | model | xnnpack | int8 | {p50} |" in markdown
+    assert f"| google | model | xnnpack | int8 | {p50} |" in markdown
     assert "| 15.1 |" in markdown  # the generate round trip column, only phones have it
     assert (out / "latency.png").read_bytes()[:8] == PNG
     again = run_cli("bench", "--import", str(RESULTS), "--out", str(out))  # merged into the report already there
     assert again.exit_code == 0, again.output
     report = json.loads((out / "report.json").read_text())
-    assert len(report["records"]) == 10 and [s["records"] for s in report["sources"]] == [10, 0]
+    assert len(report["records"]) == 12 and [s["records"] for s in report["sources"]] == [12, 0]
 
 
 @pytest.mark.parametrize("content, says", [
@@ -136,9 +150,10 @@ def test_host_benchmark_of_a_run_and_its_export(tmp_path, svc_run, svc_export):
     manifest = json.loads((svc_export / "manifest.json").read_text())
     for backend, file in (("pytorch", None), ("xnnpack", "model.pte"), ("litert", "model.tflite")):
         got = values(report, host, backend)
-        assert {R.AVG, R.TRIMMEAN, R.P50, R.P90, R.P99, R.MODEL_LOAD, R.LOAD_STATUS, R.RAM_PSS, R.RAM_PSS_MODEL,
-                R.MODEL_SIZE, R.SLOT_SWAP, R.EAGER_RATIO} <= set(got), backend
-        assert 0 < got[R.P50] <= got[R.P90] <= got[R.P99] and got[R.MODEL_LOAD] > 0 and got[R.RAM_PSS] > 50
+        assert {R.AVG, R.TRIMMEAN, R.P50, R.P90, R.P99, R.MODEL_LOAD, R.LOAD_STATUS, R.RAM_PSS, R.RAM_PSS_PEAK,
+                R.RAM_PSS_MODEL, R.MODEL_SIZE, R.SLOT_SWAP, R.EAGER_RATIO} <= set(got), backend
+        assert 0 < got[R.P50] <= got[R.P90] <= got[R.P99] and got[R.MODEL_LOAD] > 0 and got[R.RAM_PSS_PEAK] > 50
+        assert got[R.RAM_PSS] < got[R.RAM_PSS_PEAK]  # minibench's: after the calls minus before the load
         assert got[R.SLOT_SWAP] > 0 and got[R.LOAD_STATUS] == 0
         if file:
             assert got[R.MODEL_SIZE] == pytest.approx((svc_export / file).stat().st_size / 1024)
@@ -215,8 +230,8 @@ def test_the_phone_benchmark_over_adb(tmp_path, adb_standin, svc_run, svc_export
     assert {f"{remote}/{f}" for f in ("manifest.json", "model.pte", "model.tflite", "base.safetensors",
                                       "request.json", "executor_runner", "benchmark_model")} == pushed
     shell = [c[3] for c in made if c[2] == "shell"]
-    assert (f"am start -W -n io.duet.demo/.BenchmarkActivity --es model_dir {remote} --ei num_iter 50 "
-            f"--ei num_warm_up_iter 10 --es target executorch") in shell
+    assert (f"am start -S -W -n io.duet.demo/.BenchmarkActivity --es model_dir {remote} --ei num_iter 50 "
+            f"--ei num_warm_up_iter 10 --ei num_threads 1 --es target executorch") in shell
     assert shell.index("run-as io.duet.demo rm -f files/benchmark_results.json") < \
         shell.index(next(s for s in shell if s.startswith("am start")))
     assert sum(s == "run-as io.duet.demo cat files/benchmark_results.json" for s in shell) == 2  # waited once
@@ -241,7 +256,7 @@ def test_the_phone_benchmark_over_adb(tmp_path, adb_standin, svc_run, svc_export
     assert set(json.loads((phone / "request.json").read_text())) >= {"device_id"}
 
     report = json.loads((out / "report.json").read_text())
-    app = values(report, "Pixel 8", "xnnpack")
+    app = values(report, "google", "xnnpack")
     assert app[R.P50] == pytest.approx(EXPECTED["stats"]["p50"]) and app[R.GENERATE_ROUND_TRIP] == 15.125
     by_model = {}
     for r in report["records"]:
@@ -249,7 +264,7 @@ def test_the_phone_benchmark_over_adb(tmp_path, adb_standin, svc_run, svc_export
     assert by_model["model (executor_runner)"][R.P50] == pytest.approx(0.35)
     assert by_model["model (executor_runner)"][R.MODEL_LOAD] == pytest.approx(3.1)
     assert by_model["model (benchmark_model)"][R.AVG] == pytest.approx(0.23625)
-    assert by_model["model (benchmark_model)"][R.RAM_PSS] == pytest.approx(31.5)
+    assert by_model["model (benchmark_model)"][R.FOOTPRINT_TOOL_PEAK] == pytest.approx(31.5)
     assert (out / "phone-emulator-5554-benchmark_results.json").read_text().strip() == RESULTS.read_text().strip()
     assert not any(r["deviceInfo"]["device"].startswith("host:") and r["metric"] == R.P50 for r in report["records"])
 
@@ -283,11 +298,62 @@ def test_tool_output_parsing():
     got = {r.metric: r.value for r in parse_executor_runner(only_total, model, device)}
     assert got[R.AVG] == pytest.approx(0.35) and R.P50 not in got
     got = {r.metric: r.value for r in parse_benchmark_model(BENCHMARK_MODEL_OUTPUT, model, device)}
-    assert got == {R.MODEL_LOAD: 4.25, R.AVG: 0.23625, R.RAM_PSS: 31.5, R.LOAD_STATUS: 0.0}
+    assert got == {R.MODEL_LOAD: 4.25, R.AVG: 0.23625, R.FOOTPRINT_TOOL_PEAK: 31.5, R.FOOTPRINT_TOOL_DELTA: 6.75,
+                   R.LOAD_STATUS: 0.0}  # its footprints are not PSS: never under ram_pss_usage(mb)
     no_peak = BENCHMARK_MODEL_OUTPUT.replace("Overall peak", "Overall")
     got = {r.metric: r.value for r in parse_benchmark_model(no_peak, model, device)}
-    assert got[R.RAM_PSS_MODEL] == 6.75 and R.RAM_PSS not in got
+    assert got[R.FOOTPRINT_TOOL_DELTA] == 6.75 and R.FOOTPRINT_TOOL_PEAK not in got and R.RAM_PSS not in got
     with pytest.raises(PhoneError, match="no 'Model executed successfully"):
         parse_executor_runner("E 00:00:00.1 executorch: Loading of method forward failed with status 0x12", model, device)
     with pytest.raises(PhoneError, match="no 'Inference timings in us"):
         parse_benchmark_model("ERROR: Failed to apply XNNPACK delegate.\nBenchmarking failed.", model, device)
+
+
+def _failure_records(*failures: tuple[str, float, str]) -> str:
+    """A results file as the app writes it when something failed: minibench's load records, failure records."""
+    model, device = EXPECTED["benchmark_results"]["model"], EXPECTED["benchmark_results"]["device"]
+    out = []
+    for metric, value, error in failures:
+        out.append({"benchmarkModel": model, "metric": metric, "actualValue": value, "targetValue": 0,
+                    "deviceInfo": device, **({"error": error} if error else {})})
+    return json.dumps(out)
+
+
+BROUGHT_TO_FRONT = ("Starting: Intent { cmp=io.duet.demo/.BenchmarkActivity (has extras) }\n"
+                    "Warning: Activity not started, its current task has been brought to the front\nStatus: ok\n"
+                    "LaunchState: UNKNOWN (0)\nActivity: io.duet.demo/.BenchmarkActivity\nComplete")
+NOT_INSTALLED = ("Starting: Intent { cmp=io.duet.demo/.BenchmarkActivity (has extras) }\n"
+                 "Error type 3\nError: Activity class {io.duet.demo/io.duet.demo.BenchmarkActivity} does not exist.")
+
+
+@pytest.mark.parametrize("setup, says", [
+    ({"am_start.txt": BROUGHT_TO_FRONT}, "was not started anew (Warning: Activity not started, its current task has "
+                                         "been brought to the front): an earlier run is still open"),
+    ({"am_start.txt": NOT_INSTALLED}, "did not start: Error: Activity class {io.duet.demo/io.duet.demo.Benchmark"
+                                      "Activity} does not exist. (it exists only in debug builds"),
+    ({"results.json": _failure_records(("model_load_time(ms)", 3.25, ""), ("load_status", 35.0, ""),
+                                       ("benchmark_failed", 1.0, "load: [ExecuTorch Error 0x23] Invalid program"))},
+     "the app's benchmark failed: load_status 35; load: [ExecuTorch Error 0x23] Invalid program (its records: "),
+    ({"results.json": _failure_records(("benchmark_failed", 1.0, "options: num_iter must be at least 1, got 0"))},
+     "the app's benchmark failed: options: num_iter must be at least 1, got 0"),
+    ({"alive_polls": "1"}, "the app ended without writing files/benchmark_results.json (a crash: `adb logcat -s "
+                           "DuetBenchmark AndroidRuntime` says why)"),
+], ids=["re-run brought to the front", "release build or not installed", "load fails", "bad options",
+        "no results file"])
+def test_each_way_the_phone_run_fails_is_one_line_within_seconds(tmp_path, adb_standin, svc_run, svc_export, setup,
+                                                                  says):
+    import time
+
+    (adb_standin / "devices.txt").write_text("emulator-5554\tdevice\n")
+    (adb_standin / "results.json").unlink()
+    for name, content in setup.items():
+        (adb_standin / name).write_text(content)
+    started = time.monotonic()
+    result = run_cli("bench", str(svc_run), "--exports", str(svc_export), "--out", str(tmp_path / "r"), "--no-host",
+                     "--adb", "emulator-5554", "--cache-dir", str(CACHE))
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 2 and says in result.output, result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1, result.output
+    assert elapsed < 15, f"took {elapsed:.1f} s"  # polls once a second: no --phone-timeout wait
+    shell = [c[3] for c in calls(adb_standin) if len(c) > 3 and c[2] == "shell"]
+    assert sum(s.startswith("am start -S -W ") for s in shell) == 1

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from golden import GOLDEN_DIR, SPECS, golden_files
 
-from toolkit.client import SlotAnswer, _unzip, check_answer
+from toolkit.client import SlotAnswer, _unzip, check_answer, check_pinned_key
 from toolkit.errors import BlobError, ManifestError, SlotShapeError
 from toolkit.protocol.manifest import load_manifest, slot_specs_of
 from toolkit.protocol.slots import decode_safetensors, pack_flat
@@ -22,7 +22,9 @@ from toolkit.protocol.wire import decode_request, encode_request
 
 EXPECTED = json.loads((GOLDEN_DIR / "expected.json").read_text())
 ERRORS = {"blob": BlobError, "slot_shape": SlotShapeError, "manifest": ManifestError, "signature": BlobError,
-          "bounds": BlobError}
+          "bounds": BlobError, "version": BlobError, "pinned": ManifestError}
+MATCH = {"signature": "signature|not signed|not base64", "bounds": "beyond its bound", "version": "model version",
+         "pinned": "pinned"}  # what the message of each trust and pinning outcome says
 
 
 def _comparable(name: str, data: bytes | None):
@@ -85,9 +87,25 @@ def test_signed_and_bounded_blobs_are_checked_as_expected(case):
     if case["error"] is None:
         assert pack_flat(SPECS, check_answer(answer, manifest)) == (GOLDEN_DIR / case["flat"]).read_bytes()
     else:
-        match = "signature|not signed|not base64" if case["error"] == "signature" else "beyond its bound"
-        with pytest.raises(ERRORS[case["error"]], match=match):
+        with pytest.raises(ERRORS[case["error"]], match=MATCH[case["error"]]):
             check_answer(answer, manifest)
+
+
+@pytest.mark.parametrize("case", EXPECTED["pinning"]["cases"], ids=lambda c: f"{c['manifest']}:{c['why'][:30]}")
+def test_a_pinned_key_cannot_be_replaced_by_a_manifest(case):
+    manifest = load_manifest(GOLDEN_DIR / case["manifest"])
+    blob = (GOLDEN_DIR / case["blob"]).read_bytes()
+    answer = SlotAnswer(blob, hashlib.sha256(blob).hexdigest(), manifest["model_version"], case["signature"])
+    pinned = EXPECTED["pinning"]["pinned_key"]
+    if case["error"] is None:
+        check_pinned_key(manifest, pinned)
+        assert pack_flat(SPECS, check_answer(answer, manifest, pinned)) == (GOLDEN_DIR / case["flat"]).read_bytes()
+    else:
+        with pytest.raises(ERRORS[case["error"]], match=MATCH[case["error"]]):
+            check_pinned_key(manifest, pinned)  # what ServiceClient.manifest() does
+        with pytest.raises(ERRORS[case["error"]], match=MATCH[case["error"]]):
+            check_answer(answer, manifest, pinned)
+        check_answer(answer, manifest)  # unpinned, the same answer passes: only the pin refuses it
 
 
 @pytest.mark.parametrize("case", EXPECTED["requests"], ids=lambda c: c["json"])
@@ -121,4 +139,14 @@ def test_latency_statistics_follow_numpy():
     assert stats["p50"] == pytest.approx(np.median(samples), abs=1e-12)
     assert stats["p90"] == pytest.approx(np.quantile(samples, 0.9), abs=1e-12)
     ordered = np.sort(samples)
-    assert stats["trimmean"] == pytest.approx(ordered[2:-2].mean(), abs=1e-12)  # 23 samples: 2 cut at each end
+    assert stats["trimmean"] == pytest.approx(ordered[2:20].mean(), abs=1e-12)  # minibench's subList(23/10, 23*9/10)
+    assert stats["trimmean"] != pytest.approx(ordered[2:-2].mean(), abs=1e-12)  # not floor(n/10) cut at both ends
+
+
+def test_the_sampling_scenarios_script_every_operation_their_traces_make():
+    for scenario in EXPECTED["sampling"]:
+        script, trace = scenario["script"], scenario["trace"]
+        assert trace.count("forward") == len(script["forward_ms"]), scenario["name"]
+        assert trace.count("memory") == len(script["memory_mb"]), scenario["name"]
+        assert trace.count("generate") == len(script["generate_ms"]), scenario["name"]
+        assert trace.count("clock") % 2 == 0 or scenario["name"] == "swap-refused", scenario["name"]

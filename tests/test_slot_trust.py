@@ -10,13 +10,13 @@ import pytest
 from service_fixtures import KEY, live_server, make_tls_files
 
 from toolkit.client import DeviceClient, ServiceClient, SlotAnswer, check_answer
-from toolkit.errors import BlobError, ConfigError, ServiceError
+from toolkit.errors import BlobError, ConfigError, ManifestError, ServiceError
 from toolkit.service.loadtest import LoadTestConfig, load_test
 from toolkit.protocol.manifest import load_manifest, slot_specs_of
 from toolkit.training.runs import load_run
 from toolkit.training.serving import SLOT_BOUND_MARGIN, ServingPrograms
 from toolkit.service.server import ServerOptions
-from toolkit.protocol.signing import load_signing_key, new_signing_key, sign, verify
+from toolkit.protocol.signing import load_signing_key, new_signing_key, public_key_text, sign, verify
 from toolkit.protocol.slots import decode_safetensors, encode_safetensors
 
 
@@ -86,6 +86,49 @@ def test_a_signing_service_publishes_its_key_and_signs_every_blob(signed_server,
         check_answer(SlotAnswer(answer.blob, answer.sha256, answer.model_version, "!!"), manifest)
     own = sign(load_signing_key(signing_key), tampered.blob)  # the right key signs anything: the check is the key
     check_answer(rewritten(answer, manifest, 1.001, own), manifest)
+
+
+def test_a_blob_signed_for_another_run_is_refused_though_its_header_names_this_one(signed_server, svc_run,
+                                                                                 signing_key, tmp_path):
+    run = load_run(svc_run)
+    bodies = [run.task.example_request(int(d)) for d in run.task.devices("test")[:2]]
+    key = load_signing_key(signing_key)
+    with ServiceClient(signed_server, KEY) as service:
+        device = DeviceClient(service, "tflite", tmp_path)
+        device.setup()
+        good = device.refresh(bodies[0])
+        answer = service.generate(bodies[1])
+    manifest = device.manifest
+    specs = slot_specs_of(manifest)
+    slots = decode_safetensors(answer.blob, specs)
+    for metadata, says in (({"model_version": "f" * 16, "task": manifest["task"]}, "names model version ffff"),
+                           ({"task": manifest["task"]}, "names no model version")):
+        blob = encode_safetensors(specs, slots, metadata=metadata)  # the same key signs it: a blob of another run
+        forged = SlotAnswer(blob, hashlib.sha256(blob).hexdigest(), manifest["model_version"], sign(key, blob))
+        with pytest.raises(BlobError, match=says):
+            device.install(forged)
+        assert device.slots is good and says in device.last_refusal
+    own = encode_safetensors(specs, slots, metadata={"model_version": manifest["model_version"],
+                                                     "task": manifest["task"]})
+    assert device.install(SlotAnswer(own, hashlib.sha256(own).hexdigest(), manifest["model_version"], sign(key, own)))
+
+
+def test_a_pinned_key_is_used_and_a_manifest_cannot_replace_or_drop_it(signed_server, svc_server, svc_run,
+                                                                       signing_key, tmp_path):
+    run = load_run(svc_run)
+    body = run.task.example_request(int(run.task.devices("test")[0]))
+    pinned = public_key_text(load_signing_key(signing_key))
+    with ServiceClient(signed_server, KEY, pinned_key=pinned) as service:
+        device = DeviceClient(service, "tflite", tmp_path / "pinned")
+        device.setup()
+        assert device.refresh(body) and device.last_refusal is None
+    other = new_signing_key(tmp_path / "other.pem")
+    with ServiceClient(signed_server, KEY, pinned_key=other) as service:
+        with pytest.raises(ManifestError, match="names the signing key .* but this client is pinned"):
+            DeviceClient(service, "tflite", tmp_path / "other").setup()
+    with ServiceClient(svc_server, KEY, pinned_key=pinned) as service:  # a service that signs nothing
+        with pytest.raises(ManifestError, match="carries no signing key, but this client is pinned"):
+            service.manifest()
 
 
 def test_signing_keys_are_never_overwritten_and_bad_key_files_are_one_line_errors(tmp_path, svc_config):

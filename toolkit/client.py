@@ -8,12 +8,16 @@
 
 A blob that is corrupt, from another model version, or whose slots disagree with the manifest is refused
 with a typed error, and the device keeps the slots it had (Base's until generated ones pass their checks).
+`ServiceClient(..., pinned_key=PUBLIC_KEY)` fixes the key that signs slot blobs: a manifest that names another
+key, or none, is refused, so a manifest from elsewhere cannot swap it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,12 +46,15 @@ class SlotAnswer:
 class ServiceClient:
     """HTTP calls to the generation service, with the API key; failures raise ServiceError."""
 
-    def __init__(self, url: str, api_key: str, timeout: float = 30.0, ca_file: str = ""):
-        """`ca_file`: the CA certificate (PEM) that signed an https:// service's certificate (else the system's)."""
+    def __init__(self, url: str, api_key: str, timeout: float = 30.0, ca_file: str = "", pinned_key: str = ""):
+        """`ca_file`: the CA certificate (PEM) that signed an https:// service's certificate (else the system's).
+        `pinned_key`: the signing public key (base64 DER, as `cli.py keys signing-key` prints it) every manifest
+        must carry; "" trusts the manifest's own `signing` (or none)."""
         import httpx
 
         from toolkit.protocol.tls import tls_context
 
+        self.pinned_key = pinned_key
         self._http = httpx.Client(base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {api_key}"},
                                   timeout=timeout, verify=tls_context(ca_file))
 
@@ -82,6 +89,7 @@ class ServiceClient:
         if not isinstance(manifest, dict):
             raise ManifestError("the service's manifest is not a JSON object")
         validate_manifest(manifest, "service manifest")
+        check_pinned_key(manifest, self.pinned_key)
         return manifest
 
     def download(self, manifest: Mapping[str, Any], target: str, dest_dir: Path) -> Path:
@@ -169,10 +177,46 @@ def _raise_for_error(response, method: str, path: str) -> None:
                        float(retry) if retry and retry.isdigit() else None)
 
 
-def check_answer(answer: SlotAnswer, manifest: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The answer's slots as fp32 arrays, after checking its digest, its signature when the manifest carries a
-    signing key, its model version, every slot's name, shape and dtype against the manifest, and every value
-    against the slot's bound (BlobError, ManifestError, SlotShapeError)."""
+def check_pinned_key(manifest: Mapping[str, Any], pinned_key: str) -> None:
+    """ManifestError when the client pins a signing key (`pinned_key` not "") and the manifest names another
+    key or none: a manifest cannot replace the key a client was built to trust."""
+    if not pinned_key:
+        return
+    found = manifest.get("signing", {}).get("public_key") if isinstance(manifest.get("signing"), dict) else None
+    if found != pinned_key:
+        said = f"names the signing key {found[:12]}..." if found else "carries no signing key"
+        raise ManifestError(f"the manifest {said}, but this client is pinned to {pinned_key[:12]}...: refused "
+                            f"(a manifest from elsewhere, or the service's key changed: update the pinned key)")
+
+
+def blob_metadata(blob: bytes) -> dict[str, str]:
+    """The `__metadata__` of a slot blob that `decode_safetensors` accepted ({} when it has none)."""
+    (size,) = struct.unpack_from("<Q", blob)
+    metadata = json.loads(bytes(blob[8:8 + size])).get("__metadata__") or {}
+    return dict(metadata)
+
+
+def check_metadata(metadata: Mapping[str, str], manifest: Mapping[str, Any]) -> None:
+    """BlobError when the blob's own metadata (covered by its signature, unlike the X-Model-Version header) names
+    another model version or task than the manifest, or, under a signing manifest, names no model version."""
+    version = metadata.get("model_version")
+    if version is None and "signing" in manifest:
+        raise BlobError("signed slot blob names no model version in its __metadata__: its signature binds no "
+                        "model version, refused")
+    if version is not None and version != manifest["model_version"]:
+        raise BlobError(f"slot blob's __metadata__ names model version {version[:40]}, the manifest "
+                        f"{manifest['model_version']}: a blob made for another run (its X-Model-Version header "
+                        f"rewritten on the way?), refused")
+    task = metadata.get("task")
+    if task is not None and task != manifest["task"]:
+        raise BlobError(f"slot blob's __metadata__ names task {task[:40]}, the manifest {manifest['task']}: refused")
+
+
+def check_answer(answer: SlotAnswer, manifest: Mapping[str, Any], pinned_key: str = "") -> dict[str, np.ndarray]:
+    """The answer's slots as fp32 arrays, after checking, in this order: its digest; the manifest against a pinned
+    signing key; its signature when the manifest carries a signing key; its X-Model-Version header; every slot's
+    name, shape and dtype against the manifest; the blob's own metadata (model version, task); every value against
+    the slot's bound (BlobError, ManifestError, SlotShapeError)."""
     from toolkit.protocol.manifest import slot_specs_of
     from toolkit.protocol.slots import decode_safetensors
 
@@ -180,6 +224,7 @@ def check_answer(answer: SlotAnswer, manifest: Mapping[str, Any]) -> dict[str, n
     if answer.sha256 != digest:
         raise BlobError(f"slot blob has sha256 {digest}, the service announced {answer.sha256 or 'none'}: "
                         f"corrupted in transit")
+    check_pinned_key(manifest, pinned_key)
     if "signing" in manifest:
         from toolkit.protocol.signing import verify
 
@@ -190,6 +235,7 @@ def check_answer(answer: SlotAnswer, manifest: Mapping[str, Any]) -> dict[str, n
         raise ManifestError(f"slots come from model version {answer.model_version or 'unknown'}, the device's "
                             f"program from {manifest['model_version']}: fetch the manifest and the program again")
     slots = decode_safetensors(answer.blob, slot_specs_of(manifest))
+    check_metadata(blob_metadata(answer.blob), manifest)
     check_bounds(slots, manifest)
     return slots
 
@@ -270,7 +316,7 @@ class DeviceClient:
         returns the file's path."""
         self.manifest = self.service.manifest()
         try:
-            self.base_slots = check_answer(self.service.base_slots(), self.manifest)
+            self.base_slots = check_answer(self.service.base_slots(), self.manifest, self.service.pinned_key)
         except ServiceError as err:
             if err.status != 404:
                 raise
@@ -294,7 +340,7 @@ class DeviceClient:
         if self.manifest is None:
             raise ManifestError("no manifest yet: call setup() first")
         try:
-            slots = check_answer(answer, self.manifest)
+            slots = check_answer(answer, self.manifest, self.service.pinned_key)
         except (BlobError, ManifestError, SlotShapeError) as err:
             self._refused(err)
             raise

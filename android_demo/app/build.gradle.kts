@@ -1,10 +1,14 @@
-// :app: the demo screens (MainActivity, BenchmarkActivity) and the two runtimes; every decision lives in :core.
+// :app: the demo screens (MainActivity; BenchmarkActivity in debug builds only) and the two runtimes; every decision lives in :core.
+import org.jetbrains.kotlin.gradle.dsl.JvmTarget
+
 plugins {
     alias(libs.plugins.android.application)
     alias(libs.plugins.kotlin.android)
 }
 
 fun setting(name: String): String = (project.findProperty(name) as String?) ?: ""
+
+fun quoted(value: String): String = "\"" + value.replace("\\", "\\\\").replace("\"", "\\\"") + "\""
 
 android {
     namespace = "io.duet.demo"
@@ -16,17 +20,24 @@ android {
         targetSdk = 35
         versionCode = 1
         versionName = "0.1"
-        buildConfigField("String", "DUET_SERVER_URL", "\"${setting("duet.serverUrl")}\"")
-        buildConfigField("String", "DUET_API_KEY", "\"${setting("duet.apiKey")}\"")
-        buildConfigField("String", "DUET_TARGET", "\"${setting("duet.target")}\"")
+        buildConfigField("String", "DUET_SERVER_URL", quoted(setting("duet.serverUrl")))
+        buildConfigField("String", "DUET_TARGET", quoted(setting("duet.target")))
+        // The public key slot blobs must be signed with (a pin: a manifest naming another key is refused); not a secret.
+        buildConfigField("String", "DUET_SIGNING_KEY", quoted(setting("duet.signingKey")))
         ndk {
             abiFilters += listOf("arm64-v8a", "x86_64")
         }
     }
 
     buildTypes {
+        debug {
+            // A development key for `cli.py serve` on a laptop: debug builds only.
+            buildConfigField("String", "DUET_API_KEY", quoted(setting("duet.apiKey")))
+        }
         release {
             isMinifyEnabled = false
+            // No secret in a release build: the user types the key on the screen.
+            buildConfigField("String", "DUET_API_KEY", "\"\"")
         }
     }
 
@@ -34,21 +45,19 @@ android {
         buildConfig = true
     }
 
+    // Bytecode for Java 17 from whatever JDK runs Gradle (Android Studio's bundled JDK 21 included): no toolchain.
     compileOptions {
         sourceCompatibility = JavaVersion.VERSION_17
         targetCompatibility = JavaVersion.VERSION_17
     }
-
-    packaging {
-        jniLibs {
-            // ExecuTorch and LiteRT both ship libc++_shared.so
-            pickFirsts += "**/libc++_shared.so"
-        }
-    }
+    // No pickFirst rule: libc++_shared.so comes only from fbjni (ExecuTorch's dependency); ExecuTorch's and
+    // LiteRT's AARs do not ship one. Should a future AAR ship its own, the build stops with "More than one file".
 }
 
 kotlin {
-    jvmToolchain(17)
+    compilerOptions {
+        jvmTarget.set(JvmTarget.JVM_17)
+    }
 }
 
 dependencies {
@@ -56,5 +65,7 @@ dependencies {
     implementation(libs.executorch.android)
     implementation(libs.litert)
     implementation(libs.androidx.activity)
+    implementation(libs.androidx.lifecycle.viewmodel)
+    implementation(libs.androidx.lifecycle.livedata)
     implementation(libs.gson)
 }

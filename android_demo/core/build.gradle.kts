@@ -1,14 +1,25 @@
 // :core: the app's decisions in pure Kotlin on the JVM (no android.*). Also built without Gradle by core/test.sh.
+import org.jetbrains.kotlin.gradle.dsl.JvmTarget
+
 plugins {
     kotlin("jvm")
 }
 
+// Bytecode for Java 17, compiled by whatever JDK runs Gradle (17, or Android Studio's bundled 21): no toolchain to resolve.
+java {
+    sourceCompatibility = JavaVersion.VERSION_17
+    targetCompatibility = JavaVersion.VERSION_17
+}
+
 kotlin {
-    jvmToolchain(17)
+    compilerOptions {
+        jvmTarget.set(JvmTarget.JVM_17)
+    }
 }
 
 dependencies {
     implementation(libs.gson)
+    api(libs.bouncycastle) // Ed25519 where the platform has none (BouncyCastleEd25519)
     testImplementation(libs.junit)
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Compile the Kotlin core and its tests with Debian's kotlinc (one call) and run every *Test class with JUnit 4;
+# Type-check the app, compile the Kotlin core and its tests with Debian's kotlinc (one call) and run every *Test class with JUnit 4;
 # under DUET_REQUIRE_LIVE=1 (tests/live_service.py) a skipped test fails the run.
 # Usage (from anywhere): bash android_demo/core/test.sh
 # Env: DUET_GOLDEN_DIR (default: <repo>/tests/golden), DUET_LIVE_DIR + DUET_REQUIRE_LIVE (set by tests/live_service.py).
@@ -9,12 +9,15 @@ CORE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$CORE/../.." && pwd)"
 JARS=/usr/share/java
 OUT="$CORE/build/linux"
-CP="$JARS/gson.jar:$JARS/junit4.jar:$JARS/hamcrest-core.jar"
+CP="$JARS/gson.jar:$JARS/bcprov.jar:$JARS/junit4.jar:$JARS/hamcrest-core.jar"
 
-for jar in gson.jar junit4.jar hamcrest-core.jar kotlin-stdlib.jar; do
-  [ -f "$JARS/$jar" ] || { echo "missing $JARS/$jar (apt-get install kotlin junit4 libgoogle-gson-java)" >&2; exit 2; }
+for jar in gson.jar bcprov.jar junit4.jar hamcrest-core.jar kotlin-stdlib.jar; do
+  [ -f "$JARS/$jar" ] || { echo "missing $JARS/$jar (apt-get install kotlin junit4 libgoogle-gson-java libbcprov-java)" >&2; exit 2; }
 done
 command -v kotlinc >/dev/null || { echo "kotlinc not found (apt-get install kotlin)" >&2; exit 2; }
+
+# The app first: its sources type-checked against the pinned runtimes' signatures (android_demo/app/typecheck.sh).
+bash "$CORE/../app/typecheck.sh"
 
 rm -rf "$OUT"
 mkdir -p "$OUT"

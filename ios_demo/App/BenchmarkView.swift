@@ -1,5 +1,5 @@
-// The benchmark screen: num_iter timed forward calls (after BenchmarkSession.numWarmUpIter untimed) with the
-// current slots, the generate round trip and the slot swap, then the records of benchmark_results.json.
+// The benchmark screen: DuetKit's sampling sequence (num_iter timed forward calls with Base's slots after
+// BenchmarkRun.defaultWarmUp untimed, the generate round trip, the slot swap), then benchmark_results.json.
 
 import DuetKit
 import SwiftUI
@@ -15,8 +15,8 @@ struct BenchmarkView: View {
         Form {
             Section {
                 Stepper("Timed forward calls: \(numIter)", value: $numIter, in: 10...1000, step: 10)
-                Text("After \(BenchmarkSession.numWarmUpIter) untimed calls; slot swap and generate round trip: "
-                     + "p50 of \(BenchmarkSampling.repetitions) after \(BenchmarkSampling.warmUpRepetitions) warm-up.")
+                Text("After \(BenchmarkRun.defaultWarmUp) untimed calls; slot swap and generate round trip: "
+                     + "p50 of \(BenchmarkRun.swapTimed) after \(BenchmarkRun.swapWarmUp) warm-up.")
                     .font(.footnote).foregroundStyle(.secondary)
                 Button(running ? "Running…" : "Run benchmark") { Task { await run() } }
                     .disabled(!model.isReady || running)
@@ -26,7 +26,8 @@ struct BenchmarkView: View {
             if !records.isEmpty {
                 Section("benchmark_results.json") {
                     ForEach(records.indices, id: \.self) { i in
-                        LabeledContent(records[i].metric, value: String(format: "%.3f", records[i].actualValue))
+                        LabeledContent(records[i].metric, value: records[i].error.isEmpty
+                                       ? String(format: "%.3f", records[i].actualValue) : records[i].error)
                     }
                 }
             }
@@ -36,13 +37,12 @@ struct BenchmarkView: View {
 
     @MainActor
     private func run() async {
-        guard let session = BenchmarkSession(model: model) else { return }
+        guard let session = BenchmarkSession(model: model, numIter: numIter) else { return }
         running = true
         defer { running = false }
-        let numIter = numIter
         do {
             let (records, url) = try await Task.detached(priority: .userInitiated) {
-                try await session.run(numIter: numIter)
+                try await session.run()
             }.value
             self.records = records
             message = "Written to \(url.lastPathComponent) in Documents (Files app, or Xcode's device container)."

@@ -33,16 +33,20 @@ final class DemoModel {
     static let targetName = "coreml"
     static let topN = 5
 
+    /// The service's public signing key the app is pinned to (a manifest naming another is refused); nil: the
+    /// manifest's own key. Set it to the key `cli.py keys signing-key` printed for a signing service.
+    static let pinnedSigningKey: String? = nil
+
     // settings, saved when used (the API key in the keychain)
     var serverURL: String = UserDefaults.standard.string(forKey: "serverURL") ?? "http://192.168.1.10:8000"
-    var apiKey: String = KeychainStore.read(account: "apiKey") ?? ""
+    var apiKey: String = ""
     var recentItemsText: String = UserDefaults.standard.string(forKey: "recentItems") ?? ""
 
     private(set) var status = "Not connected"
     private(set) var busy = false
     /// The device set up by the last successful Connect, and the settings it was set up with.
     private(set) var device: DeviceClient?
-    private var connectedSettings: [String]?
+    private(set) var connectedSettings: ConnectionSettings?
     private(set) var manifest: Manifest?
     private(set) var program: CoreMLProgram?
     /// A snapshot of the device's slots (Base's, the current ones, the last refusal) for the screens.
@@ -52,6 +56,8 @@ final class DemoModel {
     private(set) var generatedTop: [RankedItem] = []
     private(set) var timings: [Timing] = []
     private(set) var modelLoadMs: Double?
+    /// The downloaded package (its zip in the cache): the benchmark loads it again in its own timed load.
+    private(set) var programZip: URL?
     private(set) var lastRefusal: String?
 
     /// A stable anonymous id of this installation; the generate body's device_id is DuetKit's
@@ -65,23 +71,32 @@ final class DemoModel {
 
     var deviceID: String { Recommendation.deviceID(platform: "ios", installationID: installationID) }
 
-    var isReady: Bool { program != nil && slots != nil }
-
-    var recentItems: [Int] {
-        recentItemsText.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\n" }).compactMap { Int($0) }.filter { $0 > 0 }
+    init() {
+        do {
+            apiKey = try KeychainStore.read(account: "apiKey") ?? ""
+        } catch {
+            status = "\(error)"
+        }
     }
 
-    private var settings: [String] { [serverURL.trimmingCharacters(in: .whitespacesAndNewlines), apiKey] }
+    var isReady: Bool { program != nil && slots != nil }
+
+    /// DuetKit's reading of the typed ids (positive whole numbers; the rest is listed, not sent).
+    var recentItems: [Int] { Recommendation.parseRecent(recentItemsText).ids }
+
+    var settings: ConnectionSettings {
+        ConnectionSettings(serverURL: serverURL, apiKey: apiKey, target: Self.targetName)
+    }
 
     /// DuetKit's setup sequence (manifest, Base's slots, the Core ML package into the cache by sha256), then the
     /// package unzipped, compiled and loaded off the main actor, and the candidates ranked with Base's slots.
     /// A new DeviceClient (and its ServiceClient) for every Connect: a changed URL or API key is always used.
     func connect() async {
         UserDefaults.standard.set(serverURL, forKey: "serverURL")
-        KeychainStore.write(apiKey, account: "apiKey")
         await run("Connecting") {
+            try KeychainStore.write(self.apiKey, account: "apiKey")
             let settings = self.settings
-            let service = try ServiceClient(url: settings[0], apiKey: settings[1])
+            let service = try ServiceClient(url: settings.serverURL, apiKey: settings.apiKey, pinnedKey: Self.pinnedSigningKey)
             let device = DeviceClient(service: service, target: Self.targetName, cacheDirectory: Self.cacheDirectory)
             var start = Benchmark.nowMs()
             let zip = try await device.setup()
@@ -95,6 +110,7 @@ final class DemoModel {
             self.modelLoadMs = Benchmark.nowMs() - start
             self.timings.append(Timing(name: "unzip + compile + load", ms: self.modelLoadMs!))
             self.device = device
+            self.programZip = zip
             self.connectedSettings = settings
             self.manifest = manifest
             self.program = program
@@ -111,11 +127,10 @@ final class DemoModel {
         UserDefaults.standard.set(recentItemsText, forKey: "recentItems")
         await run("Generating") {
             guard let device = self.device, let manifest = self.manifest else { return }
-            guard self.connectedSettings == self.settings else {
-                throw DuetError.service(status: 0, code: "settings_changed",
-                                        message: "the server URL or API key changed since Connect: connect again")
+            try self.connectedSettings?.requireUnchanged(self.settings)
+            guard let body = self.generateBody(manifest) else {
+                throw DuetError.manifest("the \(manifest.task) program takes no history: type recent items first")
             }
-            let body = self.generateBody(manifest)
             let start = Benchmark.nowMs()
             let outcome = await device.refresh(body)
             self.setTiming("generate round trip", Benchmark.nowMs() - start)
@@ -126,51 +141,27 @@ final class DemoModel {
         }
     }
 
-    /// The device's generate body: DuetKit's Recommendation.body (the schema's maxItems most recent items,
-    /// timestamps 60 s apart ending now when the schema wants them); with no recent items, the benchmark's.
-    func generateBody(_ manifest: Manifest) -> GenerateBody {
-        let now = Int(Date().timeIntervalSince1970)
-        if recentItems.isEmpty, let fallback = Recommendation.benchmarkBody(manifest: manifest, now: now) {
-            return fallback
-        }
-        return Recommendation.body(manifest: manifest, deviceID: deviceID, recent: recentItems, now: now)
-    }
-
-    /// The program inputs of one forward call (the benchmark's): the history and the pool's first C candidates
-    /// (padded with the first one when the pool is smaller).
-    func programInputs() throws -> [String: ProgramInput] {
-        guard let manifest else { throw DuetError.manifest("not connected") }
-        let pool = Recommendation.pool(manifest: manifest, recent: recentItems)
-        let c = try Recommendation.candidatesPerCall(manifest)
-        guard let first = pool.first else { throw DuetError.slotShape("no candidates to score") }
-        let ids = Array(pool.prefix(c)) + [Int](repeating: first, count: max(0, c - pool.count))
-        return try Recommendation.inputs(manifest: manifest, recent: recentItems, candidates: ids)
+    /// The device's generate body: DuetKit's rule (the recent items', else the benchmark's).
+    func generateBody(_ manifest: Manifest) -> GenerateBody? {
+        Recommendation.bodyOrBenchmark(manifest: manifest, deviceID: deviceID, recent: recentItems,
+                                       now: Int(Date().timeIntervalSince1970))
     }
 
     /// Top-N of the whole candidate pool with Base's slots and with the current ones (off the main actor).
     private func rank() async throws {
         guard let program, let slots, let manifest else { return }
         let recent = recentItems
-        let pool = Recommendation.pool(manifest: manifest, recent: recent)
-        poolSize = pool.count
+        poolSize = Recommendation.pool(manifest: manifest, recent: recent).count
         let n = Self.topN
         let start = Benchmark.nowMs()
-        let base = try await Task.detached(priority: .userInitiated) {
-            try Recommendation.rank(manifest: manifest, recent: recent, pool: pool, slots: slots.base, n: n,
-                                    target: program.target) { try program.predict(arguments: $0) }
+        let rankings = try await Task.detached(priority: .userInitiated) {
+            try Recommendation.rankings(manifest: manifest, recent: recent, slots: slots, n: n, target: program.target) {
+                try program.predict(arguments: $0)
+            }
         }.value
-        setTiming("ranking (Base slots)", Benchmark.nowMs() - start)
-        baseTop = base.map(RankedItem.init)
-        if slots.isUsingBase {
-            generatedTop = []
-        } else {
-            let current = slots.current
-            let generated = try await Task.detached(priority: .userInitiated) {
-                try Recommendation.rank(manifest: manifest, recent: recent, pool: pool, slots: current, n: n,
-                                        target: program.target) { try program.predict(arguments: $0) }
-            }.value
-            generatedTop = generated.map(RankedItem.init)
-        }
+        setTiming("ranking (Base's and the current slots)", Benchmark.nowMs() - start)
+        baseTop = rankings.base.map(RankedItem.init)
+        generatedTop = (rankings.generated ?? []).map(RankedItem.init)
     }
 
     private func setTiming(_ name: String, _ ms: Double) {

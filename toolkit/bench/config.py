@@ -52,7 +52,10 @@ class PhoneOptions:
                                choices=TARGETS_ON_ANDROID)
     phone_iterations: int = option(50, "Timed forward calls in the app (num_iter).", minimum=1, maximum=100_000)
     phone_warmup: int = option(10, "Untimed calls before them (num_warm_up_iter).", minimum=0, maximum=100_000)
-    phone_timeout: int = option(600, "Seconds to wait for the app's results.", minimum=1, maximum=86_400)
+    phone_threads: int = option(1, "CPU threads the app gives its runtime (num_threads), as the host's --threads.",
+                                minimum=1, maximum=64)
+    phone_timeout: int = option(120, "Seconds to wait for the app's results while it runs (an app that ended "
+                                     "without them is reported at once).", minimum=1, maximum=86_400)
     remote_dir: str = option("/data/local/tmp/duet", "Where the export is pushed on the phone (the app's model_dir).")
     executor_runner: str = option("", "ExecuTorch's executor_runner built for the phone: also run it on model.pte "
                                       "over adb and parse its timings.")

@@ -126,7 +126,8 @@ def runtime_records(run, programs, exports: list[Export], config: HostBenchConfi
                     model = R.BenchmarkModel(Path(file).stem, R.BACKENDS.get(name, name), result["quantization"])
                     out += stats.records(model, device)
                     for metric, value in ((R.MODEL_LOAD, result["load_ms"]), (R.LOAD_STATUS, 0.0),
-                                          (R.RAM_PSS, result["pss_peak_mb"]),
+                                          (R.RAM_PSS, result["pss_after_calls_mb"] - result["pss_before_load_mb"]),
+                                          (R.RAM_PSS_PEAK, result["pss_peak_mb"]),
                                           (R.RAM_PSS_MODEL, result["pss_peak_mb"] - result["pss_before_load_mb"]),
                                           (R.MODEL_SIZE, result["bytes"] / 1024), (R.SLOT_SWAP, result["swap_ms"]),
                                           (R.EAGER_RATIO, stats.p50 / eager_p50[shape])):

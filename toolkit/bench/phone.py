@@ -67,10 +67,57 @@ class Adb:
 
 
 def app_command(options: PhoneOptions, target: str) -> str:
-    """The `am start` line of the app's BenchmarkActivity with its intent extras (android_demo/README.md)."""
+    """The `am start` line of the app's BenchmarkActivity with its intent extras (android_demo/README.md): `-S`
+    stops a running instance first (else a re-run is only brought to the front), `-W` waits until it is launched."""
     extras = [f"--es model_dir {options.remote_dir}", f"--ei num_iter {options.phone_iterations}",
-              f"--ei num_warm_up_iter {options.phone_warmup}", f"--es target {target}"]
-    return f"am start -W -n {ACTIVITY} " + " ".join(extras)
+              f"--ei num_warm_up_iter {options.phone_warmup}", f"--ei num_threads {options.phone_threads}",
+              f"--es target {target}"]
+    return f"am start -S -W -n {ACTIVITY} " + " ".join(extras)
+
+
+def check_started(output: str) -> None:
+    """PhoneError, in one line, unless `am start -W` says it launched the activity anew."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("Error")]  # "Error type 3", then "Error: <what>"
+    error = next((line for line in errors if line.startswith("Error:")), errors[0] if errors else None)
+    if error:
+        raise PhoneError(f"the app's BenchmarkActivity did not start: {one_line(error, 200)} (it exists only in "
+                         f"debug builds: install one with ./gradlew :app:installDebug, see android_demo/README.md)")
+    stale = next((line for line in lines if line.startswith("Warning: Activity not started")), None)
+    if stale:
+        raise PhoneError(f"the app's BenchmarkActivity was not started anew ({one_line(stale, 160)}): an earlier run "
+                         f"is still open; stop it with `adb shell am force-stop {APP_PACKAGE}`")
+    if "Status: ok" not in lines:
+        raise PhoneError(f"am start did not report 'Status: ok': {one_line(output.strip() or 'no output', 200)}")
+
+
+def app_running(adb: Adb) -> bool:
+    """Whether the app's process is alive (`pidof`, in every Android since 7)."""
+    done = adb.shell(f"pidof {APP_PACKAGE}", check=False)
+    return done.returncode == 0 and bool(done.stdout.strip())
+
+
+def read_results_text(adb: Adb) -> str | None:
+    """The app's results file when it is there and parses as a JSON array, else None."""
+    done = adb.shell(f"run-as {APP_PACKAGE} cat {RESULTS}", check=False)
+    if done.returncode != 0 or not done.stdout.strip().startswith("["):
+        return None
+    try:
+        json.loads(done.stdout)
+    except ValueError:
+        return None  # still being written (the app renames a finished file into place; an older app may not)
+    return done.stdout
+
+
+def check_results(records: list[R.Record], copy: Path) -> None:
+    """PhoneError naming what failed when the app's records hold a failure: load_status other than 0 (the
+    runtime's error code) or failure records (metric benchmark_failed, with the error)."""
+    status = next((r.value for r in records if r.metric == R.LOAD_STATUS and r.value != 0), None)
+    failures = [r.error or "no message" for r in records if r.metric == R.BENCHMARK_FAILED]
+    if status is None and not failures:
+        return
+    said = (f"load_status {status:g}; " if status is not None else "") + "; ".join(failures)
+    raise PhoneError(f"the app's benchmark failed: {one_line(said, 300)} (its records: {copy})")
 
 
 def phone_target(manifest: dict[str, Any], requested: str | None) -> str:
@@ -103,27 +150,26 @@ def push_export(adb: Adb, export_dir: Path, manifest: dict[str, Any], staged: di
 
 def run_app(adb: Adb, options: PhoneOptions, target: str, results_copy: Path,
             sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> list[R.Record]:
-    """Start the app's benchmark, wait until its results file parses, keep a copy, return its records."""
+    """Start the app's benchmark, wait until its results file parses, keep a copy, return its records. Every way
+    it can go wrong is one PhoneError line: not started or only brought to the front, the app gone without a
+    results file (seen within a poll), no file after `phone_timeout` s, or a file whose records say it failed."""
     adb.shell(f"run-as {APP_PACKAGE} rm -f {RESULTS}", check=False)
-    started = adb.shell(app_command(options, target))
-    if "Error" in started.stdout:
-        raise PhoneError(f"the app's BenchmarkActivity did not start: {one_line(started.stdout, 200)} "
-                         f"(is {APP_PACKAGE} installed? see android_demo/README.md)")
+    check_started(adb.shell(app_command(options, target)).stdout)
     deadline = clock() + options.phone_timeout
-    while True:
-        done = adb.shell(f"run-as {APP_PACKAGE} cat {RESULTS}", check=False)
-        if done.returncode == 0 and done.stdout.strip().startswith("["):
-            try:
-                json.loads(done.stdout)
-                break
-            except ValueError:
-                pass  # still being written (the app renames a finished file into place; an older app may not)
+    while (text := read_results_text(adb)) is None:
+        if not app_running(adb) and (text := read_results_text(adb)) is None:  # read again: it may just have ended
+            raise PhoneError(f"the app ended without writing {RESULTS} (a crash: `adb logcat -s DuetBenchmark "
+                             f"AndroidRuntime` says why)")
+        if text is not None:
+            break
         if clock() > deadline:
-            raise PhoneError(f"the app wrote no {RESULTS} within {options.phone_timeout} s "
-                             f"(adb logcat -s DuetBenchmark says why)")
+            raise PhoneError(f"the app wrote no {RESULTS} within {options.phone_timeout} s and is still running "
+                             f"(--phone-timeout; `adb logcat -s DuetBenchmark` shows its progress)")
         sleep(1.0)
-    results_copy.write_text(done.stdout)
-    return R.read_results(results_copy)
+    results_copy.write_text(text)
+    records = R.read_results(results_copy)
+    check_results(records, results_copy)
+    return records
 
 
 # executor_runner (ExecuTorch examples/portable/executor_runner) logs through ET_LOG, e.g.
@@ -157,7 +203,8 @@ def parse_executor_runner(output: str, model: R.BenchmarkModel, device: R.Device
 
 
 def parse_benchmark_model(output: str, model: R.BenchmarkModel, device: R.DeviceInfo) -> list[R.Record]:
-    """Init time, the mean of the timed runs, memory (peak when monitored, else the overall footprint delta)."""
+    """Init time, the mean of the timed runs, and benchmark_model's own memory measures (its peak footprint when
+    monitored, its overall footprint delta): not PSS, so under their own names."""
     timings = _TFL_TIMINGS.search(output)
     if not timings:
         raise PhoneError("benchmark_model printed no 'Inference timings in us: ...' line: "
@@ -166,20 +213,21 @@ def parse_benchmark_model(output: str, model: R.BenchmarkModel, device: R.Device
     out = R.record(model, R.MODEL_LOAD, init_us / 1e3, device) + R.record(model, R.AVG, inference_us / 1e3, device)
     peak, memory = _TFL_PEAK.search(output), _TFL_MEMORY.search(output)
     if peak:
-        out += R.record(model, R.RAM_PSS, float(peak.group(1)), device)
-    elif memory:
-        out += R.record(model, R.RAM_PSS_MODEL, float(memory.group(2)), device)
+        out += R.record(model, R.FOOTPRINT_TOOL_PEAK, float(peak.group(1)), device)
+    if memory:
+        out += R.record(model, R.FOOTPRINT_TOOL_DELTA, float(memory.group(2)), device)
     return out + R.record(model, R.LOAD_STATUS, 0.0, device)
 
 
 def phone_device(adb: Adb) -> R.DeviceInfo:
-    """The phone as deviceInfo, from getprop and /proc/meminfo (as the app reports it, roughly)."""
+    """The phone as minibench's deviceInfo (device = Build.BRAND, arch = Build.MODEL, os = "Android <release>"),
+    from getprop, and memory from /proc/meminfo."""
     def prop(name: str) -> str:
         return adb.shell(f"getprop {name}", check=False).stdout.strip()
 
     meminfo = adb.shell("cat /proc/meminfo", check=False).stdout
     kib = dict(re.findall(r"^(\w+):\s+(\d+) kB", meminfo, re.M))
-    return R.DeviceInfo(prop("ro.product.model") or adb.serial, prop("ro.product.cpu.abi"),
+    return R.DeviceInfo(prop("ro.product.brand") or adb.serial, prop("ro.product.model"),
                         f"Android {prop('ro.build.version.release')}", int(kib.get("MemTotal", 0)) * 1024,
                         int(kib.get("MemAvailable", 0)) * 1024)
 
@@ -211,9 +259,9 @@ def phone_records(options: PhoneOptions, export_dir: Path, manifest: dict[str, A
     quantization = manifest["quantization"]["mode"]
     tools = ((options.executor_runner, "executorch", "executor_runner", parse_executor_runner,
               lambda file: f"--model_path {options.remote_dir}/{file} --num_executions {options.phone_iterations} "
-                           f"--cpu_threads 1 --print_output none"),
+                           f"--cpu_threads {options.phone_threads} --print_output none"),
              (options.benchmark_model, "tflite", "benchmark_model", parse_benchmark_model,
-              lambda file: f"--graph={options.remote_dir}/{file} --num_threads=1 "
+              lambda file: f"--graph={options.remote_dir}/{file} --num_threads={options.phone_threads} "
                            f"--num_runs={options.phone_iterations} --warmup_runs={options.phone_warmup} "
                            f"--report_peak_memory_footprint=true"))
     for path, target_name, tool_name, parse, arguments in tools:

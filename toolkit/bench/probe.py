@@ -139,7 +139,8 @@ def measure(spec: ProbeSpec) -> dict[str, Any]:
     for _ in range(spec.warmup):
         forward(args)
     samples = [_timed_ms(lambda: forward(args)) for _ in range(spec.calls)]
-    pss.append(pss_mb())
+    after_calls = pss_mb()
+    pss.append(after_calls)
     answer = SlotAnswer(blob, sha256_hex(blob), manifest["model_version"])
 
     def swap() -> None:  # answer bytes in memory -> decoded, checked -> arguments -> first forward with them
@@ -149,7 +150,7 @@ def measure(spec: ProbeSpec) -> dict[str, Any]:
     pss.append(pss_mb())
     return {"program": spec.program, "samples_ms": samples, "load_ms": load_ms, "bytes": size,
             "swap_ms": float(np.median(swaps)), "pss_before_load_mb": before_load,
-            "pss_peak_mb": max(pss), "quantization": manifest["quantization"]["mode"] if spec.program != "pytorch"
+            "pss_after_calls_mb": after_calls, "pss_peak_mb": max(pss), "quantization": manifest["quantization"]["mode"] if spec.program != "pytorch"
             else "none"}
 
 

@@ -19,13 +19,23 @@ import numpy as np
 
 from toolkit.errors import DataFormatError, one_line
 
-# Metric names shared with the apps (android_demo/core Metrics, DuetKit Metric).
+# Metric names shared with the apps (android_demo/core Metrics, DuetKit BenchmarkMetric). The names minibench also
+# writes keep minibench's meaning (docs/formats.md, "Benchmark records"); a metric of ours that differs has its own.
 AVG, TRIMMEAN = "avg_inference_latency(ms)", "trimmean_inference_latency(ms)"
 P50, P90, P99 = "p50_inference_latency(ms)", "p90_inference_latency(ms)", "p99_inference_latency(ms)"
-MODEL_LOAD, LOAD_STATUS, RAM_PSS = "model_load_time(ms)", "load_status", "ram_pss_usage(mb)"
+MODEL_LOAD, LOAD_STATUS = "model_load_time(ms)", "load_status"  # load_status: the runtime's error code, 0 = loaded
+RAM_PSS = "ram_pss_usage(mb)"  # minibench's: PSS after the timed calls minus PSS before the load
+RAM_PSS_PEAK = "ram_pss_peak(mb)"  # ours: the largest PSS seen (before and after the load, the calls, the swap)
+FOOTPRINT, FOOTPRINT_PEAK = "phys_footprint_usage(mb)", "phys_footprint_peak(mb)"  # iOS: the same on phys_footprint
 SLOT_SWAP, GENERATE_ROUND_TRIP = "slot_swap_latency(ms)", "generate_round_trip(ms)"
+NUM_THREADS = "num_threads"  # the CPU threads the runtime was given (Android)
+COMPUTE_UNITS = "coreml_compute_units"  # MLComputeUnits' raw value (iOS): 0 cpuOnly, 1 cpuAndGPU, 2 all, 3 cpuAndNeuralEngine
+BENCHMARK_FAILED = "benchmark_failed"  # an app's failure record: 1, and the error in its `error` field
 # Metrics of the host benchmark only.
 RAM_PSS_MODEL = "ram_pss_model(mb)"  # peak PSS minus the process's PSS just before the model loaded
+# What LiteRT's benchmark_model prints (its own measure, not PSS).
+FOOTPRINT_TOOL_PEAK = "memory_footprint_peak(mb)"  # "Overall peak memory footprint (MB) via periodic monitoring"
+FOOTPRINT_TOOL_DELTA = "memory_footprint_delta(mb)"  # "Memory footprint delta from the start of the tool": overall
 MODEL_SIZE = "model_size(kb)"  # the program file (or the weights eager PyTorch loads)
 EAGER_RATIO = "latency_ratio_to_eager"  # p50 in the runtime / p50 of eager PyTorch, same inputs, same host
 GENERATE_LATENCY = "generate_latency(ms)"  # the generator's p50 for one device
@@ -76,10 +86,12 @@ class Record:
     value: float
     device: DeviceInfo
     target: float = 0.0  # minibench's targetValue (0: no target)
+    error: str = ""  # a failure record's message (metric benchmark_failed); "" otherwise and not written
 
     def to_json(self) -> dict[str, Any]:
-        return {"benchmarkModel": asdict(self.model), "metric": self.metric, "actualValue": self.value,
-                "targetValue": self.target, "deviceInfo": asdict(self.device)}
+        out = {"benchmarkModel": asdict(self.model), "metric": self.metric, "actualValue": self.value,
+               "targetValue": self.target, "deviceInfo": asdict(self.device)}
+        return {**out, "error": self.error} if self.error else out
 
 
 def record(model: BenchmarkModel, metric: str, value: float, device: DeviceInfo) -> list[Record]:
@@ -87,10 +99,19 @@ def record(model: BenchmarkModel, metric: str, value: float, device: DeviceInfo)
     return [Record(model, metric, float(value), device)] if value is not None and math.isfinite(value) else []
 
 
+def _ascending_mean(ordered: Sequence[float]) -> float:
+    """Kotlin's List<Double>.average() of sorted samples: summed one by one in ascending order, then divided (NaN
+    when empty). minibench computes its means so; Python's sum() may compensate (3.12+), hence the plain loop."""
+    total = 0.0
+    for value in ordered:
+        total += value
+    return total / len(ordered) if len(ordered) else math.nan
+
+
 @dataclass(frozen=True)
 class LatencyStats:
-    """avg, trimmed mean (floor(n/10) cut at each end of the sorted samples) and numpy's linear percentiles, in ms:
-    the apps' cores compute the same (golden `stats`)."""
+    """minibench's avg and trimmed mean (the sorted samples' `subList(n/10, n*9/10)`, both summed in ascending order)
+    and numpy's linear percentiles, in ms: the apps' cores compute the same to the last bit (golden `stats`)."""
 
     count: int
     avg: float
@@ -104,10 +125,10 @@ class LatencyStats:
         samples = np.asarray(samples_ms, dtype=np.float64)
         if not len(samples):
             raise ValueError("latency statistics need at least one sample")
-        ordered, cut = np.sort(samples), len(samples) // 10
+        ordered, n = sorted(float(x) for x in samples), len(samples)
         p50, p90, p99 = np.percentile(ordered, [50, 90, 99])
-        return cls(len(samples), float(np.mean(samples)), float(np.mean(ordered[cut:len(ordered) - cut])),
-                   float(p50), float(p90), float(p99))  # numpy's mean sums pairwise: the avg in the given order
+        return cls(n, _ascending_mean(ordered), _ascending_mean(ordered[n // 10: n * 9 // 10]),
+                   float(p50), float(p90), float(p99))
 
     def records(self, model: BenchmarkModel, device: DeviceInfo) -> list[Record]:
         return [r for metric, value in ((AVG, self.avg), (TRIMMEAN, self.trimmean), (P50, self.p50),
@@ -163,7 +184,15 @@ def record_from_json(obj: Any, where: str) -> Record:
                   _text(obj, "metric", where), _number(obj, "actualValue", where),
                   DeviceInfo(*(_text(info, k, f"{where}.deviceInfo") for k in ("device", "arch", "os")),
                              *(int(_number(info, k, f"{where}.deviceInfo", 0)) for k in ("totalMem", "availMem"))),
-                  _number(obj, "targetValue", where, 0.0))
+                  _number(obj, "targetValue", where, 0.0), _error_text(obj, where))
+
+
+def _error_text(obj: Mapping, where: str) -> str:
+    """A failure record's `error` (the apps write it with metric benchmark_failed); "" when absent."""
+    value = obj.get("error", "")
+    if not isinstance(value, str):
+        raise DataFormatError(f"{where}: 'error' must be text, found {type(value).__name__}")
+    return value
 
 
 MAX_RESULTS_BYTES = 64 << 20  # a results file larger than this is not one an app wrote

@@ -22,7 +22,8 @@ PROFILE_DOC = "docs/runtime-profile.md"
 
 # (metric, column title, digits) of the program table, in column order
 PROGRAM_COLUMNS = [(R.P50, "p50 ms", 3), (R.P90, "p90 ms", 3), (R.P99, "p99 ms", 3), (R.AVG, "avg ms", 3),
-                   (R.MODEL_LOAD, "load ms", 1), (R.RAM_PSS, "peak PSS MB", 0), (R.RAM_PSS_MODEL, "model PSS MB", 1),
+                   (R.MODEL_LOAD, "load ms", 1), (R.RAM_PSS_PEAK, "peak PSS MB", 0), (R.RAM_PSS, "PSS usage MB", 1),
+                   (R.RAM_PSS_MODEL, "model PSS MB", 1),
                    (R.MODEL_SIZE, "size KiB", 0), (R.EAGER_RATIO, "× eager", 2), (R.SLOT_SWAP, "slot swap ms", 3),
                    (R.GENERATE_ROUND_TRIP, "generate round trip ms", 1)]
 

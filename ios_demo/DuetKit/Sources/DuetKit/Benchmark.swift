@@ -1,19 +1,18 @@
 // Benchmark statistics and the record file (benchmark_results.json) in the format of ExecuTorch's Android
-// benchmark app (org.pytorch.minibench), with the same metric names as the Kotlin core.
+// benchmark app (org.pytorch.minibench), with the same metric names and meanings as the Kotlin core.
 
 import Foundation
 #if canImport(Dispatch)
 import Dispatch
 #endif
 
-/// Statistics over latency samples in milliseconds: mean, trimmed mean (floor(n/10) samples cut from each end of
-/// the sorted list), percentiles by linear interpolation between closest ranks (numpy.percentile's default, with
-/// numpy's own arithmetic: equal to numpy bit for bit). Both means sum the sorted samples in ascending order and
-/// divide by their count (numpy sums pairwise in the given order, so a mean may differ from numpy's in the last
-/// bit: the golden test compares avg and trimmean within 1e-12 relative, the percentiles exactly).
+/// Statistics over latency samples in milliseconds, as ExecuTorch's minibench computes avg and trimmean (the samples
+/// sorted, summed one by one in ascending order: all of them, and `subList(n / 10, n * 9 / 10)`), and numpy's
+/// linear percentiles with numpy's own arithmetic: equal to the Kotlin core's and Python's doubles bit for bit.
 public struct LatencyStats: Equatable, Sendable {
     public let count: Int
     public let avg: Double
+    /// NaN (its record left out) when the trimmed list is empty (one sample).
     public let trimmean: Double
     public let p50: Double
     public let p90: Double
@@ -23,21 +22,28 @@ public struct LatencyStats: Equatable, Sendable {
     public init(samplesMs: [Double]) {
         precondition(!samplesMs.isEmpty, "LatencyStats needs at least one sample")
         let sorted = samplesMs.sorted()
-        count = sorted.count
-        avg = sorted.reduce(0, +) / Double(sorted.count)
-        let cut = sorted.count / 10  // = floor(0.1 * n)
-        let kept = sorted[cut..<(sorted.count - cut)]
-        trimmean = kept.reduce(0, +) / Double(kept.count)
+        let n = sorted.count
+        count = n
+        avg = LatencyStats.ascendingMean(sorted[...])
+        trimmean = LatencyStats.ascendingMean(sorted[(n / 10)..<(n * 9 / 10)])
         p50 = LatencyStats.percentile(sorted, 50)
         p90 = LatencyStats.percentile(sorted, 90)
         p99 = LatencyStats.percentile(sorted, 99)
     }
 
-    /// The q-th percentile of sorted values, numpy's linear method exactly: pos = (n - 1) * q / 100, i = floor(pos),
+    /// Kotlin's List<Double>.average(): a left-to-right sum divided by the count; NaN when empty.
+    static func ascendingMean(_ values: ArraySlice<Double>) -> Double {
+        guard !values.isEmpty else { return .nan }
+        var total = 0.0
+        for value in values { total += value }
+        return total / Double(values.count)
+    }
+
+    /// The q-th percentile of sorted values, numpy's linear method exactly: pos = (n - 1) * (q / 100), i = floor(pos),
     /// t = pos - i, a = sorted[i], b = sorted[min(i + 1, n - 1)]; a + (b - a) * t when t < 0.5, else
     /// b - (b - a) * (1 - t).
     public static func percentile(_ sorted: [Double], _ q: Double) -> Double {
-        let position = Double(sorted.count - 1) * q / 100
+        let position = Double(sorted.count - 1) * (q / 100)  // numpy: quantile * (n - 1); (n - 1) * q / 100 differs
         let low = Int(position.rounded(.down))
         let high = min(low + 1, sorted.count - 1)
         let t = position - Double(low)
@@ -46,13 +52,14 @@ public struct LatencyStats: Equatable, Sendable {
     }
 }
 
-/// The device a benchmark ran on (the record's deviceInfo).
+/// The device a benchmark ran on (the record's deviceInfo), with minibench's meanings: `device` the brand, `arch`
+/// the model, `os` the system and its version, memory in bytes.
 public struct DeviceInfo: Equatable, Sendable {
-    public let device: String  // model name, e.g. iPhone15,2
-    public let arch: String  // CPU architecture, e.g. arm64
-    public let os: String  // e.g. iOS 17.4
-    public let totalMem: Int64  // bytes
-    public let availMem: Int64  // bytes
+    public let device: String
+    public let arch: String
+    public let os: String
+    public let totalMem: Int64
+    public let availMem: Int64
 
     public init(device: String, arch: String, os: String, totalMem: Int64, availMem: Int64) {
         self.device = device
@@ -60,6 +67,13 @@ public struct DeviceInfo: Equatable, Sendable {
         self.os = os
         self.totalMem = totalMem
         self.availMem = availMem
+    }
+
+    /// An Apple device as minibench's fields read on Android (Build.BRAND, Build.MODEL): brand "Apple", the model
+    /// identifier (e.g. "iPhone15,2"), "iOS <major>.<minor>.<patch>".
+    public static func apple(model: String, osVersion: (Int, Int, Int), totalMem: Int64, availMem: Int64) -> DeviceInfo {
+        DeviceInfo(device: "Apple", arch: model, os: "iOS \(osVersion.0).\(osVersion.1).\(osVersion.2)",
+                   totalMem: totalMem, availMem: availMem)
     }
 }
 
@@ -91,7 +105,7 @@ public struct BenchmarkModel: Equatable, Sendable {
     }
 }
 
-/// The metric names, identical in the Kotlin core.
+/// The metric names, identical in the Kotlin core and toolkit.bench.records; minibench's names keep its meanings.
 public enum BenchmarkMetric: String, CaseIterable, Sendable {
     case avgLatency = "avg_inference_latency(ms)"
     case trimmeanLatency = "trimmean_inference_latency(ms)"
@@ -99,10 +113,35 @@ public enum BenchmarkMetric: String, CaseIterable, Sendable {
     case p90Latency = "p90_inference_latency(ms)"
     case p99Latency = "p99_inference_latency(ms)"
     case modelLoadTime = "model_load_time(ms)"
+    /// The runtime's error code of the load (-1 for a failure without one), 0 when loaded.
     case loadStatus = "load_status"
-    case peakMemory = "ram_pss_usage(mb)"
+    /// Android (minibench's): PSS after the timed calls minus PSS before the load.
+    case pssUsage = "ram_pss_usage(mb)"
+    /// Android: the largest PSS any probe of the run read.
+    case pssPeak = "ram_pss_peak(mb)"
+    /// iOS: the same formula on the physical footprint (iOS has no PSS).
+    case footprintUsage = "phys_footprint_usage(mb)"
+    /// iOS: the largest physical footprint any probe read.
+    case footprintPeak = "phys_footprint_peak(mb)"
     case slotSwapLatency = "slot_swap_latency(ms)"
     case generateRoundTrip = "generate_round_trip(ms)"
+    /// The CPU threads a runtime was given (Android).
+    case numThreads = "num_threads"
+    /// MLComputeUnits' raw value (0 cpuOnly, 1 cpuAndGPU, 2 all, 3 cpuAndNeuralEngine).
+    case computeUnits = "coreml_compute_units"
+    /// A failure record: value 1, the step and what failed in its `error` field.
+    case failed = "benchmark_failed"
+}
+
+/// A platform's two memory metrics: minibench's formula (`usage`) and the peak, on its own measure.
+public struct MemoryMetrics: Equatable, Sendable {
+    public let usage: BenchmarkMetric
+    public let peak: BenchmarkMetric
+
+    /// Android: Debug.getPss().
+    public static let pss = MemoryMetrics(usage: .pssUsage, peak: .pssPeak)
+    /// iOS: task_vm_info's phys_footprint.
+    public static let footprint = MemoryMetrics(usage: .footprintUsage, peak: .footprintPeak)
 }
 
 /// One entry of benchmark_results.json.
@@ -112,18 +151,33 @@ public struct BenchmarkRecord: Equatable, Sendable {
     public let actualValue: Double
     public let targetValue: Double
     public let deviceInfo: DeviceInfo
+    /// A failure record's "<step>: <what failed>" (metric benchmark_failed); "" otherwise, and then not written.
+    public let error: String
 
     public init(model: BenchmarkModel, metric: BenchmarkMetric, actualValue: Double, targetValue: Double = 0,
-                deviceInfo: DeviceInfo) {
+                deviceInfo: DeviceInfo, error: String = "") {
         self.model = model
         self.metric = metric.rawValue
         self.actualValue = actualValue
         self.targetValue = targetValue
         self.deviceInfo = deviceInfo
+        self.error = error
+    }
+
+    /// The failure record of `step`: "<step>: <what failed>".
+    public static func failure(model: BenchmarkModel, device: DeviceInfo, step: String, error: Error) -> BenchmarkRecord {
+        let said: String
+        switch error {
+        case let duet as DuetError: said = "\(duet.reasonID): \(duet.message)"
+        case let runtime as RuntimeFailure: said = runtime.message
+        default: said = "\(error)"
+        }
+        return BenchmarkRecord(model: model, metric: .failed, actualValue: 1, deviceInfo: device,
+                               error: "\(step): " + said.replacingOccurrences(of: "\n", with: " "))
     }
 
     public var json: JSONValue {
-        .object(JSONObject([
+        var fields: [(String, JSONValue)] = [
             ("benchmarkModel", .object(JSONObject([("name", .string(model.name)), ("backend", .string(model.backend)),
                                                    ("quantization", .string(model.quantization))]))),
             ("metric", .string(metric)),
@@ -133,7 +187,9 @@ public struct BenchmarkRecord: Equatable, Sendable {
                 ("device", .string(deviceInfo.device)), ("arch", .string(deviceInfo.arch)), ("os", .string(deviceInfo.os)),
                 ("totalMem", .int(Int(deviceInfo.totalMem))), ("availMem", .int(Int(deviceInfo.availMem))),
             ]))),
-        ]))
+        ]
+        if !error.isEmpty { fields.append(("error", .string(error))) }
+        return .object(JSONObject(fields))
     }
 
     /// Whether the record can be written: a non-finite value has no JSON form, and such a record is omitted from
@@ -160,105 +216,7 @@ public struct BenchmarkRecord: Equatable, Sendable {
     }
 }
 
-/// What one benchmark session measured; `records` turns it into benchmark_results.json entries. A value that was
-/// not measured is NaN (e.g. no generate round trip offline): like any non-finite value, its record is omitted.
-public struct BenchmarkResults: Equatable, Sendable {
-    public var latenciesMs: [Double]  // BenchmarkSampling.forwardLatencies: one per timed forward call
-    public var modelLoadMs: Double  // download excluded: unzip + compile + load
-    public var loadStatus: Int  // 0 ok
-    public var peakMemoryMB: Double  // peak physical footprint
-    public var slotSwapMs: Double  // BenchmarkSampling.slotSwapMs: p50 of 5 swaps
-    public var generateRoundTripMs: Double  // BenchmarkSampling.generateRoundTripMs: p50 of 5 round trips
-
-    public init(latenciesMs: [Double], modelLoadMs: Double, loadStatus: Int = 0, peakMemoryMB: Double,
-                slotSwapMs: Double = .nan, generateRoundTripMs: Double = .nan) {
-        self.latenciesMs = latenciesMs
-        self.modelLoadMs = modelLoadMs
-        self.loadStatus = loadStatus
-        self.peakMemoryMB = peakMemoryMB
-        self.slotSwapMs = slotSwapMs
-        self.generateRoundTripMs = generateRoundTripMs
-    }
-
-    public func records(model: BenchmarkModel, device: DeviceInfo) -> [BenchmarkRecord] {
-        var values: [(BenchmarkMetric, Double)] = []
-        if !latenciesMs.isEmpty {
-            let stats = LatencyStats(samplesMs: latenciesMs)
-            values += [(.avgLatency, stats.avg), (.trimmeanLatency, stats.trimmean), (.p50Latency, stats.p50),
-                       (.p90Latency, stats.p90), (.p99Latency, stats.p99)]
-        }
-        values += [(.modelLoadTime, modelLoadMs), (.loadStatus, Double(loadStatus)), (.peakMemory, peakMemoryMB),
-                   (.slotSwapLatency, slotSwapMs), (.generateRoundTrip, generateRoundTripMs)]
-        return values.map { BenchmarkRecord(model: model, metric: $0.0, actualValue: $0.1, deviceInfo: device) }
-            .filter(\.isWritable)
-    }
-}
-
 public enum Benchmark {
     /// Milliseconds since an arbitrary start, from a monotonic clock.
     public static func nowMs() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e6 }
-
-    /// Time `body` once, in milliseconds.
-    public static func timeMs(_ body: () throws -> Void) rethrows -> Double {
-        let start = nowMs()
-        try body()
-        return nowMs() - start
-    }
-}
-
-/// The sampling rules of the benchmark, one function per metric, the same in the Kotlin core (decision 7): the
-/// apps call these and only supply the forward call and the service.
-public enum BenchmarkSampling {
-    /// Slot swaps and generate round trips: this many timed repetitions, after `warmUpRepetitions` untimed.
-    public static let repetitions = 5
-    public static let warmUpRepetitions = 1
-
-    /// Forward latency: `numIter` timed calls of `forward` after `numWarmUpIter` untimed ones; one sample (ms) per
-    /// timed call (`LatencyStats` turns them into the avg, trimmean and percentile records).
-    public static func forwardLatencies(numIter: Int, numWarmUpIter: Int, clock: () -> Double = Benchmark.nowMs,
-                                        forward: () throws -> Void) rethrows -> [Double] {
-        for _ in 0..<max(0, numWarmUpIter) { try forward() }
-        return try (0..<max(0, numIter)).map { _ in
-            let start = clock()
-            try forward()
-            return clock() - start
-        }
-    }
-
-    /// Slot swap: 5 timed repetitions after 1 untimed of (the answer's bytes in memory -> decoded, checked and
-    /// installed into a copy of `slots` -> the first forward with the installed slots done); their p50 in ms.
-    /// A refused answer throws (a swap that installs nothing is not a swap).
-    public static func slotSwapMs(answer: SlotAnswer, slots: DeviceSlots, clock: () -> Double = Benchmark.nowMs,
-                                  forward: (SlotSet) throws -> Void) throws -> Double {
-        var samples: [Double] = []
-        for repetition in 0..<(warmUpRepetitions + repetitions) {
-            var device = slots  // every repetition installs into the same starting state
-            let start = clock()
-            let installed = try device.install(answer)
-            try forward(installed)
-            let elapsed = clock() - start
-            if repetition >= warmUpRepetitions { samples.append(elapsed) }
-        }
-        return LatencyStats(samplesMs: samples).p50
-    }
-
-    /// Generate round trip: 5 timed repetitions after 1 untimed of (POST /v1/generate -> the answer decoded and
-    /// checked against `manifest`, not installed); their p50 in ms. A failed or refused answer throws.
-    public static func generateRoundTripMs(manifest: Manifest, clock: () -> Double = Benchmark.nowMs,
-                                           generate: () async throws -> SlotAnswer) async throws -> Double {
-        var samples: [Double] = []
-        for repetition in 0..<(warmUpRepetitions + repetitions) {
-            let start = clock()
-            _ = try await generate().checked(against: manifest)
-            let elapsed = clock() - start
-            if repetition >= warmUpRepetitions { samples.append(elapsed) }
-        }
-        return LatencyStats(samplesMs: samples).p50
-    }
-
-    /// The same with a service client and a body.
-    public static func generateRoundTripMs(client: ServiceClient, body: GenerateBody, manifest: Manifest,
-                                           dtype: SlotDtype = .float32) async throws -> Double {
-        try await generateRoundTripMs(manifest: manifest) { try await client.generate(body, dtype: dtype) }
-    }
 }

@@ -26,6 +26,8 @@ public struct DeviceSlots: Sendable {
     public private(set) var installed: SlotSet?
     /// Why the latest install or refresh was refused; nil when it succeeded (or before any).
     public private(set) var lastRefusal: DuetError?
+    /// The signing key every answer is checked with (SigningPin), if the client is pinned.
+    public let pinnedKey: String?
 
     /// The slots to run the program with: the last good generated ones, or Base's.
     public var current: SlotSet { installed ?? base }
@@ -33,21 +35,23 @@ public struct DeviceSlots: Sendable {
 
     /// Base's slots, checked against the manifest: exactly its slot names, in its order, with its shapes
     /// (DuetError.slotShape otherwise: slots decoded for another manifest are refused here, not at the first call).
-    public init(manifest: Manifest, base: SlotSet) throws {
+    public init(manifest: Manifest, base: SlotSet, pinnedKey: String? = nil) throws {
         try base.check(against: manifest, what: "Base's slots")
         self.manifest = manifest
         self.base = base
+        self.pinnedKey = pinnedKey
     }
 
     /// Base's slots from a base-slots answer, checked like any answer (throws: there is nothing to fall back on).
-    public init(manifest: Manifest, baseAnswer: SlotAnswer) throws {
-        try self.init(manifest: manifest, base: try baseAnswer.checked(against: manifest))
+    public init(manifest: Manifest, baseAnswer: SlotAnswer, pinnedKey: String? = nil) throws {
+        try self.init(manifest: manifest, base: try baseAnswer.checked(against: manifest, pinnedKey: pinnedKey),
+                      pinnedKey: pinnedKey)
     }
 
-    /// Fetch Base's slots from the service and hold them.
+    /// Fetch Base's slots from the service and hold them (checked with the client's pinned key).
     public static func load(from client: ServiceClient, manifest: Manifest,
                             dtype: SlotDtype = .float32) async throws -> DeviceSlots {
-        try DeviceSlots(manifest: manifest, baseAnswer: try await client.baseSlots(dtype: dtype))
+        try DeviceSlots(manifest: manifest, baseAnswer: try await client.baseSlots(dtype: dtype), pinnedKey: client.pinnedKey)
     }
 
     /// Check an answer and make its slots current. On any error the current slots stay, `lastRefusal` records
@@ -55,7 +59,7 @@ public struct DeviceSlots: Sendable {
     @discardableResult
     public mutating func install(_ answer: SlotAnswer) throws -> SlotSet {
         do {
-            let slots = try answer.checked(against: manifest)
+            let slots = try answer.checked(against: manifest, pinnedKey: pinnedKey)
             installed = slots
             lastRefusal = nil
             return slots

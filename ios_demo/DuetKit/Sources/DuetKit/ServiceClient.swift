@@ -15,10 +15,13 @@ public struct ServiceClient: Sendable {
     public let baseURL: URL
     public let apiKey: String
     public let timeout: TimeInterval
+    /// The signing public key (base64 DER, as `cli.py keys signing-key` prints it) every manifest must name
+    /// (SigningPin); nil trusts the manifest's own `signing` (or none).
+    public let pinnedKey: String?
 
     /// A client for the service at `baseURL` (e.g. http://192.168.1.20:8000), sending `apiKey` as a bearer token.
     /// DuetError.service (status 0, code "invalid_url") unless it is an http(s) URL with a host.
-    public init(baseURL: URL, apiKey: String, timeout: TimeInterval = 30) throws {
+    public init(baseURL: URL, apiKey: String, timeout: TimeInterval = 30, pinnedKey: String? = nil) throws {
         guard let scheme = baseURL.scheme?.lowercased(), scheme == "http" || scheme == "https",
               let host = baseURL.host, !host.isEmpty else {
             throw DuetError.service(status: 0, code: "invalid_url",
@@ -27,18 +30,19 @@ public struct ServiceClient: Sendable {
         self.baseURL = baseURL
         self.apiKey = apiKey
         self.timeout = timeout
+        self.pinnedKey = pinnedKey
     }
 
     /// A client from a URL typed by a user (spaces and trailing slashes dropped); DuetError.service (status 0,
     /// code "invalid_url") if it is not an http(s) URL.
-    public init(url: String, apiKey: String, timeout: TimeInterval = 30) throws {
+    public init(url: String, apiKey: String, timeout: TimeInterval = 30, pinnedKey: String? = nil) throws {
         var text = url.trimmingCharacters(in: .whitespacesAndNewlines)
         while text.hasSuffix("/") { text.removeLast() }
         guard let parsed = URL(string: text) else {
             throw DuetError.service(status: 0, code: "invalid_url", message: "\"\(url)\" is not an http(s) URL")
         }
         do {
-            try self.init(baseURL: parsed, apiKey: apiKey, timeout: timeout)
+            try self.init(baseURL: parsed, apiKey: apiKey, timeout: timeout, pinnedKey: pinnedKey)
         } catch {
             throw DuetError.service(status: 0, code: "invalid_url", message: "\"\(url)\" is not an http(s) URL")
         }
@@ -46,13 +50,15 @@ public struct ServiceClient: Sendable {
 
     // MARK: endpoints
 
-    /// GET /v1/manifest, parsed and checked (DuetError.manifest when it is not a valid format-1 manifest or is
-    /// larger than BodyLimits.answerBody).
+    /// GET /v1/manifest, parsed and checked (DuetError.manifest when it is not a valid format-1 manifest, is
+    /// larger than BodyLimits.answerBody, or names another signing key than `pinnedKey`).
     public func manifest() async throws -> Manifest {
         let (data, _) = try await fetch(request("GET", "v1/manifest")) { size in
             DuetError.manifest("the service's manifest is larger than \(size) bytes")
         }
-        return try Manifest.parse(data, source: "the service's manifest")
+        let manifest = try Manifest.parse(data, source: "the service's manifest")
+        try SigningPin.check(manifest, pinnedKey: pinnedKey)
+        return manifest
     }
 
     /// The target's file in `cacheDirectory/<sha256>/<file>[.zip]`, its sha256 checked against the manifest.

@@ -1,4 +1,4 @@
-// Ed25519 signatures of slot blobs (mirror of toolkit/signing.py's verify): when the manifest carries `signing`,
+// Ed25519 signatures of slot blobs (mirror of toolkit/protocol/signing.py's verify): when the manifest carries `signing`,
 // every slot answer must carry X-Blob-Signature, base64 of the 64-byte Ed25519 signature over the whole body,
 // made with the key whose DER SubjectPublicKeyInfo (44 bytes, the last 32 the raw key) the manifest holds.
 //
@@ -32,7 +32,7 @@ public enum BlobSignature {
     }
 
     /// DuetError.blob unless `signature` (base64, the X-Blob-Signature header) is the Ed25519 signature of `blob`
-    /// by `publicKey` (base64 of the DER SubjectPublicKeyInfo), checked in toolkit.signing.verify's order.
+    /// by `publicKey` (base64 of the DER SubjectPublicKeyInfo), checked in toolkit.protocol.signing.verify's order.
     public static func verify(publicKey: String, blob: Data, signature: String) throws {
         guard !signature.isEmpty else {
             throw DuetError.blob("slot blob is not signed, but the manifest carries a signing key")
@@ -100,5 +100,20 @@ public enum BlobSignature {
             index += 4
         }
         return out
+    }
+}
+
+/// Key pinning (mirror of toolkit.client.check_pinned_key and the Kotlin core's SigningPin): a client built with a
+/// signing key accepts only manifests that name exactly that key, so a manifest from elsewhere can neither swap the
+/// key nor drop signing.
+public enum SigningPin {
+    /// DuetError.manifest when `pinnedKey` is set (not nil, not "") and `manifest` names another key or none.
+    public static func check(_ manifest: Manifest, pinnedKey: String?) throws {
+        guard let pinned = pinnedKey, !pinned.isEmpty else { return }
+        let found = manifest.signing?.publicKey
+        guard found != pinned else { return }
+        let said = found.map { "names the signing key \($0.prefix(12))..." } ?? "carries no signing key"
+        throw DuetError.manifest("the manifest \(said), but this client is pinned to \(pinned.prefix(12))...: refused "
+                                 + "(a manifest from elsewhere, or the service's key changed: update the pinned key)")
     }
 }

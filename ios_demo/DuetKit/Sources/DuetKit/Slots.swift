@@ -1,6 +1,6 @@
 // Slot sets (a device's swappable parameters as Float32 arrays in manifest order), the slot check against the
-// manifest (mirror of toolkit.slots.check_slots), the flat byte form (toolkit.slots.pack_flat), and the checks
-// of a generate answer (toolkit.client.check_answer: digest, signature, model version, slots, bounds).
+// manifest (mirror of toolkit.protocol.slots.check_slots), the flat byte form (toolkit.protocol.slots.pack_flat), and the checks
+// of a generate answer (toolkit.client.check_answer: digest, pin, signature, model version, slots, metadata, bounds).
 
 import Foundation
 
@@ -48,6 +48,25 @@ public struct SlotSet: Equatable, Sendable {
         try self.init(checking: try Safetensors.decode(blob).tensors, against: manifest.slots)
     }
 
+    /// DuetError.blob when a blob's own `__metadata__` (covered by its signature, unlike the X-Model-Version header)
+    /// names another model version or task than the manifest, or, under a signing manifest, names no model version
+    /// (mirror of toolkit.client.check_metadata).
+    public static func checkMetadata(_ metadata: [String: String], against manifest: Manifest) throws {
+        let version = metadata["model_version"]
+        if version == nil, manifest.signing != nil {
+            throw DuetError.blob("signed slot blob names no model version in its __metadata__: its signature binds no "
+                                 + "model version, refused")
+        }
+        if let version, version != manifest.modelVersion {
+            throw DuetError.blob("slot blob's __metadata__ names model version \(version.prefix(40)), the manifest "
+                                 + "\(manifest.modelVersion): a blob made for another run (its X-Model-Version header "
+                                 + "rewritten on the way?), refused")
+        }
+        if let task = metadata["task"], task != manifest.task {
+            throw DuetError.blob("slot blob's __metadata__ names task \(task.prefix(40)), the manifest \(manifest.task): refused")
+        }
+    }
+
     /// Slots from the flat little-endian float32 form (the manifest's slot_blob layout); a flat blob of another size
     /// than slot_blob.nbytes is DuetError.slotShape (as in the Kotlin core).
     public init(flat: Data, manifest: Manifest) throws {
@@ -63,7 +82,7 @@ public struct SlotSet: Equatable, Sendable {
         try self.init(checking: tensors, against: manifest.slots, what: "flat slots")
     }
 
-    /// Every slot's Float32 values little-endian, concatenated in manifest order (= toolkit.slots.pack_flat).
+    /// Every slot's Float32 values little-endian, concatenated in manifest order (= toolkit.protocol.slots.pack_flat).
     public var flatBytes: Data {
         var out = Data(capacity: slots.reduce(0) { $0 + 4 * $1.values.count })
         for slot in slots {
@@ -110,15 +129,17 @@ public struct SlotAnswer: Equatable, Sendable {
     }
 
     /// The answer's slots after checking, in toolkit.client.check_answer's order: the body's digest against
-    /// X-Blob-SHA256 (blob); when the manifest carries `signing`, X-Blob-Signature against its key (blob; always
-    /// refused where there is no Ed25519 verifier, see BlobSignature); the model version against the manifest's
-    /// (manifest); the safetensors (blob); the slots (slot_shape); every value against its slot's max_abs (blob).
-    public func checked(against manifest: Manifest) throws -> SlotSet {
+    /// X-Blob-SHA256 (blob); the manifest against a `pinnedKey` (manifest, SigningPin); when the manifest carries
+    /// `signing`, X-Blob-Signature against its key (blob; always refused where there is no Ed25519 verifier, see
+    /// BlobSignature); the model version against the manifest's (manifest); the safetensors (blob); the slots
+    /// (slot_shape); the blob's own metadata (blob); every value against its slot's max_abs (blob).
+    public func checked(against manifest: Manifest, pinnedKey: String? = nil) throws -> SlotSet {
         let digest = SHA256Hasher.hex(blob)
         guard digest == sha256 else {
             throw DuetError.blob("slot blob has sha256 \(digest), the service announced "
                                  + (sha256.isEmpty ? "none" : sha256) + ": corrupted in transit")
         }
+        try SigningPin.check(manifest, pinnedKey: pinnedKey)
         if let signing = manifest.signing {
             try BlobSignature.verify(publicKey: signing.publicKey, blob: blob, signature: signature)
         }
@@ -127,7 +148,9 @@ public struct SlotAnswer: Equatable, Sendable {
                                      + ", the device's program from \(manifest.modelVersion): fetch the manifest "
                                      + "and the program again")
         }
-        let slots = try SlotSet(blob: blob, manifest: manifest)
+        let file = try Safetensors.decode(blob)
+        let slots = try SlotSet(checking: file.tensors, against: manifest.slots)
+        try SlotSet.checkMetadata(file.metadata, against: manifest)
         try slots.checkBounds(against: manifest)
         return slots
     }

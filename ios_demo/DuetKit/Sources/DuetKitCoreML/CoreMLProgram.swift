@@ -1,6 +1,7 @@
 // The downloaded Core ML program (the "coreml" target, served as a zip of model.mlpackage) run with a device's
-// slots: unzip with DuetKit, compile once with MLModel.compileModel(at:), load, then predict with every input and
-// slot as an MLMultiArray named by the target's input_names. Apple platforms only: on Linux this file is empty.
+// slots: DuetKit's CompiledModelCache unzips and compiles once (MLModel.compileModel(at:)), then MLModel.load, then
+// predict with every input and slot as an MLMultiArray named by the target's input_names; the output read by
+// DuetKit's StridedOutput. Only the Core ML calls live here. Apple platforms only: on Linux this file is empty.
 
 #if canImport(CoreML)
 import CoreML
@@ -8,50 +9,38 @@ import DuetKit
 import Foundation
 
 /// Immutable after `load`; the app hands it to a background task for the benchmark (one caller at a time).
-public final class CoreMLProgram: @unchecked Sendable {
+public final class CoreMLProgram: BenchmarkProgram, @unchecked Sendable {
     public let manifest: Manifest
     public let target: Manifest.Target
     public let model: MLModel
-    /// Where the compiled model (.mlmodelc) is kept, next to the downloaded zip.
+    /// Where the compiled model (.mlmodelc) is kept, next to the downloaded zip (CompiledModelCache).
     public let compiledURL: URL
+    /// The compute units the model was loaded for (recorded as coreml_compute_units).
+    public let computeUnits: MLComputeUnits
     private let outputName: String
 
-    private init(manifest: Manifest, target: Manifest.Target, model: MLModel, compiledURL: URL) {
+    private init(manifest: Manifest, target: Manifest.Target, model: MLModel, compiledURL: URL,
+                 computeUnits: MLComputeUnits) {
         self.manifest = manifest
         self.target = target
         self.model = model
         self.compiledURL = compiledURL
+        self.computeUnits = computeUnits
         outputName = target.outputName ?? manifest.output.name
     }
 
-    /// Unzip the downloaded package next to it (once), compile it (once: the .mlmodelc stays in the same
-    /// sha256-keyed folder), and load it. Compile or load failures are DuetError.manifest (the program file is
-    /// not one this device can run); a zip that is corrupt or leaves its folder is DuetError.blob.
-    /// The program runs in fp32 on CPU and GPU by default (the Neural Engine would need an fp16 export).
+    /// The package compiled once (DuetKit's CompiledModelCache: the .mlmodelc stays in the same sha256-keyed folder)
+    /// and loaded. Compile or load failures are DuetError.manifest (the program file is not one this device can run;
+    /// a compiled model that does not load is removed, so the next load compiles again); a zip that is corrupt or
+    /// leaves its folder is DuetError.blob. The program runs in fp32 on CPU and GPU by default (the Neural Engine
+    /// would need an fp16 export).
     public static func load(packageZip: URL, manifest: Manifest, target: Manifest.Target,
                             computeUnits: MLComputeUnits = .cpuAndGPU) async throws -> CoreMLProgram {
         guard target.servedAs == .zip else {
             throw DuetError.manifest("target \(target.name) is served as a file, not as a zipped .mlpackage")
         }
-        let fm = FileManager.default
-        let folder = packageZip.deletingLastPathComponent()
-        let baseName = (target.file as NSString).deletingPathExtension
-        let compiled = folder.appendingPathComponent(baseName + ".mlmodelc", isDirectory: true)
-        if !fm.fileExists(atPath: compiled.path) {
-            let package = try ZipArchive(contentsOf: packageZip).extractAll(to: folder)
-            let temporary: URL
-            do {
-                temporary = try await MLModel.compileModel(at: package)
-            } catch {
-                throw DuetError.manifest("Core ML could not compile \(target.file): \(error.localizedDescription)")
-            }
-            do {
-                if fm.fileExists(atPath: compiled.path) { try fm.removeItem(at: compiled) }
-                try fm.moveItem(at: temporary, to: compiled)
-                try? fm.removeItem(at: package)  // the compiled model is all that is needed from now on
-            } catch {
-                throw DuetError.manifest("cannot keep the compiled \(target.file): \(error.localizedDescription)")
-            }
+        let compiled = try await CompiledModelCache.ensureCompiled(packageZip: packageZip, targetFile: target.file) {
+            try await MLModel.compileModel(at: $0)
         }
         let configuration = MLModelConfiguration()
         configuration.computeUnits = computeUnits
@@ -59,16 +48,19 @@ public final class CoreMLProgram: @unchecked Sendable {
         do {
             model = try await MLModel.load(contentsOf: compiled, configuration: configuration)
         } catch {
-            try? fm.removeItem(at: compiled)  // compile again next time
+            CompiledModelCache.forget(compiled)
             throw DuetError.manifest("Core ML could not load \(target.file): \(error.localizedDescription)")
         }
-        return CoreMLProgram(manifest: manifest, target: target, model: model, compiledURL: compiled)
+        return CoreMLProgram(manifest: manifest, target: target, model: model, compiledURL: compiled,
+                             computeUnits: computeUnits)
     }
 
-    /// The program's features for one call: inputs and slots in call_signature order, as MLMultiArrays (int32
-    /// inputs, float32 slots) named by input_names. DuetError.slotShape when an input does not fit the manifest.
-    public func features(inputs: [String: ProgramInput], slots: SlotSet) throws -> MLFeatureProvider {
-        try features(arguments: try ProgramCall.arguments(manifest: manifest, target: target, inputs: inputs, slots: slots))
+    /// What the benchmark records about the runtime: the compute units (MLComputeUnits' raw value).
+    public var settings: [(BenchmarkMetric, Double)] { [(.computeUnits, Double(computeUnits.rawValue))] }
+
+    /// The features of arguments already assembled (ProgramCall.arguments), ready for any number of calls.
+    public func prepare(_ arguments: [ProgramArgument]) throws -> PreparedCall {
+        CoreMLCall(program: self, features: try features(arguments: arguments))
     }
 
     /// The features of arguments already assembled (ProgramCall.arguments, Recommendation.rank), by runtime name.
@@ -88,12 +80,7 @@ public final class CoreMLProgram: @unchecked Sendable {
             throw DuetError.manifest("the program has no multi-array output named \(outputName); it has "
                                      + result.featureNames.sorted().joined(separator: ", "))
         }
-        return CoreMLProgram.floats(array)
-    }
-
-    /// Build the features and run one forward call.
-    public func predict(inputs: [String: ProgramInput], slots: SlotSet) throws -> [Float] {
-        try predict(try features(inputs: inputs, slots: slots))
+        return try CoreMLProgram.floats(array)
     }
 
     /// One forward call with assembled arguments (the `run` of Recommendation.rank).
@@ -101,22 +88,12 @@ public final class CoreMLProgram: @unchecked Sendable {
         try predict(try features(arguments: arguments))
     }
 
-    // MARK: MLMultiArray conversion
-
-    static func rowMajorStrides(_ shape: [Int]) -> [Int] {
-        var strides = [Int](repeating: 1, count: shape.count)
-        var step = 1
-        for axis in stride(from: shape.count - 1, through: 0, by: -1) {
-            strides[axis] = step
-            step *= shape[axis]
-        }
-        return strides
-    }
+    // MARK: MLMultiArray conversion (the arithmetic is DuetKit's StridedOutput, tested on Linux)
 
     /// A row-major MLMultiArray owning a copy of the argument's values.
     static func multiArray(_ argument: ProgramArgument) throws -> MLMultiArray {
         let shape = argument.shape.map { NSNumber(value: $0) }
-        let strides = rowMajorStrides(argument.shape).map { NSNumber(value: $0) }
+        let strides = StridedOutput.rowMajorStrides(argument.shape).map { NSNumber(value: $0) }
         switch argument.values {
         case .int32(let values):
             return try MLMultiArray(dataPointer: copy(values), shape: shape, dataType: .int32, strides: strides,
@@ -136,40 +113,32 @@ public final class CoreMLProgram: @unchecked Sendable {
         return pointer
     }
 
-    /// The values of any numeric MLMultiArray as Float32, in row-major order, whatever its strides.
-    static func floats(_ array: MLMultiArray) -> [Float] {
+    /// The values of a numeric MLMultiArray as Float32 in row-major order, whatever its strides; DuetError.manifest
+    /// for a data type DuetKit does not read.
+    static func floats(_ array: MLMultiArray) throws -> [Float] {
+        let element: OutputElement
+        switch array.dataType {
+        case .float32: element = .float32
+        case .double: element = .float64
+        case .float16: element = .float16
+        case .int32: element = .int32
+        @unknown default:
+            throw DuetError.manifest("the program's output has MLMultiArrayDataType \(array.dataType.rawValue), "
+                                     + "which DuetKit does not read")
+        }
         let shape = array.shape.map(\.intValue)
         let strides = array.strides.map(\.intValue)
-        let count = shape.reduce(1, *)
-        let dataType = array.dataType
-        return array.withUnsafeBytes { raw -> [Float] in
-            var out = [Float](repeating: 0, count: count)
-            var index = [Int](repeating: 0, count: shape.count)
-            for i in 0..<count {
-                var offset = 0
-                for axis in 0..<shape.count { offset += index[axis] * strides[axis] }
-                switch dataType {
-                case .float32:
-                    out[i] = raw.loadUnaligned(fromByteOffset: offset * 4, as: Float.self)
-                case .double:
-                    out[i] = Float(raw.loadUnaligned(fromByteOffset: offset * 8, as: Double.self))
-                case .float16:
-                    out[i] = HalfFloat.toFloat(raw.loadUnaligned(fromByteOffset: offset * 2, as: UInt16.self))
-                case .int32:
-                    out[i] = Float(raw.loadUnaligned(fromByteOffset: offset * 4, as: Int32.self))
-                @unknown default:
-                    out[i] = .nan
-                }
-                var axis = shape.count - 1
-                while axis >= 0 {
-                    index[axis] += 1
-                    if index[axis] < shape[axis] { break }
-                    index[axis] = 0
-                    axis -= 1
-                }
-            }
-            return out
+        return try array.withUnsafeBytes { raw in
+            try StridedOutput.floats(raw, shape: shape, strides: strides, element: element)
         }
     }
+}
+
+/// One prepared Core ML call: the features built once, predicted on each run.
+struct CoreMLCall: PreparedCall {
+    let program: CoreMLProgram
+    let features: MLFeatureProvider
+
+    func run() throws -> [Float] { try program.predict(features) }
 }
 #endif

@@ -1,18 +1,22 @@
+// Benchmark statistics (minibench's formulas), the record file, and BenchmarkRun beyond the golden scenarios:
+// a forward call that fails, a load without a runtime code, the benchmark's inputs.
+
 import Foundation
 import XCTest
 @testable import DuetKit
 
 final class BenchmarkTests: XCTestCase {
-    func testStatsMatchNumpy() {
-        // numpy: mean, mean of sorted[1:-1] (floor(0.1 * 13) = 1 cut per end), percentile 50/90/99
+    func testStatsAreMinibenchsMeansAndNumpysPercentiles() {
+        // Python: plain ascending sums of sorted(samples) and sorted(samples)[13 // 10 : 13 * 9 // 10]; numpy percentiles
         let stats = LatencyStats(samplesMs: [5.0, 1.0, 3.5, 2.25, 10.0, 7.75, 4.0, 6.5, 8.0, 9.0, 0.5, 12.0, 3.0])
-        XCTAssertEqual(stats.avg, 5.576923076923077, accuracy: 1e-12)
-        XCTAssertEqual(stats.trimmean, 5.454545454545454, accuracy: 1e-12)
-        XCTAssertEqual(stats.p50, 5.0, accuracy: 1e-12)
-        XCTAssertEqual(stats.p90, 9.8, accuracy: 1e-12)
-        XCTAssertEqual(stats.p99, 11.76, accuracy: 1e-12)
+        XCTAssertEqual(stats.avg, 5.576923076923077)
+        XCTAssertEqual(stats.trimmean, 5.0)  // subList(1, 11): one cut below, two above
+        XCTAssertEqual(stats.p50, 5.0)
+        XCTAssertEqual(stats.p90, 9.8)
+        XCTAssertEqual(stats.p99, 11.759999999999998)  // numpy's (q / 100) * (n - 1); 99 * 12 / 100 gives ...02
         let single = LatencyStats(samplesMs: [4])
-        XCTAssertEqual([single.avg, single.trimmean, single.p50, single.p99], [4, 4, 4, 4])
+        XCTAssertEqual([single.avg, single.p50, single.p99], [4, 4, 4])
+        XCTAssertTrue(single.trimmean.isNaN)  // subList(0, 0): no trimmed mean, its record is left out
     }
 
     func testRecordsFollowTheMinibenchFormat() throws {
@@ -20,45 +24,42 @@ final class BenchmarkTests: XCTestCase {
         let model = BenchmarkModel(target: try manifest.target("coreml"), manifest: manifest)
         XCTAssertEqual(model, BenchmarkModel(name: "model", backend: "coreml", quantization: "none"))
         XCTAssertEqual(BenchmarkModel(target: try manifest.target("tflite"), manifest: manifest).backend, "litert")
-        let device = DeviceInfo(device: "iPhone15,2", arch: "arm64", os: "iOS 17.4", totalMem: 6_000_000_000, availMem: 2_000_000_000)
-        let results = BenchmarkResults(latenciesMs: [1, 2, 3, 4], modelLoadMs: 250.5, peakMemoryMB: 80.25, slotSwapMs: 1.5,
-                                       generateRoundTripMs: 12.75)
-        let records = results.records(model: model, device: device)
-        XCTAssertEqual(records.map(\.metric), BenchmarkMetric.allCases.map(\.rawValue))
+        let device = DeviceInfo.apple(model: "iPhone15,2", osVersion: (17, 4, 1), totalMem: 6_000_000_000, availMem: 2_000_000_000)
+        XCTAssertEqual(device, DeviceInfo(device: "Apple", arch: "iPhone15,2", os: "iOS 17.4.1", totalMem: 6_000_000_000,
+                                          availMem: 2_000_000_000))
+        let records = [BenchmarkRecord(model: model, metric: .avgLatency, actualValue: 2.5, deviceInfo: device),
+                       BenchmarkRecord(model: model, metric: .loadStatus, actualValue: 0, deviceInfo: device),
+                       BenchmarkRecord.failure(model: model, device: device, step: "slot_swap",
+                                               error: DuetError.blob("slot blob has sha256 0: corrupted\nin transit"))]
         let dir = try TestPaths.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = try BenchmarkRecord.write(records, toDirectory: dir)
         XCTAssertEqual(url.lastPathComponent, "benchmark_results.json")
         let parsed = try JSONValue.parse(Data(contentsOf: url))
         guard let array = parsed.arrayValue, let first = array.first?.objectValue else { return XCTFail("not an array") }
-        XCTAssertEqual(array.count, 10)
+        XCTAssertEqual(array.count, 3)
         XCTAssertEqual(first.keys, ["benchmarkModel", "metric", "actualValue", "targetValue", "deviceInfo"])
         XCTAssertEqual(first["benchmarkModel"]?.objectValue?.keys, ["name", "backend", "quantization"])
         XCTAssertEqual(first["deviceInfo"]?.objectValue?.keys, ["device", "arch", "os", "totalMem", "availMem"])
-        XCTAssertEqual(first["metric"], .string("avg_inference_latency(ms)"))
         XCTAssertEqual(first["actualValue"]?.numberValue, 2.5)
-        XCTAssertEqual(first["targetValue"]?.numberValue, 0)
         XCTAssertEqual(first["deviceInfo"]?.objectValue?["totalMem"], .int(6_000_000_000))
-        let load = array.first { $0.objectValue?["metric"] == .string("load_status") }
-        XCTAssertEqual(load?.objectValue?["actualValue"], .int(0))
-        XCTAssertEqual(array.last?.objectValue?["actualValue"]?.numberValue, 12.75)
+        XCTAssertEqual(array[1].objectValue?["actualValue"], .int(0))
+        let failure = try XCTUnwrap(array[2].objectValue)
+        XCTAssertEqual(failure["metric"], .string("benchmark_failed"))
+        XCTAssertEqual(failure["actualValue"], .int(1))
+        XCTAssertEqual(failure["error"], .string("slot_swap: blob: slot blob has sha256 0: corrupted in transit"))
     }
 
     func testNonFiniteValuesAreOmittedNeverWrittenAsMinusOne() throws {
-        let manifest = try sampleManifest()
-        let model = BenchmarkModel(target: try manifest.target("coreml"), manifest: manifest)
+        let model = BenchmarkModel(name: "m", backend: "coreml", quantization: "none")
         let device = DeviceInfo(device: "d", arch: "arm64", os: "iOS 17.4", totalMem: 1, availMem: 1)
-        // offline: no generate round trip (NaN, the default); a broken clock: an infinite slot swap
-        let results = BenchmarkResults(latenciesMs: [1, 2], modelLoadMs: 3, peakMemoryMB: .nan, slotSwapMs: .infinity)
-        let records = results.records(model: model, device: device)
-        XCTAssertEqual(records.map(\.metric), ["avg_inference_latency(ms)", "trimmean_inference_latency(ms)",
-                                               "p50_inference_latency(ms)", "p90_inference_latency(ms)",
-                                               "p99_inference_latency(ms)", "model_load_time(ms)", "load_status"])
-        let forged = BenchmarkRecord(model: model, metric: .slotSwapLatency, actualValue: -.infinity, deviceInfo: device)
-        XCTAssertFalse(forged.isWritable)
-        let written = try JSONValue.parse(BenchmarkRecord.jsonData(records + [forged])).arrayValue
-        XCTAssertEqual(written?.count, records.count)
-        XCTAssertFalse(String(decoding: BenchmarkRecord.jsonData(records + [forged]), as: UTF8.self).contains("-1"))
+        let forged = [BenchmarkRecord(model: model, metric: .slotSwapLatency, actualValue: -.infinity, deviceInfo: device),
+                      BenchmarkRecord(model: model, metric: .trimmeanLatency, actualValue: .nan, deviceInfo: device),
+                      BenchmarkRecord(model: model, metric: .p50Latency, actualValue: 1.5, deviceInfo: device)]
+        XCTAssertEqual(forged.map(\.isWritable), [false, false, true])
+        let written = try JSONValue.parse(BenchmarkRecord.jsonData(forged)).arrayValue
+        XCTAssertEqual(written?.count, 1)
+        XCTAssertFalse(String(decoding: BenchmarkRecord.jsonData(forged), as: UTF8.self).contains("-1"))
     }
 
     func testTheModelNameIsTheFileWithoutItsLastExtension() {
@@ -68,68 +69,90 @@ final class BenchmarkTests: XCTestCase {
         XCTAssertEqual(BenchmarkModel.name(ofFile: "model"), "model")
     }
 
-    /// A clock that advances by the given steps, one per reading (start, end, start, end, ...).
-    final class SteppingClock {
-        private var now = 0.0
-        private var steps: [Double]
-        private(set) var readings = 0
-        init(durations: [Double]) { steps = durations.flatMap { [0, $0] } }
-        func read() -> Double {
-            readings += 1
-            if !steps.isEmpty { now += steps.removeFirst() }
-            return now
+    func testInputsAreTheKotlinCoresExampleInputsWithTheBodysHistory() throws {
+        let manifest = try sampleManifest()  // ids up to 99, history (1, 4), candidates (1, 3)
+        let plain = try BenchmarkInputs.of(manifest: manifest, body: nil)
+        XCTAssertEqual(plain["history"]?.values, .int32([1, 2, 3, 4]))
+        XCTAssertEqual(plain["candidates"]?.values, .int32([1, 2, 3]))
+        let body = try XCTUnwrap(Recommendation.benchmarkBody(manifest: manifest, now: 1000))
+        XCTAssertEqual(try BenchmarkInputs.of(manifest: manifest, body: body)["history"]?.values, .int32([1, 2, 3, 4]))
+        let typed = Recommendation.body(manifest: manifest, deviceID: "d", recent: [7, 8], now: 1000)
+        XCTAssertEqual(try BenchmarkInputs.of(manifest: manifest, body: typed)["history"]?.values, .int32([0, 0, 7, 8]))
+    }
+
+    /// A stand-in runtime: counts forward calls, can fail them; the load can fail without a runtime code.
+    final class Stub: BenchmarkHost, BenchmarkProgram, PreparedCall {
+        var forwards = 0
+        let failForward: Bool
+        let failLoad: Bool
+        init(failForward: Bool = false, failLoad: Bool = false) {
+            self.failForward = failForward
+            self.failLoad = failLoad
+        }
+        var canGenerate: Bool { false }
+        var settings: [(BenchmarkMetric, Double)] { [(.computeUnits, 1)] }
+        func load() async throws -> BenchmarkProgram {
+            if failLoad { throw DuetError.manifest("Core ML could not load model.mlpackage") }
+            return self
+        }
+        func memoryMB() -> Double { 10 }
+        func generate() async throws -> SlotAnswer { throw DuetError.manifest("offline") }
+        func swapAnswer() async throws -> SlotAnswer { XCTFail("no swap after a failed forward"); return answer(Data()) }
+        func prepare(_ arguments: [ProgramArgument]) throws -> PreparedCall { self }
+        func run() throws -> [Float] {
+            if failForward { throw DuetError.slotShape("the runtime failed to predict") }
+            forwards += 1
+            return []
         }
     }
 
-    func testForwardLatencyTimesNumIterCallsAfterNumWarmUpIterUntimed() {
-        var calls = 0
-        let clock = SteppingClock(durations: [5, 1, 2, 3])
-        let samples = BenchmarkSampling.forwardLatencies(numIter: 4, numWarmUpIter: 3, clock: clock.read) { calls += 1 }
-        XCTAssertEqual(calls, 7)
-        XCTAssertEqual(clock.readings, 8)  // the warm-up calls are not timed
-        XCTAssertEqual(samples, [5, 1, 2, 3])
-        XCTAssertEqual(BenchmarkSampling.forwardLatencies(numIter: 0, numWarmUpIter: 0) { calls += 1 }, [])
-    }
-
-    func testSlotSwapIsTheP50OfFiveTimedSwapsAfterOneWarmUp() throws {
+    func run(_ stub: Stub) async throws -> [BenchmarkRecord] {
         let manifest = try sampleManifest()
-        let device = try DeviceSlots(manifest: manifest, baseAnswer: answer(sampleSlotBlob()))
-        let generated = answer(sampleSlotBlob(b: [7, 8, 9]))
-        var forwards: [SlotSet] = []
-        // warm-up 100 ms (dropped), then 4, 1, 3, 9, 2: p50 = 3
-        let clock = SteppingClock(durations: [100, 4, 1, 3, 9, 2])
-        let p50 = try BenchmarkSampling.slotSwapMs(answer: generated, slots: device, clock: clock.read) { forwards.append($0) }
-        XCTAssertEqual(p50, 3)
-        XCTAssertEqual(forwards.count, 6)  // 1 warm-up + 5 timed, each the first forward with the installed slots
-        XCTAssertTrue(forwards.allSatisfy { $0.slots[1].values == [7, 8, 9] })
-        XCTAssertTrue(device.isUsingBase)  // the caller's slots are not changed
-        // a refused answer is not a swap
-        assertDuetError("manifest") {
-            try BenchmarkSampling.slotSwapMs(answer: answer(sampleSlotBlob(), version: "ffffffffffffffff"), slots: device) { _ in }
-        }
+        let base = try SlotSet(blob: sampleSlotBlob(), manifest: manifest)
+        let run = BenchmarkRun(manifest: manifest, target: try manifest.target("coreml"), base: base,
+                               inputs: try BenchmarkInputs.of(manifest: manifest, body: nil), warmUp: 1, iterations: 3,
+                               memory: .footprint)
+        return await run.run(host: stub, model: BenchmarkModel(name: "model", backend: "coreml", quantization: "none"),
+                             device: DeviceInfo.apple(model: "x", osVersion: (17, 0, 0), totalMem: 1, availMem: 1))
     }
 
-    func testGenerateRoundTripIsTheP50OfFiveCheckedAnswersAfterOneWarmUpNotInstalled() async throws {
+    func testAForwardThatFailsIsAFailureRecordAndTheSwapIsSkipped() async throws {
+        let records = try await run(Stub(failForward: true))
+        XCTAssertEqual(records.map(\.metric), ["model_load_time(ms)", "load_status", "phys_footprint_usage(mb)",
+                                               "phys_footprint_peak(mb)", "coreml_compute_units", "benchmark_failed"])
+        XCTAssertEqual(records.last?.error, "forward: slot_shape: the runtime failed to predict")
+    }
+
+    func testALoadWithoutARuntimeCodeHasStatusMinusOne() async throws {
+        let records = try await run(Stub(failLoad: true))
+        XCTAssertEqual(records.map(\.metric), ["model_load_time(ms)", "load_status", "benchmark_failed"])
+        XCTAssertEqual(records[1].actualValue, -1)  // minibench's code for a failure that carries none
+        XCTAssertEqual(records[2].error, "load: manifest: Core ML could not load model.mlpackage")
+    }
+
+    func testAnOfflineRunSwapsBasesSlotsAndHasNoRoundTrip() async throws {
+        final class Offline: BenchmarkHost, BenchmarkProgram, PreparedCall {
+            var forwards = 0
+            var canGenerate: Bool { false }
+            var settings: [(BenchmarkMetric, Double)] { [] }
+            func load() async throws -> BenchmarkProgram { self }
+            func memoryMB() -> Double { 10 }
+            func generate() async throws -> SlotAnswer { throw DuetError.manifest("offline") }
+            func swapAnswer() async throws -> SlotAnswer { answer(sampleSlotBlob(w: [6, 5, 4, 3, 2, 1])) }
+            func prepare(_ arguments: [ProgramArgument]) throws -> PreparedCall { self }
+            func run() throws -> [Float] { forwards += 1; return [] }
+        }
         let manifest = try sampleManifest()
-        var posts = 0
-        let clock = SteppingClock(durations: [50, 10, 30, 20, 40, 60])  // p50 of 10, 30, 20, 40, 60 = 30
-        let p50 = try await BenchmarkSampling.generateRoundTripMs(manifest: manifest, clock: clock.read) {
-            posts += 1
-            return answer(sampleSlotBlob())
-        }
-        XCTAssertEqual(p50, 30)
-        XCTAssertEqual(posts, 6)
-        // the answer is checked: a corrupt one fails the measurement
-        var corrupt = sampleSlotBlob()
-        let digest = SHA256Hasher.portableHex(corrupt)
-        corrupt[corrupt.count - 1] ^= 1
-        do {
-            _ = try await BenchmarkSampling.generateRoundTripMs(manifest: manifest) {
-                SlotAnswer(blob: corrupt, sha256: digest, modelVersion: manifest.modelVersion)
-            }
-            XCTFail("a corrupt answer must not be timed as a round trip")
-        } catch let error as DuetError {
-            XCTAssertEqual(error.reasonID, "blob")
-        }
+        let host = Offline()
+        let run = BenchmarkRun(manifest: manifest, target: nil, base: try SlotSet(blob: sampleSlotBlob(), manifest: manifest),
+                               inputs: try BenchmarkInputs.of(manifest: manifest, body: nil), warmUp: 2, iterations: 4,
+                               memory: .footprint)
+        let records = await run.run(host: host, model: BenchmarkModel(name: "m", backend: "coreml", quantization: "none"),
+                                    device: DeviceInfo(device: "d", arch: "a", os: "o", totalMem: 1, availMem: 1))
+        XCTAssertEqual(records.map(\.metric), ["avg_inference_latency(ms)", "trimmean_inference_latency(ms)",
+                                               "p50_inference_latency(ms)", "p90_inference_latency(ms)",
+                                               "p99_inference_latency(ms)", "model_load_time(ms)", "load_status",
+                                               "phys_footprint_usage(mb)", "phys_footprint_peak(mb)", "slot_swap_latency(ms)"])
+        XCTAssertEqual(host.forwards, 2 + 4 + BenchmarkRun.swapWarmUp + BenchmarkRun.swapTimed)
     }
 }

@@ -60,7 +60,7 @@ final class GoldenTests: XCTestCase {
     func testEverySectionOfExpectedJSONIsChecked() throws {
         // a section added to the golden files must get a test here, not be skipped silently
         XCTAssertEqual(Set(try expected().keys), ["manifest", "manifests", "blobs", "requests", "zips", "stats", "trust",
-                                                   "benchmark_results"])
+                                                   "pinning", "sampling", "benchmark_results"])
     }
 
     func testManifests() throws {
@@ -139,6 +139,8 @@ final class GoldenTests: XCTestCase {
                     assertDuetError("blob", contains: "signature does not match") { try answer.checked(against: manifest) }
                 case "bounds":
                     assertDuetError("blob", contains: "beyond its bound") { try answer.checked(against: manifest) }
+                case "version":
+                    assertDuetError("blob", contains: "model version") { try answer.checked(against: manifest) }
                 default:
                     XCTFail("\(why): unknown error \(error!)")
                 }
@@ -156,13 +158,65 @@ final class GoldenTests: XCTestCase {
                 assertDuetError("blob", contains: "beyond its bound 2 (manifest max_abs): refused as poisoned") {
                     try answer.checked(against: unsigned)
                 }
+            case "version":
+                // unsigned, a blob of another run is still refused by its metadata; one naming no version is not
+                // (only a signature needs the version bound to it)
+                if try Safetensors.decode(blob).metadata["model_version"] != nil {
+                    assertDuetError("blob", contains: "names model version") { try answer.checked(against: unsigned) }
+                } else {
+                    XCTAssertNoThrow(try answer.checked(against: unsigned), why)
+                }
             default:
                 // a signature case: only the signature decides (trusted-tampered.safetensors, unsigned, is beyond
                 // its bounds too: the flipped bit turns head.1.bias's -2 into -8)
                 break
             }
         }
-        XCTAssertEqual(kinds, ["accepted", "signature", "bounds"], "the trust cases cover every outcome")
+        XCTAssertEqual(kinds, ["accepted", "signature", "bounds", "version"], "the trust cases cover every outcome")
+    }
+
+    /// expected.json "pinning": a client pinned to the golden key refuses (manifest, "pinned") a manifest naming
+    /// another key or none, in ServiceClient.manifest's check (SigningPin) and in every answer's check. The accepted
+    /// case needs a verifier: with CryptoKit it gives the flat bytes, on Linux the no-verifier refusal.
+    func testAPinnedKeyCannotBeReplacedByAManifest() throws {
+        guard let pinning = try expected()["pinning"]?.objectValue, let pinned = pinning["pinned_key"]?.stringValue,
+              let items = pinning["cases"]?.arrayValue, !items.isEmpty else {
+            throw TestSetupFailure("expected.json has no pinning section")
+        }
+        var kinds = Set<String>()
+        for value in items {
+            let item = try XCTUnwrap(value.objectValue)
+            let manifestFile = try XCTUnwrap(item["manifest"]?.stringValue)
+            let manifest = try Manifest.parse(try load(manifestFile), source: manifestFile)
+            let blob = try load(try XCTUnwrap(item["blob"]?.stringValue))
+            let answer = SlotAnswer(blob: blob, sha256: SHA256Hasher.portableHex(blob), modelVersion: manifest.modelVersion,
+                                    signature: try XCTUnwrap(item["signature"]?.stringValue))
+            let why = "\(manifestFile): \(item["why"]?.stringValue ?? "")"
+            let error = item["error"]?.stringValue
+            kinds.insert(error ?? "accepted")
+            switch error {
+            case nil:
+                XCTAssertNoThrow(try SigningPin.check(manifest, pinnedKey: pinned), why)
+                #if canImport(CryptoKit)
+                let flat = try XCTUnwrap(item["flat"]?.stringValue)
+                XCTAssertEqual(try answer.checked(against: manifest, pinnedKey: pinned).flatBytes, try load(flat), why)
+                #else
+                assertDuetError("blob", contains: BlobSignature.noVerifierMessage) {
+                    try answer.checked(against: manifest, pinnedKey: pinned)
+                }
+                #endif
+            case "pinned":
+                assertDuetError("manifest", contains: "but this client is pinned") {
+                    try SigningPin.check(manifest, pinnedKey: pinned)
+                }
+                assertDuetError("manifest", contains: "but this client is pinned") {
+                    try answer.checked(against: manifest, pinnedKey: pinned)
+                }
+            default:
+                XCTFail("\(why): unknown error \(error!)")
+            }
+        }
+        XCTAssertEqual(kinds, ["accepted", "pinned"])
     }
 
     func testRequestsEncodeToTheSameBytesAsToolkitWire() throws {
@@ -210,9 +264,7 @@ final class GoldenTests: XCTestCase {
         }
     }
 
-    /// Decision 6: the percentiles equal numpy's exactly (==); avg and trimmean sum in ascending order and are
-    /// compared within 1e-12 relative, because numpy.mean sums pairwise in the given order (the avg of these
-    /// samples differs from numpy's in its last bit).
+    /// The statistics equal the golden doubles exactly (==): minibench's ascending sums, numpy's percentiles.
     func testStats() throws {
         guard let stats = try expected()["stats"]?.objectValue, let items = stats["samples_ms"]?.arrayValue else {
             throw TestSetupFailure("expected.json has no stats.samples_ms")
@@ -225,22 +277,67 @@ final class GoldenTests: XCTestCase {
             guard let value = stats[name]?.numberValue else { throw TestSetupFailure("expected.json stats has no \(name)") }
             return value
         }
-        for (name, value) in [("p50", got.p50), ("p90", got.p90), ("p99", got.p99)] {
+        for (name, value) in [("avg", got.avg), ("trimmean", got.trimmean), ("p50", got.p50), ("p90", got.p90),
+                              ("p99", got.p99)] {
             XCTAssertEqual(value, try want(name), name)  // exact
-        }
-        for (name, value) in [("avg", got.avg), ("trimmean", got.trimmean)] {
-            let expected = try want(name)
-            XCTAssertEqual(value, expected, accuracy: 1e-12 * abs(expected), name)
         }
     }
 
-    /// expected.json "benchmark_results": the records file an app writes, rebuilt with DuetKit's own code
-    /// (BenchmarkResults of the samples of `latency_from` and the extra pairs, each extra metric in its field, whose
-    /// `records` are the LatencyStats records then the extra ones; the entry's model and device) and written by
+    /// Run a golden sampling scenario with DuetKit's BenchmarkRun against its scripted host.
+    func play(_ scenario: JSONObject, model: BenchmarkModel, device: DeviceInfo) async throws
+        -> (ScriptedHost, [BenchmarkRecord]) {
+        let manifest = try Manifest.parse(try load(try XCTUnwrap(try expected()["manifest"]?.stringValue)))
+        let script = try XCTUnwrap(scenario["script"]?.objectValue)
+        let host = try ScriptedHost(script: script, manifest: manifest, canGenerate: scenario["service"] == .bool(true),
+                                    load: load)
+        let memory: MemoryMetrics
+        switch scenario["memory_metric"]?.stringValue {
+        case "ram_pss": memory = .pss
+        case "phys_footprint": memory = .footprint
+        default: throw TestSetupFailure("unknown memory_metric in \(scenario)")
+        }
+        let run = BenchmarkRun(manifest: manifest, target: try manifest.target("executorch"), base: host.slots["base"]!,
+                               inputs: try BenchmarkInputs.of(manifest: manifest, body: nil),
+                               warmUp: try XCTUnwrap(scenario["num_warm_up_iter"]?.intValue),
+                               iterations: try XCTUnwrap(scenario["num_iter"]?.intValue), memory: memory, clock: host)
+        return (host, await run.run(host: host, model: model, device: device))
+    }
+
+    func scenarios() throws -> [JSONObject] {
+        guard let items = try expected()["sampling"]?.arrayValue, !items.isEmpty else {
+            throw TestSetupFailure("expected.json has no sampling scenarios")
+        }
+        return try items.map { try XCTUnwrap($0.objectValue) }
+    }
+
+    /// expected.json "sampling": the one sampling sequence. Each scenario's script played against BenchmarkRun must
+    /// give the scenario's trace (every operation and clock read in order: what lies inside each timed region, which
+    /// slots are bound) and its records (metrics in order, values exactly, a failure's error starting with its step).
+    func testTheSamplingSequence() async throws {
+        let model = BenchmarkModel(name: "model", backend: "xnnpack", quantization: "int8")
+        let device = DeviceInfo.apple(model: "iPhone15,2", osVersion: (17, 4, 0), totalMem: 1, availMem: 1)
+        for scenario in try scenarios() {
+            let name = scenario["name"]?.stringValue ?? "?"
+            let (host, records) = try await play(scenario, model: model, device: device)
+            XCTAssertEqual(host.trace, scenario["trace"]?.arrayValue?.compactMap(\.stringValue), "\(name): trace")
+            let want = try XCTUnwrap(scenario["records"]?.arrayValue).compactMap(\.objectValue)
+            XCTAssertEqual(records.map(\.metric), want.compactMap { $0["metric"]?.stringValue }, "\(name): metrics")
+            for (w, r) in zip(want, records) {
+                XCTAssertEqual(r.actualValue, w["value"]?.numberValue, "\(name): \(r.metric)")
+                if let error = w["error"]?.stringValue {
+                    XCTAssertTrue(r.error.hasPrefix(error), "\(name): \(r.metric) error '\(r.error)' should start with '\(error)'")
+                } else {
+                    XCTAssertEqual(r.error, "", "\(name): \(r.metric)")
+                }
+            }
+        }
+    }
+
+    /// expected.json "benchmark_results": the records file an app writes, rebuilt with DuetKit's own code (the
+    /// scenario it names played by BenchmarkRun with the entry's model and device) and written by
     /// BenchmarkRecord.write; parsed, it must be the golden file: the same records in the same order, the same keys,
-    /// every value equal. Numbers as in testStats: avg and trimmean within 1e-12 relative, the rest exactly (an
-    /// integral value may be written as 0 where Python writes 0.0: the same JSON number).
-    func testBenchmarkResultsFile() throws {
+    /// every value equal (an integral value may be written as 0 where Python writes 0.0: the same JSON number).
+    func testBenchmarkResultsFile() async throws {
         let root = try expected()
         guard let entry = root["benchmark_results"]?.objectValue else {
             throw TestSetupFailure("expected.json has no benchmark_results section")
@@ -259,40 +356,15 @@ final class GoldenTests: XCTestCase {
         let d = entry["device"]?.objectValue
         let device = DeviceInfo(device: try text(d, "device"), arch: try text(d, "arch"), os: try text(d, "os"),
                                 totalMem: try int64(d, "totalMem"), availMem: try int64(d, "availMem"))
-        let from = try text(entry, "latency_from")
-        guard let items = root[from]?.objectValue?["samples_ms"]?.arrayValue, !items.isEmpty else {
-            throw TestSetupFailure("expected.json has no \(from).samples_ms")
+        let scenarioName = try text(entry, "scenario")
+        guard let scenario = try scenarios().first(where: { $0["name"]?.stringValue == scenarioName }) else {
+            throw TestSetupFailure("benchmark_results names no sampling scenario \(scenarioName)")
         }
-        let samples = items.compactMap(\.numberValue)
-        XCTAssertEqual(samples.count, items.count)
-        guard let pairs = entry["extra"]?.arrayValue, !pairs.isEmpty else {
-            throw TestSetupFailure("expected.json benchmark_results has no extra records")
-        }
-        var extra: [BenchmarkMetric: Double] = [:]
-        for pair in pairs {
-            guard let items = pair.arrayValue, items.count == 2, let name = items[0].stringValue,
-                  let value = items[1].numberValue else {
-                throw TestSetupFailure("benchmark_results: an extra entry is not [metric, value]")
-            }
-            guard let metric = BenchmarkMetric(rawValue: name) else {
-                throw TestSetupFailure("benchmark_results: extra metric \(name) is not a DuetKit BenchmarkMetric")
-            }
-            XCTAssertNil(extra.updateValue(value, forKey: metric), "extra metric \(name) twice")
-        }
-        let fields: [BenchmarkMetric] = [.modelLoadTime, .loadStatus, .peakMemory, .slotSwapLatency, .generateRoundTrip]
-        for metric in extra.keys where !fields.contains(metric) {
-            throw TestSetupFailure("benchmark_results: \(metric.rawValue) is not a BenchmarkResults field")
-        }
-        let loadStatus = try XCTUnwrap(Int(exactly: extra[.loadStatus] ?? 0), "load_status is not an integer")
-        let results = BenchmarkResults(latenciesMs: samples, modelLoadMs: extra[.modelLoadTime] ?? .nan,
-                                       loadStatus: loadStatus, peakMemoryMB: extra[.peakMemory] ?? .nan,
-                                       slotSwapMs: extra[.slotSwapLatency] ?? .nan,
-                                       generateRoundTripMs: extra[.generateRoundTrip] ?? .nan)
-
+        let records = try await play(scenario, model: model, device: device).1
         let name = try text(entry, "file")
         let dir = try TestPaths.temporaryDirectory("golden-records")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let url = try BenchmarkRecord.write(results.records(model: model, device: device), toDirectory: dir)
+        let url = try BenchmarkRecord.write(records, toDirectory: dir)
         XCTAssertEqual(url.lastPathComponent, name)
         let written = try JSONValue.parse(Data(contentsOf: url))
         let golden: JSONValue
@@ -305,13 +377,10 @@ final class GoldenTests: XCTestCase {
             return XCTFail("\(name): golden \(golden.kindName), written \(written.kindName); both should be arrays")
         }
         XCTAssertEqual(got.count, want.count, "\(name): records written vs in the golden file")
-        let means: Set<String> = [BenchmarkMetric.avgLatency.rawValue, BenchmarkMetric.trimmeanLatency.rawValue]
         var problems: [String] = []
         for (i, (w, g)) in zip(want, got).enumerated() {
             let metric = w.objectValue?["metric"]?.stringValue ?? "?"
-            jsonDiff("\(name)[\(i)] (\(metric))", w, g, relative: { key in
-                key == "actualValue" && means.contains(metric) ? 1e-12 : 0
-            }, key: "", into: &problems)
+            jsonDiff("\(name)[\(i)] (\(metric))", w, g, relative: { _ in 0 }, key: "", into: &problems)
         }
         XCTAssertTrue(problems.isEmpty, "written records differ from the golden \(name):\n"
                       + problems.joined(separator: "\n"))

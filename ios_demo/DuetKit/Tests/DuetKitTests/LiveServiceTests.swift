@@ -209,6 +209,47 @@ final class LiveServiceTests: XCTestCase {
         XCTAssertEqual(again, file)
         XCTAssertEqual(filesUnder(cache), ["\(target.sha256)/\(target.servedFileName)"])
     }
+
+    /// The benchmark against the real service (what the app's Benchmark tab runs), with a stand-in runtime (no Core
+    /// ML here): the round trip and the swap use real answers, and the swap binds device 0's generated slots.
+    func testTheBenchmarkRunsAgainstTheService() async throws {
+        final class Program: BenchmarkProgram, PreparedCall {
+            var forwards = 0
+            var lastSlots = Data()
+            var settings: [(BenchmarkMetric, Double)] { [(.computeUnits, 1)] }
+            func prepare(_ arguments: [ProgramArgument]) throws -> PreparedCall {
+                var flat = Data()
+                for argument in arguments where argument.name.contains(".") {
+                    if case .float32(let values) = argument.values {
+                        for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { flat.append(contentsOf: $0) } }
+                    }
+                }
+                lastSlots = flat
+                return self
+            }
+            func run() throws -> [Float] { forwards += 1; return [] }
+        }
+        let live = try LiveFixture.shared()
+        let client = try live.client
+        let manifest = try await client.manifest()
+        let base = try await client.baseSlots().checked(against: manifest)
+        let body = live.devices[0].body
+        let program = Program()
+        let host = ServiceBenchmarkHost(client: client, body: body, loader: { program }, memory: { 100 })
+        let run = BenchmarkRun(manifest: manifest, target: try manifest.target(live.target), base: base,
+                               inputs: try BenchmarkInputs.of(manifest: manifest, body: body), warmUp: 2, iterations: 4,
+                               memory: .footprint)
+        let records = await run.run(host: host, model: BenchmarkModel(target: try manifest.target(live.target), manifest: manifest),
+                                    device: DeviceInfo.apple(model: "x", osVersion: (17, 0, 0), totalMem: 1, availMem: 1))
+        XCTAssertEqual(records.map(\.metric), ["avg_inference_latency(ms)", "trimmean_inference_latency(ms)",
+                                               "p50_inference_latency(ms)", "p90_inference_latency(ms)",
+                                               "p99_inference_latency(ms)", "model_load_time(ms)", "load_status",
+                                               "phys_footprint_usage(mb)", "phys_footprint_peak(mb)",
+                                               "generate_round_trip(ms)", "slot_swap_latency(ms)", "coreml_compute_units"])
+        XCTAssertEqual(program.forwards, 2 + 4 + BenchmarkRun.swapWarmUp + BenchmarkRun.swapTimed)
+        XCTAssertEqual(program.lastSlots, live.devices[0].flat)
+        XCTAssertGreaterThan(records.first { $0.metric == "generate_round_trip(ms)" }?.actualValue ?? 0, 0)
+    }
 }
 
 extension Manifest {
@@ -227,4 +268,5 @@ extension Manifest.Target {
                         quantization: quantization, servedAs: servedAs, inputNames: inputNames,
                         outputName: outputName, notes: notes)
     }
+
 }

@@ -246,4 +246,48 @@ final class BlobSignatureTests: XCTestCase {
         let bare = try XCTUnwrap(HTTPURLResponse(url: url, statusCode: 200, httpVersion: "HTTP/1.1", headerFields: [:]))
         XCTAssertEqual(ServiceClient.slotAnswer(body: Data(), response: bare).signature, "")
     }
+
+    // MARK: the blob's own metadata binds the model version; key pinning
+
+    func testTheBlobsMetadataMustNameTheManifestsModelVersionAndTask() throws {
+        let manifest = try sampleManifest()
+        let signedManifest = try signed()
+        XCTAssertNoThrow(try SlotSet.checkMetadata(["model_version": "0123456789abcdef", "task": "recommendation"], against: signedManifest))
+        assertDuetError("blob", contains: "names model version fedcba9876543210, the manifest 0123456789abcdef") {
+            try SlotSet.checkMetadata(["model_version": "fedcba9876543210"], against: manifest)
+        }
+        assertDuetError("blob", contains: "names no model version") { try SlotSet.checkMetadata([:], against: signedManifest) }
+        XCTAssertNoThrow(try SlotSet.checkMetadata([:], against: manifest))  // unsigned: nothing to bind
+        assertDuetError("blob", contains: "names task image") {
+            try SlotSet.checkMetadata(["model_version": "0123456789abcdef", "task": "image"], against: manifest)
+        }
+        // in an answer's check, after the slots: a blob of another run whose header was rewritten
+        let other = safetensors(header: #"{"__metadata__":{"model_version":"fedcba9876543210"},"head.w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},"head.b":{"dtype":"F32","shape":[3],"data_offsets":[24,36]}}"#,
+                                data: f32Bytes([1, 2, 3, 4, 5, 6, 0.5, -0.5, 0.25]))
+        assertDuetError("blob", contains: "a blob made for another run") { try answer(other).checked(against: manifest) }
+    }
+
+    func testAPinnedKeyMustBeTheManifestsAndCannotBeDropped() throws {
+        let manifest = try signed()
+        XCTAssertNoThrow(try SigningPin.check(manifest, pinnedKey: goldenPublicKey))
+        XCTAssertNoThrow(try SigningPin.check(try sampleManifest(), pinnedKey: nil))
+        XCTAssertNoThrow(try SigningPin.check(try sampleManifest(), pinnedKey: ""))
+        let otherKey = Data(BlobSignature.spkiPrefix + [UInt8](repeating: 9, count: 32)).base64EncodedString()
+        let swapped = manifest.withSigning(Manifest.Signing(algorithm: "ed25519", publicKey: otherKey))
+        assertDuetError("manifest", contains: "names the signing key \(otherKey.prefix(12))..., but this client is pinned to \(goldenPublicKey.prefix(12))...") {
+            try SigningPin.check(swapped, pinnedKey: goldenPublicKey)
+        }
+        assertDuetError("manifest", contains: "carries no signing key, but this client is pinned") {
+            try answer(sampleSlotBlob()).checked(against: try sampleManifest(), pinnedKey: goldenPublicKey)
+        }
+        // the device holds its pin: an answer under a swapped manifest is refused before any signature is looked at
+        var device = try DeviceSlots(manifest: swapped, base: try SlotSet(flat: sampleSlotBlobFlat(), manifest: swapped),
+                                     pinnedKey: goldenPublicKey)
+        assertDuetError("manifest", contains: "pinned") { try device.install(answer(sampleSlotBlob())) }
+        XCTAssertTrue(device.isUsingBase)
+        XCTAssertEqual(device.lastRefusal?.reasonID, "manifest")
+        // and so does the client
+        let client = try ServiceClient(url: "http://127.0.0.1:1", apiKey: "k", pinnedKey: goldenPublicKey)
+        XCTAssertEqual(client.pinnedKey, goldenPublicKey)
+    }
 }

@@ -1,4 +1,4 @@
-/** What the benchmark records say about the device (model, ABI, OS, memory) and the process's PSS, from Android APIs. */
+/** What the benchmark records say about the device (minibench's deviceInfo) and the process's PSS, from Android APIs. */
 package io.duet.demo
 
 import android.app.ActivityManager
@@ -8,12 +8,11 @@ import android.os.Debug
 import io.duet.core.DeviceInfo
 
 object DeviceFacts {
-    /** Device model, CPU ABI, Android version and memory (bytes) as ActivityManager reports them now. */
+    /** Build.BRAND, Build.MODEL, Build.VERSION.RELEASE and memory (bytes) as ActivityManager reports them now. */
     fun info(context: Context): DeviceInfo {
         val memory = ActivityManager.MemoryInfo()
         (context.getSystemService(Context.ACTIVITY_SERVICE) as ActivityManager).getMemoryInfo(memory)
-        return DeviceInfo("${Build.MANUFACTURER} ${Build.MODEL}", Build.SUPPORTED_ABIS.firstOrNull() ?: "unknown",
-            "Android ${Build.VERSION.RELEASE} (API ${Build.VERSION.SDK_INT})", memory.totalMem, memory.availMem)
+        return DeviceInfo.android(Build.BRAND, Build.MODEL, Build.VERSION.RELEASE, memory.totalMem, memory.availMem)
     }
 
     /** This process's proportional set size in MB (Debug.getPss reports kB). */

@@ -1,14 +1,18 @@
-/** Connection settings: intent extras first (server_url, api_key, target), then the BuildConfig defaults. */
+/** The build's connection defaults (BuildConfig), and the intent's extras over them by the core's rule (ConnectionSettings.resolve). */
 package io.duet.demo
 
 import android.content.Intent
+import io.duet.core.ConnectionSettings
 
-/** Where the service is and which program to run. */
-data class Settings(val serverUrl: String, val apiKey: String, val target: String) {
-    companion object {
-        fun from(intent: Intent?): Settings = Settings(
-            intent?.getStringExtra("server_url") ?: BuildConfig.DUET_SERVER_URL,
-            intent?.getStringExtra("api_key") ?: BuildConfig.DUET_API_KEY,
-            intent?.getStringExtra("target") ?: BuildConfig.DUET_TARGET.ifEmpty { "tflite" })
-    }
+object Settings {
+    /** What the build bakes in: a release build has no API key (app/build.gradle.kts). */
+    val built: ConnectionSettings
+        get() = ConnectionSettings.typed(BuildConfig.DUET_SERVER_URL, BuildConfig.DUET_API_KEY, BuildConfig.DUET_TARGET)
+
+    /** The signing key the app is pinned to (duet.signingKey), or null: then the manifest's own key is used. */
+    val pinnedKey: String? get() = BuildConfig.DUET_SIGNING_KEY.takeIf { it.isNotEmpty() }
+
+    /** The screen's first settings: [intent]'s extras over [built]; a server_url extra never gets the built-in key. */
+    fun from(intent: Intent?): ConnectionSettings = ConnectionSettings.resolve(intent?.getStringExtra("server_url"),
+        intent?.getStringExtra("api_key"), intent?.getStringExtra("target"), built)
 }

@@ -39,3 +39,21 @@ object CallAssembly {
 
     private fun orNone(names: List<String>): String = if (names.isEmpty()) "none" else names.toString()
 }
+
+/** How LiteRT's CompiledModel names a program's arguments and output: one signature, input_names, output_name. */
+data class LiteRtBinding(val signature: String, val inputNames: List<String>, val outputName: String) {
+    companion object {
+        /** litert-torch exports one signature under this key. */
+        const val SIGNATURE = "serving_default"
+
+        /**
+         * The binding of [target] in [manifest]: its input_names (required: LiteRT takes inputs by name; a
+         * [Reason.MANIFEST] error without them) and its output_name, else the manifest's output name.
+         */
+        fun of(manifest: Manifest, target: Target): LiteRtBinding {
+            val names = target.inputNames
+                ?: refuse(Reason.MANIFEST, "the ${target.name} target lists no input_names: LiteRT takes its inputs by name")
+            return LiteRtBinding(SIGNATURE, names, target.outputName ?: manifest.output.name)
+        }
+    }
+}

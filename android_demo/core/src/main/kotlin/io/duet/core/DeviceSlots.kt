@@ -22,10 +22,11 @@ data class RefreshOutcome(
 /**
  * Base's slots (checked against the manifest here) and the current slots: the last generated ones that passed every
  * check, or Base's while none has. On any error (service, blob, slot_shape, manifest) the current slots stay and
- * [lastRefusal] says why. Thread-safe: checks run outside the lock; a refusal is only recorded when no install
- * succeeded since that attempt began, so a slow failure never hides a later success.
+ * [lastRefusal] says why. Every answer is checked with [pinnedKey] ([SlotAnswer.check]). Thread-safe: checks run
+ * outside the lock; a refusal is only recorded when no install succeeded since that attempt began, so a slow failure
+ * never hides a later success.
  */
-class DeviceSlots(val manifest: Manifest, val base: SlotSet) {
+class DeviceSlots(val manifest: Manifest, val base: SlotSet, val pinnedKey: String? = null) {
     private val lock = Any()
     private var installed: SlotSet? = null
     private var refusal: Refusal? = null
@@ -71,7 +72,7 @@ class DeviceSlots(val manifest: Manifest, val base: SlotSet) {
 
     internal fun install(answer: SlotAnswer, ticket: Long): SlotSet {
         val slots = try {
-            answer.check(manifest)
+            answer.check(manifest, pinnedKey)
         } catch (e: DuetException) {
             refused(e, ticket)
             throw e
@@ -94,8 +95,11 @@ class DeviceSlots(val manifest: Manifest, val base: SlotSet) {
     }
 
     companion object {
-        /** Fetch Base's slots from [service] and check them; a failure here throws (there is nothing to fall back to). */
+        /**
+         * Fetch Base's slots from [service] and check them (with the service's pinned key); a failure here throws
+         * (there is nothing to fall back to).
+         */
         fun load(service: ServiceClient, manifest: Manifest, dtype: SlotDtype = SlotDtype.FLOAT32): DeviceSlots =
-            DeviceSlots(manifest, service.baseSlots(dtype).check(manifest))
+            DeviceSlots(manifest, service.baseSlots(dtype).check(manifest, service.pinnedKey), service.pinnedKey)
     }
 }

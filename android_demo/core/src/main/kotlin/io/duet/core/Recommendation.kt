@@ -7,6 +7,9 @@ import com.google.gson.JsonObject
 /** One ranked item. */
 data class Scored(val item: Int, val score: Float)
 
+/** Recent item ids typed by a user: the ids kept (oldest first) and the tokens that were not ids (shown, not sent). */
+data class RecentItems(val ids: List<Int>, val ignored: List<String>)
+
 /**
  * Recommendation-task glue for the demo apps (the program takes `history` (1, L) and `candidates` (1, C) int32 and
  * returns one score per candidate). Everything else in the core is task-agnostic.
@@ -30,6 +33,21 @@ object Recommendation {
         val lower = StringBuilder(id.length)
         for (c in id) lower.append(Character.toLowerCase(c))
         return lower.toString().take(MAX_DEVICE_ID_CHARS)
+    }
+
+    /**
+     * Recent item ids as typed (oldest first), separated by commas and white space: a whole number from 1 to
+     * Int.MAX_VALUE is an id; anything else (0, negatives, words, numbers too large) is ignored and listed. The same
+     * rule as DuetKit's Recommendation.parseRecent.
+     */
+    fun parseRecent(text: String): RecentItems {
+        val ids = ArrayList<Int>()
+        val ignored = ArrayList<String>()
+        for (token in text.split(',', ' ', '\t', '\n', '\r').filter { it.isNotEmpty() }) {
+            val id = if (token.all { it in '0'..'9' }) token.toIntOrNull() else null
+            if (id != null && id >= 1) ids.add(id) else ignored.add(token)
+        }
+        return RecentItems(ids, ignored)
     }
 
     /** The largest item id ranked when the manifest has no request schema saying which ids exist. */

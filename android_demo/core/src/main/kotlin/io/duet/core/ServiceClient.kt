@@ -13,9 +13,11 @@ enum class SlotDtype(val id: String) { FLOAT32("float32"), FLOAT16("float16") }
 /**
  * HTTP calls to the generation service with `Authorization: Bearer <apiKey>`; mirrors toolkit.client.ServiceClient.
  * Every failure is a [DuetException]: HTTP errors and no answer [Reason.SERVICE], a bad manifest or download
- * [Reason.MANIFEST]. Thread-safe (no mutable state but the request counter).
+ * [Reason.MANIFEST]. [pinnedKey] (base64 DER, as `cli.py keys signing-key` prints it) fixes the key that signs slot
+ * blobs: a manifest naming another key, or none, is refused ([SigningPin]). Thread-safe (no mutable state but the
+ * request counter).
  */
-class ServiceClient(baseUrl: String, apiKey: String, timeoutMillis: Int = 30_000) {
+class ServiceClient(baseUrl: String, apiKey: String, timeoutMillis: Int = 30_000, val pinnedKey: String? = null) {
     /** The service's base URL without a trailing slash. */
     val url: String = baseUrl.trimEnd('/')
     private val http = HttpExchange(apiKey, timeoutMillis)
@@ -24,8 +26,9 @@ class ServiceClient(baseUrl: String, apiKey: String, timeoutMillis: Int = 30_000
     /** How many HTTP requests this client has sent (a cached download sends none). */
     val requestsSent: Int get() = sent.get()
 
-    /** GET /v1/manifest, parsed and checked ([Manifest.parse]). */
+    /** GET /v1/manifest, parsed and checked ([Manifest.parse]), and held against the [pinnedKey] ([SigningPin]). */
     fun manifest(): Manifest = Manifest.parse(expect200(call("GET", "/v1/manifest"), "GET", "/v1/manifest").body)
+        .also { SigningPin.check(it, pinnedKey) }
 
     /**
      * The file of [targetName] in [cache]: served from the cache when it is there with the manifest's sha256, else

@@ -22,27 +22,32 @@ class SlotAnswer(
 
     /**
      * The answer's slots, after checking (mirrors toolkit.client.check_answer), in this order: the body's sha256
-     * equals X-Blob-SHA256 (else [Reason.BLOB], "corrupted in transit"); when the manifest carries a signing key,
-     * X-Blob-Signature is present and verifies ([BlobSignature.verify], else [Reason.BLOB]); X-Model-Version equals
-     * the manifest's (else [Reason.MANIFEST]); [SlotBlob.decode] (names, shapes, finite values); every value within
+     * equals X-Blob-SHA256 (else [Reason.BLOB], "corrupted in transit"); [manifest] names the [pinnedKey] when one is
+     * set ([SigningPin], else [Reason.MANIFEST]); when the manifest carries a signing key, X-Blob-Signature is present
+     * and verifies with [verifier] ([BlobSignature.verify], else [Reason.BLOB]); X-Model-Version equals the
+     * manifest's (else [Reason.MANIFEST]); [SlotBlob.decode] (names, shapes, finite values); the blob's own
+     * `__metadata__`, which the signature covers ([SlotBlob.checkMetadata], else [Reason.BLOB]); every value within
      * its slot's max_abs ([SlotBlob.checkBounds], else [Reason.BLOB], "refused as poisoned").
      */
-    fun check(manifest: Manifest): SlotSet {
+    fun check(manifest: Manifest, pinnedKey: String? = null, verifier: Ed25519Verifier = Ed25519Verifiers.default): SlotSet {
         val digest = Sha256.hex(blob)
         if (digest != sha256) {
             refuse(Reason.BLOB, "slot blob has sha256 $digest, the service announced ${if (sha256 == "") "none" else sha256}: " +
                 "corrupted in transit")
         }
+        SigningPin.check(manifest, pinnedKey)
         val signing = manifest.signing
         if (signing != null) {
             if (signature == "") refuse(Reason.BLOB, "slot blob is not signed, but the manifest carries a signing key")
-            BlobSignature.verify(signing.publicKey, blob, signature)
+            BlobSignature.verify(signing.publicKey, blob, signature, verifier)
         }
         if (modelVersion != manifest.modelVersion) {
             refuse(Reason.MANIFEST, "slots come from model version ${if (modelVersion == "") "unknown" else modelVersion}, " +
                 "the device's program from ${manifest.modelVersion}: fetch the manifest and the program again")
         }
-        val slots = SlotBlob.decode(blob, manifest)
+        val file = Safetensors.decode(blob)
+        val slots = SlotBlob.decode(file, manifest.slots)
+        SlotBlob.checkMetadata(file.metadata, manifest)
         SlotBlob.checkBounds(slots)
         return slots
     }

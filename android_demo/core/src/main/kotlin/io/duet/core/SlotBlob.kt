@@ -1,14 +1,16 @@
 /** Slot blobs: decode a safetensors answer and check it against the manifest's slots (names, shapes, finite values, bounds). */
 package io.duet.core
 
-/** Decoding and checking of slot blobs; mirrors toolkit.slots.decode_safetensors. */
+/** Decoding and checking of slot blobs; mirrors toolkit.protocol.slots.decode_safetensors. */
 object SlotBlob {
     /**
      * The slots of [blob] as a [SlotSet] in the manifest's order. A malformed blob or a dtype other than F32/F16 is
      * [Reason.BLOB]; missing or unexpected slots, a wrong shape or a NaN/infinite value is [Reason.SLOT_SHAPE].
      */
-    fun decode(blob: ByteArray, specs: List<SlotSpec>): SlotSet {
-        val file = Safetensors.decode(blob)
+    fun decode(blob: ByteArray, specs: List<SlotSpec>): SlotSet = decode(Safetensors.decode(blob), specs)
+
+    /** The slots of a decoded safetensors [file], checked against [specs] as [decode] says. */
+    fun decode(file: SafetensorsFile, specs: List<SlotSpec>): SlotSet {
         val expected = specs.map { it.name }
         val present = file.tensors.map { it.name }
         val missing = expected.filter { it !in present }
@@ -32,6 +34,27 @@ object SlotBlob {
 
     /** [decode] against [manifest]'s slots. */
     fun decode(blob: ByteArray, manifest: Manifest): SlotSet = decode(blob, manifest.slots)
+
+    /**
+     * [Reason.BLOB] when the blob's own `__metadata__` (covered by its signature, unlike the X-Model-Version header)
+     * names another model version or task than [manifest], or, under a signing manifest, names no model version
+     * (mirrors toolkit.client.check_metadata).
+     */
+    fun checkMetadata(metadata: Map<String, String>, manifest: Manifest) {
+        val version = metadata["model_version"]
+        if (version == null && manifest.signing != null) {
+            refuse(Reason.BLOB, "signed slot blob names no model version in its __metadata__: its signature binds no " +
+                "model version, refused")
+        }
+        if (version != null && version != manifest.modelVersion) {
+            refuse(Reason.BLOB, "slot blob's __metadata__ names model version ${version.take(40)}, the manifest " +
+                "${manifest.modelVersion}: a blob made for another run (its X-Model-Version header rewritten on the way?), refused")
+        }
+        val task = metadata["task"]
+        if (task != null && task != manifest.task) {
+            refuse(Reason.BLOB, "slot blob's __metadata__ names task ${task.take(40)}, the manifest ${manifest.task}: refused")
+        }
+    }
 
     /**
      * [Reason.BLOB] when a slot holds a |value| beyond the max_abs of its spec (mirrors toolkit.client.check_bounds);

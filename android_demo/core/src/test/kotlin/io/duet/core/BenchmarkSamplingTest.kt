@@ -1,12 +1,9 @@
-/** BenchmarkSampling (the sampling rules of every metric), BenchmarkInputs and the offline ModelDir. */
+/** BenchmarkRun beyond the golden scenarios, the benchmark's options, inputs, offline model_dir and the whole run. */
 package io.duet.core
 
 import com.google.gson.Gson
-import io.duet.core.Fixtures.answer
-import io.duet.core.Fixtures.f32
 import io.duet.core.Fixtures.goodBlob
 import io.duet.core.Fixtures.refused
-import io.duet.core.Fixtures.safetensors
 import org.junit.Assert.assertArrayEquals
 import org.junit.Assert.assertEquals
 import org.junit.Assert.assertFalse
@@ -14,59 +11,100 @@ import org.junit.Assert.assertNull
 import org.junit.Assert.assertTrue
 import org.junit.Test
 import java.io.File
+import java.nio.ByteBuffer
+import java.nio.ByteOrder
 import java.nio.file.Files
 
+/** A stand-in runtime: counts forward calls, keeps the slot bytes of the last call, can fail its forward calls. */
+class CountingProgram(var threads: Int, private val failForward: Boolean = false) : BenchmarkProgram {
+    var forwards = 0
+    var lastSlots = ByteArray(0)
+    var closed = false
+
+    override val settings: List<Pair<String, Double>> get() = listOf(Pair(Metrics.NUM_THREADS, threads.toDouble()))
+
+    override fun prepare(args: List<CallArgument>): PreparedCall {
+        val slots = args.filter { it.data.dtype == "float32" && it.name.contains('.') }
+        val buffer = ByteBuffer.allocate(4 * slots.sumBy { it.data.numel.toInt() }).order(ByteOrder.LITTLE_ENDIAN)
+        for (s in slots) for (x in s.data.floatValues()) buffer.putFloat(x)
+        return object : PreparedCall {
+            override fun run(): FloatArray {
+                if (failForward) throw IllegalStateException("the runtime failed to execute forward")
+                forwards += 1
+                lastSlots = buffer.array()
+                return FloatArray(0)
+            }
+        }
+    }
+
+    override fun close() {
+        closed = true
+    }
+}
+
 class BenchmarkSamplingTest {
-    private val manifest = Fixtures.manifest()
-    private val base = SlotBlob.decode(goodBlob(), manifest)
-    private val otherBlob = safetensors(listOf(f32("head.w", listOf(2, 3), FloatArray(6) { it * 0.5f }), f32("head.b", listOf(3), Fixtures.B)))
+    private val device = DeviceInfo.android("google", "Pixel 8", "15", 8L, 3L)
 
     @Test
-    fun forwardLatencyTimesIterationsAfterUntimedWarmUps() {
-        var calls = 0
-        val samples = BenchmarkSampling.forwardLatency(3, 7) { calls += 1 }
-        assertEquals(10, calls)
-        assertEquals(7, samples.size)
-        assertTrue(samples.all { it >= 0.0 && !it.isInfinite() })
+    fun optionsFromIntentExtrasWithMinibenchsDefaults() {
+        assertEquals(BenchmarkOptions("/data/local/tmp/duet", 50, 10, 1, null, null, null), BenchmarkOptions.fromExtras(emptyMap()))
+        assertEquals(BenchmarkOptions("/sdcard/m", 5, 0, 4, "tflite", "http://h:1", "k"), BenchmarkOptions.fromExtras(mapOf(
+            "model_dir" to "/sdcard/m", "num_iter" to 5, "num_warm_up_iter" to 0, "num_threads" to 4, "target" to "tflite",
+            "server_url" to "http://h:1", "api_key" to "k", "unrelated" to 3.5)))
     }
 
     @Test
-    fun slotSwapInstallsThenRunsTheFirstForwardSixTimes() {
-        val device = DeviceSlots(manifest, base)
-        val seen = ArrayList<SlotSet>()
-        val p50 = BenchmarkSampling.slotSwapLatency(device, answer(otherBlob)) { slots -> seen.add(slots) }
-        assertEquals(BenchmarkSampling.SWAP_WARM_UP + BenchmarkSampling.SWAP_TIMED, seen.size)
-        assertEquals(6, seen.size)
-        val installed = SlotBlob.decode(otherBlob, manifest)
-        assertTrue(seen.all { it == installed })
-        assertEquals(installed, device.current)
-        assertTrue(p50 >= 0.0 && !p50.isInfinite())
+    fun badOptionsSayWhichAndHow() {
+        fun bad(vararg pairs: Pair<String, Any?>): String = try {
+            BenchmarkOptions.fromExtras(mapOf(*pairs))
+            "accepted"
+        } catch (e: OptionsException) {
+            e.message ?: ""
+        }
+        assertEquals("num_iter must be from 1 to 100000, got 0", bad("num_iter" to 0))
+        assertEquals("num_warm_up_iter must be from 0 to 100000, got -1", bad("num_warm_up_iter" to -1))
+        assertEquals("num_threads must be from 1 to 64, got 0", bad("num_threads" to 0))
+        assertEquals("num_iter must be a whole number (adb: --ei num_iter N), got String 50", bad("num_iter" to "50"))
+        assertEquals("target must be text (adb: --es target ...), got Integer 1", bad("target" to 1))
+        assertEquals("server_url needs api_key in the same intent (a URL from an intent never gets a stored or built-in key)",
+            bad("server_url" to "http://evil.example:80"))
     }
 
     @Test
-    fun slotSwapOfARefusedAnswerThrowsAndRunsNothing() {
-        val device = DeviceSlots(manifest, base)
-        var forwards = 0
-        refused(Reason.MANIFEST, "model version") {
-            BenchmarkSampling.slotSwapLatency(device, answer(otherBlob, "ffffffffffffffff")) { forwards += 1 }
+    fun aForwardThatFailsIsAFailureRecordAndTheSwapIsSkipped() {
+        val manifest = Fixtures.manifest()
+        val base = SlotBlob.decode(goodBlob(), manifest)
+        val program = CountingProgram(2, failForward = true)
+        val host = object : BenchmarkHost {
+            override fun load(): BenchmarkProgram = program
+            override fun memoryMb(): Double = 10.0
+            override val canGenerate = false
+            override fun generate(): SlotAnswer = throw AssertionError("offline")
+            override fun swapAnswer(): SlotAnswer = throw AssertionError("no swap after a failed forward")
         }
-        assertEquals(0, forwards)
-        assertTrue(device.usingBase)
+        val run = BenchmarkRun(manifest, null, base, BenchmarkInputs.of(manifest, null), 1, 3, MemoryMetrics.PSS)
+        val records = run.run(host, BenchmarkModel("model", "xnnpack", "int8"), device)
+        assertEquals(listOf(Metrics.MODEL_LOAD, Metrics.LOAD_STATUS, Metrics.RAM_PSS, Metrics.RAM_PSS_PEAK, Metrics.NUM_THREADS,
+            Metrics.BENCHMARK_FAILED), records.map { it.metric })
+        assertEquals("forward: the runtime failed to execute forward", records.last().error)
+        assertTrue(program.closed)
     }
 
     @Test
-    fun generateRoundTripChecksSixAnswersAndInstallsNothing() {
-        var posts = 0
-        val p50 = BenchmarkSampling.generateRoundTrip(manifest) {
-            posts += 1
-            answer(otherBlob)
+    fun aLoadWithoutARuntimeCodeHasStatusMinusOne() {
+        val manifest = Fixtures.manifest()
+        val host = object : BenchmarkHost {
+            override fun load(): BenchmarkProgram = throw IllegalStateException("no such file")
+            override fun memoryMb(): Double = 10.0
+            override val canGenerate = false
+            override fun generate(): SlotAnswer = throw AssertionError()
+            override fun swapAnswer(): SlotAnswer = throw AssertionError()
         }
-        assertEquals(BenchmarkSampling.ROUND_TRIP_WARM_UP + BenchmarkSampling.ROUND_TRIP_TIMED, posts)
-        assertTrue(p50 >= 0.0 && !p50.isInfinite())
-        val corrupt = otherBlob.copyOf().also { it[it.size - 1] = (it[it.size - 1].toInt() xor 1).toByte() }
-        refused(Reason.BLOB, "corrupted in transit") {
-            BenchmarkSampling.generateRoundTrip(manifest) { answer(otherBlob).withBlob(corrupt) }
-        }
+        val run = BenchmarkRun(manifest, null, SlotBlob.decode(goodBlob(), manifest), BenchmarkInputs.of(manifest, null), 0, 1, MemoryMetrics.PSS)
+        val records = run.run(host, BenchmarkModel("m", "litert", "none"), device)
+        assertEquals(listOf(Metrics.MODEL_LOAD, Metrics.LOAD_STATUS, Metrics.BENCHMARK_FAILED), records.map { it.metric })
+        assertEquals(-1.0, records[1].actualValue, 0.0) // minibench's code for a failure that carries none
+        assertEquals("load: no such file", records[2].error)
     }
 
     @Test
@@ -78,18 +116,24 @@ class BenchmarkSamplingTest {
         assertArrayEquals(intArrayOf(0, 2, 3, 4), inputs.getValue("history").intValues())
         assertArrayEquals(intArrayOf(1, 2, 3), inputs.getValue("candidates").intValues())
         assertArrayEquals(intArrayOf(1, 2, 3, 4), BenchmarkInputs.of(rec, null).getValue("history").intValues())
-        assertNull(BenchmarkInputs.defaultBody(manifest, 1000)) // not a recommendation program
-        assertEquals(setOf("items", "mask"), BenchmarkInputs.of(manifest, null).keys)
+        assertNull(BenchmarkInputs.defaultBody(Fixtures.manifest(), 1000)) // not a recommendation program
+        assertEquals(setOf("items", "mask"), BenchmarkInputs.of(Fixtures.manifest(), null).keys)
+    }
+
+    private fun modelDir(): File {
+        val dir = Files.createTempDirectory("model-dir").toFile()
+        File(dir, ModelDir.MANIFEST).writeText(Gson().toJson(Fixtures.recommendationJson()))
+        File(dir, ModelDir.BASE).writeBytes(goodBlob())
+        File(dir, "model.tflite").writeText("a program")
+        return dir
     }
 
     @Test
     fun anOfflineModelDir() {
-        val dir = Files.createTempDirectory("model-dir").toFile()
+        val dir = modelDir()
         try {
-            File(dir, ModelDir.MANIFEST).writeText(Gson().toJson(Fixtures.recommendationJson()))
-            File(dir, ModelDir.BASE).writeBytes(goodBlob())
-            File(dir, "model.tflite").writeText("a program")
             val models = ModelDir(dir)
+            val base = SlotBlob.decode(goodBlob(), models.manifest)
             assertEquals("tflite", models.target(null, listOf("executorch", "tflite")).name)
             assertEquals("executorch", models.target("executorch", listOf("executorch", "tflite")).name)
             assertEquals(File(dir, "model.tflite"), models.programFile(models.target(null, listOf("tflite"))))
@@ -102,6 +146,39 @@ class BenchmarkSamplingTest {
             refused(Reason.MANIFEST, "base.safetensors") { models.baseAnswer() }
             assertFalse(File(dir, "missing").isDirectory)
             refused(Reason.MANIFEST, "manifest.json") { ModelDir(File(dir, "missing")) }
+        } finally {
+            dir.deleteRecursively()
+        }
+    }
+
+    @Test
+    fun theWholeRunOfflineAndEveryWayItFailsIsARecord() {
+        val dir = modelDir()
+        try {
+            val program = CountingProgram(1)
+            val loader = { source: BenchmarkSource, threads: Int ->
+                assertEquals("tflite", source.target.name)
+                program.also { it.threads = threads }
+            }
+            fun run(extras: Map<String, Any?>, pinned: String? = null) = Benchmarks.run(extras, dir, listOf("executorch", "tflite"),
+                device, loader, { 50.0 }, MemoryMetrics.PSS, pinned)
+            val records = run(mapOf("model_dir" to dir.path, "num_iter" to 3, "num_warm_up_iter" to 1, "num_threads" to 2))
+            assertEquals(listOf(Metrics.AVG, Metrics.TRIMMEAN, Metrics.P50, Metrics.P90, Metrics.P99, Metrics.MODEL_LOAD,
+                Metrics.LOAD_STATUS, Metrics.RAM_PSS, Metrics.RAM_PSS_PEAK, Metrics.SLOT_SWAP, Metrics.NUM_THREADS),
+                records.map { it.metric }) // offline: no generate round trip
+            assertEquals(BenchmarkModel("model", "litert", "int8"), records[0].model)
+            assertEquals(2.0, records.last().actualValue, 0.0)
+            assertEquals(1 + 3 + 6, program.forwards)
+            assertArrayEquals(SlotBlob.decode(goodBlob(), Fixtures.recommendation()).toFlatBytes(), program.lastSlots)
+
+            val options = run(mapOf("model_dir" to dir.path, "num_iter" to 0))
+            assertEquals(listOf(Metrics.BENCHMARK_FAILED), options.map { it.metric })
+            assertEquals("options: num_iter must be from 1 to 100000, got 0", options[0].error)
+            assertEquals(Benchmarks.UNKNOWN_MODEL, options[0].model)
+            val missing = run(mapOf("model_dir" to File(dir, "nothing").path))
+            assertTrue(missing[0].error, missing[0].error.startsWith("setup: manifest: ") && missing[0].error.contains("manifest.json"))
+            val pinned = run(mapOf("model_dir" to dir.path), pinned = "A".repeat(59) + "=")
+            assertTrue(pinned[0].error, pinned[0].error.startsWith("setup: manifest: the manifest carries no signing key"))
         } finally {
             dir.deleteRecursively()
         }

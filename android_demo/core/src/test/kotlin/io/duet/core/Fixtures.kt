@@ -100,8 +100,15 @@ object Fixtures {
     val W = floatArrayOf(1f, 2f, 3f, 4f, 5f, 6f)
     val B = floatArrayOf(-1f, 0.5f, 0f)
 
+    /** The `__metadata__` the service writes: the model version (signed with the blob) and the task. */
+    val SERVICE_METADATA = mapOf("model_version" to MODEL_VERSION, "task" to "recommendation")
+
+    /** A slot blob for the fixture manifest as the service writes it (with [SERVICE_METADATA]). */
+    fun slotBlob(w: FloatArray, b: FloatArray, metadata: Map<String, String>? = SERVICE_METADATA): ByteArray =
+        safetensors(listOf(f32("head.w", listOf(2, 3), w), f32("head.b", listOf(3), b)), metadata)
+
     /** A good slot blob for [manifest]: w = 1..6, b = (-1, 0.5, 0). */
-    fun goodBlob(): ByteArray = safetensors(listOf(f32("head.w", listOf(2, 3), W), f32("head.b", listOf(3), B)))
+    fun goodBlob(): ByteArray = slotBlob(W, B)
 
     /** A generate answer for [blob] with correct headers. */
     fun answer(blob: ByteArray, version: String = MODEL_VERSION): SlotAnswer =

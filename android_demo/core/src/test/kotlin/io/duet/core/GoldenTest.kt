@@ -1,6 +1,6 @@
 /**
- * The golden files of tests/golden (expected.json): manifests, slot blobs, request bodies, statistics and the benchmark
- * records file, as Python decides.
+ * The golden files of tests/golden (expected.json): manifests, slot blobs (signed, bounded, pinned), request bodies,
+ * statistics, the benchmark's sampling sequence and its records file, as Python decides.
  */
 package io.duet.core
 
@@ -63,9 +63,33 @@ class GoldenTest {
         assertEquals(entries("blobs").count { it.error() == null }, decoded)
     }
 
+    /** What each expected error id of the trust and pinning cases must be: its reason and words of its message. */
+    private val kinds = mapOf("signature" to Pair(Reason.BLOB, Regex("signature|not signed|not base64")),
+        "bounds" to Pair(Reason.BLOB, Regex("beyond its bound")), "version" to Pair(Reason.BLOB, Regex("model version")),
+        "pinned" to Pair(Reason.MANIFEST, Regex("pinned")))
+
+    /** A problem with one trust or pinning case, or null: [check] must accept to [flat]'s bytes or refuse as [error] says. */
+    private fun trustOutcome(what: String, error: String?, flat: String?, check: () -> SlotSet): String? {
+        val slots = try {
+            check()
+        } catch (e: DuetException) {
+            val (reason, pattern) = kinds[error] ?: return "$what: expected ${error ?: "success"}, got ${e.reason.id}: ${e.message}"
+            return if (e.reason == reason && pattern.containsMatchIn(e.message ?: "")) null
+            else "$what: expected a ${reason.id} refusal matching '$pattern', got ${e.reason.id}: ${e.message}"
+        }
+        if (error != null) return "$what: expected a $error refusal, it was accepted"
+        return if (Golden.file(flat!!).readBytes().contentEquals(slots.toFlatBytes())) null else "$what: accepted, but the slots differ from $flat"
+    }
+
+    /** A case's answer as tests/test_golden.py assembles it: the blob file, its sha256, the manifest's version, the signature. */
+    private fun caseAnswer(c: JsonObject, manifest: Manifest): SlotAnswer {
+        val blob = Golden.file(c.get("blob").asString).readBytes()
+        return SlotAnswer(blob, Sha256.hex(blob), manifest.modelVersion, "float32", c.get("signature").asString)
+    }
+
     /**
-     * The trust cases (signed, bounded blobs): each answer assembled as toolkit tests/test_golden.py does (the blob
-     * file, its sha256, the trusted manifest's model version, the case's X-Blob-Signature) and checked like any answer.
+     * The trust cases (signed, bounded blobs, blobs of another run): each answer checked like any answer, once with
+     * Bouncy Castle's Ed25519 (what Android below API 33 runs) and once with the JDK's.
      */
     @Test
     fun signedAndBoundedBlobs() {
@@ -76,35 +100,38 @@ class GoldenTest {
         assertTrue("the trusted manifest's slots carry no max_abs", trusted.slots.all { it.maxAbs != null })
         val cases = trust.getAsJsonArray("cases").map { it.asJsonObject }
         assertTrue("expected.json has no trust cases", cases.isNotEmpty())
-        val kinds = mapOf("signature" to Regex("signature|not signed|not base64"), "bounds" to Regex("beyond its bound"))
-        var accepted = 0
+        assertEquals(setOf(null, "signature", "bounds", "version"), cases.map { it.error() }.toSet())
+        for (verifier in listOf<Ed25519Verifier>(BouncyCastleEd25519, PlatformEd25519)) {
+            val problems = cases.mapIndexedNotNull { i, c ->
+                trustOutcome("${verifier.name}: case $i ${c.get("blob").asString} (${c.get("why").asString})", c.error(),
+                    c.get("flat")?.asString) { caseAnswer(c, trusted).check(trusted, verifier = verifier) }
+            }
+            assertTrue(problems.joinToString("\n"), problems.isEmpty())
+        }
+    }
+
+    /**
+     * The pinning cases: a client pinned to the golden key ([ServiceClient]'s pinnedKey) refuses a manifest naming
+     * another key or none ([SigningPin], what ServiceClient.manifest does) and every answer checked under it.
+     */
+    @Test
+    fun aPinnedKeyCannotBeReplacedByAManifest() {
+        val pinning = expected.getAsJsonObject("pinning")
+        assertNotNull("expected.json has no pinning section", pinning)
+        val pinned = pinning.get("pinned_key").asString
+        val cases = pinning.getAsJsonArray("cases").map { it.asJsonObject }
+        assertEquals(setOf(null, "pinned"), cases.map { it.error() }.toSet())
         val problems = cases.mapIndexedNotNull { i, c ->
-            val name = c.get("blob").asString
-            val why = c.get("why").asString
-            val error = c.error()
-            val blob = Golden.file(name).readBytes()
-            val answer = SlotAnswer(blob, Sha256.hex(blob), trusted.modelVersion, "float32", c.get("signature").asString)
-            try {
-                val slots = answer.check(trusted)
-                if (error != null) return@mapIndexedNotNull "case $i $name ($why): expected a $error refusal, it was accepted"
-                if (!Golden.file(c.get("flat").asString).readBytes().contentEquals(slots.toFlatBytes())) {
-                    return@mapIndexedNotNull "case $i $name ($why): accepted, but the slots differ from ${c.get("flat").asString}"
-                }
-                accepted += 1
-                null
-            } catch (e: DuetException) {
-                val pattern = kinds[error]
-                when {
-                    error == null -> "case $i $name ($why): expected success, got ${e.reason.id}: ${e.message}"
-                    pattern == null -> "case $i $name ($why): unknown expected error '$error'"
-                    e.reason != Reason.BLOB || !pattern.containsMatchIn(e.message ?: "") ->
-                        "case $i $name ($why): expected a blob refusal matching '$pattern', got ${e.reason.id}: ${e.message}"
-                    else -> null
-                }
+            val manifest = Manifest.parse(Golden.file(c.get("manifest").asString).readBytes())
+            val what = "case $i ${c.get("manifest").asString} (${c.get("why").asString})"
+            trustOutcome("$what, manifest", c.error(), c.get("flat")?.asString) {
+                SigningPin.check(manifest, pinned)
+                caseAnswer(c, manifest).check(manifest)
+            } ?: trustOutcome("$what, answer", c.error(), c.get("flat")?.asString) {
+                caseAnswer(c, manifest).check(manifest, pinned, BouncyCastleEd25519)
             }
         }
         assertTrue(problems.joinToString("\n"), problems.isEmpty())
-        assertEquals(cases.count { it.error() == null }, accepted)
     }
 
     @Test
@@ -123,7 +150,7 @@ class GoldenTest {
         val samples = stats.getAsJsonArray("samples_ms").map { it.asDouble }
         assertTrue("expected.json has no latency samples", samples.isNotEmpty())
         val s = LatencyStats.of(samples)
-        // exactly numpy's doubles (no tolerance): pairwise sums for the means, numpy's two-sided linear percentiles
+        // exactly the golden doubles (no tolerance): minibench's ascending sums, numpy's two-sided linear percentiles
         assertEquals("avg", stats.get("avg").asDouble, s.avg, 0.0)
         assertEquals("trimmean", stats.get("trimmean").asDouble, s.trimmean, 0.0)
         assertEquals("p50", stats.get("p50").asDouble, s.p50, 0.0)
@@ -131,11 +158,50 @@ class GoldenTest {
         assertEquals("p99", stats.get("p99").asDouble, s.p99, 0.0)
     }
 
+    private fun scenarios(): List<JsonObject> = entries("sampling")
+
+    /** Run a golden sampling scenario with the core's BenchmarkRun against its scripted host; the host and the records. */
+    private fun play(scenario: JsonObject, model: BenchmarkModel, device: DeviceInfo): Pair<ScriptedHost, List<BenchmarkRecord>> {
+        val host = ScriptedHost.of(scenario.getAsJsonObject("script"), manifest, scenario.get("service").asBoolean)
+        val memory = when (val m = scenario.get("memory_metric").asString) {
+            "ram_pss" -> MemoryMetrics.PSS
+            "phys_footprint" -> MemoryMetrics.FOOTPRINT
+            else -> throw AssertionError("unknown memory_metric $m")
+        }
+        val run = BenchmarkRun(manifest, manifest.target("executorch"), host.labelled("base"), BenchmarkInputs.of(manifest, null),
+            scenario.get("num_warm_up_iter").asInt, scenario.get("num_iter").asInt, memory, null, host)
+        return Pair(host, run.run(host, model, device))
+    }
+
     /**
-     * expected.json "benchmark_results": the records file an app writes, rebuilt with the core's own code (LatencyStats
-     * of the samples of [latency_from], BenchmarkRecords.latency, then BenchmarkRecords.of for each extra pair, the model
-     * and device of the entry) and written by BenchmarkRecords.write; parsed, it must be the golden file: the same
-     * records in the same order, the same keys, every value equal (numbers exactly, as in [statistics]).
+     * expected.json "sampling": the one sampling sequence. Each scenario's script played by [ScriptedHost] must give
+     * the scenario's trace (every operation and clock read, in order: what lies inside each timed region, which slots
+     * are bound) and its records (metrics in order, values exactly, a failure record's error starting with its step).
+     */
+    @Test
+    fun theSamplingSequence() {
+        val model = BenchmarkModel("model", "xnnpack", "int8")
+        val device = DeviceInfo.android("google", "Pixel 8", "15", 1, 1)
+        for (scenario in scenarios()) {
+            val name = scenario.get("name").asString
+            val (host, records) = play(scenario, model, device)
+            assertEquals("$name: trace", scenario.getAsJsonArray("trace").map { it.asString }, host.trace)
+            val want = scenario.getAsJsonArray("records").map { it.asJsonObject }
+            assertEquals("$name: metrics", want.map { it.get("metric").asString }, records.map { it.metric })
+            for ((w, r) in want.zip(records)) {
+                assertEquals("$name: ${r.metric}", w.get("value").asDouble, r.actualValue, 0.0)
+                val error = w.get("error")?.asString
+                if (error == null) assertEquals("$name: ${r.metric} error", "", r.error)
+                else assertTrue("$name: ${r.metric} error '${r.error}' should start with '$error'", r.error.startsWith(error))
+            }
+        }
+    }
+
+    /**
+     * expected.json "benchmark_results": the records file an app writes, rebuilt with the core's own code (the
+     * scenario it names played by BenchmarkRun with the entry's model and device) and written by
+     * BenchmarkRecords.write; parsed, it must be the golden file: the same records in the same order, the same keys,
+     * every value equal (numbers exactly, as in [statistics]).
      */
     @Test
     fun benchmarkResultsFile() {
@@ -146,14 +212,8 @@ class GoldenTest {
         val d = entry.getAsJsonObject("device")
         val device = DeviceInfo(d.get("device").asString, d.get("arch").asString, d.get("os").asString,
             d.get("totalMem").asLong, d.get("availMem").asLong)
-        val samples = expected.getAsJsonObject(entry.get("latency_from").asString).getAsJsonArray("samples_ms").map { it.asDouble }
-        assertTrue("expected.json has no latency samples", samples.isNotEmpty())
-        val extra = entry.getAsJsonArray("extra").map { it.asJsonArray }
-        assertTrue("expected.json benchmark_results has no extra records", extra.isNotEmpty())
-        val records = BenchmarkRecords.latency(model, device, LatencyStats.of(samples)) + extra.map { pair ->
-            val metric = pair[0].asString
-            BenchmarkRecords.of(model, metric, pair[1].asDouble, device) ?: throw AssertionError("extra $metric: no record")
-        }
+        val scenario = scenarios().first { it.get("name").asString == entry.get("scenario").asString }
+        val records = play(scenario, model, device).second
         val name = entry.get("file").asString
         val dir = Files.createTempDirectory("golden-records").toFile()
         try {

@@ -180,13 +180,31 @@ class LiveServiceTest {
         assertFalse(again.program.fetched)
     }
 
+    /**
+     * The adb-started benchmark online (what BenchmarkActivity runs), against the real service: setup, the sequence
+     * with a stand-in runtime (no ExecuTorch here), the generate round trip and the slot swap with real answers.
+     */
     @Test
-    fun generateRoundTripChecksWithoutInstalling() {
-        val client = Live.service()
-        val manifest = client.manifest()
-        val sent = client.requestsSent
-        val p50 = BenchmarkSampling.generateRoundTrip(client, manifest, body(0))
-        assertTrue("$p50", p50 > 0 && !p50.isInfinite())
-        assertEquals(BenchmarkSampling.ROUND_TRIP_WARM_UP + BenchmarkSampling.ROUND_TRIP_TIMED, client.requestsSent - sent)
+    fun theBenchmarkOnlineMeasuresEveryStepAgainstTheService() {
+        val modelDir = cache()
+        File(modelDir, ModelDir.REQUEST).writeText(body(0).toJson())
+        val program = CountingProgram(3)
+        val device = DeviceInfo.android("google", "Pixel 8", "15", 1, 1)
+        val extras = mapOf<String, Any?>("model_dir" to modelDir.path, "server_url" to Live.url, "api_key" to Live.apiKey,
+            "target" to Live.target, "num_iter" to 4, "num_warm_up_iter" to 2, "num_threads" to 3)
+        val records = Benchmarks.run(extras, cache(), listOf(Live.target), device, { _, threads -> program.also { it.threads = threads } },
+            { 100.0 }, MemoryMetrics.PSS)
+        assertEquals(listOf(Metrics.AVG, Metrics.TRIMMEAN, Metrics.P50, Metrics.P90, Metrics.P99, Metrics.MODEL_LOAD,
+            Metrics.LOAD_STATUS, Metrics.RAM_PSS, Metrics.RAM_PSS_PEAK, Metrics.GENERATE_ROUND_TRIP, Metrics.SLOT_SWAP,
+            Metrics.NUM_THREADS), records.map { it.metric })
+        assertEquals(2 + 4 + BenchmarkRun.SWAP_WARM_UP + BenchmarkRun.SWAP_TIMED, program.forwards)
+        // the swap binds the generated slots of device 0, as the Python client decodes them
+        assertArrayEquals(flat(device(0)), program.lastSlots)
+        assertTrue(records.first { it.metric == Metrics.GENERATE_ROUND_TRIP }.actualValue > 0)
+        assertEquals(3.0, records.first { it.metric == Metrics.NUM_THREADS }.actualValue, 0.0)
+        val wrong = Benchmarks.run(extras + ("api_key" to Live.json().get("wrong_key").asString), cache(), listOf(Live.target),
+            device, { _, _ -> program }, { 100.0 }, MemoryMetrics.PSS)
+        assertEquals(listOf(Metrics.BENCHMARK_FAILED), wrong.map { it.metric })
+        assertTrue(wrong[0].error, wrong[0].error.startsWith("setup: service: ") && wrong[0].error.contains("401"))
     }
 }

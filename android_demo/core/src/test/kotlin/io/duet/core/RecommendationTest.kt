@@ -1,4 +1,4 @@
-/** Recommendation glue: history padding, bodies with timestamps, candidate chunks and top-N; ExampleInputs; Stopwatch. */
+/** Recommendation glue: history padding, bodies, candidate chunks, top-N, typed recent items; ExampleInputs; LiteRT names; settings. */
 package io.duet.core
 
 import com.google.gson.Gson
@@ -107,11 +107,40 @@ class RecommendationTest {
     }
 
     @Test
-    fun stopwatchCountsOnlyTimedCalls() {
-        var calls = 0
-        val samples = Stopwatch.samples(2, 5) { calls += 1 }
-        assertEquals(7, calls)
-        assertEquals(5, samples.size)
-        assertTrue(samples.all { it >= 0.0 })
+    fun recentItemsAsTypedKeepPositiveIdsAndListTheRest() {
+        assertEquals(RecentItems(listOf(12, 845, 97, 7), emptyList()), Recommendation.parseRecent(" 12, 845\n97,,007 "))
+        assertEquals(RecentItems(listOf(3), listOf("0", "-4", "abc", "+5", "99999999999", "1.5")),
+            Recommendation.parseRecent("0, -4 abc 3 +5 99999999999 1.5"))
+        assertEquals(RecentItems(emptyList(), emptyList()), Recommendation.parseRecent("  "))
+    }
+
+    @Test
+    fun litertTakesInputsByTheTargetsNames() {
+        val m = Fixtures.manifest()
+        assertEquals(LiteRtBinding("serving_default", listOf("args_0", "args_1", "args_2", "args_3"), "output_0"),
+            LiteRtBinding.of(m, m.target("tflite")))
+        assertEquals("scores", LiteRtBinding.of(m, m.target("tflite").copy(outputName = null)).outputName)
+        refused(Reason.MANIFEST, "the executorch target lists no input_names: LiteRT takes its inputs by name") {
+            LiteRtBinding.of(m, m.target("executorch"))
+        }
+    }
+
+    @Test
+    fun anIntentsUrlNeverGetsTheBuiltInKey() {
+        val built = ConnectionSettings("http://10.0.2.2:8000", "duet_built_in", "tflite")
+        assertEquals(built, ConnectionSettings.resolve(null, null, null, built))
+        assertEquals(ConnectionSettings("http://evil.example", "", "tflite"), ConnectionSettings.resolve(" http://evil.example ", null, null, built))
+        assertEquals(ConnectionSettings("http://h:1", "k2", "executorch"), ConnectionSettings.resolve("http://h:1", "k2", "executorch", built))
+        assertEquals(ConnectionSettings("http://10.0.2.2:8000", "k2", "tflite"), ConnectionSettings.resolve(null, "k2", null, built))
+        assertEquals(built, ConnectionSettings.resolve("", null, null, built)) // an empty extra is no URL
+    }
+
+    @Test
+    fun aChangedSettingMeansConnectingAgain() {
+        val a = ConnectionSettings.typed(" http://h:1 ", "k ", "")
+        assertEquals(ConnectionSettings("http://h:1", "k", "tflite"), a)
+        assertFalse(a.needsReconnect(ConnectionSettings.typed("http://h:1", "k", "tflite")))
+        assertTrue(a.needsReconnect(ConnectionSettings.typed("http://h:1", "other", "tflite")))
+        assertTrue(a.needsReconnect(ConnectionSettings.typed("http://h:1", "k", "executorch")))
     }
 }

@@ -187,21 +187,100 @@ class TrustTest {
         refused(Reason.BLOB, "corrupted in transit") { answer(blob).withBlob(blob + byteArrayOf(0)).check(manifest) }
         refused(Reason.BLOB, "not signed") { answer(blob, "fedcba9876543210").check(manifest) }
         refused(Reason.MANIFEST, "model version fedcba9876543210") { answer(blob, "fedcba9876543210").withSignature(sign(blob)).check(manifest) }
+        // then the decode, the blob's own metadata, the bounds
+        val other = Fixtures.slotBlob(Fixtures.W, B, mapOf("model_version" to "fedcba9876543210"))
+        refused(Reason.BLOB, "__metadata__ names model version fedcba9876543210") { answer(other).withSignature(sign(other)).check(manifest) }
         refused(Reason.BLOB, "beyond its bound") { answer(blob).withSignature(sign(blob)).check(manifest) }
+    }
+
+    // ---- the blob's own metadata (signed) binds the model version and the task
+
+    @Test
+    fun aSignedBlobOfAnotherRunIsRefusedThoughItsHeaderSaysThisOne() {
+        val manifest = signed()
+        val other = Fixtures.slotBlob(Fixtures.W, B, mapOf("model_version" to "fedcba9876543210", "task" to "recommendation"))
+        refused(Reason.BLOB, "names model version fedcba9876543210, the manifest 0123456789abcdef", "another run") {
+            answer(other).withSignature(sign(other)).check(manifest)
+        }
+        val unversioned = Fixtures.slotBlob(Fixtures.W, B, mapOf("task" to "recommendation"))
+        refused(Reason.BLOB, "names no model version") { answer(unversioned).withSignature(sign(unversioned)).check(manifest) }
+        val otherTask = Fixtures.slotBlob(Fixtures.W, B, mapOf("model_version" to Fixtures.MODEL_VERSION, "task" to "image"))
+        refused(Reason.BLOB, "names task image") { answer(otherTask).withSignature(sign(otherTask)).check(manifest) }
+        // unsigned, a blob without metadata is still accepted (nothing binds it either way); one naming another run is not
+        assertEquals(SlotBlob.decode(unversioned, Fixtures.manifest()), answer(unversioned).check(Fixtures.manifest()))
+        refused(Reason.BLOB, "names model version fedcba9876543210") { answer(other).check(Fixtures.manifest()) }
+    }
+
+    // ---- key pinning
+
+    @Test
+    fun aPinnedKeyMustBeTheManifestsAndCannotBeDropped() {
+        val blob = goodBlob()
+        val manifest = signed()
+        assertEquals(SlotBlob.decode(blob, manifest), answer(blob).withSignature(sign(blob)).check(manifest, publicKey))
+        val other = KeyPairGenerator.getInstance("Ed25519").generateKeyPair()
+        val otherKey = Base64.getEncoder().encodeToString(other.public.encoded)
+        val swapped = parse { it.add("signing", signingJson(key = otherKey)) }
+        // verifies against the swapped manifest's key, so only the pin refuses it
+        assertEquals(SlotBlob.decode(blob, swapped), answer(blob).withSignature(sign(blob, other)).check(swapped))
+        refused(Reason.MANIFEST, "names the signing key ${otherKey.take(12)}...", "pinned to ${publicKey.take(12)}...") {
+            answer(blob).withSignature(sign(blob, other)).check(swapped, publicKey)
+        }
+        refused(Reason.MANIFEST, "carries no signing key, but this client is pinned") { answer(blob).check(Fixtures.manifest(), publicKey) }
+        SigningPin.check(Fixtures.manifest(), null) // no pin: any manifest
+        SigningPin.check(Fixtures.manifest(), "")
+        val device = DeviceSlots(swapped, SlotBlob.decode(blob, swapped), publicKey)
+        refused(Reason.MANIFEST, "pinned") { device.install(answer(blob).withSignature(sign(blob, other))) }
+        assertTrue(device.usingBase)
+        assertTrue(device.lastRefusal!!.message.contains("pinned"))
+    }
+
+    @Test
+    fun serviceClientHoldsEveryManifestAgainstItsPin() {
+        val manifestText = Gson().toJson(manifestJson().also { it.add("signing", signingJson()) })
+        TestServer(mapOf("/v1/manifest" to { _: Received -> Reply(200, manifestText.toByteArray(), emptyMap()) })).use { server ->
+            assertEquals(publicKey, ServiceClient(server.url, "k", pinnedKey = publicKey).manifest().signing!!.publicKey)
+            assertEquals(publicKey, ServiceClient(server.url, "k").manifest().signing!!.publicKey)
+            val other = Base64.getEncoder().encodeToString(KeyPairGenerator.getInstance("Ed25519").generateKeyPair().public.encoded)
+            refused(Reason.MANIFEST, "but this client is pinned to ${other.take(12)}") { ServiceClient(server.url, "k", pinnedKey = other).manifest() }
+        }
+    }
+
+    // ---- verifiers: Bouncy Castle's (every Android API level) and the platform's agree
+
+    @Test
+    fun bouncyCastleAndThePlatformGiveTheSameOutcomes() {
+        val blob = goodBlob()
+        val good = sign(blob)
+        val flipped = Base64.getEncoder().encodeToString(Base64.getDecoder().decode(good).also { it[0] = (it[0].toInt() xor 1).toByte() })
+        val manifest = signed()
+        assertTrue(PlatformEd25519.available) // JDK 17
+        for (verifier in listOf<Ed25519Verifier>(BouncyCastleEd25519, PlatformEd25519)) {
+            assertEquals(verifier.name, SlotBlob.decode(blob, manifest), answer(blob).withSignature(good).check(manifest, verifier = verifier))
+            refused(Reason.BLOB, "signature does not match") { answer(blob).withSignature(flipped).check(manifest, verifier = verifier) }
+            refused(Reason.BLOB, "signature does not match") { answer(blob).withSignature(sign(blob, KeyPairGenerator.getInstance("Ed25519").generateKeyPair())).check(manifest, verifier = verifier) }
+        }
+    }
+
+    @Test
+    fun withoutPlatformEd25519TheDefaultIsBouncyCastle() {
+        assertEquals(BouncyCastleEd25519, Ed25519Verifiers.choose(false)) // Android below API 33, older Conscrypt
+        assertEquals(PlatformEd25519, Ed25519Verifiers.choose(true))
+        assertEquals(PlatformEd25519, Ed25519Verifiers.default)
     }
 
     @Test
     fun deviceSlotsKeepTheLastGoodSlotsOnABadSignatureOrBound() {
         val manifest = parse { json -> json.add("signing", signingJson()); json.slot(0).addProperty("max_abs", 10) }
         val device = DeviceSlots(manifest, SlotBlob.decode(goodBlob(), manifest))
-        val next = safetensors(listOf(f32("head.w", listOf(2, 3), FloatArray(6) { -it.toFloat() }), f32("head.b", listOf(3), B)))
+        val next = Fixtures.slotBlob(FloatArray(6) { -it.toFloat() }, B)
         val installed = device.install(answer(next).withSignature(sign(next)))
         assertFalse(device.usingBase)
         refused(Reason.BLOB, "signature does not match") { device.install(answer(goodBlob()).withSignature(sign(next))) }
         assertEquals(installed, device.current)
         assertEquals(Reason.BLOB, device.lastRefusal!!.reason)
         assertTrue(device.lastRefusal!!.message.contains("signature does not match"))
-        val poisoned = safetensors(listOf(f32("head.w", listOf(2, 3), FloatArray(6) { 10.5f }), f32("head.b", listOf(3), B)))
+        val poisoned = Fixtures.slotBlob(FloatArray(6) { 10.5f }, B)
         refused(Reason.BLOB, "refused as poisoned") { device.install(answer(poisoned).withSignature(sign(poisoned))) }
         assertEquals(installed, device.current)
         assertTrue(device.lastRefusal!!.message.contains("beyond its bound 10"))

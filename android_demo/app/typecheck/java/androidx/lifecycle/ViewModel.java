@@ -1,0 +1,2 @@
+package androidx.lifecycle;
+public abstract class ViewModel { protected void onCleared() {} }
