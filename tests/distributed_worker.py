@@ -21,15 +21,17 @@ def tiny(cache_dir: Path):
     function of the rows alone) and the batches to step on."""
     from toolkit.data.sequences import SequenceProtocol
     from toolkit.model.generator import GeneratorConfig, ParameterGenerator
+    from toolkit.model.slots import slot_specs
+    from toolkit.training.steps import context_dim
     from toolkit.tasks.recommendation.task import RecommendationTask, RecTaskConfig
 
     task = RecommendationTask(RecTaskConfig(protocol=SequenceProtocol(max_users=12, max_len=8, eval_negatives=9),
                                             embed_dim=8, context_items=10), cache_dir)
     torch.manual_seed(0)
     model = task.build_model().eval()
-    generator = ParameterGenerator(GeneratorConfig(context_dim=model.context_dim), model.slot_specs).eval()
-    batch = next(iter(task.train_batches(np.random.default_rng(0), ROWS)))
-    return task, model, generator, [batch, task.batch_slice(batch, 0, 1)]
+    generator = ParameterGenerator(GeneratorConfig(context_dim=context_dim(task, model)), slot_specs(model)).eval()
+    batch = next(iter(task.batches("train", rng=np.random.default_rng(0), batch_size=ROWS)))
+    return task, model, generator, [batch, batch.slice(0, 1)]
 
 
 def step_gradients(cache_dir: Path, world: World = SINGLE) -> dict[str, dict[str, torch.Tensor]]:

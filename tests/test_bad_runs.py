@@ -39,8 +39,9 @@ def test_a_damaged_weights_file_is_named(damaged, name, damage):
 @pytest.mark.parametrize("config,words", [
     ([], "a run's config is a JSON object, found list"),
     ({"task": "recommendation"}, "'task_config' must be a JSON object"),
-    ({"task": "audio"}, "unknown task 'audio'"),
-    ({"task": ["recommendation"]}, "unknown task"),
+    ({"task": "audio", "task_config": {}, "generator": {}}, "task 'audio': 'audio' is not an import path"),
+    ({"task": "no_such_module:Task", "task_config": {}, "generator": {}}, "cannot import 'no_such_module'"),
+    ({"task": ["recommendation"]}, "'task' must name the run's task"),
 ])
 def test_a_config_that_is_not_a_runs_is_named(damaged, config, words):
     (damaged / "config.json").write_text(json.dumps(config))

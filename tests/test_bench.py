@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from cli import cli
 from service_fixtures import CACHE
+from toolkit.model.slots import base_slots, slot_specs
 from toolkit.bench import records as R
 from toolkit.bench.phone import PhoneError, parse_benchmark_model, parse_executor_runner
 from toolkit.errors import DataFormatError
@@ -250,7 +251,7 @@ def test_the_phone_benchmark_over_adb(tmp_path, adb_standin, svc_run, svc_export
     blob = (phone / "base.safetensors").read_bytes()
     slots = check_answer(SlotAnswer(blob, sha256_hex(blob), manifest["model_version"]), manifest)
     run = load_run(svc_run, CACHE)
-    for spec, param in zip(run.duet.slot_specs, run.duet.head.params):
+    for spec, param in zip(slot_specs(run.duet), base_slots(run.duet)):
         np.testing.assert_array_equal(slots[spec.name], param.detach().numpy())
     assert (phone / "model.pte").read_bytes() == (svc_export / "model.pte").read_bytes()
     assert set(json.loads((phone / "request.json").read_text())) >= {"device_id"}

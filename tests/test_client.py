@@ -13,6 +13,7 @@ import pytest
 import torch
 from service_fixtures import CACHE, KEY, free_port, make_tls_files, start_cli_serve
 
+from toolkit.exporting.program import DeviceProgram
 from toolkit.client import DeviceClient, ServiceClient, SlotAnswer, check_answer
 from toolkit.errors import BlobError, ManifestError, ServiceError, SlotShapeError
 from toolkit.training.serving import ServingPrograms
@@ -75,7 +76,7 @@ def test_end_to_end_the_runtimes_score_like_pytorch_with_served_slots(server, re
     url, ca_file = request.getfixturevalue(server)
     devices = [int(d) for d in run.task.devices("test")[:2]]
     shape = json.loads((svc_export / "report.json").read_text())["shape"]
-    reference_model = run.task.device_model(run.duet, shape).eval()
+    reference_model = DeviceProgram.of(run.task, run.duet, shape).eval()
     calls = _device_calls(run, svc_export, devices)
     with ServiceClient(url, KEY, ca_file=ca_file) as service:
         for target in TARGETS:
@@ -176,7 +177,7 @@ def test_service_refusals_reach_the_caller_as_service_errors(svc_server, run, tm
         assert device.slots is device.base_slots  # Base's slots until generated ones pass their checks
         base_answer = check_answer(service.base_slots(), device.manifest)
         assert all(np.array_equal(device.slots[k], base_answer[k]) for k in base_answer)
-        with pytest.raises(ServiceError, match="unknown item id") as caught:
+        with pytest.raises(ServiceError, match="is out of range") as caught:
             device.refresh({"device_id": "x", "items": [10 ** 9], "timestamps": [1]})
         assert caught.value.status == 422 and device.slots is device.base_slots
         assert device.last_refusal.startswith("ServiceError: POST /v1/generate: 422")

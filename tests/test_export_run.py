@@ -26,16 +26,19 @@ def tiny_run(tmp_path_factory) -> Path:
     """An untrained run of 12 MovieLens users with 8-wide embeddings (a few KB of weights), saved and reloaded."""
     from toolkit.data.sequences import SequenceProtocol
     from toolkit.model.generator import GeneratorConfig, ParameterGenerator
+    from toolkit.model.slots import slot_specs
     from toolkit.training.runs import run_config, save_run
+    from toolkit.training.steps import context_dim
     from toolkit.tasks.recommendation.task import RecommendationTask, RecTaskConfig
     from toolkit.training.train import TrainConfig
 
     task = RecommendationTask(RecTaskConfig(protocol=SequenceProtocol(max_users=12, max_len=8, eval_negatives=9),
                                             embed_dim=8, context_items=10), CACHE)
     base, duet = task.build_model(), task.build_model()
-    config = GeneratorConfig(context_dim=duet.context_dim)
+    config = GeneratorConfig(context_dim=context_dim(task, duet))
     path = tmp_path_factory.mktemp("run") / "tiny"
-    save_run(path, run_config(task, config, TrainConfig()), base, duet, ParameterGenerator(config, duet.slot_specs))
+    save_run(path, run_config(task, duet, config, TrainConfig()), base, duet,
+             ParameterGenerator(config, slot_specs(duet)))
     return path
 
 

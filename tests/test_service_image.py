@@ -13,6 +13,7 @@ import pytest
 import torch
 from service_fixtures import CACHE, KEY, REPO, auth, live_server
 
+from toolkit.exporting.program import DeviceProgram
 from toolkit.client import DeviceClient, ServiceClient
 from toolkit.errors import ServiceError
 from toolkit.training.serving import ServingPrograms
@@ -42,7 +43,7 @@ def test_image_devices_get_their_slots_and_the_runtime_scores_like_pytorch(image
     run_dir, export_dir = image_export
     run = load_run(run_dir, CACHE)
     shape = json.loads((export_dir / "report.json").read_text())["shape"]
-    reference = run.task.device_model(run.duet, shape).eval()
+    reference = DeviceProgram.of(run.task, run.duet, shape).eval()
     config = ServiceConfig(run_dir=str(run_dir), exports_dir=str(export_dir), api_keys=str(svc_keys),
                            cache_dir=str(CACHE), rate_limit=0)
     with live_server(config) as url:
@@ -68,7 +69,7 @@ def test_image_devices_get_their_slots_and_the_runtime_scores_like_pytorch(image
         with ServiceClient(url, KEY) as service:  # the binary body: images as an (n, 64) F32 tensor, same slots
             body = run.task.example_request(devices[0])
             assert service.generate(body, binary=True).blob == service.generate(body).blob
-            with pytest.raises(ServiceError, match=r"values must lie in \[0, 1\]"):
+            with pytest.raises(ServiceError, match=r"is out of range \(valid: 0\.\.1\)"):
                 service.generate(dict(body, images=[[2.0] * 64]), binary=True)
         summary = load_test(LoadTestConfig(url, KEY, concurrency=8, requests=100))
         assert summary["ok"] == summary["requests"] == 100

@@ -15,6 +15,8 @@ from toolkit.data.sequences import SequenceProtocol
 from toolkit.training.distributed import World, torch_device
 from toolkit.errors import ConfigError
 from toolkit.model.generator import GeneratorConfig, ParameterGenerator
+from toolkit.model.slots import slot_specs
+from toolkit.training.steps import batch_loss, batch_outputs, context_dim
 from toolkit.training.runs import CONFIG_FILE, load_run, run_config, save_run
 from toolkit.tasks.image.task import ImageTask, ImageTaskConfig
 from toolkit.tasks.recommendation.task import RecommendationTask, RecTaskConfig
@@ -44,9 +46,10 @@ def image_task():
 def untrained_run(rec_task, tmp_path_factory):
     """A run of freshly initialised weights (nothing to train for what is checked here)."""
     base, duet = rec_task.build_model(), rec_task.build_model()
-    config = GeneratorConfig(context_dim=duet.context_dim)
+    config = GeneratorConfig(context_dim=context_dim(rec_task, duet))
     path = tmp_path_factory.mktemp("run") / "untrained"
-    save_run(path, run_config(rec_task, config, TrainConfig()), base, duet, ParameterGenerator(config, duet.slot_specs))
+    save_run(path, run_config(rec_task, duet, config, TrainConfig()), base, duet,
+             ParameterGenerator(config, slot_specs(duet)))
     return path
 
 
@@ -101,22 +104,29 @@ def test_tasks_build_their_tensors_on_the_models_torch_device(request, task_name
     """On the meta device (shapes without data) every op mixing in a CPU tensor fails, as it would on CUDA."""
     task = request.getfixturevalue(task_name)
     torch.manual_seed(0)
+    dim = context_dim(task, task.build_model())
     model = task.build_model().to("meta")
-    generator = ParameterGenerator(GeneratorConfig(context_dim=model.context_dim), model.slot_specs).to("meta")
-    batch = next(iter(task.train_batches(np.random.default_rng(0), 64)))
-    assert task.batch_loss(model, batch, generator).device.type == "meta"
-    assert task.batch_loss(model, task.batch_slice(batch, 2, 5), None).device.type == "meta"
+    generator = ParameterGenerator(GeneratorConfig(context_dim=dim), slot_specs(model)).to("meta")
+    batch = next(iter(task.batches("train", rng=np.random.default_rng(0), batch_size=64)))
+    assert batch_loss(task, model, batch, generator).device.type == "meta"
+    assert batch_loss(task, model, batch.slice(2, 5), None).device.type == "meta"
     device = int(task.devices("test")[0])
     assert task.device_context(model, device, "test").vectors.device.type == "meta"
-    finetune = next(iter(task.finetune_batches(device, {**task.finetune_defaults(), "seed": 0})))
-    assert task.finetune_loss(model, finetune).device.type == "meta"
+    finetune = next(iter(task.batches("finetune", device=device, rng=np.random.default_rng(0))))
+    assert task.loss(batch_outputs(task, model, finetune, None), finetune).device.type == "meta"
 
 
 def test_a_batch_slice_holds_those_rows_of_every_field(rec_task, image_task):
     for task in (rec_task, image_task):
-        batch = next(iter(task.train_batches(np.random.default_rng(0), 40)))
-        rows = task.batch_rows(batch)
-        part = task.batch_slice(batch, 1, 3)
-        assert task.batch_rows(part) == 2 and rows >= 3
-        for name, value in vars(batch).items():
-            assert np.array_equal(getattr(part, name), value[1:3]), name
+        batch = next(iter(task.batches("train", rng=np.random.default_rng(0), batch_size=40)))
+        part = batch.slice(1, 3)
+        assert part.rows == 2 and batch.rows >= 3
+        per_row = len(batch.inputs[0]) // batch.rows
+        assert np.array_equal(part.devices, batch.devices[1:3])
+        for got, value in zip(part.inputs, batch.inputs):
+            assert torch.equal(got, value[per_row : 3 * per_row])
+        if batch.targets is not None:
+            assert torch.equal(part.targets, batch.targets[per_row : 3 * per_row])
+        for name, value in batch.context.fields.items():
+            assert torch.equal(part.context.fields[name], value[1:3]), name
+        assert torch.equal(part.context.mask, batch.context.mask[1:3])

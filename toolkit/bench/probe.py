@@ -76,7 +76,8 @@ def _eager(spec: ProbeSpec, manifest: dict) -> Callable[[], Loaded]:
     from toolkit.training.runs import DUET_WEIGHTS, MODEL_PREFIX, read_config, without_prefix
 
     config = read_config(Path(spec.run_dir))
-    task = task_class(config["task"]).from_config_json(config["task_config"], Path(spec.cache_dir))
+    task = task_class(config["task"], config.get("task_path")).from_config_json(config["task_config"],
+                                                                           Path(spec.cache_dir))
     described = ManifestModel.of(manifest)  # the export's inputs and output: the program eager PyTorch runs
     weights = Path(spec.run_dir) / DUET_WEIGHTS
 

@@ -218,7 +218,17 @@ def bench(run_dir, export_dirs, out_dir, imports, cache_dir, **options) -> None:
 
 
 @cli.command()
-@click.argument("run_dir", type=EXISTING_DIR)
+@click.argument("run_dir", type=EXISTING_DIR, required=False)
+@click.option("--model", "model_factory", default=None, metavar="PACKAGE.MODULE:FACTORY",
+              help="Instead of RUN_DIR: export a model the toolkit never trained, built by this import path (a class or "
+                   "a function that returns an nn.Module); Base's slots are its own parameters, no service generates.")
+@click.option("--slots", "slot_modules", default=None, metavar="NAME[,NAME...]",
+              help="With --model: the modules whose parameters are the slots (names or regular expressions, as "
+                   "SlotConfig's target_modules).")
+@click.option("--input", "inputs", multiple=True, metavar="NAME=DIMS[:DTYPE[:LOW..HIGH]]",
+              help="With --model: one program input, e.g. images=1x1x8x8 or ids=1x30:int32:1..999 (float32 values are "
+                   "drawn in [0, 1) unless LOW..HIGH says otherwise; int32 needs its range). In forward's order; "
+                   "repeatable.")
 @click.option("--target", "targets", type=click.Choice(target_names() + ["all"]), multiple=True,
               default=("all",), show_default=True, help="Runtime(s) to export for; repeat the option or use 'all'.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
@@ -231,19 +241,35 @@ def bench(run_dir, export_dirs, out_dir, imports, cache_dir, **options) -> None:
               help="An option only one target reads, e.g. coreml.palettize_bits=4 (k-means palettize Core ML's static "
                    "weights to 4 bits instead of int8). Repeatable.")
 @cache_dir_option
-def export(run_dir, targets, out_dir, shapes, target_options, cache_dir, **options) -> None:
-    """Export a run's device model with its slots as inputs; validate every file in its runtime; write manifest.json."""
-    from toolkit.exporting.transaction import export_run
+def export(run_dir, model_factory, slot_modules, inputs, targets, out_dir, shapes, target_options, cache_dir,
+           **options) -> None:
+    """Export a run's device model (or, with --model, a model of yours) with its slots as inputs; validate every file
+    in its runtime; write manifest.json."""
     from toolkit.evaluation.report import export_summary
-    from toolkit.training.runs import load_run
 
+    chosen = target_names() if "all" in targets else list(targets)
     export_options = ExportOptions(shape=shape_values(shapes), target_options=target_option_values(target_options),
                                    **options)
-    run = load_run(run_dir, cache_dir)
-    with progress_bars() as progress:
-        report = export_run(run, target_names() if "all" in targets else list(targets), export_options,
-                            Path(out_dir), progress)
-    click.echo(export_summary(report, run.task.selection_metric))
+    if (run_dir is None) == (model_factory is None):
+        raise click.UsageError("give RUN_DIR (a trained run) or --model (a model of yours), not both or neither")
+    if model_factory is None:
+        if slot_modules or inputs:
+            raise click.UsageError("--slots and --input go with --model; a run's model names its slots itself")
+        from toolkit.pipeline import export as export_run, load_run
+
+        run = load_run(run_dir, cache_dir)
+        with progress_bars() as progress:
+            report = export_run(run, out_dir, chosen, export_options, progress)
+        click.echo(export_summary(report, run.task.selection_metric))
+    else:
+        from toolkit.cli.models import built_model, example_inputs
+        from toolkit.pipeline import export_model
+
+        model = built_model(model_factory, slot_modules)
+        with progress_bars() as progress:
+            report = export_model(model, example_inputs(inputs), out_dir, chosen, export_options, model_factory,
+                                  progress)
+        click.echo(export_summary(report, None))
     click.echo(f"wrote {out_dir} in {report['seconds_total']:.0f} s")
 
 

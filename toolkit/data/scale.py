@@ -38,7 +38,7 @@ def _peak_gb() -> float:
 
 def measure_child(path: Path, cache_dir: Path) -> dict[str, Any]:
     """What a `cli.py train --data PATH --format ml-latest` run does before its first step, phase by phase."""
-    from toolkit.tasks import recommendation
+    from toolkit.tasks.recommendation import task as recommendation
 
     seconds: dict[str, float] = {}
     peaks: dict[str, float] = {}

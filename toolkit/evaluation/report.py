@@ -156,13 +156,18 @@ def export_table(export_dirs: list[Path]) -> str:
     return "\n".join(rows)
 
 
-def export_summary(report: dict, metric: str) -> str:
-    """One line per target of an export's report.json: file, size, the metric in the runtime and in PyTorch, p50."""
+def export_summary(report: dict, metric: str | None) -> str:
+    """One line per target of an export's report.json: file, size, the metric in the runtime and in PyTorch (an
+    export with a task), the largest parity difference, p50."""
     lines = []
     for name, result in report["targets"].items():
         timing = result["latency"]
         runtime = "not timed" if timing["runtime_p50_us"] is None else f"{timing['runtime_p50_us']:.0f} us"
-        lines.append(f"{name:>10}: {result['file']} {result['bytes'] / 1024:.0f} KiB  {metric} "
-                     f"{result[metric]['runtime']:.4f} (PyTorch fp32 {result[metric]['pytorch_fp32']:.4f})  p50 "
-                     f"{runtime} (eager {timing['pytorch_eager_p50_us']:.0f} us)")
+        if metric is not None:
+            scored = f"{metric} {result[metric]['runtime']:.4f} (PyTorch fp32 {result[metric]['pytorch_fp32']:.4f})"
+        else:
+            worst = max(case["max_abs_diff"] for case in result["parity"]["cases"].values())
+            scored = f"parity max abs diff {worst:.2g}"
+        lines.append(f"{name:>10}: {result['file']} {result['bytes'] / 1024:.0f} KiB  {scored}  p50 {runtime} "
+                     f"(eager {timing['pytorch_eager_p50_us']:.0f} us)")
     return "\n".join(lines)

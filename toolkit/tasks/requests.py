@@ -151,10 +151,9 @@ def _checked_list(payload: Mapping[str, Any], spec: "SampleSpec", size: int) -> 
     what = "integer" if spec.is_integer else "number"
     if isinstance(value, np.ndarray):  # from a binary body
         if not _tensor_shape_ok(value, spec):
-            expected = f"(n, {width})" if spec.shape else "1-D"
+            expected = f"an (n, {width})" if spec.shape else "a 1-D"
             kind = "integer tensor (I32 or I64)" if spec.is_integer else "float tensor (F32 or F64)"
-            raise RequestError(f"'{key}' must be an {expected} {kind}, got {value.dtype} of shape "
-                               f"{list(value.shape)}")
+            raise RequestError(f"'{key}' must be {expected} {kind}, got {value.dtype} of shape {list(value.shape)}")
         value = value.tolist()
     if not isinstance(value, list):
         raise RequestError(f"'{key}' must be a list of samples")

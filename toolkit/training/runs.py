@@ -17,7 +17,7 @@ from toolkit.errors import ConfigError, DuetError, one_line
 from toolkit.model.generator import GeneratorConfig, ParameterGenerator
 from toolkit.model.slots import slot_config, slot_specs
 from toolkit.tasks.base import Task
-from toolkit.tasks.loading import task_class
+from toolkit.tasks.loading import import_root, task_class
 
 
 CONFIG_FILE, BASE_WEIGHTS, DUET_WEIGHTS, LOG_FILE = "config.json", "base.safetensors", "duet.safetensors", "train_log.jsonl"
@@ -47,7 +47,8 @@ def run_config(task: Task, model: nn.Module, gen_cfg: GeneratorConfig, train_cfg
     """config.json of a run; `train_cfg` is the trainer's TrainConfig (a dataclass; the trainer is a later stage);
     "slots" records the model's SlotConfig (what personalize chose), as PEFT saves its adapter's config."""
     return {"format": RUN_FORMAT, "toolkit_version": __version__, "task": task.name,
-            "task_config": task.config_json(), "selection_metric": task.selection_metric,
+            "task_path": import_root(type(task)), "task_config": task.config_json(),
+            "selection_metric": task.selection_metric,
             "slots": slot_config(model).to_json(),
             "generator": asdict(gen_cfg), "train": asdict(train_cfg)}
 
@@ -149,7 +150,9 @@ def load_run(path: str | Path, cache_dir: Path | None = None) -> Run:
     path = Path(path)
     config = read_config(path)
     config_file = path / CONFIG_FILE
-    task = _rebuilt(config_file, lambda: task_class(config["task"]).from_config_json(config["task_config"], cache_dir))
+    search = config.get("task_path") if isinstance(config.get("task_path"), str) else None
+    task = _rebuilt(config_file, lambda: task_class(config["task"], search).from_config_json(config["task_config"],
+                                                                                              cache_dir))
     base, duet = _rebuilt(config_file, task.build_model), _rebuilt(config_file, task.build_model)
     if "slots" in config and config["slots"] != slot_config(duet).to_json():
         raise ConfigError(f"{config_file}: the run's slots {config['slots']} are not those the task's model names now "
