@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from toolkit.errors import ConfigError, one_line
 from toolkit.model.slots import bound_slots, slot_specs
 from toolkit.protocol.slots import SlotSpec, TensorSpec
 
@@ -102,10 +103,15 @@ class DeviceProgram(DeviceModel):
         model = copy.deepcopy(model).eval()
         rng = np.random.default_rng(0)
         examples = [tuple(example.draw(rng) for example in inputs) for _ in range(EXAMPLE_CALLS)]
-        with torch.no_grad():
-            output = model(*(torch.from_numpy(a) for a in examples[0]))
+        try:
+            with torch.no_grad():
+                output = model(*(torch.from_numpy(a) for a in examples[0]))
+        except Exception as err:  # whatever the user's forward raises on these inputs
+            given = ", ".join(f"{e.spec.name}={list(e.spec.shape)} ({e.spec.dtype})" for e in inputs)
+            raise ConfigError(f"the model does not run on the inputs {given}: {type(err).__name__}: "
+                              f"{one_line(err)}") from err
         if not isinstance(output, torch.Tensor):
-            raise TypeError(f"the model returns a {type(output).__name__}; a device program has one tensor output")
+            raise ConfigError(f"the model returns a {type(output).__name__}; a device program has one tensor output")
         return cls(model, [example.spec for example in inputs], TensorSpec(output_name, tuple(output.shape), "float32"),
                    examples, fast_form(model) if fast_form is not None else None)
 
