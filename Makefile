@@ -9,7 +9,9 @@ RUN ?= runs/demo-$(BACKBONE)
 LIVE := $(PY) tests/live_service.py $(if $(LIVE_WORKDIR),--workdir $(LIVE_WORKDIR))
 MOBILE_DEBS := kotlin junit4 libgoogle-gson-java libbcprov-java
 
-.PHONY: demo test python-test android-core-test ios-core-test mobile-deps golden venv clean
+EXAMPLE_RUN ?= runs/example
+
+.PHONY: demo example test python-test android-core-test ios-core-test mobile-deps golden venv clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +27,11 @@ demo: $(STAMP)
 	rm -rf $(RUN)
 	$(PY) cli.py train --backbone $(BACKBONE) --out $(RUN)
 	$(PY) cli.py evaluate $(RUN)
+
+# The worked example: a model and data set of a user's own (examples/digits_devices.py), trained, evaluated, exported.
+example: $(STAMP)
+	rm -rf $(EXAMPLE_RUN) exports/example
+	$(PY) examples/personalize_digits.py --out $(EXAMPLE_RUN) --exports exports/example
 
 # Everything: the Python suite, then the Kotlin and Swift cores against the golden files and one live service.
 test: python-test

@@ -37,12 +37,12 @@ class DigitNet(nn.Module):
 @dataclass
 class DigitsDevices(duet.Task):
     """Devices over scikit-learn's digits: each device's images share a slant, a stroke contrast and noise, and
-    follow its own skewed mix of digits. A device's first `context` images are its recent unlabeled samples;
+    follow its own skewed mix of digits. A device's first `context_images` images are its recent unlabeled samples;
     the rest are labeled (the first half of them for fine-tuning's baseline, the second half for the test)."""
 
     devices_per_split: int = 40  # train, val and test devices each
     images_per_device: int = 48
-    context: int = 16  # recent unlabeled images per device (what the generator reads)
+    context_images: int = 16  # recent unlabeled images per device (what the generator reads)
     width: int = 16  # DigitNet's channels
     seed: int = 0
 
@@ -67,16 +67,16 @@ class DigitsDevices(duet.Task):
 
     def context(self, devices, split):
         split = "test" if split == "finetune" else split
-        images = torch.from_numpy(self.images[split][np.asarray(devices), : self.context, None])
+        images = torch.from_numpy(self.images[split][np.asarray(devices), : self.context_images, None])
         return duet.Samples({"images": images}, torch.ones(images.shape[:2], dtype=torch.bool))
 
     def batches(self, split, *, device=None, rng=None, batch_size=None):
         source = "test" if split == "finetune" else split
         devices = self.devices(split) if device is None else np.array([device])
-        labeled = slice(self.context, None)
+        labeled = slice(self.context_images, None)
         if split in ("finetune", "test"):  # a test device's labeled images: fine-tuning's half, then the test's
-            middle = self.context + (self.images_per_device - self.context) // 2
-            labeled = slice(self.context, middle) if split == "finetune" else slice(middle, None)
+            middle = self.context_images + (self.images_per_device - self.context_images) // 2
+            labeled = slice(self.context_images, middle) if split == "finetune" else slice(middle, None)
         if rng is not None:
             devices = rng.permutation(devices)
         per_batch = max(1, (batch_size or 256) // self.images_per_device)

@@ -16,8 +16,17 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
 import toolkit as duet
 from digits_devices import DigitsDevices
+
+
+def show_progress(event: dict) -> None:
+    """One line per finished epoch of the training log."""
+    if "epoch" in event and "train_loss" in event:
+        print(f"{event['stage']:>5} epoch {event['epoch']:>2}  loss {event['train_loss']:.4f}  "
+              f"val accuracy {event['val_accuracy']:.4f}")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -27,11 +36,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--devices", type=int, default=40, help="train, val and test devices each")
     parser.add_argument("--epochs", type=int, default=30, help="epoch limit of each stage (early stopping)")
     parser.add_argument("--latency-calls", type=int, default=200, help="calls timed per runtime")
+    parser.add_argument("--threads", type=int, default=1, help="PyTorch's CPU threads (1: timings comparable)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     task = DigitsDevices(devices_per_split=args.devices)
     print(duet.describe_slots(task.build_model()))
-    run = duet.train(task, args.out, duet.TrainConfig(max_epochs=args.epochs, patience=5, lr=3e-3, backbone_lr=0.0))
+    config = duet.TrainConfig(max_epochs=args.epochs, patience=5, lr=3e-3, backbone_lr=0.0)
+    run = duet.train(task, args.out, config, listener=show_progress)
     result = duet.evaluate(run)
     report = duet.export(run, args.exports, options=duet.ExportOptions(latency_calls=args.latency_calls))
     summary = {"accuracy": {m: round(result["metrics"][m]["accuracy"], 4) for m in ("base", "finetune", "duet")},

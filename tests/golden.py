@@ -459,6 +459,38 @@ def benchmark_results(scenario: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
     return json.dumps(records_json(records), indent=2).encode(), entry
 
 
+def user_model_files() -> tuple[dict[str, bytes], dict[str, Any]]:
+    """The manifest and a slot blob of a model of a user's (examples/digits_devices.py's DigitNet, slots on a
+    convolution, a LayerNorm and the classifier): 4-D kernel slots and vectors, which every client decodes alike."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        from digits_devices import DigitNet
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    from toolkit.model.slots import SlotConfig, personalize, slot_specs
+
+    specs = slot_specs(personalize(DigitNet(width=4), SlotConfig(("mix", "norm", "classifier"))))
+    rng = np.random.default_rng(21)
+    values = {s.name: rng.normal(0, 0.5, s.shape).astype(np.float32) for s in specs}
+    inputs = [{"name": "images", "shape": [2, 1, 8, 8], "dtype": "float32", "description": "grey images"}]
+    model = manifest()
+    model.update(task="digits_devices:DigitsDevices", inputs=inputs, slots=blob_layout(specs),
+                 output={"name": "output", "shape": [2, 10], "dtype": "float32", "description": "class logits"},
+                 call_signature=["images"] + [s.name for s in specs])
+    model["slot_blob"]["nbytes"] = sum(s.nbytes for s in specs)
+    for target in model["targets"].values():
+        if "input_names" in target:
+            target["input_names"] = [n.replace(".", "_") if "coreml" in target["runtime"] else f"args_{i}"
+                                     for i, n in enumerate(model["call_signature"])]
+    validate_manifest(model, "golden user-model manifest")
+    files = {"model-manifest.json": json.dumps(model, indent=2).encode(),
+             "model-slots.safetensors": encode_safetensors(specs, values, "float32", METADATA),
+             "model-slots.flat": pack_flat(specs, values)}
+    shapes = {s.name: list(s.shape) for s in specs}
+    return files, {"manifest": "model-manifest.json", "blob": "model-slots.safetensors", "flat": "model-slots.flat",
+                   "shapes": shapes, "why": "a user's model: a 4-D convolution kernel, LayerNorm vectors, a linear layer"}
+
+
 def golden_files() -> dict[str, bytes]:
     """Every golden file by name, expected.json included."""
     files: dict[str, bytes] = {}
@@ -500,6 +532,8 @@ def golden_files() -> dict[str, bytes]:
     files.update(pin_files)
     expected["sampling"] = sampling_scenarios(expected["stats"])
     files["benchmark_results.json"], expected["benchmark_results"] = benchmark_results(expected["sampling"][0])
+    model_files, expected["user_model"] = user_model_files()
+    files.update(model_files)
     files["zip-slip.zip"] = zip_slip()
     expected["zips"].append({"file": "zip-slip.zip", "error": "blob", "why": "an entry that leaves the destination"})
     files["expected.json"] = (json.dumps(expected, indent=1) + "\n").encode()

@@ -150,3 +150,13 @@ def test_the_sampling_scenarios_script_every_operation_their_traces_make():
         assert trace.count("memory") == len(script["memory_mb"]), scenario["name"]
         assert trace.count("generate") == len(script["generate_ms"]), scenario["name"]
         assert trace.count("clock") % 2 == 0 or scenario["name"] == "swap-refused", scenario["name"]
+
+
+def test_a_user_models_kernel_and_vector_slots_decode_to_the_flat_bytes():
+    model = EXPECTED["user_model"]
+    manifest = load_manifest(GOLDEN_DIR / model["manifest"])
+    specs = slot_specs_of(manifest)
+    assert {s.name: list(s.shape) for s in specs} == model["shapes"]
+    assert any(len(s.shape) == 4 for s in specs)
+    slots = decode_safetensors((GOLDEN_DIR / model["blob"]).read_bytes(), specs)
+    assert pack_flat(specs, slots) == (GOLDEN_DIR / model["flat"]).read_bytes()

@@ -60,7 +60,22 @@ final class GoldenTests: XCTestCase {
     func testEverySectionOfExpectedJSONIsChecked() throws {
         // a section added to the golden files must get a test here, not be skipped silently
         XCTAssertEqual(Set(try expected().keys), ["manifest", "manifests", "blobs", "requests", "zips", "stats", "trust",
-                                                   "pinning", "sampling", "benchmark_results"])
+                                                   "pinning", "sampling", "benchmark_results", "user_model"])
+    }
+
+    /// expected.json "user_model": a model of a user's with a 4-D convolution kernel, LayerNorm vectors and a
+    /// linear layer as slots; its manifest and slot blob decode to the flat bytes Python wrote.
+    func testAUserModelsKernelAndVectorSlotsDecode() throws {
+        let model = try XCTUnwrap(try expected()["user_model"]?.objectValue)
+        let manifest = try Manifest.parse(try load(try XCTUnwrap(model["manifest"]?.stringValue)))
+        let shapes = try XCTUnwrap(model["shapes"]?.objectValue)
+        XCTAssertEqual(manifest.slots.map(\.name), Array(shapes.keys))
+        for slot in manifest.slots {
+            XCTAssertEqual(slot.shape, try XCTUnwrap(shapes[slot.name]?.arrayValue).map { try XCTUnwrap($0.intValue) })
+        }
+        XCTAssertTrue(manifest.slots.contains { $0.shape.count == 4 }, "a 4-D kernel slot")
+        let slots = try SlotSet(blob: try load(try XCTUnwrap(model["blob"]?.stringValue)), manifest: manifest)
+        XCTAssertEqual(slots.flatBytes, try load(try XCTUnwrap(model["flat"]?.stringValue)))
     }
 
     func testManifests() throws {

@@ -63,6 +63,17 @@ class GoldenTest {
         assertEquals(entries("blobs").count { it.error() == null }, decoded)
     }
 
+    @Test
+    fun aUserModelsKernelAndVectorSlotsDecode() {
+        val model = expected.getAsJsonObject("user_model")
+        val userManifest = Manifest.parse(Golden.file(model.get("manifest").asString).readBytes())
+        val shapes = model.getAsJsonObject("shapes").entrySet().map { (name, shape) -> name to shape.asJsonArray.map { it.asInt } }
+        assertEquals(shapes, userManifest.slots.map { it.name to it.shape })
+        assertTrue("a 4-D kernel slot", userManifest.slots.any { it.shape.size == 4 })
+        val slots = SlotBlob.decode(Golden.file(model.get("blob").asString).readBytes(), userManifest)
+        assertArrayEquals(Golden.file(model.get("flat").asString).readBytes(), slots.toFlatBytes())
+    }
+
     /** What each expected error id of the trust and pinning cases must be: its reason and words of its message. */
     private val kinds = mapOf("signature" to Pair(Reason.BLOB, Regex("signature|not signed|not base64")),
         "bounds" to Pair(Reason.BLOB, Regex("beyond its bound")), "version" to Pair(Reason.BLOB, Regex("model version")),
