@@ -159,3 +159,20 @@ def test_a_model_of_the_users_trains_evaluates_exports_serves_and_reaches_a_devi
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_the_default_request_specs_are_read_off_the_data_once():
+    task = StripeDevices()
+    reads = []
+    original = task.context
+
+    def counting(devices, split):
+        reads.append(split)
+        return original(devices, split)
+
+    task.context = counting
+    body = {"device_id": "d", "images": [[0.5] * 36] * 3}
+    for _ in range(3):
+        fields = task.request_inputs([body, body])
+    assert sorted(reads) == ["test", "train"]  # the specs and the context size, each read once, not per request
+    assert fields[0].shape == (2, 4, 1, 6, 6) and fields[1].sum() == 6 and not fields[1][:, 0].any()

@@ -220,15 +220,23 @@ class Task(ABC):
 
     # -- the generate request on the wire ------------------------------------------------------------------------
     def context_specs(self) -> list[SampleSpec]:
-        """Each field of a context sample as devices send it. Default: read off the data (shapes and dtypes of
+        """Each field of a context sample as devices send it. Default: read off the data once (shapes and dtypes of
         `context`; for integer fields, the range seen in up to 256 training devices' contexts)."""
         from toolkit.tasks.requests import specs_from_data
 
-        return specs_from_data(self)
+        return self._read_once("_duet_context_specs", lambda: specs_from_data(self))
 
     def context_size(self) -> int:
-        """M, the sample places of a device's context (the most samples a generate request may send)."""
-        return int(self.context(self.devices("test")[:1], "test").mask.shape[1])
+        """M, the sample places of a device's context (the most samples a generate request may send). Default: read
+        off one test device's context, once."""
+        return self._read_once("_duet_context_size",
+                               lambda: int(self.context(self.devices("test")[:1], "test").mask.shape[1]))
+
+    def _read_once(self, key: str, read):
+        """A default read off the data, kept on the task: the service asks for it with every batch of requests."""
+        if key not in self.__dict__:
+            self.__dict__[key] = read()
+        return self.__dict__[key]
 
     def request_schema(self) -> dict:
         """JSON Schema of one generate-request body (device_id, then one array per context field)."""
