@@ -18,7 +18,7 @@ from toolkit.console import Commands, Settings, progress_bars, show_epoch, show_
 from toolkit.bench.config import HostBenchConfig, PhoneOptions
 from toolkit.data.download import DATASETS
 from toolkit.loadtest import LoadTestConfig
-from toolkit.options import cache_dir_option, click_options, named_values, values_for
+from toolkit.options import cache_dir_option, click_options, float_range, named_values, values_for
 from toolkit.service.bench import BenchConfig
 from toolkit.service.config import ServiceConfig
 from toolkit.service.server import ServerOptions
@@ -28,7 +28,7 @@ EXISTING_DIR = click.Path(exists=True, file_okay=False)
 
 
 @click.group(cls=Commands)
-@click.option("--threads", type=int, default=0, help="CPU threads for PyTorch (0 = library default).")
+@click.option("--threads", type=click.IntRange(0, 1024), default=0, help="PyTorch CPU threads (0 = library default).")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress details.")
 @click.pass_context
 def cli(ctx: click.Context, threads: int, verbose: bool) -> None:
@@ -96,7 +96,7 @@ def report(run_dirs, **options) -> None:
 @cli.command()
 @click.argument("run_dir", type=EXISTING_DIR)
 @click_options(FinetuneConfig)
-@click.option("--shifted-fraction", type=float, default=0.25, show_default=True,
+@click.option("--shifted-fraction", type=float_range(0, 1, above=True), default=0.25, show_default=True,
               help="Share of most-shifted devices reported separately.")
 @cache_dir_option
 def evaluate(run_dir, shifted_fraction, cache_dir, **finetune) -> None:
@@ -222,8 +222,8 @@ def bench(run_dir, export_dirs, out_dir, imports, cache_dir, **options) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Export directory to write (replaced only once the new export validates).")
 @click_options(ExportOptions)
-@click.option("--seq-len", type=int, default=None, help="History length L fixed in the programs (default: the run's).")
-@click.option("--candidates", type=int, default=None,
+@click.option("--seq-len", type=click.IntRange(1, 100_000), default=None, help="History length L [the run's].")
+@click.option("--candidates", type=click.IntRange(1, 100_000), default=None,
               help="Candidates C scored per call, fixed in the programs (default: 1 + the run's eval negatives).")
 @click.option("--palettize-bits", type=click.Choice([str(b) for b in PALETTIZE_BITS]), default="0", show_default=True,
               help="Core ML only: k-means palettize static weights to this many bits instead of int8 (0 = off).")

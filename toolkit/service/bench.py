@@ -24,7 +24,7 @@ from pathlib import Path
 from toolkit import routes
 from toolkit.cache import cache_dir as resolve_cache_dir
 from toolkit.errors import ConfigError
-from toolkit.options import option
+from toolkit.options import check_ranges, option
 from toolkit.wire import BODY_FORMATS
 from toolkit.loadtest import LoadTestConfig, run_load, summary
 from toolkit.service.config import ServiceConfig
@@ -38,12 +38,14 @@ class BenchConfig:
 
     run_dir: str  # the run whose generator is served
     exports_dir: str  # its export directory
-    requests: int = option(20_000, "Requests per measurement.")
-    concurrency: int = option(64, "Simultaneous connections per measurement.")
-    warmup: int = option(1_000, "Untimed requests sent to each server first.")
-    rounds: int = option(1, "Measure all three this many times, in rotated order; the median round is reported too.")
-    workers: int = option(1, "Server processes per server.")
-    max_devices: int = option(2_000, "Test devices whose bodies are sent (round-robin).")
+    requests: int = option(20_000, "Requests per measurement.", minimum=1, maximum=1_000_000)
+    concurrency: int = option(64, "Simultaneous connections per measurement.", minimum=1, maximum=1024)
+    warmup: int = option(1_000, "Untimed requests sent to each server first.", minimum=1, maximum=1_000_000)
+    rounds: int = option(1, "Measure all three this many times, in rotated order; the median round is reported too.",
+                         minimum=1, maximum=1000)
+    workers: int = option(1, "Server processes per server.", minimum=1, maximum=256)
+    max_devices: int = option(2_000, "Test devices whose bodies are sent (round-robin).", minimum=1,
+                              maximum=10_000_000)
     body_format: str = option("json", "Request bodies of all three measurements: JSON or the compact binary form.",
                               choices=BODY_FORMATS)
     cache_dir: str = ""  # preprocessed-data cache ("": toolkit.cache's default)
