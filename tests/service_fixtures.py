@@ -79,11 +79,12 @@ def live_server(config, server_options=None, **overrides):
     from toolkit.service.app import create_app
     from toolkit.service.server import ServerOptions
 
-    app = create_app(replace(config, **overrides))
+    config = replace(config, **overrides)
+    app = create_app(config)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server((server_options or ServerOptions()).uvicorn_config(app))
+    server = uvicorn.Server((server_options or ServerOptions()).uvicorn_config(app, config.max_body_bytes))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
