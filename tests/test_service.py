@@ -9,7 +9,7 @@ import json
 import httpx
 import numpy as np
 import pytest
-from service_fixtures import KEY, OTHER_KEY, auth, live_server
+from service_fixtures import KEY, OTHER_KEY, auth, live_server, nan_generator_copy
 
 from toolkit.serving import ServingPrograms
 from toolkit.manifest import load_manifest, slot_specs_of
@@ -89,6 +89,40 @@ def test_keys_add_command_appends_a_hashed_line(tmp_path):
     assert key1 != key2 and key1 not in path.read_text()
     store = KeyStore.from_file(path)
     assert store.identify(key1) == "fleet" and store.identify(key2) == "key2"
+
+
+def test_keys_added_by_processes_at_once_are_all_kept(tmp_path):
+    """Eight processes add 25 keys each, all starting together: every key is in the file, each once."""
+    import subprocess
+    import sys
+    import time
+
+    from service_fixtures import REPO
+
+    from toolkit.service.auth import KeyStore
+
+    path = tmp_path / "keys.txt"
+    start = time.time() + 3  # after every interpreter has started
+    script = ("import sys, time; from pathlib import Path; from toolkit.service.auth import add_key; "
+              "time.sleep(max(0.0, float(sys.argv[2]) - time.time())); "
+              "print('\\n'.join(add_key(Path(sys.argv[1]), 'fleet') for _ in range(25)))")
+    workers = [subprocess.Popen([sys.executable, "-c", script, str(path), str(start)], cwd=REPO,
+                                stdout=subprocess.PIPE, text=True) for _ in range(8)]
+    printed = [key for worker in workers for key in worker.communicate(timeout=120)[0].split()]
+    assert all(worker.returncode == 0 for worker in workers) and len(printed) == 200
+    store = KeyStore.from_file(path)
+    assert len(store.keys) == 200 and all(store.identify(key) == "fleet" for key in printed)
+    assert path.read_text().count("# DUET API keys") == 1
+
+
+def test_keys_add_to_a_place_it_cannot_write_is_one_error(tmp_path):
+    from click.testing import CliRunner
+
+    from cli import cli
+
+    (tmp_path / "file").write_text("x")
+    result = CliRunner().invoke(cli, ["keys", "add", "--file", str(tmp_path / "file" / "keys.txt")])
+    assert result.exit_code == 2 and "cannot add the key" in result.output and "Traceback" not in result.output
 
 
 # -- manifest and artifacts ----------------------------------------------------------------------------
@@ -392,33 +426,19 @@ def test_a_run_whose_config_changed_since_the_export_stops_startup(svc_config, s
             pass
 
 
-def _nan_generator_run(svc_run, svc_export, tmp_path):
-    """A copy of the run whose generator writes NaN (one weight of its writer is NaN) and a copy of the export
-    that names the copy's weights: everything the start-up checks compare agrees, only generation fails."""
+def test_a_run_that_cannot_generate_does_not_start(svc_config, svc_run, svc_export, tmp_path):
+    """Everything the start-up checks compare agrees (the export names the copy's weights); only generation fails."""
     import shutil
 
-    import torch
-    from safetensors.torch import load_file, save_file
-
+    from toolkit.errors import ConfigError
     from toolkit.manifest import model_version
 
-    run_copy, export_copy = tmp_path / "run", tmp_path / "export"
-    shutil.copytree(svc_run, run_copy)
+    run_copy = nan_generator_copy(svc_run, tmp_path / "run")
+    export_copy = tmp_path / "export"
     shutil.copytree(svc_export, export_copy)
-    weights = load_file(str(run_copy / "duet.safetensors"))
-    name = next(k for k in sorted(weights) if k.startswith("generator.") and weights[k].dtype == torch.float32)
-    weights[name].view(-1)[0] = float("nan")
-    save_file(weights, str(run_copy / "duet.safetensors"))
     manifest = json.loads((export_copy / "manifest.json").read_text())
     manifest["model_version"] = model_version(run_copy / "base.safetensors", run_copy / "duet.safetensors")
     (export_copy / "manifest.json").write_text(json.dumps(manifest))
-    return run_copy, export_copy
-
-
-def test_a_run_that_cannot_generate_does_not_start(svc_config, svc_run, svc_export, tmp_path):
-    from toolkit.errors import ConfigError
-
-    run_copy, export_copy = _nan_generator_run(svc_run, svc_export, tmp_path)
     with pytest.raises(ConfigError, match="generating a test device's slots failed"):
         with live_server(svc_config, run_dir=str(run_copy), exports_dir=str(export_copy)):
             pass
