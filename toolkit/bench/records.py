@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from toolkit.artifacts import read_small_file, strict_json
 from toolkit.errors import DataFormatError, one_line
 
 # Metric names shared with the apps (android_demo/core Metrics, DuetKit Metric).
@@ -166,19 +167,17 @@ def record_from_json(obj: Any, where: str) -> Record:
                   _number(obj, "targetValue", where, 0.0))
 
 
-MAX_RESULTS_BYTES = 64 << 20  # a results file larger than this is not one an app wrote
+MAX_RESULTS_BYTES = 64 << 20  # a results file larger than this is not one an app wrote (/dev/zero included)
 
 
 def read_results(path: Path) -> list[Record]:
     """The records of a benchmark_results.json written by either app (or a report.json's `records`)."""
     path = Path(path)
     try:
-        if path.stat().st_size > MAX_RESULTS_BYTES:
-            raise DataFormatError(f"{path}: {path.stat().st_size} bytes is too large for a benchmark results file")
-        content = json.loads(path.read_text(encoding="utf-8"))
+        content = strict_json(read_small_file(path, MAX_RESULTS_BYTES).decode("utf-8"))
     except FileNotFoundError as err:
         raise DataFormatError(f"{path}: no such results file") from err
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+    except (OSError, ValueError, RecursionError) as err:  # ValueError: not UTF-8, not JSON, NaN, 5,000 digits
         raise DataFormatError(f"{path}: not readable JSON ({one_line(err, 120)})") from err
     if isinstance(content, dict) and isinstance(content.get("records"), list):  # a report.json of `cli.py bench`
         content = content["records"]
