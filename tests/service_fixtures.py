@@ -41,6 +41,21 @@ def export_tiny(run_dir: Path, out: Path) -> Path:
     return out
 
 
+def nan_generator_copy(run_dir: Path, dest: Path) -> Path:
+    """A copy of a run whose generator writes NaN slots: one weight of its writer is NaN (config and Base intact)."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(run_dir, dest)
+    weights = load_file(str(dest / "duet.safetensors"))
+    name = next(k for k in sorted(weights) if k.startswith("generator.") and weights[k].dtype == torch.float32)
+    weights[name].view(-1)[0] = float("nan")
+    save_file(weights, str(dest / "duet.safetensors"))
+    return dest
+
+
 @pytest.fixture(scope="session")
 def svc_run(tmp_path_factory) -> Path:
     return train_tiny(tmp_path_factory.mktemp("svc") / "run")

@@ -16,7 +16,8 @@ from toolkit.serving import ServingPrograms
 from toolkit.artifacts import write_json
 from toolkit.config import FinetuneConfig
 from toolkit.distributed import synchronize, torch_device
-from toolkit.runs import EVALUATION_FILE, METHODS, METRICS_FILE, SHIFTED_FILE, Run
+from toolkit.errors import EvaluationError
+from toolkit.runs import CONFIG_FILE, EVALUATION_FILE, METHODS, METRICS_FILE, SHIFTED_FILE, Run
 from toolkit.tasks.base import TaskEvaluation
 
 
@@ -99,6 +100,7 @@ def evaluate_run(run: Run, finetune: FinetuneConfig, shifted_fraction: float = 0
         "duet": task.test_scores(run.duet, run.generator),
         "finetune": {},
     }
+    check_finite_scores(scores, run)  # before the fine-tuning: a broken run stops in seconds
     advance = progress("fine-tuning devices", len(devices)) if progress else None
     seconds = []
     settings = finetune.resolve(task.finetune_defaults())
@@ -108,6 +110,7 @@ def evaluate_run(run: Run, finetune: FinetuneConfig, shifted_fraction: float = 0
         seconds.append(spent)
         if advance:
             advance()
+    check_finite_scores({"finetune": scores["finetune"]}, run)
     metrics: dict[str, Any] = {m: task.metrics_from_scores(scores[m]) for m in METHODS}
     metrics["finetune_seconds_per_device"] = float(np.mean(seconds))
     programs = ServingPrograms(run)
@@ -121,6 +124,19 @@ def evaluate_run(run: Run, finetune: FinetuneConfig, shifted_fraction: float = 0
                      "generate_seconds_per_device_with_context_encoding": timings["with_context"],
                      "slot_change_per_new_sample": slot_stability(run, programs, devices)}
     return {"metrics": metrics, "shifted": shifted_metrics, "settings": settings_used}
+
+
+def check_finite_scores(scores: Mapping[str, Mapping[int, Any]], run: Run) -> None:
+    """EvaluationError at the first device a method scored with NaN or infinity: NaN sorts first in a ranking, so a
+    broken model would otherwise report perfect hit rates."""
+    for method, by_device in scores.items():
+        for device, values in by_device.items():
+            array = np.asarray(values, dtype=np.float64)
+            if not np.isfinite(array).all():
+                nan, infinite = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+                raise EvaluationError(f"{run.path}: {method} scored test device {device} with {nan} NaN and "
+                                      f"{infinite} infinite values; check the run's {CONFIG_FILE} and weights "
+                                      f"(nothing was written)")
 
 
 def write_evaluation(run_dir: Path, result: dict[str, dict]) -> list[Path]:
