@@ -96,8 +96,11 @@ class _Server:
                    "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(cfg.workers)]
         if cfg.tls:
             command += ["--ssl-certfile", str(scratch / "cert.pem"), "--ssl-keyfile", str(scratch / "key.pem")]
+        here = str(Path(__file__).resolve().parents[2])  # the servers run this toolkit, whatever else is installed
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (here, os.environ.get("PYTHONPATH"))))}
         with self.log.open("w") as handle:
-            self.process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+                                            env=env)
 
     def wait_ready(self, workers: int, timeout: float = 300.0) -> None:
         """Until `workers` different processes have answered /healthz (a worker still loading would otherwise
