@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -42,44 +41,14 @@ async def one_request(port: int, request: bytes) -> str:
         writer.close()
 
 
-async def load_until_stopped(port: int, request: bytes, connections: int, stop_after: float,
-                             process: subprocess.Popen) -> dict[str, int]:
-    counts = {"answered": 0, "refused": 0, "lost": 0}
-    signalled = asyncio.Event()
-
-    async def client() -> None:
-        while True:
-            outcome = await one_request(port, request)
-            counts[outcome] += 1
-            if signalled.is_set() and outcome == "refused":
-                return  # the server has stopped accepting
-
-    async def stopper() -> None:
-        await asyncio.sleep(stop_after)
-        process.send_signal(signal.SIGTERM)
-        signalled.set()
-
-    await asyncio.wait_for(asyncio.gather(stopper(), *(client() for _ in range(connections))), 60)
-    return counts
-
-
-def test_sigterm_under_load_answers_every_accepted_request_and_exits_cleanly(svc_run, svc_export, svc_keys):
-    run = load_run(svc_run, CACHE)
-    body = json.dumps(run.task.example_request(int(run.task.device_ids("test")[0]))).encode()
-    request = (f"POST /v1/generate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Type: "
-               f"application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
-    port = free_port()
-    process, _ = start_cli_serve(svc_run, svc_export, svc_keys, port, "--workers", "1")
-    try:
-        counts = asyncio.run(load_until_stopped(port, request, connections=16, stop_after=2.0, process=process))
-        # uvicorn re-raises the signal once it has shut down gracefully, so the exit status says "SIGTERM"
-        assert process.wait(30) in (0, -signal.SIGTERM), process.stdout.read()
-    finally:
-        if process.poll() is None:
-            process.kill()
-    print(counts)
-    assert counts["lost"] == 0, counts
-    assert counts["answered"] > 50 and counts["refused"] >= 1, counts
+async def fresh_connection_client(port: int, request: bytes, counts: dict[str, int],
+                                  signalled: asyncio.Event) -> None:
+    """One request per connection (the request says `Connection: close`), until the server refuses one."""
+    while True:
+        outcome = await one_request(port, request)
+        counts[outcome] += 1
+        if signalled.is_set() and outcome == "refused":
+            return  # the server has stopped accepting
 
 
 async def keep_alive_client(port: int, request: bytes, counts: dict[str, int], signalled: asyncio.Event) -> None:
@@ -112,32 +81,48 @@ async def keep_alive_client(port: int, request: bytes, counts: dict[str, int], s
             writer.close()
 
 
-def test_sigterm_answers_the_requests_already_sent_on_keep_alive_connections(svc_run, svc_export, svc_keys):
+def sigterm_under_load(svc_run, svc_export, svc_keys, client, keep_alive: bool) -> dict[str, int]:
+    """`cli.py serve` loaded by 16 `client`s posting a test device's body; SIGTERM after 2 s; the clients' counts
+    once every one of them was refused, and the server exited cleanly."""
     run = load_run(svc_run, CACHE)
     body = json.dumps(run.task.example_request(int(run.task.device_ids("test")[0]))).encode()
+    close = "" if keep_alive else "Connection: close\r\n"
     request = (f"POST /v1/generate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Type: "
-               f"application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+               f"application/json\r\nContent-Length: {len(body)}\r\n{close}\r\n").encode() + body
     port = free_port()
     process, _ = start_cli_serve(svc_run, svc_export, svc_keys, port, "--workers", "1")
     counts = {"answered": 0, "closed_by_answer": 0, "refused": 0, "lost": 0}
+
+    async def load() -> None:
+        signalled = asyncio.Event()
+
+        async def stopper() -> None:
+            await asyncio.sleep(2.0)
+            process.send_signal(signal.SIGTERM)
+            signalled.set()
+
+        await asyncio.wait_for(asyncio.gather(stopper(), *(client(port, request, counts, signalled)
+                                                           for _ in range(16))), 60)
+
     try:
-        async def load() -> None:
-            signalled = asyncio.Event()
-
-            async def stopper() -> None:
-                await asyncio.sleep(2.0)
-                process.send_signal(signal.SIGTERM)
-                signalled.set()
-
-            await asyncio.wait_for(asyncio.gather(stopper(), *(keep_alive_client(port, request, counts, signalled)
-                                                               for _ in range(16))), 60)
-
         asyncio.run(load())
+        # uvicorn re-raises the signal once it has shut down gracefully, so the exit status says "SIGTERM"
         assert process.wait(30) in (0, -signal.SIGTERM), process.stdout.read()
     finally:
         if process.poll() is None:
             process.kill()
     print(counts)
+    return counts
+
+
+def test_sigterm_under_load_answers_every_accepted_request_and_exits_cleanly(svc_run, svc_export, svc_keys):
+    counts = sigterm_under_load(svc_run, svc_export, svc_keys, fresh_connection_client, keep_alive=False)
+    assert counts["lost"] == 0, counts
+    assert counts["answered"] > 50 and counts["refused"] >= 1, counts
+
+
+def test_sigterm_answers_the_requests_already_sent_on_keep_alive_connections(svc_run, svc_export, svc_keys):
+    counts = sigterm_under_load(svc_run, svc_export, svc_keys, keep_alive_client, keep_alive=True)
     assert counts["lost"] == 0, counts
     assert counts["closed_by_answer"] == 16 and counts["answered"] > 50, counts  # every connection ended answered
 

@@ -54,6 +54,9 @@ class LoadTestConfig:
     body_format: str = option("json", "Send the bodies as JSON or in the compact binary form (safetensors, "
                                       "application/octet-stream).", choices=BODY_FORMATS)
 
+    def __post_init__(self) -> None:
+        check_ranges(self, "load test")  # at most MAX_REQUESTS requests on MAX_CONCURRENCY connections
+
 
 @dataclass(frozen=True)
 class Target:
@@ -198,10 +201,6 @@ async def _connection(target: Target, payloads: list[bytes], counter: _Counter, 
 
 async def run_load(config: LoadTestConfig, bodies: list[bytes]) -> dict:
     """Send the requests; the summary object plus 'statuses' (answer counts by status or error type)."""
-    if not 1 <= config.concurrency <= MAX_CONCURRENCY:
-        raise ConfigError(f"concurrency must be 1..{MAX_CONCURRENCY}")
-    if not 1 <= config.requests <= MAX_REQUESTS:
-        raise ConfigError(f"requests must be 1..{MAX_REQUESTS}")
     target = loopback_target(config.url, config.query)
     content_type = "application/json"
     if config.body_format == "safetensors":

@@ -7,7 +7,6 @@ records, so phone and host results sit in one table (docs/formats.md, "Benchmark
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
