@@ -23,13 +23,12 @@ class TrainConfig:
                            cli_default=None, minimum=1, maximum=100_000)
     batch_size: int = option(256, "Training samples per step [256].", cli_default=None, minimum=1,
                              maximum=10_000_000)
-    lr: float = option(3e-3, "Adam learning rate of the Base stage [3e-3].", cli_default=None, minimum=0, above=True,
-                       maximum=10)
+    lr: float = option(3e-3, "Adam learning rate of the Base stage [3e-3].", cli_default=None, minimum=0, above=True)
     generator_lr: float = option(1e-3, "Learning rate of the generator [1e-3].", cli_default=None, minimum=0,
-                                 above=True, maximum=10)
+                                 above=True)
     backbone_lr: float = option(1e-3, "Learning rate of the shared static layers while the generator trains; 0 "
                                       "freezes them [recommendation 1e-3 (DIN 0), image 0].", cli_default=None,
-                                minimum=0, maximum=10)
+                                minimum=0)
     seed: int = option(0, "Seeds everything (initialisation, shuffling, negatives, devices); same seed, same run.",
                        minimum=0, maximum=2**32 - 1)
     torch_device: str = option("auto", "Where PyTorch trains: auto (CUDA when available, else the CPU), cpu or cuda "
@@ -94,7 +93,7 @@ class FinetuneConfig:
     """
 
     lr: float | None = option(None, "Fine-tuning baseline: Adam lr [1e-3].", flag="--finetune-lr", minimum=0,
-                              above=True, maximum=10)
+                              above=True)
     epochs: int | None = option(None, "Fine-tuning baseline: epochs over the device's labeled data "
                                       "[recommendation 1, image 5].", flag="--finetune-epochs", minimum=1,
                                 maximum=100_000)
