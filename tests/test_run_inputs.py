@@ -45,7 +45,7 @@ def test_a_config_with_a_setting_that_is_not_a_finite_number_in_range_is_refused
 
 
 @pytest.mark.parametrize("section, key, value", [("generator", "dropout", 1.5), ("generator", "n_candidates", 0),
-                                                 ("generator", "code_dim", 10**6)])
+                                                 ("generator", "code_dim", 10**7), ("generator", "rank", 2.5)])
 def test_generator_settings_out_of_range_are_refused(svc_run, tmp_path, section, key, value):
     config = json.loads((svc_run / "config.json").read_text())
     config[section][key] = value
@@ -86,7 +86,7 @@ def test_training_settings_out_of_range_are_refused(settings):
 
 
 def test_generator_and_finetune_settings_are_checked_in_code_too():
-    with pytest.raises(ConfigError, match="rank"):
+    with pytest.raises(ConfigError, match="rank=0"):
         GeneratorConfig(context_dim=8, rank=0)
     with pytest.raises(ConfigError, match="lr"):
         FinetuneConfig(lr=float("nan"))
@@ -112,7 +112,7 @@ def test_a_killed_train_leaves_nothing_that_blocks_a_rerun(tmp_path):
     out = tmp_path / "run"
     killed = _train(out)
     deadline = time.monotonic() + 120
-    while not list(tmp_path.glob(".run.partial-*/train_log.jsonl")):  # training has begun writing
+    while not list(tmp_path.rglob("train_log.jsonl")):  # training has begun writing its log
         assert killed.poll() is None and time.monotonic() < deadline, killed.stdout.read()
         time.sleep(0.1)
     os.kill(killed.pid, signal.SIGKILL)

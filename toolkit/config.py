@@ -62,14 +62,17 @@ class GeneratorConfig:
     dropout: float = 0.1  # dropout on context vectors during training
 
     def __post_init__(self) -> None:
+        """What any generator needs (a run's config.json is read back through here); the CLI's ranges are the
+        narrower ones worth training with."""
         from toolkit.errors import ConfigError
 
-        check_ranges(self, "generator settings")
-        if type(self.context_dim) is not int or type(self.n_candidates) is not int or \
-                min(self.context_dim, self.n_candidates) < 1:
-            raise ConfigError(f"generator settings: context_dim and n_candidates must be integers >= 1, got "
-                              f"{self.context_dim!r} and {self.n_candidates!r}")
-        if not 0 <= self.dropout < 1:
+        sizes = {k: getattr(self, k) for k in ("context_dim", "code_dim", "rank", "n_candidates")}
+        if self.sample_dim is not None:
+            sizes["sample_dim"] = self.sample_dim
+        wrong = [f"{k}={v!r}" for k, v in sizes.items() if type(v) is not int or not 1 <= v <= 1 << 20]
+        if wrong:
+            raise ConfigError(f"generator settings: sizes must be integers from 1 to {1 << 20}: {', '.join(wrong)}")
+        if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise ConfigError(f"generator settings: dropout must be in [0, 1), got {self.dropout!r}")
 
     @property
