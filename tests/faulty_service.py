@@ -12,6 +12,7 @@ mode (tests/live_service.py writes the URL and these modes into live.json):
     busy              503 {"error": "overloaded"} with Retry-After: 2 for everything but the manifest
     not-json          502 with a plain-text body for everything but the manifest
     silent            accepts, reads the request, answers nothing for up to 30 s
+    endless-artifact  the program file, then zeros without end (up to ENDLESS_BYTES; no Content-Length)
 
 This is a stub on purpose: a real server that behaves like this is a broken one. Everything the real service
 does is tested against the real service.
@@ -26,8 +27,10 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-MODES = ("tampered", "wrong-version", "wrong-artifact", "corrupt-artifact", "hangup", "busy", "not-json", "silent")
+MODES = ("tampered", "wrong-version", "wrong-artifact", "corrupt-artifact", "hangup", "busy", "not-json", "silent",
+         "endless-artifact")
 SILENT_SECONDS = 30.0
+ENDLESS_BYTES = 1 << 30  # what endless-artifact sends at most after the file, if the client reads on
 
 
 class FaultyService:
@@ -36,6 +39,7 @@ class FaultyService:
     def __init__(self, manifest: bytes, slot_blob: bytes, artifacts: dict[str, bytes]):
         self.manifest, self.slot_blob, self.artifacts = manifest, slot_blob, artifacts
         self.model_version = json.loads(manifest)["model_version"]
+        self.endless_sent = 0  # bytes endless-artifact sent on its last answer before the client hung up
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -117,7 +121,25 @@ class FaultyService:
                     data, headers = bytes(len(data)), {}
                 elif mode == "hangup":
                     return self._half(data, headers)
+                elif mode == "endless-artifact":
+                    return self._endless(data)
                 return self._send(200, data, "application/octet-stream", headers)
+
+            def _endless(self, data: bytes) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                service.endless_sent, zeros = 0, bytes(1 << 16)
+                try:
+                    self.wfile.write(data)
+                    service.endless_sent = len(data)
+                    while service.endless_sent < len(data) + ENDLESS_BYTES:
+                        self.wfile.write(zeros)
+                        service.endless_sent += len(zeros)
+                except OSError:  # the client stopped reading and closed
+                    pass
 
             def _half(self, data: bytes, headers: dict[str, str]) -> None:
                 self.send_response(200)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from toolkit.protocol.tls import throwaway_tls_files as make_tls_files  # noqa: F401 (the tests' name for it)
+
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache" / "duet"
 KEY, OTHER_KEY = "duet_test-key-one", "duet_test-key-two"
@@ -39,6 +41,21 @@ def export_tiny(run_dir: Path, out: Path) -> Path:
     options = ExportOptions(quantize="none", latency_calls=5, max_eval_devices=4)
     export_run(load_run(run_dir, CACHE), ["executorch", "tflite"], options, out)
     return out
+
+
+def nan_generator_copy(run_dir: Path, dest: Path) -> Path:
+    """A copy of a run whose generator writes NaN slots: one weight of its writer is NaN (config and Base intact)."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(run_dir, dest)
+    weights = load_file(str(dest / "duet.safetensors"))
+    name = next(k for k in sorted(weights) if k.startswith("generator.") and weights[k].dtype == torch.float32)
+    weights[name].view(-1)[0] = float("nan")
+    save_file(weights, str(dest / "duet.safetensors"))
+    return dest
 
 
 @pytest.fixture(scope="session")
@@ -79,11 +96,12 @@ def live_server(config, server_options=None, **overrides):
     from toolkit.service.app import create_app
     from toolkit.service.server import ServerOptions
 
-    app = create_app(replace(config, **overrides))
+    config = replace(config, **overrides)
+    app = create_app(config)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server((server_options or ServerOptions()).uvicorn_config(app))
+    server = uvicorn.Server((server_options or ServerOptions()).uvicorn_config(app, config.max_body_bytes))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -138,43 +156,6 @@ def start_cli_serve(svc_run: Path, svc_export: Path, svc_keys: Path, port: int, 
             process.kill()
             raise RuntimeError("cli.py serve did not answer /healthz within 120 s")
         time.sleep(0.3)
-
-
-def make_tls_files(folder: Path) -> tuple[Path, Path, Path]:
-    """A test CA and a server certificate it signed for 127.0.0.1 and localhost: (ca.pem, cert.pem, key.pem)."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "duet test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(1).not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    server = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-              .issuer_name(ca_name).public_key(server_key.public_key()).serial_number(2)
-              .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-              .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                          x509.DNSName("localhost")]), critical=False)
-              .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-              .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-              .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-              .sign(ca_key, hashes.SHA256()))
-    paths = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                  serialization.NoEncryption()))
-    return paths
 
 
 def auth(key: str = KEY) -> dict[str, str]:

@@ -113,9 +113,27 @@ def test_import_merges_an_app_results_file_into_a_report(tmp_path):
     assert len(report["records"]) == 12 and [s["records"] for s in report["sources"]] == [12, 0]
 
 
+def test_imported_names_cannot_break_the_reports_tables(tmp_path):
+    records = json.loads(RESULTS.read_text())
+    for record in records:
+        record["deviceInfo"]["device"] = "Pixel 8\n| evil | row |\r\x1b[31m"
+        record["benchmarkModel"]["backend"] = "xnn|pack"
+    hostile = tmp_path / "hostile.json"
+    hostile.write_text(json.dumps(records))
+    out = tmp_path / "report"
+    assert run_cli("bench", "--import", str(hostile), "--out", str(out)).exit_code == 0
+    programs = (out / "report.md").read_text().split("## Programs")[1].split("## ")[0]
+    rows = [line for line in programs.splitlines() if line.startswith("|")]
+    assert all(line.endswith("|") and "\x1b" not in line for line in rows)
+    assert len({line.replace("\\|", "").count("|") for line in rows}) == 1  # every row has the header's columns
+    assert any("| Pixel 8 \\| evil \\| row \\| [31m | model | xnn\\|pack | int8 |" in line for line in rows), rows
+
+
 @pytest.mark.parametrize("content, says", [
     ("{not json", "not readable JSON"),
     ('{"records": 3}', "a JSON array of records"),
+    ("[" + "1" * 5000 + "]", "Exceeds the limit"),  # Python's int parser refuses 4,300+ digits
+    ('[{"actualValue": NaN}]', "NaN is not a number JSON allows"),
     ('[{"benchmarkModel": {"name": "m", "backend": "x", "quantization": "int8"}, "metric": "p50", '
      '"actualValue": "fast", "deviceInfo": {"device": "d", "arch": "a", "os": "o"}}]', "record 0: 'actualValue'"),
     ('[{"metric": "p50", "actualValue": 1.0, "deviceInfo": {}}]', "record 0: 'benchmarkModel' must be an object"),

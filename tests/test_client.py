@@ -249,3 +249,18 @@ def test_bad_downloads_leave_no_program_behind(faulty, tmp_path):
             with pytest.raises(error, match=words):
                 service.download(manifest, "tflite", tmp_path / mode)
         assert not (tmp_path / mode / manifest["targets"]["tflite"]["file"]).exists(), mode
+
+
+def test_a_download_that_runs_past_the_manifests_bytes_is_stopped_and_deleted(svc_server, tmp_path):
+    from faulty_service import FaultyService
+
+    headers = {"Authorization": f"Bearer {KEY}"}
+    manifest = httpx.get(f"{svc_server}/v1/manifest", headers=headers).content
+    artifacts = {t: httpx.get(f"{svc_server}/v1/artifacts/{t}", headers=headers).content for t in TARGETS}
+    stand_in = FaultyService(manifest, b"", artifacts)
+    with stand_in as url, ServiceClient(f"{url}/endless-artifact", KEY, timeout=10) as service:
+        listed = service.manifest()
+        with pytest.raises(ManifestError, match="sent more than the manifest's .* bytes; the download was stopped"):
+            service.download(listed, "tflite", tmp_path / "device")
+    assert list((tmp_path / "device").iterdir()) == []  # no program, no partial file
+    assert stand_in.endless_sent < listed["targets"]["tflite"]["bytes"] + (16 << 20)  # it stopped reading early

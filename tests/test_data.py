@@ -170,3 +170,32 @@ def test_an_id_with_a_control_character_is_refused_with_its_line(tmp_path):
     path = _write(tmp_path, "amazon", [ROWS[0], ROWS[1], ("2", "1\x000", "5", "50")])
     with pytest.raises(DataFormatError, match=r"line 3: item id '1\\x000' holds a control character"):
         load_file(path, "amazon")
+
+
+@pytest.mark.parametrize("length", [300, 10_000, 10_000_000])
+@pytest.mark.parametrize("column", [0, 1])
+def test_an_id_longer_than_the_limit_is_refused_with_its_line_in_memory_that_follows_the_file(tmp_path, length, column):
+    import tracemalloc
+
+    from toolkit.data.interactions import MAX_ID_CHARS
+
+    rows = [(str(u % 500 + 1), str(u % 3000 + 1), "4", str(881250949 + u)) for u in range(20_000)]
+    rows[1000] = tuple("x" * length if i == column else v for i, v in enumerate(rows[1000]))
+    path = _write(tmp_path, "amazon", rows)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataFormatError, match=f"ratings-amazon.txt, line 1001: {('user', 'item')[column]} id 'x+'... has {length} "
+                                                  f"characters; ids of at most {MAX_ID_CHARS} are accepted"):
+            load_file(path, "amazon")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 * path.stat().st_size + (40 << 20), peak  # was rows x longest id: 3.8 GB for a 0.5 MB file
+
+
+def test_ids_up_to_the_limit_still_load(tmp_path):
+    from toolkit.data.interactions import MAX_ID_CHARS
+
+    rows = [("u" * MAX_ID_CHARS, "10", "4", "100"), ("b" * 40, "i" * 17, "3", "90"), ("2", "10", "5", "50")]
+    frame = load_file(_write(tmp_path, "amazon", rows), "amazon").frame
+    assert frame["user"].tolist() == ["u" * MAX_ID_CHARS, "b" * 40, "2"] and frame["item"].tolist()[1] == "i" * 17

@@ -1,4 +1,4 @@
-"""A fuzz pass over the CLI's file inputs (issue 15): every damaged file ends in success or one clear error line.
+"""A fuzz pass over the CLI's file inputs (issues 15 and 23): every damaged file ends in success or one clear error line.
 
 Seeded, so every run generates the same cases. Each case is a damaged copy of a real file of the tiny trained run
 (config.json, base.safetensors, duet.safetensors), of its export (manifest.json), a keys file or a small ratings
@@ -219,7 +219,7 @@ def cache_copy(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def one_movielens_read():
     """The embedded MovieLens ratings read once (0.2 s a read): every case still rebuilds its run from config.json."""
-    from toolkit.tasks.recommendation import task as recommendation
+    from toolkit.tasks.recommendation.task import task as recommendation
 
     mp = pytest.MonkeyPatch()
     mp.setattr(recommendation, "load_default", functools.cache(recommendation.load_default))
@@ -536,6 +536,92 @@ def test_the_cli_says_error_and_exits_2(svc_run, svc_export, svc_keys, tmp_path,
     ]
     failures = [failure for case, process, names in started if (failure := _finish(case, process, names))]
     assert not failures, "\n".join(failures)
+
+
+def _cli_cases(svc_run: Path, svc_export: Path, svc_keys: Path, tmp: Path, cache: Path) -> list[tuple]:
+    """Issue 23's CLI inputs that ended in a traceback: (case, argv, words the one error line must hold); words
+    None: the command must succeed (exit 0) without a traceback."""
+    dir_run = _run_copy(svc_run, tmp / "dir-run")
+    (dir_run / "config.json").unlink()
+    (dir_run / "config.json").mkdir()
+    zero_run = _run_copy(svc_run, tmp / "zero-run")
+    (zero_run / "config.json").unlink()
+    (zero_run / "config.json").symlink_to("/dev/zero")
+    fifo_export = tmp / "fifo-export"
+    shutil.copytree(svc_export, fifo_export)
+    (fifo_export / "model.pte").unlink()
+    os.mkfifo(fifo_export / "model.pte")  # reading it would block for ever
+    digits = tmp / "digits.json"
+    digits.write_text("[" + "7" * 5000 + "]\n")
+    bodies = tmp / "digits.jsonl"
+    bodies.write_text('{"device_id": "1", "items": [' + "7" * 5000 + "]}\n")
+    good_bodies = tmp / "good.jsonl"
+    good_bodies.write_text('{"device_id": "1", "items": [7]}\n')
+    cache_opt = ("--cache-dir", cache)
+    serve = ("serve", "--port", "0", *cache_opt)
+    train = ("train", "--max-users", "40", "--max-epochs", "1", *cache_opt)
+    out = ("--out", tmp / "run")
+    cases = [(f"{command}, config.json is a {kind}", args, ("config.json", "cannot read it"))
+             for kind, run in (("directory", dir_run), ("link to /dev/zero", zero_run))
+             for command, args in (("serve", (*serve, run, "--exports", svc_export, "--api-keys", svc_keys)),
+                                   ("export", ("export", run, "--target", "tflite", "--out", tmp / "x", *cache_opt)),
+                                   ("evaluate", ("evaluate", run, *cache_opt)))]
+    cases += [
+        ("serve, model.pte is a FIFO", (*serve, svc_run, "--exports", fifo_export, "--api-keys", svc_keys),
+         ("model.pte", "not a regular file")),
+        ("serve, the keys file is /dev/zero", (*serve, svc_run, "--exports", svc_export, "--api-keys", "/dev/zero"),
+         ("/dev/zero", "not a regular file")),
+        ("serve, the signing key is /dev/zero", (*serve, svc_run, "--exports", svc_export, "--api-keys", svc_keys,
+                                                  "--signing-key", "/dev/zero"), ("/dev/zero", "signing key")),
+        ("bench --import /dev/zero", ("bench", "--import", "/dev/zero", "--out", tmp / "b1"), ("/dev/zero",)),
+        ("bench --import a 5,000-digit number", ("bench", "--import", digits, "--out", tmp / "b2"),
+         ("digits.json", "limit")),
+        ("loadtest --bodies with a 5,000-digit number", ("loadtest", "--url", "http://127.0.0.1:9", "--api-key", "k",
+                                                         "--bodies", bodies), ("digits.jsonl:1",)),
+        ("loadtest to port 99999", ("loadtest", "--url", "http://localhost:99999", "--api-key", "k", "--bodies",
+                                    good_bodies), ("99999",)),
+        ("keys hash of bytes that are not text", ("keys", "hash", "\udcff\udcfe"), ("printable ASCII",)),
+        ("keys add to a file under /proc", ("keys", "add", "--file", "/proc/duet-keys.txt"), ("cannot add the key",)),
+        ("train --out under /proc", (*train, "--out", "/proc/duet-run"), ("/proc/duet-run",)),
+        ("train with the cache under /proc", ("train", "--max-users", "40", "--max-epochs", "1", "--cache-dir",
+                                             "/proc/duet-cache", "--out", tmp / "cached-run"), None),
+    ]
+    cases += [(f"train {' '.join(map(str, option))}", (*train, *option, *out), (option[0],))
+              for option in (("--lr", "nan"), ("--lr", "-1"), ("--batch-size", "0"), ("--batch-size", "-3"),
+                             ("--max-users", "-5"), ("--seed", "-1"), ("--max-epochs", "0"), ("--patience", "-1"),
+                             ("--generator-lr", "inf"))]
+    return cases
+
+
+def _finish_cli(case: str, process: subprocess.Popen, words: tuple[str, ...] | None) -> str | None:
+    """None when the command ended as it should: exit 2 with one error line (ours, or click's for an option)
+    holding every word, or (words None) exit 0; never a traceback."""
+    try:
+        out, err = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return f"{case}: still running after 300 s"
+    if "Traceback" in out + err:
+        return f"{case}: a traceback: {err[-800:]!r}"
+    if words is None:
+        return None if process.returncode == 0 else f"{case}: exit {process.returncode}, stderr {err[-400:]!r}"
+    errors = [line for line in err.splitlines() if line.lower().startswith("error:")]
+    if process.returncode != 2 or len(errors) != 1 or not all(word in errors[0] for word in words):
+        return f"{case}: exit {process.returncode}, stderr {err[-600:]!r}"
+    return None
+
+
+def test_the_cli_inputs_of_issue_23_end_in_one_error_line(svc_run, svc_export, svc_keys, tmp_path, cache_copy):
+    """23 commands that printed a traceback (directories, devices and FIFOs as files, unwritable places, options
+    out of range, 5,000-digit numbers, a port beyond 65535, a key that is not text), four at a time."""
+    cases = _cli_cases(svc_run, svc_export, svc_keys, tmp_path, cache_copy)
+    assert len(cases) >= 23
+    failures = []
+    for start in range(0, len(cases), 4):
+        started = [(case, _cli(*args), words) for case, args, words in cases[start : start + 4]]
+        failures += [failure for case, process, words in started if (failure := _finish_cli(case, process, words))]
+    assert not failures, "\n".join(failures)
+    assert not (tmp_path / "run").exists()  # no train with a bad option wrote anything
 
 
 # --- the known findings, one case each (strict: an XPASS means it was fixed) -------------------------------------

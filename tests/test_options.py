@@ -79,3 +79,32 @@ def test_the_cli_stays_thin():
         "from toolkit.cli.commands import cli"]
     source = (ROOT / "toolkit" / "cli" / "commands.py").read_text()
     assert "write_text" not in source and "open(" not in source  # the library writes files
+
+
+def test_every_service_option_is_in_the_services_documentation():
+    """docs/service.md lists every option of `cli.py serve` (its tables give each limit's option and default)."""
+    from toolkit.service.server import ServerOptions
+
+    doc = (ROOT / "docs" / "service.md").read_text()
+    flags = [(spec.metadata["flag"] or "--" + spec.name.replace("_", "-")).split("/")[0]
+             for cls in (ServerOptions, ServiceConfig) for spec in offered(cls) if not spec.metadata["hidden"]]
+    assert len(flags) > 20 and not [flag for flag in flags if f"`{flag}" not in doc]
+
+
+def test_every_number_the_cli_takes_is_range_checked():
+    """No int or float option of any command is a bare click.INT or click.FLOAT: each has a range, and a float's
+    range refuses NaN and infinity."""
+    def commands(group, prefix=""):
+        for name, command in group.commands.items():
+            yield f"{prefix}{name}", command
+            if isinstance(command, click.Group):
+                yield from commands(command, f"{prefix}{name} ")
+
+    bare = [f"{name} --{param.name}" for name, command in [("", cli), *commands(cli)] for param in command.params
+            if param.type in (click.INT, click.FLOAT)]
+    assert not bare, bare
+    lr = next(p for p in cli.commands["train"].params if p.name == "lr").type
+    for text in ("nan", "inf", "-1", "0"):
+        with pytest.raises(click.BadParameter):
+            lr.convert(text, None, None)
+    assert lr.convert("0.001", None, None) == 0.001

@@ -9,7 +9,7 @@ import json
 import httpx
 import numpy as np
 import pytest
-from service_fixtures import KEY, OTHER_KEY, auth, live_server
+from service_fixtures import KEY, OTHER_KEY, auth, live_server, nan_generator_copy
 
 from toolkit.model.slots import base_slots, slot_specs
 from toolkit.training.serving import ServingPrograms
@@ -90,6 +90,40 @@ def test_keys_add_command_appends_a_hashed_line(tmp_path):
     assert key1 != key2 and key1 not in path.read_text()
     store = KeyStore.from_file(path)
     assert store.identify(key1) == "fleet" and store.identify(key2) == "key2"
+
+
+def test_keys_added_by_processes_at_once_are_all_kept(tmp_path):
+    """Eight processes add 25 keys each, all starting together: every key is in the file, each once."""
+    import subprocess
+    import sys
+    import time
+
+    from service_fixtures import REPO
+
+    from toolkit.service.auth import KeyStore
+
+    path = tmp_path / "keys.txt"
+    start = time.time() + 3  # after every interpreter has started
+    script = ("import sys, time; from pathlib import Path; from toolkit.service.auth import add_key; "
+              "time.sleep(max(0.0, float(sys.argv[2]) - time.time())); "
+              "print('\\n'.join(add_key(Path(sys.argv[1]), 'fleet') for _ in range(25)))")
+    workers = [subprocess.Popen([sys.executable, "-c", script, str(path), str(start)], cwd=REPO,
+                                stdout=subprocess.PIPE, text=True) for _ in range(8)]
+    printed = [key for worker in workers for key in worker.communicate(timeout=120)[0].split()]
+    assert all(worker.returncode == 0 for worker in workers) and len(printed) == 200
+    store = KeyStore.from_file(path)
+    assert len(store.keys) == 200 and all(store.identify(key) == "fleet" for key in printed)
+    assert path.read_text().count("# DUET API keys") == 1
+
+
+def test_keys_add_to_a_place_it_cannot_write_is_one_error(tmp_path):
+    from click.testing import CliRunner
+
+    from cli import cli
+
+    (tmp_path / "file").write_text("x")
+    result = CliRunner().invoke(cli, ["keys", "add", "--file", str(tmp_path / "file" / "keys.txt")])
+    assert result.exit_code == 2 and "cannot add the key" in result.output and "Traceback" not in result.output
 
 
 # -- manifest and artifacts ----------------------------------------------------------------------------
@@ -193,7 +227,10 @@ def test_two_devices_with_different_histories_get_different_slots(svc_server, ru
     ("garbage{", 400, "not valid JSON"),
     ("", 400, "body is empty"),
     ('{"device_id": "1", "items": [1], "timestamps": [NaN]}', 400, "not valid JSON"),
-    ("[" * 5000, 400, "not valid JSON"),
+    ("[" * 5000, 400, "nested more than 64 levels deep"),  # checked before parsing
+    ("[" * 300 + "]" * 300, 400, "nested more than 64 levels deep"),  # deep enough for the schema checker to recurse
+    ('{"device_id": ' + "[" * 1000 + "]" * 1000 + ', "items": [1], "timestamps": [1]}', 400, "nested more than 64"),
+    ('{"device_id": "[[[[", "items": [[[[[1]]]]], "timestamps": [1]}', 422, "items"),  # brackets in strings: shallow
     ("[1, 2]", 422, 'is not of type "object"'),
     ('{"device_id": "1", "items": [999999], "timestamps": [1]}', 422, "is out of range"),
     ('{"device_id": "1", "items": [0], "timestamps": [1]}', 422, "is out of range"),
@@ -233,6 +270,16 @@ def _binary_variant(run, **changes) -> bytes:
     return encode_request({k: v for k, v in body.items() if v is not None})
 
 
+def _binary_shape(run, shape: list[int]) -> bytes:
+    """A binary body whose 'items' is an empty tensor of `shape` (no data bytes)."""
+    import struct
+
+    header = json.dumps({"__metadata__": {"device_id": "1"}, "items": {"dtype": "I64", "shape": shape,
+                                                                      "data_offsets": [0, 0]},
+                         "timestamps": {"dtype": "I64", "shape": [0], "data_offsets": [0, 0]}}).encode()
+    return struct.pack("<Q", len(header)) + header
+
+
 @pytest.mark.parametrize("make, status, message", [
     (lambda run: b"\x00" * 3, 400, "not a valid binary request"),
     (lambda run: _binary_variant(run)[:-4], 400, "not a valid binary request"),
@@ -244,6 +291,8 @@ def _binary_variant(run, **changes) -> bytes:
     (lambda run: _binary_variant(run, items=[[1, 2]]), 422, "'items' must be a 1-D integer tensor"),
     (lambda run: _binary_variant(run, items=[999999]), 422, "is out of range"),
     (lambda run: _binary_variant(run, timestamps=[-5]), 422, "out of range"),
+    (lambda run: _binary_shape(run, [2**62, 0]), 400, "larger than the whole"),  # no byte, but numpy cannot hold it
+    (lambda run: _binary_shape(run, [2**31, 2**31, 2**31, 0]), 400, "larger than the whole"),
 ])
 def test_bad_binary_bodies_get_a_4xx_that_says_what_is_wrong(svc_server, run, make, status, message):
     answer = httpx.post(f"{svc_server}/v1/generate", content=make(run), headers={**auth(), "Content-Type": WIRE_TYPE})
@@ -361,6 +410,54 @@ def test_an_export_of_other_weights_stops_startup(svc_config, svc_export, tmp_pa
     with pytest.raises(ManifestError, match="was exported from weights 0123456789abcdef"):
         with live_server(svc_config, exports_dir=str(copy)):
             pass
+
+
+def test_a_run_whose_config_changed_since_the_export_stops_startup(svc_config, svc_run, tmp_path):
+    import shutil
+
+    from toolkit.errors import ManifestError
+
+    copy = tmp_path / "run"
+    shutil.copytree(svc_run, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["task_config"]["model"]["time_std"] *= 2  # same weights, read differently
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ManifestError, match="was exported from another config.json"):
+        with live_server(svc_config, run_dir=str(copy)):
+            pass
+
+
+def test_a_run_that_cannot_generate_does_not_start(svc_config, svc_run, svc_export, tmp_path):
+    """Everything the start-up checks compare agrees (the export names the copy's weights); only generation fails."""
+    import shutil
+
+    from toolkit.errors import ConfigError
+    from toolkit.protocol.manifest import model_version
+
+    run_copy = nan_generator_copy(svc_run, tmp_path / "run")
+    export_copy = tmp_path / "export"
+    shutil.copytree(svc_export, export_copy)
+    manifest = json.loads((export_copy / "manifest.json").read_text())
+    manifest["model_version"] = model_version(run_copy / "base.safetensors", run_copy / "duet.safetensors")
+    (export_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match="generating a test device's slots failed"):
+        with live_server(svc_config, run_dir=str(run_copy), exports_dir=str(export_copy)):
+            pass
+
+
+def test_the_published_examples_hold_no_test_devices_data(svc_server, run):
+    doc = httpx.get(f"{svc_server}/openapi.json").json()
+    examples = doc["paths"]["/v1/generate"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    bodies = [e["value"] for e in examples.values()]
+    assert len(bodies) == 4
+    real = [_body(run, int(d)) for d in run.task.devices("test")]
+    real_ids = {b["device_id"] for b in real}
+    for body in bodies:
+        assert body["device_id"] not in real_ids
+        assert all(body["items"] != r["items"] and body["timestamps"] != r["timestamps"] for r in real)
+        assert not set(zip(body["items"], body["timestamps"])) & {pair for r in real
+                                                                  for pair in zip(r["items"], r["timestamps"])}
+        assert _generate(svc_server, body).status_code == 200  # still what the service accepts
 
 
 def test_blob_encoder_writes_exactly_what_encode_safetensors_writes(run, manifest):

@@ -59,11 +59,12 @@ def test_loadtest_is_bounded():
 
 def test_the_benchmark_measures_its_three_endpoints_on_servers_it_starts_from_any_directory(svc_run, svc_export,
                                                                                               tmp_path, monkeypatch):
+    """Over TLS with the rate limit on (what the README's figures are measured with)."""
     from toolkit.service.bench import BenchConfig, run_benchmark
 
     monkeypatch.chdir(tmp_path)  # the servers are `python -m toolkit.service`: no path relative to here
     result = run_benchmark(BenchConfig(str(svc_run), str(svc_export), requests=60, concurrency=4, warmup=10,
-                                       max_devices=8, cache_dir=str(CACHE)))
+                                       max_devices=8, cache_dir=str(CACHE), tls=True, rate_limit=1e6))
     assert result["all_ok"] and result["bodies"] == 8
     round_ = result["median_round"]
     assert {round_[name]["statuses"]["200"] for name in ("static_floor", "generate", "generate_no_batching")} == {60}

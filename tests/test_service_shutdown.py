@@ -1,4 +1,5 @@
-"""Stopping the service loses nothing: SIGTERM under load answers every accepted request; a killed worker is replaced."""
+"""Stopping the service loses nothing: SIGTERM under load answers every accepted request, on new and on keep-alive
+connections; a killed worker is replaced."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -41,44 +41,90 @@ async def one_request(port: int, request: bytes) -> str:
         writer.close()
 
 
-async def load_until_stopped(port: int, request: bytes, connections: int, stop_after: float,
-                             process: subprocess.Popen) -> dict[str, int]:
-    counts = {"answered": 0, "refused": 0, "lost": 0}
-    signalled = asyncio.Event()
-
-    async def client() -> None:
-        while True:
-            outcome = await one_request(port, request)
-            counts[outcome] += 1
-            if signalled.is_set() and outcome == "refused":
-                return  # the server has stopped accepting
-
-    async def stopper() -> None:
-        await asyncio.sleep(stop_after)
-        process.send_signal(signal.SIGTERM)
-        signalled.set()
-
-    await asyncio.wait_for(asyncio.gather(stopper(), *(client() for _ in range(connections))), 60)
-    return counts
+async def fresh_connection_client(port: int, request: bytes, counts: dict[str, int],
+                                  signalled: asyncio.Event) -> None:
+    """One request per connection (the request says `Connection: close`), until the server refuses one."""
+    while True:
+        outcome = await one_request(port, request)
+        counts[outcome] += 1
+        if signalled.is_set() and outcome == "refused":
+            return  # the server has stopped accepting
 
 
-def test_sigterm_under_load_answers_every_accepted_request_and_exits_cleanly(svc_run, svc_export, svc_keys):
+async def keep_alive_client(port: int, request: bytes, counts: dict[str, int], signalled: asyncio.Event) -> None:
+    """Requests back to back on one keep-alive connection; after an answer with `Connection: close` (the server is
+    stopping) a new connection, until one is refused. A request written on an open connection that gets no
+    answer is 'lost'."""
+    while True:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            counts["refused"] += 1
+            if signalled.is_set():
+                return
+            continue
+        try:
+            while True:
+                writer.write(request)
+                await writer.drain()
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 20)
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                await asyncio.wait_for(reader.readexactly(length), 20)
+                counts["answered"] += 1
+                if b"connection: close" in head.lower():
+                    counts["closed_by_answer"] += 1
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError):
+            counts["lost"] += 1
+        finally:
+            writer.close()
+
+
+def sigterm_under_load(svc_run, svc_export, svc_keys, client, keep_alive: bool) -> dict[str, int]:
+    """`cli.py serve` loaded by 16 `client`s posting a test device's body; SIGTERM after 2 s; the clients' counts
+    once every one of them was refused, and the server exited cleanly."""
     run = load_run(svc_run, CACHE)
     body = json.dumps(run.task.example_request(int(run.task.devices("test")[0]))).encode()
+    close = "" if keep_alive else "Connection: close\r\n"
     request = (f"POST /v1/generate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Type: "
-               f"application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+               f"application/json\r\nContent-Length: {len(body)}\r\n{close}\r\n").encode() + body
     port = free_port()
     process, _ = start_cli_serve(svc_run, svc_export, svc_keys, port, "--workers", "1")
+    counts = {"answered": 0, "closed_by_answer": 0, "refused": 0, "lost": 0}
+
+    async def load() -> None:
+        signalled = asyncio.Event()
+
+        async def stopper() -> None:
+            await asyncio.sleep(2.0)
+            process.send_signal(signal.SIGTERM)
+            signalled.set()
+
+        await asyncio.wait_for(asyncio.gather(stopper(), *(client(port, request, counts, signalled)
+                                                           for _ in range(16))), 60)
+
     try:
-        counts = asyncio.run(load_until_stopped(port, request, connections=16, stop_after=2.0, process=process))
+        asyncio.run(load())
         # uvicorn re-raises the signal once it has shut down gracefully, so the exit status says "SIGTERM"
         assert process.wait(30) in (0, -signal.SIGTERM), process.stdout.read()
     finally:
         if process.poll() is None:
             process.kill()
     print(counts)
+    return counts
+
+
+def test_sigterm_under_load_answers_every_accepted_request_and_exits_cleanly(svc_run, svc_export, svc_keys):
+    counts = sigterm_under_load(svc_run, svc_export, svc_keys, fresh_connection_client, keep_alive=False)
     assert counts["lost"] == 0, counts
     assert counts["answered"] > 50 and counts["refused"] >= 1, counts
+
+
+def test_sigterm_answers_the_requests_already_sent_on_keep_alive_connections(svc_run, svc_export, svc_keys):
+    counts = sigterm_under_load(svc_run, svc_export, svc_keys, keep_alive_client, keep_alive=True)
+    assert counts["lost"] == 0, counts
+    assert counts["closed_by_answer"] == 16 and counts["answered"] > 50, counts  # every connection ended answered
 
 
 def worker_pids(parent: int) -> set[int]:

@@ -174,3 +174,19 @@ def test_tls_options_are_checked_before_serving(tls_files, tmp_path):
     (tmp_path / "empty.pem").write_text("")
     with pytest.raises(ConfigError, match="not a readable PEM CA"):
         ServiceClient("https://127.0.0.1:1", KEY, ca_file=str(tmp_path / "empty.pem"))
+
+
+@pytest.mark.parametrize("bound", [float("nan"), float("inf")])
+def test_a_manifest_bound_that_is_not_a_finite_number_is_refused_everywhere(svc_export, tmp_path, bound):
+    import json
+
+    from toolkit.errors import ManifestError
+    from toolkit.protocol.manifest import validate_manifest
+
+    manifest = load_manifest(svc_export)
+    manifest["slots"][0]["max_abs"] = bound
+    with pytest.raises(ManifestError, match="slots/0/max_abs: .* is not a finite number"):
+        validate_manifest(manifest, "service manifest")  # what the client checks a served manifest with
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))  # Python writes the literal NaN or Infinity
+    with pytest.raises(ManifestError, match="manifest.json: not readable JSON .*is not a number JSON allows"):
+        load_manifest(tmp_path)  # what the service and the exporter read

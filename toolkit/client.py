@@ -96,7 +96,7 @@ class ServiceClient:
         """The target's file in dest_dir, its sha256 checked against the manifest; an interrupted download resumes.
 
         A file already there with the right digest is not fetched again. A download that ends with the wrong
-        digest is deleted and raises ManifestError.
+        digest, or that runs past the manifest's `bytes`, is deleted and raises ManifestError (nothing more is read).
         """
         import httpx
 
@@ -131,9 +131,17 @@ class ServiceClient:
                 if served and served != info["sha256"]:
                     raise ManifestError(f"the service sends {target} with sha256 {served}, but the manifest held "
                                         f"says {info['sha256']}: fetch the manifest again")
+                size = have if response.status_code == 206 else 0
                 with partial.open("ab" if response.status_code == 206 else "wb") as handle:
                     for chunk in response.iter_bytes(CHUNK):
+                        size += len(chunk)
+                        if size > info["bytes"]:
+                            break
                         handle.write(chunk)
+                if size > info["bytes"]:
+                    partial.unlink()
+                    raise ManifestError(f"{target}: the service sent more than the manifest's {info['bytes']} "
+                                        f"bytes; the download was stopped and deleted")
         except httpx.HTTPError as err:  # the partial file stays for the next attempt to resume
             raise ServiceError(f"GET {path}: download interrupted after {partial.stat().st_size if partial.exists() else 0}"
                                f" bytes ({err})") from err

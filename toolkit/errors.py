@@ -50,6 +50,11 @@ class TrainingDiverged(DuetError, RuntimeError):
     """Training produced a non-finite loss; the message names the stage, epoch and step, and no run was written."""
 
 
+class EvaluationError(DuetError, RuntimeError):
+    """A method scored a test device with NaN or infinite values (metrics would rank them as they please); the
+    message names the method and the device, and no metrics file was written."""
+
+
 class RequestError(DuetError, ValueError):
     """A generate request's body is invalid; the service answers it with a 4xx JSON error."""
 

@@ -1,14 +1,18 @@
 """Command-line options declared once, on the fields of the config dataclasses that receive their values.
 
 A field made with `option(default, help, ...)` is offered by `cli.py` as `--field-name`; `click_options(Config)`
-turns every such field of a dataclass into a click option (type from the annotation, help and choices from the
-field), and `values_for(Config, params)` picks that dataclass's values back out of a command's parameters. The
-dataclass modules do not import click.
+turns every such field of a dataclass into a click option (type from the annotation, help, choices and range from
+the field), and `values_for(Config, params)` picks that dataclass's values back out of a command's parameters.
+Every int and float option declares its range; click refuses a value outside it (and NaN or infinity) before a
+command runs, and `check_ranges` refuses the same values when a config is built in code. The dataclass modules do
+not import click.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import typing
 from dataclasses import MISSING, Field, field, fields
 from typing import Any, Callable, Mapping, Sequence
@@ -17,15 +21,17 @@ CLI_DEFAULT = "cli_default"  # metadata key: the option's default when it differ
 
 
 def option(default: Any, help: str, *, flag: str = "", choices: Any = None, cli_default: Any = MISSING,
-           minimum: int | None = None, maximum: int | None = None, hidden: bool = False) -> Any:
+           minimum: float | None = None, maximum: float | None = None, above: bool = False,
+           hidden: bool = False) -> Any:
     """A dataclass field that `cli.py` offers as an option.
 
     flag: the option's declaration when it is not `--field-name` (e.g. "--timeout", "--fresh/--fixed");
     choices: a tuple, or a function returning one (called when the command is built); cli_default: the
-    option's default when the field's is not it (None: "the task's default"); minimum/maximum: an int range.
+    option's default when the field's is not it (None: "the task's default"); minimum/maximum: the range of an
+    int or float option (every one declares at least one bound); above: the value must exceed `minimum`.
     """
     metadata = {"help": help, "flag": flag, "choices": choices, "minimum": minimum, "maximum": maximum,
-                "hidden": hidden}
+                "above": above, "hidden": hidden}
     if cli_default is not MISSING:
         metadata[CLI_DEFAULT] = cli_default
     return field(default=default, metadata=metadata)
@@ -73,11 +79,51 @@ def _click_option(spec: Field, annotation: Any, help_prefix: str, click: Any) ->
     elif meta["choices"] is not None:
         choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
         settings["type"] = click.Choice([str(c) for c in choices])
-    elif meta["minimum"] is not None or meta["maximum"] is not None:
-        settings["type"] = click.IntRange(meta["minimum"], meta["maximum"])
+    elif kind is int:
+        settings["type"] = click.IntRange(meta["minimum"], meta["maximum"], min_open=meta["above"])
+    elif kind is float:
+        settings["type"] = float_range(meta["minimum"], meta["maximum"], meta["above"])
     else:
         settings["type"] = kind
     return [flag, spec.name], settings
+
+
+def float_range(minimum: float | None = None, maximum: float | None = None, above: bool = False) -> Any:
+    """The click type of a float option: a finite number in the range (click.FloatRange alone lets NaN through)."""
+    return _finite_float_range()(minimum, maximum, min_open=above)
+
+
+@functools.cache
+def _finite_float_range() -> type:
+    import click
+
+    class FiniteFloatRange(click.FloatRange):
+        def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+            number = click.FLOAT.convert(value, param, ctx)
+            if not math.isfinite(number):
+                self.fail(f"{value!r} is not a finite number.", param, ctx)
+            return super().convert(number, param, ctx)
+
+    return FiniteFloatRange
+
+
+def check_ranges(config: Any, what: str) -> None:
+    """ConfigError unless every int and float `option` field of the dataclass `config` holds a finite number within
+    its declared range (None passes: "the task's default"); what click checks on the command line, for configs
+    built in code or read back from a file."""
+    from toolkit.errors import ConfigError
+
+    for spec in offered(type(config)):
+        meta, value = spec.metadata, getattr(config, spec.name)
+        if value is None or isinstance(value, (bool, str)) or (meta["minimum"] is None and meta["maximum"] is None):
+            continue
+        low, high, above = meta["minimum"], meta["maximum"], meta["above"]
+        inside = (isinstance(value, (int, float)) and math.isfinite(value)
+                  and (low is None or (value > low if above else value >= low)) and (high is None or value <= high))
+        if not inside:
+            bounds = " and ".join(b for b in ((f"> {low}" if above else f">= {low}") if low is not None else "",
+                                              f"<= {high}" if high is not None else "") if b)
+            raise ConfigError(f"{what}: {spec.name} must be a finite number {bounds}, got {value!r}")
 
 
 def cache_dir_option(command: Callable) -> Callable:

@@ -7,7 +7,6 @@ records, so phone and host results sit in one table (docs/formats.md, "Benchmark
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -17,6 +16,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from toolkit.artifacts import read_small_file, strict_json
 from toolkit.errors import DataFormatError, one_line
 
 # Metric names shared with the apps (android_demo/core Metrics, DuetKit BenchmarkMetric). The names minibench also
@@ -195,19 +195,17 @@ def _error_text(obj: Mapping, where: str) -> str:
     return value
 
 
-MAX_RESULTS_BYTES = 64 << 20  # a results file larger than this is not one an app wrote
+MAX_RESULTS_BYTES = 64 << 20  # a results file larger than this is not one an app wrote (/dev/zero included)
 
 
 def read_results(path: Path) -> list[Record]:
     """The records of a benchmark_results.json written by either app (or a report.json's `records`)."""
     path = Path(path)
     try:
-        if path.stat().st_size > MAX_RESULTS_BYTES:
-            raise DataFormatError(f"{path}: {path.stat().st_size} bytes is too large for a benchmark results file")
-        content = json.loads(path.read_text(encoding="utf-8"))
+        content = strict_json(read_small_file(path, MAX_RESULTS_BYTES).decode("utf-8"))
     except FileNotFoundError as err:
         raise DataFormatError(f"{path}: no such results file") from err
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+    except (OSError, ValueError, RecursionError) as err:  # ValueError: not UTF-8, not JSON, NaN, 5,000 digits
         raise DataFormatError(f"{path}: not readable JSON ({one_line(err, 120)})") from err
     if isinstance(content, dict) and isinstance(content.get("records"), list):  # a report.json of `cli.py bench`
         content = content["records"]

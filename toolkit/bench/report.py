@@ -78,6 +78,18 @@ def _cell(value: float | None, digits: int) -> str:
     return "—" if value is None or not math.isfinite(value) else f"{value:,.{digits}f}"
 
 
+def _text(value: Any, limit: int = 200) -> str:
+    """Imported text (device names, backends, reasons) as one table cell: whitespace runs (line breaks included)
+    become one space, other control characters are dropped, '|' is escaped, and it is cut at `limit`."""
+    text = "".join(ch for ch in " ".join(str(value).split()) if ch.isprintable())
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return text.replace("|", "\\|")
+
+
+def _row(*cells: Any) -> str:
+    return "| " + " | ".join(_text(cell) for cell in cells) + " |"
+
+
 def program_rows(report: dict[str, Any]) -> list[tuple[tuple[str, str, str, str], dict[str, float]]]:
     return [(key, values) for key, values in _table(report).items() if R.P50 in values or R.LOAD_STATUS in values]
 
@@ -101,14 +113,13 @@ def markdown(report: dict[str, Any]) -> str:
     slow = []
     for (device, name, backend, quantization), values in programs:
         cells = " | ".join(_cell(values.get(metric), digits) for metric, _, digits in used)
-        lines.append(f"| {device} | {name} | {backend} | {quantization} | {cells} |")
+        lines.append(f"{_row(device, name, backend, quantization)} {cells} |")
         ratio = values.get(R.EAGER_RATIO)
         if ratio is not None and backend != "pytorch" and ratio > TARGET_RATIO:
             slow.append(f"{backend} {quantization} ({ratio:.2f}× eager)")
     for item in report.get("not_timed", []):
-        lines.append(f"| {report.get('host', {}).get('device', 'host')} | model | {item['backend']} | "
-                     f"{item.get('quantization', '')} | "
-                     f"not timed: {item['reason']} |" + " |" * (len(used) - 1))
+        lines.append(_row(report.get("host", {}).get("device", "host"), "model", item["backend"],
+                          item.get("quantization", ""), f"not timed: {item['reason']}") + " |" * (len(used) - 1))
     lines.append("")
     if slow:
         lines += [f"Above the target of {TARGET_RATIO}× eager PyTorch: {', '.join(slow)}. Why, per runtime and "
@@ -134,11 +145,12 @@ def markdown(report: dict[str, Any]) -> str:
         for (device, name, backend, quantization), values in accuracy:
             for metric, value in values.items():
                 if metric.startswith("accuracy_"):
-                    lines.append(f"| {device} | {name} | {backend} | {quantization} | "
-                                 f"{metric.removeprefix('accuracy_')} | {value:.4f} |")
+                    lines.append(f"{_row(device, name, backend, quantization, metric.removeprefix('accuracy_'))} "
+                                 f"{value:.4f} |")
         lines.append("")
     if report["sources"]:
-        lines += ["## Sources", ""] + [f"- {s['source']}: {s['records']} records" for s in report["sources"]] + [""]
+        lines += ["## Sources", ""] + [f"- {_text(s['source'])}: {s['records']} records"
+                                       for s in report["sources"]] + [""]
     if report.get("plots"):
         lines += ["## Plots", ""] + [f"![{name}]({file})" for name, file in report["plots"].items()] + [""]
     return "\n".join(lines)

@@ -17,8 +17,8 @@ from toolkit.cli.console import Commands, Settings, progress_bars, show_epoch, s
 from toolkit.bench.config import HostBenchConfig, PhoneOptions
 from toolkit.data.download import DATASETS
 from toolkit.service.loadtest import LoadTestConfig
-from toolkit.options import (cache_dir_option, click_options, named_values, shape_values, target_option_values,
-                             values_for)
+from toolkit.options import (cache_dir_option, click_options, float_range, named_values, shape_values,
+                             target_option_values, values_for)
 from toolkit.service.bench import BenchConfig
 from toolkit.service.config import ServiceConfig
 from toolkit.service.server import ServerOptions
@@ -28,7 +28,7 @@ EXISTING_DIR = click.Path(exists=True, file_okay=False)
 
 
 @click.group(cls=Commands)
-@click.option("--threads", type=int, default=0, help="CPU threads for PyTorch (0 = library default).")
+@click.option("--threads", type=click.IntRange(0, 1024), default=0, help="PyTorch CPU threads (0 = library default).")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress details.")
 @click.pass_context
 def cli(ctx: click.Context, threads: int, verbose: bool) -> None:
@@ -98,7 +98,7 @@ def report(run_dirs, **options) -> None:
 @cli.command()
 @click.argument("run_dir", type=EXISTING_DIR)
 @click_options(FinetuneConfig)
-@click.option("--shifted-fraction", type=float, default=0.25, show_default=True,
+@click.option("--shifted-fraction", type=float_range(0, 1, above=True), default=0.25, show_default=True,
               help="Share of most-shifted devices reported separately.")
 @cache_dir_option
 def evaluate(run_dir, shifted_fraction, cache_dir, **finetune) -> None:

@@ -19,6 +19,8 @@ COLUMNS = ("user", "item", "timestamp")
 MAX_TIMESTAMP = 4_102_444_800  # 2100-01-01 in unix seconds: later (or negative) stamps are not ratings' times
 CONTROL_CHARACTERS = r"[\x00-\x1f\x7f]"  # in an id: a NUL or a line break smuggled into a field
 READ_BLOCK = 32 << 20  # bytes read at a time; a block ends at the last line end in it
+MAX_ID_CHARS = 256  # longest user or item id accepted; a longer one is refused with its file and line
+CLEAN_FIELD_BYTES = 64  # the vectorised pass takes fields up to this long (its memory grows with rows x longest)
 Column = tuple[np.ndarray, np.ndarray]  # (code of each row, the distinct ids as str): a column of ids, factorized
 _LOW_BYTES = np.array([(1 << 8 * n) - 1 for n in range(8)] + [(1 << 64) - 1], "<u8")  # keeps a word's first n bytes
 
@@ -114,8 +116,9 @@ def _blocks(path: Path, digest) -> Iterator[tuple[bytes, bool]]:
 
 
 def _parse_clean_block(block: bytes, spec: FileFormat, header: bool) -> tuple[Column, Column, np.ndarray] | None:
-    """The block's (users, items, timestamps) when it is plain ASCII with exactly the format's fields on every line
-    and parses without a fault; None for anything else, which `_parse_text` then checks line by line.
+    """The block's (users, items, timestamps) when it is plain ASCII with exactly the format's fields on every line,
+    ids and ratings of at most CLEAN_FIELD_BYTES, and parses without a fault; None for anything else, which
+    `_parse_text` then checks line by line (in memory that follows the text, whatever its longest field).
 
     Every block this accepts, `_parse_text` accepts with the same result: no character that splitlines() or the
     CSV tokenizer treats specially, ids stripped of spaces as there, ratings judged by the same to_numeric, and
@@ -146,6 +149,8 @@ def _parse_clean_block(block: bytes, spec: FileFormat, header: bool) -> tuple[Co
     bounds = np.concatenate([np.append(0, ends[:-1] + 1)[:, None],
                              separators.reshape(-1, spec.n_fields - 1) + 1], axis=1)
     limits = np.concatenate([separators.reshape(-1, spec.n_fields - 1), ends[:, None]], axis=1)
+    if (limits[:, :3] - bounds[:, :3]).max() > CLEAN_FIELD_BYTES:  # one long field would cost every row its width
+        return None
     digit = (raw >= ord("0")) & (raw <= ord("9"))
     odd = ~(digit | (raw == ord(" ")) | (raw == ord("+")) | (raw == ord("-")))  # bytes a timestamp cannot hold
     odd = np.concatenate([[0], np.cumsum(odd.view(np.uint8), dtype=np.int32)])  # how many before each position
@@ -177,10 +182,10 @@ def _factorized(padded: bytes, begin: np.ndarray, end: np.ndarray) -> Column:
         words = np.ndarray((len(padded) - 7,), "<u8", padded, strides=(1,))
         codes, distinct = pd.factorize(words[begin] & _LOW_BYTES[lengths])
         distinct = distinct.astype("<u8").view("S8")
-    else:  # longer: NUL-padded fixed-width byte strings (a clean block holds no NUL)
-        raw = np.frombuffer(padded, np.uint8)
-        index = begin[:, None] + np.arange(width)
-        cells = np.where(index < end[:, None], raw[np.minimum(index, raw.size - 1)], 0).astype(np.uint8)
+    else:  # longer: NUL-padded fixed-width byte strings (a clean block holds no NUL); rows x width bytes, twice
+        raw = np.frombuffer(padded + bytes(width), np.uint8)
+        cells = np.lib.stride_tricks.sliding_window_view(raw, width)[begin]  # fancy indexing: a copy
+        cells[np.arange(width) >= lengths[:, None]] = 0
         distinct, codes = np.unique(cells.view(f"S{width}").ravel(), return_inverse=True)
     return codes.astype(np.int32), np.array([value.decode("ascii") for value in distinct], dtype=object)
 
@@ -246,6 +251,11 @@ def _parse_text(text: str, spec: FileFormat, path: Path, first_line: int = 1,
         empty = np.flatnonzero((column == "").to_numpy())
         if empty.size:
             raise DataFormatError(f"{path}, line {int(empty[0]) + first_data_line}: empty {name} id")
+        long = np.flatnonzero((column.str.len() > MAX_ID_CHARS).to_numpy())
+        if long.size:
+            row = int(long[0])
+            raise DataFormatError(f"{path}, line {row + first_data_line}: {name} id {column.iloc[row][:40]!r}... has "
+                                  f"{len(column.iloc[row])} characters; ids of at most {MAX_ID_CHARS} are accepted")
         control = np.flatnonzero(column.str.contains(CONTROL_CHARACTERS, regex=True).to_numpy())
         if control.size:
             row = int(control[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -259,10 +260,17 @@ def _positions(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def _save_cache(path: Path, data: SequenceData) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the cache file; a cache directory that cannot be written costs a warning, not the run (the cache only
+    saves time)."""
     partial = path.with_name(f"{path.stem}.partial-{os.getpid()}.npz")  # torchrun ranks may write it at once
-    np.savez(partial, n_items=np.asarray(data.n_items), **{name: getattr(data, name) for name in CACHED})
-    partial.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(partial, n_items=np.asarray(data.n_items), **{name: getattr(data, name) for name in CACHED})
+        partial.replace(path)
+    except OSError as err:
+        logger.warning("cannot write the data cache %s (%s); going on without it", path, err.strerror or err)
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
 
 
 def _load_cache(path: Path, protocol: SequenceProtocol) -> SequenceData:

@@ -11,9 +11,10 @@ import torch
 
 from toolkit.artifacts import write_json
 from toolkit.config import FinetuneConfig
+from toolkit.errors import EvaluationError
 from toolkit.model.slots import base_slots
 from toolkit.training.distributed import synchronize, torch_device
-from toolkit.training.runs import EVALUATION_FILE, METHODS, METRICS_FILE, SHIFTED_FILE, Run
+from toolkit.training.runs import CONFIG_FILE, EVALUATION_FILE, METHODS, METRICS_FILE, SHIFTED_FILE, Run
 from toolkit.training.serving import ServingPrograms
 from toolkit.training.steps import SplitOutputs, collect, finetune_and_score, split_outputs
 
@@ -71,6 +72,7 @@ def evaluate_run(run: Run, finetune: FinetuneConfig, shifted_fraction: float = 0
     devices = task.devices("test")
     outputs: dict[str, SplitOutputs] = {"base": split_outputs(task, run.base, "test", None),
                                         "duet": split_outputs(task, run.duet, "test", run.generator)}
+    check_finite_outputs(outputs, run)  # before the fine-tuning: a broken run stops in seconds
     advance = progress("fine-tuning devices", len(devices)) if progress else None
     seconds, tuned = [], []
     settings = finetune.resolve(task.finetune_defaults())
@@ -81,6 +83,7 @@ def evaluate_run(run: Run, finetune: FinetuneConfig, shifted_fraction: float = 0
         if advance:
             advance()
     outputs["finetune"] = _joined(tuned)
+    check_finite_outputs({"finetune": outputs["finetune"]}, run)
     metrics: dict[str, Any] = {m: outputs[m].metrics(task) for m in METHODS}
     metrics["finetune_seconds_per_device"] = float(np.mean(seconds))
     programs = ServingPrograms(run)
@@ -100,10 +103,37 @@ def evaluate_run(run: Run, finetune: FinetuneConfig, shifted_fraction: float = 0
     return {"metrics": metrics, "shifted": shifted_metrics, "settings": settings_used}
 
 
+def check_finite_scores(scores: Mapping[str, Mapping[int, Any]], run: Run) -> None:
+    """EvaluationError at the first device a method scored with NaN or infinity: NaN sorts first in a ranking, so a
+    broken model would otherwise report perfect hit rates."""
+    for method, by_device in scores.items():
+        for device, values in by_device.items():
+            array = np.asarray(values, dtype=np.float64)
+            if not np.isfinite(array).all():
+                nan, infinite = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+                raise EvaluationError(f"{run.path}: {method} scored test device {device} with {nan} NaN and "
+                                      f"{infinite} infinite values; check the run's {CONFIG_FILE} and weights "
+                                      f"(nothing was written)")
+
+
 def write_evaluation(run_dir: Path, result: dict[str, dict]) -> list[Path]:
     """metrics.json, metrics_shifted.json and evaluation.json of an `evaluate_run` result, in the run directory."""
     return [write_json(Path(run_dir) / name, result[part])
             for name, part in ((METRICS_FILE, "metrics"), (SHIFTED_FILE, "shifted"), (EVALUATION_FILE, "settings"))]
+
+
+def check_finite_outputs(outputs: dict[str, SplitOutputs], run: Run) -> None:
+    """EvaluationError at the first device a method scored with NaN or infinity: NaN sorts first in a ranking, so a
+    broken model would otherwise report perfect hit rates."""
+    for method, scored in outputs.items():
+        values = np.asarray(scored.outputs, dtype=np.float64).reshape(len(scored.outputs), -1)
+        bad = ~np.isfinite(values).all(1)
+        if bad.any():
+            device = scored.devices[int(np.argmax(bad))]
+            mine = values[scored.devices == device]
+            raise EvaluationError(f"{run.path}: {method} scored test device {device} with {int(np.isnan(mine).sum())} "
+                                  f"NaN and {int(np.isinf(mine).sum())} infinite values; check the run's "
+                                  f"{CONFIG_FILE} and weights (nothing was written)")
 
 
 def _joined(parts: list[SplitOutputs]) -> SplitOutputs:

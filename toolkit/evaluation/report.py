@@ -6,6 +6,7 @@ import functools
 import json
 from pathlib import Path
 
+from toolkit.artifacts import read_small_file, strict_json
 from toolkit.config import ReportOptions
 from toolkit.model.generator import GeneratorConfig
 from toolkit.errors import ConfigError, one_line
@@ -36,8 +37,8 @@ def load_run_file(run: Path, name: str) -> dict:
     if not path.exists():
         raise ConfigError(f"{path} is missing: run `cli.py evaluate {run}` first")
     try:
-        content = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        content = strict_json(read_small_file(path))
+    except (OSError, ValueError, RecursionError) as err:  # ValueError: not UTF-8, not JSON, NaN, Infinity
         raise ConfigError(f"{path}: not readable JSON ({one_line(err, 120)})") from err
     if not isinstance(content, dict):
         raise ConfigError(f"{path}: expected a JSON object, found {type(content).__name__}")

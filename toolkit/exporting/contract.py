@@ -52,17 +52,19 @@ class ExportOptions:
     quantize: str = option("int8", "int8: compress the static layers with each target's own tool (slots stay "
                                    "fp32); none: fp32 throughout.", choices=QUANTIZE_MODES)
     shape: tuple[tuple[str, int], ...] = ()  # overrides of the task's fixed export shapes, as (name, size) pairs
-    min_quant_elements: int = option(1024, "Weight tensors with fewer elements stay fp32 (not worth compressing).")
+    min_quant_elements: int = option(1024, "Weight tensors with fewer elements stay fp32 (not worth compressing).",
+                                     minimum=0, maximum=2**40)
     max_int8_rows: int = option(1024, "Static layers applied to more rows than this per call stay fp32 in ExecuTorch "
                                       "and TFLite, whose int8 layers quantize their input at every call (a 3,000-row "
-                                      "32x32 layer: 3-4x slower in int8, for 3 KB saved).")
+                                      "32x32 layer: 3-4x slower in int8, for 3 KB saved).", minimum=1,
+                                 maximum=2**40)
     target_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # (target, ((name, value), ...)), ...:
     # options only one target reads (e.g. coreml palettize_bits); each is checked by that target's check_options
     threads: int = option(1, "CPU threads of each runtime and of PyTorch while validating and timing.",
-                          flag="--eval-threads")
-    latency_calls: int = option(200, "Calls timed for each p50 latency.")
+                          flag="--eval-threads", minimum=1, maximum=256)
+    latency_calls: int = option(200, "Calls timed for each p50 latency.", minimum=1, maximum=1_000_000)
     max_eval_devices: int = option(0, "Score only the first N test devices in each runtime (0 = all; for quick "
-                                      "trials).")
+                                      "trials).", minimum=0, maximum=10_000_000)
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE_MODES:

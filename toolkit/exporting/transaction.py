@@ -3,13 +3,10 @@ its runtime, write the manifest and report.json: one transaction that leaves a p
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from torch import nn
 
+from toolkit.artifacts import work_dir_beside
 from toolkit.errors import ConfigError
 from toolkit.exporting.measure import (EvalSet, Progress, build_eval_set, export_shape, latency, parity_devices, score,
                                     torch_threads)
@@ -27,7 +25,6 @@ from toolkit.training.serving import MIN_BOUND, SLOT_BOUND_MARGIN, ServingProgra
 logger = logging.getLogger(__name__)
 
 REPORT_FILE = "report.json"
-PARTIAL = ".partial-"  # .NAME.partial-PID-XXXX: an export's work directory beside its destination, named by its pid
 
 
 def export_target(name: str, model, eval_set: EvalSet, slot_sets: Mapping[str, Mapping[str, np.ndarray]],
@@ -190,10 +187,10 @@ def _transaction(model, targets: list[str], options, out_dir: Path, export_one, 
     it into place only when everything validated (a failure leaves a previous export intact)."""
     from toolkit.protocol.manifest import SLOT_SCOPE, build_manifest, load_manifest, write_manifest
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    _remove_abandoned(out_dir)
-    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}{PARTIAL}{os.getpid()}-", dir=out_dir.parent))
-    work.chmod(0o755)  # mkdtemp makes it private; the service may run as another user
+    try:
+        work = work_dir_beside(out_dir)
+    except OSError as err:
+        raise ConfigError(f"{out_dir}: cannot write beside it ({err.strerror or err})") from err
     try:
         entries, reports = {}, {}
         for name in targets:
@@ -214,26 +211,6 @@ def _transaction(model, targets: list[str], options, out_dir: Path, export_one, 
         shutil.rmtree(work, ignore_errors=True)
         raise
     return report
-
-
-def _remove_abandoned(out_dir: Path) -> None:
-    """Delete work directories of earlier exports to `out_dir` whose process is gone (killed mid-export)."""
-    prefix = f".{out_dir.name}{PARTIAL}"
-    for work in out_dir.parent.glob(glob.escape(prefix) + "*"):
-        owner = work.name[len(prefix):].split("-", 1)[0]
-        if not owner.isdigit() or not _alive(int(owner)):  # no pid: made before work directories named theirs
-            shutil.rmtree(work, ignore_errors=True)
-            logger.warning("removed %s, left by an export that did not finish", work)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _check_replaceable(out_dir: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -11,8 +12,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from toolkit import __version__
-from toolkit.artifacts import write_json
-from toolkit.errors import ManifestError
+from toolkit.artifacts import read_small_file, strict_json, write_json
+from toolkit.errors import ManifestError, one_line
 from toolkit.protocol.slots import ProgramSpecs, SlotSpec, blob_layout
 
 FORMAT_VERSION = 1
@@ -31,6 +32,7 @@ def validate_manifest(manifest: Mapping[str, Any], source: str = "manifest") -> 
     """Raise ManifestError naming the first violation of the schema or of the slot layout."""
     import jsonschema
 
+    _check_finite(manifest, source)
     validator = jsonschema.Draft202012Validator(manifest_schema())
     errors = sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path))
     if errors:
@@ -55,6 +57,18 @@ def validate_manifest(manifest: Mapping[str, Any], source: str = "manifest") -> 
         if "input_names" in info and len(info["input_names"]) != len(names):
             raise ManifestError(f"{source}: targets/{target}/input_names has {len(info['input_names'])} names for "
                                 f"the {len(names)} arguments of call_signature")
+
+
+def _check_finite(manifest: Any, source: str) -> None:
+    """ManifestError at the first number that is NaN or infinite: the schema's "number" admits them, every client's
+    bound check (`max_abs`) would then compare with NaN, and JSON has no such literal to serve."""
+    stack = [("", manifest)]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            raise ManifestError(f"{source}: {where or '(top level)'}: {node} is not a finite number")
+        children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        stack.extend((f"{where}/{key}" if where else str(key), child) for key, child in children)
 
 
 def plain_file_name(name) -> bool:
@@ -121,11 +135,11 @@ def load_manifest(path: Path) -> dict[str, Any]:
     if path.is_dir():
         path = path / MANIFEST_FILE
     try:
-        manifest = json.loads(path.read_text())
+        manifest = strict_json(read_small_file(path))
     except FileNotFoundError as err:
         raise ManifestError(f"{path}: no manifest here (run `cli.py export` first)") from err
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ManifestError(f"{path}: not readable JSON ({err})") from err
+    except (OSError, ValueError) as err:  # ValueError: not UTF-8, not JSON, NaN or Infinity
+        raise ManifestError(f"{path}: not readable JSON ({one_line(err, 160)})") from err
     except RecursionError as err:
         raise ManifestError(f"{path}: not a manifest (JSON nested too deeply to read)") from err
     if not isinstance(manifest, dict):

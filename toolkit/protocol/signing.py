@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from toolkit.artifacts import read_small_file
 from toolkit.errors import BlobError, ConfigError
 
 ALGORITHM = "ed25519"
@@ -48,7 +49,7 @@ def load_signing_key(path: str | Path) -> Any:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     try:
-        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+        key = serialization.load_pem_private_key(read_small_file(Path(path)), password=None)
     except OSError as err:
         raise ConfigError(f"{path}: cannot read the signing key ({err.strerror})") from err
     except (ValueError, TypeError) as err:

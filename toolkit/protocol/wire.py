@@ -71,7 +71,7 @@ def decode_request(raw: bytes) -> dict[str, Any]:
     for name, entry in header.items():
         if name in fields:
             raise WireError(f"{name!r} is both a tensor and a metadata entry")
-        dtype, shape, start, end = _entry(name, entry, len(data))
+        dtype, shape, start, end = _entry(name, entry, len(data), len(raw))
         spans.append((start, end, name))
         fields[name] = np.frombuffer(data, dtype, count=math.prod(shape), offset=start).reshape(shape)
     position = 0
@@ -84,7 +84,7 @@ def decode_request(raw: bytes) -> dict[str, Any]:
     return fields
 
 
-def _entry(name: str, entry: Any, data_size: int) -> tuple[np.dtype, tuple[int, ...], int, int]:
+def _entry(name: str, entry: Any, data_size: int, body_size: int) -> tuple[np.dtype, tuple[int, ...], int, int]:
     if not isinstance(entry, dict):
         raise WireError(f"tensor {name!r}: its header entry must be an object")
     dtype = DTYPES.get(entry.get("dtype"))  # type: ignore[arg-type]
@@ -94,6 +94,9 @@ def _entry(name: str, entry: Any, data_size: int) -> tuple[np.dtype, tuple[int, 
     if (not isinstance(shape, list) or len(shape) > MAX_DIMS
             or not all(type(n) is int and n >= 0 for n in shape)):
         raise WireError(f"tensor {name!r}: shape must be a list of at most {MAX_DIMS} non-negative integers")
+    if math.prod(n for n in shape if n) > body_size:  # checked before any allocation: an empty tensor of shape
+        # [2**62, 0] holds no byte, but numpy cannot even describe it
+        raise WireError(f"tensor {name!r}: shape {shape} is larger than the whole {body_size}-byte body")
     if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(n) is int for n in offsets)
             or not 0 <= offsets[0] <= offsets[1] <= data_size):
         raise WireError(f"tensor {name!r}: data_offsets must be [start, end] within the {data_size} data bytes")

@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000, help="port to listen on")
     parser.add_argument("--workers", type=int, default=1, help="server processes (each loads the run)")
     parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.add_argument("--ssl-certfile", default="", help="TLS certificate chain (PEM): serve https://")
+    parser.add_argument("--ssl-keyfile", default="", help="TLS private key (PEM) of --ssl-certfile")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -29,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = ServiceConfig.read(args.config)
         serve(config, ServerOptions(host=args.host, port=args.port, workers=args.workers, access_log=args.access_log,
+                                    ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
                                     log_level="info" if args.verbose else "warning"))
     except (DuetError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

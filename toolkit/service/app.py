@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from toolkit.service.auth import RateLimiter
-from toolkit.service.config import ServiceConfig, config_from_env
+from toolkit.service.config import ServiceConfig, config_from_env, proxy_networks
 from toolkit.service.handlers import add_routes
 from toolkit.service.middleware import ApiKeyMiddleware, HeadAsGet, HeaderLimit, MetricsMiddleware
 from toolkit.service.openapi import build_openapi
@@ -40,7 +40,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
     add_error_handlers(app)
     add_routes(app, state)
     app.add_middleware(ApiKeyMiddleware, keys=state.keys, limiter=RateLimiter(config.rate_limit, config.rate_burst),
-                       failed_logins=RateLimiter(config.auth_failure_rate, config.auth_failure_burst))
+                       failed_logins=RateLimiter(config.auth_failure_rate, config.auth_failure_burst),
+                       trusted_proxies=proxy_networks(config.trusted_proxies))
     app.add_middleware(MetricsMiddleware, metrics=state.metrics, route_paths=[route.path for route in app.routes])
     app.add_middleware(HeaderLimit)
     app.add_middleware(HeadAsGet)

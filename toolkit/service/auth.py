@@ -13,12 +13,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import os
 import re
 import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from toolkit.artifacts import read_small_file
 from toolkit.errors import ConfigError
 
 KEY_PREFIX = "duet_"  # every generated key starts with it, so a leaked key is easy to recognise
@@ -35,20 +37,39 @@ def new_key() -> str:
 
 
 def key_line(key: str, name: str = "") -> str:
-    """The keys-file line that stores `key` hashed."""
-    if name and not re.fullmatch(r"\S+", name):
-        raise ConfigError(f"key name {name!r} must be one word without spaces")
+    """The keys-file line that stores `key` hashed (a key is printable ASCII: what an Authorization header carries)."""
+    if not re.fullmatch(r"[!-~]+", key):
+        raise ConfigError("a key is one word of printable ASCII characters (what an Authorization header carries)")
+    if name and not (re.fullmatch(r"\S+", name) and name.isprintable()):
+        raise ConfigError(f"key name {name!r} must be one word of printable characters")
     return f"sha256:{hash_key(key)}" + (f" {name}" if name else "")
+
+
+KEYS_HEADER = "# DUET API keys: sha256 of each key, then an optional name\n"
 
 
 def add_key(keys_file: Path, name: str = "") -> str:
     """Make a new key, append its hashed line to the keys file (created with a header if missing); returns the key,
-    which is stored nowhere in the clear."""
+    which is stored nowhere in the clear. Safe to run concurrently: the file is locked while the line is added."""
+    import fcntl
+
     key = new_key()
     line = key_line(key, name)
     path = Path(keys_file)
-    existing = path.read_text() if path.exists() else "# DUET API keys: sha256 of each key, then an optional name\n"
-    path.write_text(existing + ("" if existing.endswith("\n") or not existing else "\n") + line + "\n")
+    try:
+        with path.open("a+b") as handle:  # appends always land at the end, whatever another process wrote
+            fcntl.flock(handle, fcntl.LOCK_EX)  # one writer at a time: the header and the newline are decided alone
+            handle.seek(0, 2)
+            size = handle.tell()
+            if size:
+                handle.seek(size - 1)
+                last = handle.read(1)
+            text = (KEYS_HEADER if not size else "" if last == b"\n" else "\n") + line + "\n"
+            handle.write(text.encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot add the key ({err.strerror or err}); nothing was written") from err
     return key
 
 
@@ -72,7 +93,7 @@ class KeyStore:
     def from_file(cls, path: str | Path) -> "KeyStore":
         path = Path(path)
         try:
-            lines = path.read_text().splitlines()
+            lines = read_small_file(path).decode("utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as err:
             raise ConfigError(f"{path}: cannot read the API keys file ({err})") from err
         keys = []

@@ -2,8 +2,10 @@
 
 Two servers run side by side on loopback (`python -m toolkit.service`, one with the static floor, one without
 batching); the idle one costs nothing while the other is measured. Each measurement is a closed-loop load test of
-the same size and concurrency, with the bodies of the run's test devices (round-robin). The load generator shares
-the machine with the servers, so the ratios measured in one run mean more than the absolute figures.
+the same size and concurrency, with the bodies of the run's test devices (round-robin); with `tls` both servers
+speak https (a throwaway certificate) and the load test speaks TLS, with `rate_limit` the per-key token bucket is
+on. The connection layer's limits are always on, at `cli.py serve`'s defaults. The load generator shares the
+machine with the servers, so the ratios measured in one run mean more than the absolute figures.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from pathlib import Path
 from toolkit.protocol import routes
 from toolkit.data.cache import cache_dir as resolve_cache_dir
 from toolkit.errors import ConfigError
-from toolkit.options import option
+from toolkit.options import check_ranges, option
 from toolkit.protocol.wire import BODY_FORMATS
 from toolkit.service.loadtest import LoadTestConfig, run_load, summary
 from toolkit.service.config import ServiceConfig
+from toolkit.protocol.tls import throwaway_tls_files, tls_context
 
 logger = logging.getLogger(__name__)
 
@@ -38,15 +41,24 @@ class BenchConfig:
 
     run_dir: str  # the run whose generator is served
     exports_dir: str  # its export directory
-    requests: int = option(20_000, "Requests per measurement.")
-    concurrency: int = option(64, "Simultaneous connections per measurement.")
-    warmup: int = option(1_000, "Untimed requests sent to each server first.")
-    rounds: int = option(1, "Measure all three this many times, in rotated order; the median round is reported too.")
-    workers: int = option(1, "Server processes per server.")
-    max_devices: int = option(2_000, "Test devices whose bodies are sent (round-robin).")
+    requests: int = option(20_000, "Requests per measurement.", minimum=1, maximum=1_000_000)
+    concurrency: int = option(64, "Simultaneous connections per measurement.", minimum=1, maximum=1024)
+    warmup: int = option(1_000, "Untimed requests sent to each server first.", minimum=1, maximum=1_000_000)
+    rounds: int = option(1, "Measure all three this many times, in rotated order; the median round is reported too.",
+                         minimum=1, maximum=1000)
+    workers: int = option(1, "Server processes per server.", minimum=1, maximum=256)
+    max_devices: int = option(2_000, "Test devices whose bodies are sent (round-robin).", minimum=1,
+                              maximum=10_000_000)
     body_format: str = option("json", "Request bodies of all three measurements: JSON or the compact binary form.",
                               choices=BODY_FORMATS)
+    tls: bool = option(False, "Serve https:// (a throwaway CA and certificate) and load-test over TLS.")
+    rate_limit: float = option(0.0, "The servers' per-key rate limit (0 = off); one above the offered load keeps the "
+                                    "token bucket checked on every request without refusing any.", minimum=0,
+                               maximum=1e9)
     cache_dir: str = ""  # preprocessed-data cache ("": toolkit.data.cache's default)
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "benchmark settings")
 
 
 def _free_port() -> int:
@@ -72,16 +84,23 @@ class _Server:
 
     def __init__(self, cfg: BenchConfig, keys: Path, overrides: dict, scratch: Path, name: str):
         self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if cfg.tls else 'http'}://127.0.0.1:{self.port}"
         self.log = scratch / f"{name}.log"
+        self.ca_file = str(scratch / "ca.pem") if cfg.tls else ""
         config = ServiceConfig(run_dir=str(Path(cfg.run_dir).resolve()),
                                exports_dir=str(Path(cfg.exports_dir).resolve()), api_keys=str(keys),
-                               cache_dir=str(resolve_cache_dir(cfg.cache_dir)), rate_limit=0, examples=0,
-                               torch_threads=1, **overrides)
+                               cache_dir=str(resolve_cache_dir(cfg.cache_dir)), rate_limit=cfg.rate_limit,
+                               rate_burst=max(100, int(min(cfg.rate_limit, 1e9))), examples=0, torch_threads=1,
+                               **overrides)
         command = [sys.executable, "-m", "toolkit.service", "--config", str(config.write(scratch / f"{name}.json")),
                    "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(cfg.workers)]
+        if cfg.tls:
+            command += ["--ssl-certfile", str(scratch / "cert.pem"), "--ssl-keyfile", str(scratch / "key.pem")]
+        here = str(Path(__file__).resolve().parents[2])  # the servers run this toolkit, whatever else is installed
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (here, os.environ.get("PYTHONPATH"))))}
         with self.log.open("w") as handle:
-            self.process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+                                            env=env)
 
     def wait_ready(self, workers: int, timeout: float = 300.0) -> None:
         """Until `workers` different processes have answered /healthz (a worker still loading would otherwise
@@ -93,7 +112,8 @@ class _Server:
             if self.process.poll() is not None:
                 raise ConfigError(f"the benchmark server exited: {self.log.read_text()[-2000:]}")
             try:
-                answer = httpx.get(self.url + routes.HEALTH, timeout=2)  # a new connection each time
+                answer = httpx.get(self.url + routes.HEALTH, timeout=2,  # a new connection each time
+                                   verify=tls_context(self.ca_file))
                 if answer.status_code == 200:
                     seen.add(answer.json()["worker"])
                     if len(seen) >= workers:
@@ -106,7 +126,7 @@ class _Server:
     def metrics(self) -> str:
         import httpx
 
-        return httpx.get(self.url + routes.METRICS, timeout=10).text
+        return httpx.get(self.url + routes.METRICS, timeout=10, verify=tls_context(self.ca_file)).text
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -132,13 +152,13 @@ def run_benchmark(cfg: BenchConfig, out_file: Path | None = None) -> dict:
     JSON, when given); a non-200 answer is an error."""
     from toolkit.service.auth import key_line, new_key
 
-    if cfg.rounds < 1:
-        raise ConfigError("rounds must be >= 1")
     bodies = device_bodies(cfg.run_dir, cfg.cache_dir, cfg.max_devices)
     key = new_key()
     with tempfile.TemporaryDirectory(prefix="duet-bench-") as scratch:
         keys = Path(scratch) / "keys.txt"
         keys.write_text(key_line(key, "bench") + "\n")
+        if cfg.tls:
+            throwaway_tls_files(Path(scratch))
         batched = _Server(cfg, keys, {"static_floor": True}, Path(scratch), "batched")
         unbatched = _Server(cfg, keys, {"batching": False}, Path(scratch), "unbatched")
         try:
@@ -148,7 +168,8 @@ def run_benchmark(cfg: BenchConfig, out_file: Path | None = None) -> dict:
                     ("generate_no_batching", unbatched, routes.GENERATE)]
 
             def load(url: str, requests: int) -> dict:
-                config = LoadTestConfig(url, key, cfg.concurrency, requests, body_format=cfg.body_format)
+                config = LoadTestConfig(url, key, cfg.concurrency, requests, body_format=cfg.body_format,
+                                        ca_file=batched.ca_file)
                 return asyncio.run(run_load(config, bodies))
 
             for _, server, path in plan:

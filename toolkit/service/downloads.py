@@ -40,7 +40,12 @@ def load_artifacts(exports_dir: Path, manifest: Mapping[str, Any]) -> dict[str, 
         path = Path(exports_dir) / info["file"]
         if not path.exists():
             raise ManifestError(f"{exports_dir}: the manifest lists {info['file']} for {target}, but it is missing")
-        data = served_bytes(path)
+        if not (path.is_file() or path.is_dir()):  # a FIFO or a device would block or never end
+            raise ManifestError(f"{path}: not a regular file or directory")
+        try:
+            data = served_bytes(path)
+        except OSError as err:
+            raise ManifestError(f"{path}: cannot read it ({err.strerror or err})") from err
         digest = hashlib.sha256(data).hexdigest()
         if digest != info["sha256"] or len(data) != info["bytes"]:
             raise ManifestError(f"{path}: served as {len(data)} bytes with sha256 {digest}, but the manifest says "

@@ -24,8 +24,9 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from toolkit.protocol import routes
-from toolkit.errors import ConfigError
-from toolkit.options import option
+from toolkit.artifacts import read_small_file, strict_json
+from toolkit.errors import ConfigError, one_line
+from toolkit.options import check_ranges, option
 from toolkit.protocol.tls import tls_context
 from toolkit.protocol.wire import BODY_FORMATS
 
@@ -39,16 +40,22 @@ class LoadTestConfig:
 
     url: str  # the service's base URL (generate is posted to), or a full URL of another POST endpoint
     api_key: str  # sent as 'Authorization: Bearer <key>'
-    concurrency: int = option(64, "Simultaneous keep-alive connections, each with one request in flight.")
-    requests: int = option(20_000, "Requests to send.")
-    max_seconds: float = option(600.0, "Stop sending after this long (what was sent is still counted).")
+    concurrency: int = option(64, "Simultaneous keep-alive connections, each with one request in flight.", minimum=1,
+                              maximum=MAX_CONCURRENCY)
+    requests: int = option(20_000, "Requests to send.", minimum=1, maximum=MAX_REQUESTS)
+    max_seconds: float = option(600.0, "Stop sending after this long (what was sent is still counted).", minimum=0,
+                                above=True, maximum=86_400)
     timeout_s: float = option(30.0, "Per-request limit in seconds; beyond it the request counts as an error.",
+                              minimum=0, above=True, maximum=3600,
                               flag="--timeout")
     query: str = ""  # query string added to every request, e.g. "dtype=float16"
     ca_file: str = option("", "CA certificate (PEM) that signed the service's TLS certificate, for https:// URLs "
                               "(default: the system's CAs).")
     body_format: str = option("json", "Send the bodies as JSON or in the compact binary form (safetensors, "
                                       "application/octet-stream).", choices=BODY_FORMATS)
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "load test")  # at most MAX_REQUESTS requests on MAX_CONCURRENCY connections
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,10 @@ def loopback_target(url: str, query: str = "") -> Target:
         raise ConfigError(f"{url}: the load test speaks http or https to a loopback address")
     host = parts.hostname or ""
     try:
+        port = parts.port
+    except ValueError as err:  # a port beyond 65535 or not a number
+        raise ConfigError(f"{url}: {err}") from None
+    try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = False
@@ -76,18 +87,22 @@ def loopback_target(url: str, query: str = "") -> Target:
     path = parts.path if parts.path not in ("", "/") else routes.GENERATE
     query = "&".join(q for q in (parts.query, query) if q)
     tls = parts.scheme == "https"
-    return Target(host, parts.port or (443 if tls else 80), path + (f"?{query}" if query else ""), tls)
+    return Target(host, port or (443 if tls else 80), path + (f"?{query}" if query else ""), tls)
 
 
 def bodies_from_file(path: str | Path) -> list[bytes]:
     """One JSON body per non-blank line."""
+    try:
+        lines = read_small_file(Path(path)).decode("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the bodies ({one_line(err, 120)})") from err
     bodies = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         if line.strip():
             try:
-                bodies.append(json.dumps(json.loads(line), separators=(",", ":")).encode())
-            except json.JSONDecodeError as err:
-                raise ConfigError(f"{path}:{number}: not a JSON body ({err})") from err
+                bodies.append(json.dumps(strict_json(line), separators=(",", ":")).encode())
+            except (ValueError, RecursionError) as err:  # not JSON, NaN, a 5,000-digit number, nested too deep
+                raise ConfigError(f"{path}:{number}: not a JSON body ({one_line(err, 120)})") from err
     if not bodies:
         raise ConfigError(f"{path}: no bodies (one JSON object per line)")
     return bodies
@@ -186,10 +201,6 @@ async def _connection(target: Target, payloads: list[bytes], counter: _Counter, 
 
 async def run_load(config: LoadTestConfig, bodies: list[bytes]) -> dict:
     """Send the requests; the summary object plus 'statuses' (answer counts by status or error type)."""
-    if not 1 <= config.concurrency <= MAX_CONCURRENCY:
-        raise ConfigError(f"concurrency must be 1..{MAX_CONCURRENCY}")
-    if not 1 <= config.requests <= MAX_REQUESTS:
-        raise ConfigError(f"requests must be 1..{MAX_REQUESTS}")
     target = loopback_target(config.url, config.query)
     content_type = "application/json"
     if config.body_format == "safetensors":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 
 from toolkit.protocol import routes
@@ -15,14 +16,16 @@ class ApiKeyMiddleware:
     """Every /v1/ request needs a known API key (401) and a token from its key's bucket (429); an address that keeps
     presenting wrong or missing keys is refused (429 with Retry-After) before its keys are even compared."""
 
-    def __init__(self, app, keys: KeyStore, limiter: RateLimiter, failed_logins: RateLimiter):
+    def __init__(self, app, keys: KeyStore, limiter: RateLimiter, failed_logins: RateLimiter,
+                 trusted_proxies: tuple = ()):
         self.app, self.keys, self.limiter, self.failed_logins = app, keys, limiter, failed_logins
+        self.trusted_proxies = trusted_proxies
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(routes.API_PREFIX):
             await self.app(scope, receive, send)
             return
-        address = (scope.get("client") or ("unknown", 0))[0]
+        address = client_address(scope, self.trusted_proxies)
         if (blocked := self.failed_logins.wait(address)) > 0:
             response = error_response(429, "too_many_failed_logins", f"too many requests without a valid API key from "
                                       f"this address; retry in {blocked:.0f} s", {"Retry-After": retry_after_header(blocked)})
@@ -45,6 +48,32 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         await response(scope, receive, send)
+
+
+def client_address(scope, trusted_proxies: tuple) -> str:
+    """The address a request's failed logins count against: the connection's peer; when the peer is a trusted
+    proxy, the last address its X-Forwarded-For names that is not a trusted proxy itself. An X-Forwarded-For entry
+    that is not an IP address is never a client's address (the peer's is used)."""
+    peer = (scope.get("client") or ("unknown", 0))[0]
+    if not trusted_proxies or not _within(peer, trusted_proxies):
+        return peer
+    forwarded = b",".join(value for name, value in scope["headers"] if name == b"x-forwarded-for")
+    for hop in reversed(forwarded.decode("latin-1").split(",")):
+        try:
+            address = ipaddress.ip_address(hop.strip())
+        except ValueError:
+            return peer
+        if not _within(address, trusted_proxies):
+            return str(address)
+    return peer
+
+
+def _within(address, networks: tuple) -> bool:
+    try:
+        address = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(address.version == network.version and address in network for network in networks)
 
 
 class EndpointLabels:

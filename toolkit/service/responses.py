@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
+
+import numpy as np
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +22,8 @@ from toolkit.protocol.wire import WireError, decode_request
 logger = logging.getLogger(__name__)
 
 JSON_TYPES = ("application/json",)
+MAX_JSON_DEPTH = 64  # nesting levels of a JSON body (a generate body needs 2; the schema checker recurses per level)
+_JSON_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)  # strings may hold brackets that nest nothing
 
 
 class ErrorBody(BaseModel):
@@ -74,7 +79,12 @@ def add_error_handlers(app: FastAPI) -> None:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+    """The request body, refused with 413 as soon as it is known to exceed `limit` bytes, and with 415 when it
+    comes in a content coding (gzip, ...): the service reads bodies as sent (RFC 9110 §15.5.16)."""
+    coding = request.headers.get("content-encoding", "").strip().lower()
+    if coding not in ("", "identity"):
+        raise ApiError(415, "unsupported_content_encoding", f"Content-Encoding {coding[:40]!r} is not accepted; send "
+                       f"the body uncompressed", {"Accept-Encoding": "identity"})
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -110,10 +120,23 @@ def parse_body(raw: bytes, content_type: str | None) -> tuple[Any, bool]:
                                                       f"(Content-Type was {media_type or 'missing'})")
     if not raw:
         raise ApiError(400, "bad_json", "the body is empty; send a JSON object")
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise ApiError(400, "bad_json", f"the body is nested more than {MAX_JSON_DEPTH} levels deep")
     try:
         return orjson.loads(raw), False
     except (ValueError, RecursionError) as err:
         raise ApiError(400, "bad_json", f"the body is not valid JSON: {err}") from None
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply the arrays and objects of a JSON text nest, or (when it has at most MAX_JSON_DEPTH brackets) a
+    bound on it: a body with few brackets costs two byte counts. Any text gives a number; strings do not count."""
+    brackets = raw.count(b"[") + raw.count(b"{")
+    if brackets <= MAX_JSON_DEPTH:
+        return brackets
+    codes = np.frombuffer(_JSON_STRINGS.sub(b'""', raw), np.uint8)
+    steps = np.isin(codes, (ord("["), ord("{"))).astype(np.int32) - np.isin(codes, (ord("]"), ord("}")))
+    return int(np.cumsum(steps).max(initial=0))
 
 
 def etag_matches(header: str | None, etag: str) -> bool:

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.data.cache import cache_dir
-from toolkit.errors import ConfigError, ManifestError
+from toolkit.errors import ConfigError, ManifestError, RequestError, one_line
 from toolkit.service.auth import KeyStore
 from toolkit.service.batching import MicroBatcher
 from toolkit.service.config import ServiceConfig
 from toolkit.service.downloads import ServedArtifact, load_artifacts
+from toolkit.service.openapi import synthetic_examples
 from toolkit.service.prometheus import ServiceMetrics
 from toolkit.service.slot_maker import GenerateJob, SchemaChecker, SlotBlob, SlotMaker
 
@@ -62,16 +63,12 @@ def load_state(config: ServiceConfig) -> ServiceState:
         signing_key = load_signing_key(config.signing_key)
         manifest = {**manifest, "signing": {"algorithm": ALGORITHM, "public_key": public_key_text(signing_key)}}
     maker = SlotMaker(run, programs, slot_specs_of(manifest), manifest["model_version"], signing_key)
-    examples = [run.task.example_request(int(d)) for d in run.task.devices("test")[: max(config.examples, 1)]]
-    for body in examples:  # the task's own examples must pass the service's checks
+    templates = [run.task.example_request(int(d)) for d in run.task.devices("test")[: max(config.examples, 1)]]
+    for body in templates:  # the task's own bodies must pass the service's checks
         checker.check(body)
-    static_blob = None
-    if config.static_floor:
-        if not examples:
-            raise ConfigError("the static floor is built from a test device's body; the run has no test device")
-        static_blob = maker([GenerateJob(examples[0], "float32")])[0]
-        if isinstance(static_blob, Exception):
-            raise static_blob
+    warm_up = _warm_up(maker, templates, config)
+    examples = synthetic_examples(templates, config.examples, lambda body: _acceptable(run.task, checker, body))
+    static_blob = warm_up if config.static_floor else None  # the benchmark's floor: a blob of generate's size
     metrics = ServiceMetrics(manifest["model_version"], run.task.name)
 
     def observe(size: int, seconds: float) -> None:
@@ -88,24 +85,53 @@ def load_state(config: ServiceConfig) -> ServiceState:
                            capacity=config.queue_size, enabled=config.batching, on_batch=observe)
     manifest_bytes = json.dumps(manifest, indent=2).encode()
     return ServiceState(config, run, manifest, manifest_bytes, f'"{hashlib.sha256(manifest_bytes).hexdigest()}"',
-                        manifest["model_version"], artifacts, keys, checker, examples[: config.examples],
+                        manifest["model_version"], artifacts, keys, checker, examples,
                         static_blob, maker.base_blobs(), metrics, batcher)
 
 
+def _warm_up(maker: SlotMaker, bodies: list[dict], config: ServiceConfig) -> SlotBlob:
+    """One generation from a test device's body before the port opens: a run whose generator cannot serve (e.g.
+    NaN slots from a damaged config or weights) stops start-up instead of answering every generate with a 500."""
+    if not bodies:
+        raise ConfigError(f"{config.run_dir}: the run has no test device whose body could warm the generator up")
+    blob = maker([GenerateJob(bodies[0], "float32")])[0]
+    if isinstance(blob, Exception):
+        raise ConfigError(f"{config.run_dir}: generating a test device's slots failed ({one_line(blob)}); the run "
+                          f"cannot be served (are its config.json and weights intact?)")
+    return blob
+
+
+def _acceptable(task, checker: SchemaChecker, body: dict) -> bool:
+    """Whether a generate body passes the service's checks (the schema's and the task's)."""
+    try:
+        checker.check(body)
+        task.request_inputs([body])
+    except RequestError:
+        return False
+    return True
+
+
 def check_compatible(run, manifest: dict, config: ServiceConfig) -> None:
-    """The export must come from this run: same task, same weights (model_version), same slots (names, shapes)."""
-    from toolkit.model.slots import slot_specs
+    """The export must come from this run: same task, same weights (model_version), same config.json
+    (config_sha256: the settings the weights are read with), same slots (names, shapes)."""
     from toolkit.protocol.manifest import model_version
-    from toolkit.training.runs import BASE_WEIGHTS, DUET_WEIGHTS
+    from toolkit.training.runs import BASE_WEIGHTS, CONFIG_FILE, DUET_WEIGHTS
 
     if manifest["task"] != run.task.name:
         raise ManifestError(f"{config.exports_dir} exports a {manifest['task']!r} model, but {config.run_dir} is a "
                             f"{run.task.name!r} run")
+    from toolkit.model.slots import slot_specs
+
     expected = [(s.name, list(s.shape)) for s in slot_specs(run.duet)]
     found = [(s["name"], list(s["shape"])) for s in manifest["slots"]]
     if expected != found:
         raise ManifestError(f"{config.exports_dir}: manifest slots {found} differ from the run's slots {expected}; "
                             f"export this run again")
+    config_sha256 = hashlib.sha256((run.path / CONFIG_FILE).read_bytes()).hexdigest()
+    if manifest["run"]["config_sha256"] != config_sha256:
+        raise ManifestError(f"{config.exports_dir} was exported from another {CONFIG_FILE} than {config.run_dir}'s "
+                            f"(sha256 {manifest['run']['config_sha256'][:12]}... vs {config_sha256[:12]}...); export "
+                            f"this run again")
     version = model_version(run.path / BASE_WEIGHTS, run.path / DUET_WEIGHTS)
     if manifest["model_version"] != version:
         raise ManifestError(f"{config.exports_dir} was exported from weights {manifest['model_version']}, but "

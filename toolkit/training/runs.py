@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from toolkit import __version__
-from toolkit.artifacts import write_json
+from toolkit.artifacts import read_small_file, strict_json, write_json
 from toolkit.errors import ConfigError, DuetError, one_line
 from toolkit.model.generator import GeneratorConfig, ParameterGenerator
 from toolkit.model.slots import slot_config, slot_specs
@@ -81,9 +81,11 @@ def read_config(path: Path) -> dict[str, Any]:
     if not config_file.exists():
         raise ConfigError(f"{path} is not a run directory: {CONFIG_FILE} is missing (train one with `cli.py train`)")
     try:
-        config = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{config_file}: not valid JSON ({err})") from err
+        config = strict_json(read_small_file(config_file))
+    except OSError as err:  # a directory, unreadable, /dev/zero
+        raise ConfigError(f"{config_file}: cannot read it ({err.strerror or err})") from err
+    except ValueError as err:  # not UTF-8, not JSON, NaN or Infinity, a number beyond float or int range
+        raise ConfigError(f"{config_file}: not valid JSON ({one_line(err, 160)})") from err
     except RecursionError as err:
         raise ConfigError(f"{config_file}: not a run's config (JSON nested too deeply to read)") from err
     if not isinstance(config, dict):

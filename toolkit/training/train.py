@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from toolkit.errors import TrainingDiverged
+from toolkit.errors import ConfigError, TrainingDiverged
 from toolkit.config import GeneratorConfig, TrainConfig
 from toolkit.training.distributed import (SINGLE, World, barrier, broadcast_modules, from_main, process_group, sum_gradients,
                                  torch_device, world_from_env)
@@ -99,6 +99,9 @@ def fit_stage(stage: str, task: Task, model: nn.Module, generator: nn.Module | N
             total, steps = total + value, steps + 1
             if advance:
                 advance()
+        if not steps:  # a stage that takes no step would be written as if it had trained
+            raise ConfigError(f"{stage} stage, epoch {epoch}: the training data gives no batch of {cfg.batch_size} "
+                              f"samples; nothing was trained or written")
         score = validation()
         log(stage=stage, epoch=epoch, train_loss=total / max(steps, 1),
             seconds=round(time.perf_counter() - started, 2), **{f"val_{task.selection_metric}": score})
@@ -185,17 +188,27 @@ def _train(task: Task, cfg: TrainConfig, gen_cfg: GeneratorConfig, base: nn.Modu
 
 def _train_and_save(out: Path, task: Task, cfg: TrainConfig, gen_cfg: GeneratorConfig, base: nn.Module | None,
                     base_from: Path | None, listener, progress, world: World, device: torch.device) -> None:
-    """`_train`, writing the run directory `out` (train_log.jsonl as it goes); no half run is left behind."""
-    from toolkit.training.runs import LOG_FILE, run_config, save_run
+    """`_train`, writing the run directory `out`: built in a work directory beside it (train_log.jsonl there as it
+    goes) and renamed into place once complete, so no half run is left behind, and a killed train's work directory
+    is removed by the next one (toolkit.artifacts.work_dir_beside)."""
+    from toolkit.artifacts import work_dir_beside
+    from toolkit.training.runs import LOG_FILE, check_new_run_dir, run_config, save_run
 
-    existed = out.exists()
-    out.mkdir(parents=True, exist_ok=True)
     try:
-        base, duet, generator = _train(task, cfg, gen_cfg, base, base_from, TrainLog(out / LOG_FILE, listener),
+        work = work_dir_beside(out)
+    except OSError as err:
+        raise ConfigError(f"{out}: cannot write there ({err.strerror or err}); choose another --out") from err
+    try:
+        base, duet, generator = _train(task, cfg, gen_cfg, base, base_from, TrainLog(work / LOG_FILE, listener),
                                        progress, world, device)
-        save_run(out, run_config(task, duet, gen_cfg, cfg), base, duet, generator)
-    except BaseException:  # the directory was absent or empty before
-        shutil.rmtree(out, ignore_errors=True)
-        if existed:
-            out.mkdir()
+        try:
+            save_run(work, run_config(task, duet, gen_cfg, cfg), base, duet, generator)
+            check_new_run_dir(out)  # still absent or empty
+            if out.exists():
+                out.rmdir()
+            work.rename(out)
+        except OSError as err:
+            raise ConfigError(f"{out}: cannot write the run ({err.strerror or err}); nothing was written") from err
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
         raise

@@ -14,9 +14,10 @@ class ImageOptions:
 
     HELP_PREFIX: ClassVar[str] = "Image task: "  # starts the help of each option
 
-    context_images: int = option(16, "K unlabeled recent images per device that the generator reads.")
-    train_devices: int = option(300, "Simulated training devices.")
-    test_devices: int = option(60, "Held-out devices.")
+    context_images: int = option(16, "K unlabeled recent images per device that the generator reads.", minimum=1,
+                                 maximum=10_000)
+    train_devices: int = option(300, "Simulated training devices.", minimum=1, maximum=1_000_000)
+    test_devices: int = option(60, "Held-out devices.", minimum=1, maximum=1_000_000)
     fresh_devices: bool = option(True, "Every training episode draws a new simulated device (label mix and writing "
                                        "style) over the training digits, or re-visits the fixed training devices "
                                        "(the ablation).", flag="--fresh-devices/--fixed-devices")

@@ -44,6 +44,9 @@ class RecModelConfig:
             raise ConfigError(f"embed_dim {self.embed_dim} is not divisible by n_heads {self.n_heads}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not (math.isfinite(self.time_mean) and math.isfinite(self.time_std) and self.time_std > 0):
+            raise ConfigError(f"time_mean must be finite and time_std finite and > 0, got {self.time_mean!r} and "
+                              f"{self.time_std!r}")
 
     @property
     def encoder_class(self) -> type:
