@@ -219,7 +219,7 @@ def cache_copy(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def one_movielens_read():
     """The embedded MovieLens ratings read once (0.2 s a read): every case still rebuilds its run from config.json."""
-    from toolkit.tasks.recommendation.task import task as recommendation
+    from toolkit.tasks.recommendation import task as recommendation
 
     mp = pytest.MonkeyPatch()
     mp.setattr(recommendation, "load_default", functools.cache(recommendation.load_default))
