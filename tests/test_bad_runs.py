@@ -51,7 +51,7 @@ def test_a_config_that_is_not_a_runs_is_named(damaged, config, words):
 
 @pytest.mark.parametrize("edit,words", [
     (lambda c: c["generator"].update(not_a_setting=1), "cannot rebuild the run"),
-    (lambda c: c["generator"].update(code_dim="sixty-four"), "cannot rebuild the run"),
+    (lambda c: c["generator"].update(code_dim="sixty-four"), "config.json: generator settings: sizes must be integers"),
     (lambda c: c["task_config"]["model"].update(n_heads=3), "config.json: embed_dim 32 is not divisible by n_heads 3"),
     (lambda c: c["task_config"]["model"].update(embed_dim=4), "base.safetensors: does not match config.json"),
     (lambda c: c["task_config"]["model"].update(backbone="lstm"), "has no backbone 'lstm'"),

@@ -123,6 +123,25 @@ class _Server:
             time.sleep(0.2 if seen else 0.5)
         raise ConfigError(f"the benchmark server did not start {workers} workers within {timeout:.0f} s")
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system) the server's processes have used so far: the server and its live workers, from
+        /proc (None where there is no /proc)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total, pending, seen = 0.0, [self.process.pid], set()
+        try:
+            while pending:
+                pid = pending.pop()
+                if pid in seen:
+                    continue
+                seen.add(pid)
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    pending += [int(child) for child in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            return None
+        return total
+
     def metrics(self) -> str:
         import httpx
 
@@ -179,8 +198,11 @@ def run_benchmark(cfg: BenchConfig, out_file: Path | None = None) -> dict:
             for number in range(cfg.rounds):
                 measured = {}
                 for name, server, path in plan[number % 3:] + plan[: number % 3]:
+                    busy = server.cpu_seconds()
                     result = load(server.url + path, cfg.requests)
-                    measured[name] = {**summary(result), "statuses": result["statuses"], "seconds": result["seconds"]}
+                    measured[name] = {**summary(result), "statuses": result["statuses"], "seconds": result["seconds"],
+                                      "server_cpu_us_per_request": _per_request(server.cpu_seconds() - busy,
+                                                                                result["requests"])}
                     logger.info("round %d %s: %s", number + 1, name, measured[name])
                 rounds.append(_with_ratios(measured))
             load_after = os.getloadavg()
@@ -208,7 +230,15 @@ def run_benchmark(cfg: BenchConfig, out_file: Path | None = None) -> dict:
     return result
 
 
+def _per_request(seconds: float | None, requests: int) -> float | None:
+    return round(seconds / requests * 1e6, 1) if seconds is not None and requests else None
+
+
 def _with_ratios(measured: dict) -> dict:
+    """The round's ratios; `generate_vs_floor_cpu` is the same ratio from the servers' CPU time per request, which
+    other jobs on the machine move far less than throughput (they take cores, not the server's work)."""
     floor, gen, off = (measured[k]["throughput_rps"] for k in ("static_floor", "generate", "generate_no_batching"))
+    floor_cpu, gen_cpu = (measured[k]["server_cpu_us_per_request"] for k in ("static_floor", "generate"))
     return {**measured, "generate_vs_floor": round(gen / floor, 3) if floor else None,
+            "generate_vs_floor_cpu": round(floor_cpu / gen_cpu, 3) if floor_cpu and gen_cpu else None,
             "batching_speedup": round(gen / off, 2) if off else None}
