@@ -234,7 +234,7 @@ def evaluate_refresh(run, refresh, finetune, progress: Callable[[str, int], Call
     under the same refresh; the metrics, requests per device and compute seconds per device of each."""
     from dataclasses import asdict
 
-    from toolkit.evaluation.evaluate import generate_timings
+    from toolkit.evaluation.evaluate import generate_timings, per_device
     from toolkit.training.distributed import torch_device
     from toolkit.training.serving import ServingPrograms
     from toolkit.training.steps import split_outputs
@@ -255,15 +255,19 @@ def evaluate_refresh(run, refresh, finetune, progress: Callable[[str, int], Call
         policy = Periodic(refresh.every)
     duet = refreshed_duet(task, run.duet, run.generator, stream, policy)
     per_request = generate_timings(run, ServingPrograms(run), duet.devices)["forward"]
-    metrics = {"base": split_outputs(task, run.base, "test", None).metrics(task), "duet": duet.outputs.metrics(task)}
+    outputs = {"base": split_outputs(task, run.base, "test", None), "duet": duet.outputs}
     cost = {"duet": _cost(duet, float(duet.requests.mean()) * per_request)}
     settings = finetune.resolve(task.finetune_defaults())
     if refresh.refresh == "periodic" and refresh.finetune_refresh:
         advance = progress("fine-tuning devices", len(duet.devices)) if progress else None
         tuned = refreshed_finetune(task, run.base, stream, refresh.every, settings, advance)
-        metrics["finetune"] = tuned.outputs.metrics(task)
+        outputs["finetune"] = tuned.outputs
         cost["finetune"] = _cost(tuned, tuned.seconds / len(tuned.devices))
-    entry.update(metrics=metrics, cost=cost, devices=int(len(duet.devices)),
+    shifted = task.shifted_devices(0.25)
+    entry.update(metrics={m: o.metrics(task) for m, o in outputs.items()}, cost=cost, devices=int(len(duet.devices)),
+                 shifted={} if shifted is None else {"devices": int(len(shifted)),
+                                                     **{m: o.metrics(task, shifted) for m, o in outputs.items()}},
+                 per_device={m: per_device(task, o) for m, o in outputs.items()},
                  settings={"finetune": settings, "generate_seconds_per_request": per_request,
                            "torch_threads": torch.get_num_threads(), "torch_device": compute_device.type})
     return entry
