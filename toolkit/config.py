@@ -162,3 +162,7 @@ class ReportOptions:
     exports: bool = option(False, "The arguments are export folders: sizes, runtime scores and latency from their "
                                   "report.json.")
     ablation: bool = option(False, "Report DUET variants (generator settings, epochs, slot stability).")
+    refresh: bool = option(False, "Report slots refreshed during the test period (refresh.json): each setting's "
+                                  "metrics, requests and compute time per device.")
+    plot: str | None = option(None, "With --refresh: also draw the selection metric against requests per device "
+                                    "(periodic refresh, the trigger, Base and fine-tuning) into this PNG file.")

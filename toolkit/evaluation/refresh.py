@@ -20,6 +20,7 @@ from toolkit.evaluation.stream import Stream
 from toolkit.model.slots import base_slots, bound_slots
 from toolkit.protocol.trigger import RequestTrigger, TriggerConfig
 from toolkit.tasks.base import Task, torch_device_of
+from toolkit.training.runs import REFRESH_FILE, TRIGGER_FILE
 from toolkit.training.steps import SplitOutputs, finetuned_copy
 
 
@@ -223,9 +224,6 @@ def _numpy(value: Any) -> Any:
     if value is None:
         return None
     return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-
-
-REFRESH_FILE, TRIGGER_FILE = "refresh.json", "trigger.json"  # written in the run directory by `evaluate --refresh...`
 
 
 def evaluate_refresh(run, refresh, finetune, progress: Callable[[str, int], Callable[[], None]] | None = None

@@ -148,3 +148,36 @@ public struct RequestTrigger: Sendable {
         return (total / Double(now.count)).squareRoot()
     }
 }
+
+/// What `TriggeredRefresh.onSample` did: the trigger's decision and, when it asked, the refresh's outcome.
+public struct TriggeredOutcome: Sendable {
+    public let decision: TriggerDecision
+    public let refresh: RefreshOutcome?
+}
+
+/// The device's rule for asking: after each new sample the trigger decides; when it fires the device refreshes its
+/// slots (whose fallback keeps the last good ones) and, only when new slots were installed, the trigger starts again
+/// from the window they were generated from. The first call always asks (no slots yet). The Kotlin core's
+/// TriggeredRefresh.
+public actor TriggeredRefresh {
+    /// The demo's trigger when none is configured: the window score with threshold 0 asks whenever the latest
+    /// samples moved (today's "ask on every new sample"); use a run's trigger.json to ask within a budget.
+    public static let defaultJSON = #"{"score": "window", "window": 5, "threshold": 0.0}"#
+    public let config: TriggerConfig
+    private var trigger: RequestTrigger
+
+    public init(config: TriggerConfig) {
+        self.config = config
+        trigger = RequestTrigger(config: config)
+    }
+
+    /// The trigger's step on `window` and `confidence`; `refresh` runs only when it fires.
+    public func onSample(window: [[Double]], confidence: Double? = nil,
+                         refresh: @Sendable () async -> RefreshOutcome) async throws -> TriggeredOutcome {
+        let decision = try trigger.step(window, confidence: confidence)
+        guard decision.request else { return TriggeredOutcome(decision: decision, refresh: nil) }
+        let outcome = await refresh()
+        if outcome.didInstall { try trigger.start(window) }
+        return TriggeredOutcome(decision: decision, refresh: outcome)
+    }
+}

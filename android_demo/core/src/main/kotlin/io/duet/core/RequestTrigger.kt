@@ -123,3 +123,31 @@ class RequestTrigger(val config: TriggerConfig) {
         fun timestampFeatures(timestamps: LongArray): List<DoubleArray> = timestamps.map { doubleArrayOf(it / SECONDS_PER_YEAR) }
     }
 }
+
+/** What [TriggeredRefresh.onSample] did: the trigger's decision and, when it asked, the refresh's outcome. */
+data class TriggeredOutcome(val decision: TriggerDecision, val refresh: RefreshOutcome?)
+
+/**
+ * The device's rule for asking: after each new sample the trigger decides; when it fires the device refreshes its
+ * slots ([DeviceSlots.refresh], whose fallback keeps the last good ones) and, only when new slots were installed,
+ * the trigger starts again from the window they were generated from. The first call always asks (no slots yet).
+ */
+class TriggeredRefresh(val config: TriggerConfig) {
+    private val trigger = RequestTrigger(config)
+
+    /** The trigger's step on [window] and [confidence]; [refresh] runs only when it fires. */
+    @Synchronized
+    fun onSample(window: List<DoubleArray>, confidence: Double? = null, refresh: () -> RefreshOutcome): TriggeredOutcome {
+        val decision = trigger.step(window, confidence)
+        if (!decision.request) return TriggeredOutcome(decision, null)
+        val outcome = refresh()
+        if (outcome.installed) trigger.start(window)
+        return TriggeredOutcome(decision, outcome)
+    }
+
+    companion object {
+        /** The demo's trigger when none is configured: the window score with threshold 0 asks whenever the latest
+         * samples moved (today's "ask on every new sample"); use a run's trigger.json to ask within a budget. */
+        const val DEFAULT_JSON = """{"score": "window", "window": 5, "threshold": 0.0}"""
+    }
+}
