@@ -179,7 +179,7 @@ def export_summary(report: dict, metric: str | None) -> str:
     return "\n".join(lines)
 
 
-def _refresh_settings(run: Path) -> dict[str, dict]:
+def refresh_settings(run: Path) -> dict[str, dict]:
     """The settings of a run's refresh.json (none before `evaluate --refresh...`), in the order: periodic by
     decreasing K, then the triggers by score and budget."""
     path = Path(run) / REFRESH_FILE
@@ -218,7 +218,7 @@ def refresh_table(runs: list[Path], metric_keys: list[str] | None = None) -> str
         for method in ("finetune", "duet"):
             rows.append(f"| {Path(run).name} | once | {method} | {values(metrics[method])} | 1.00 | 0.0 | "
                         f"{once[method] * 1e3:.2f} |")
-        for name, entry in _refresh_settings(run).items():
+        for name, entry in refresh_settings(run).items():
             for method in ("finetune", "duet"):
                 if method in entry["metrics"]:
                     cost = entry["cost"][method]
@@ -237,7 +237,7 @@ def refresh_curve(run: Path) -> dict:
     curve = {"run": Path(run).name, "metric": key, "base": metrics["base"][key], "finetune_once": metrics["finetune"][key],
              "periodic": {"duet": [[1.0, metrics["duet"][key], "once"]],
                           "finetune": [[1.0, metrics["finetune"][key], "once"]]}, "trigger": {}}
-    for name, entry in _refresh_settings(run).items():
+    for name, entry in refresh_settings(run).items():
         refresh = entry["refresh"]
         for method, values in entry["metrics"].items():
             if method == "base":

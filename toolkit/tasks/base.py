@@ -15,7 +15,9 @@ slots) and labeled samples, split by time into the cloud's training data, valida
 and one attribute, `selection_metric` (the metric early stopping maximises). Everything else has a default that a
 task may override: saving and rebuilding the task (a dataclass task is saved as its fields), the context vectors (the
 model's own features on the samples), the generate request's wire schema (from the samples' specs), the fine-tuning
-baseline's settings, the exported program's fixed shapes, the most-shifted devices. The trainer, the evaluator, the
+baseline's settings and batches, the exported program's fixed shapes, the most-shifted devices, and for slots
+refreshed during the test period (`evaluate --refresh-every`, `--refresh trigger`) each sample with its own context
+(`stream`), the request trigger's features (`drift_features`) and confidences (`sample_confidence`). The trainer, the evaluator, the
 fine-tuning baseline, the service and the exporters use only this contract; the built-in tasks implement it too.
 
 Splits: "train" (the cloud's devices), "val" (early stopping), "test" (scored devices), and "finetune": a test
