@@ -1,8 +1,10 @@
-"""How much refreshed slots buy by how long a device's test period lasts: `python -m toolkit.tasks.recommendation.spans RUN`.
+"""What refreshed slots can buy on a recommendation run: `python -m toolkit.tasks.recommendation.refresh_ablation RUN`.
 
-A device's span is the time from its last interaction before the test period to its last test interaction. Each row
-groups devices by span and gives the mean of their per-device selection metric (UAUC) for Base, fine-tuning once,
-DUET once (evaluation.json) and DUET under each periodic refresh of refresh.json, with its gain over DUET once.
+Two measurements. By span: a device's span is the time from its last interaction before the test period to its last
+test interaction; devices grouped by span, with the mean of their per-device selection metric (UAUC) for Base,
+fine-tuning once, DUET once (evaluation.json) and DUET under each periodic refresh (refresh.json). The upper bound:
+DUET with each device's slots generated from its context as it stands at the END of its test period, the scored
+samples included (a leak no refresh can reach): what the freshest possible context would give.
 """
 
 from __future__ import annotations
@@ -53,12 +55,44 @@ def span_table(run_dir: Path, cache_dir: Path | None = None) -> str:
     return "\n".join(rows)
 
 
+def upper_bound(run_dir: Path, cache_dir: Path | None = None) -> dict[str, float]:
+    """The task's metrics of DUET with slots generated once per device from its context at the end of its test period
+    (the scored samples included), beside DUET once; each device's slots bound to its rows as in the default protocol."""
+    import torch
+
+    from toolkit.model.slots import base_slots, bound_slots
+    from toolkit.training.runs import load_run
+    from toolkit.training.steps import collect, split_outputs
+
+    run = load_run(run_dir, cache_dir)
+    task, model, generator = run.task, run.duet, run.generator
+    devices = np.asarray(task.devices("test"))
+    ends = np.diff(task.data.offsets)[devices]
+    with torch.no_grad():
+        samples = task._context(devices, ends)
+        slots = generator(task.context_vectors(model, samples), samples.mask, base_slots(model))
+        scored = []
+        for batch in task.batches("test"):
+            index = torch.from_numpy(np.searchsorted(devices, batch.devices))
+            with bound_slots(model, [values[index] for values in slots]):
+                scored.append((batch, model(*batch.inputs)))
+    key = task.selection_metric
+    return {"duet once": split_outputs(task, model, "test", generator).metrics(task)[key],
+            "duet from the end of the test period (leaky)": collect(scored).metrics(task)[key]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="An evaluated recommendation run (evaluation.json, refresh.json).")
     parser.add_argument("--cache-dir", type=Path, default=None, help="The data cache (default: the user cache).")
+    parser.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads.")
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     print(span_table(args.run, args.cache_dir))
+    bound = upper_bound(args.run, args.cache_dir)
+    print("\n" + "\n".join(f"{name}: {value:.4f}" for name, value in bound.items()))
 
 
 if __name__ == "__main__":
