@@ -10,6 +10,7 @@ import pytest
 from toolkit.config import RefreshConfig
 from toolkit.errors import ConfigError, ManifestError, SlotShapeError
 from toolkit.protocol.trigger import RequestTrigger, TriggerConfig
+from toolkit.tasks.image.task import ImageTask
 
 
 def test_the_window_score_is_the_rms_distance_of_the_latest_means_and_a_request_moves_the_anchor():
@@ -94,4 +95,7 @@ def test_refresh_settings_that_contradict_each_other_are_refused(options, messag
 def test_refresh_settings_name_their_entry():
     assert RefreshConfig().is_default and RefreshConfig().name == "once"
     assert RefreshConfig(refresh_every="20").name == "every-20"
-    assert RefreshConfig(refresh="trigger", budget=25.0, trigger_score="confidence").name == "trigger-confidence-w5-b25"
+    trigger = RefreshConfig(refresh="trigger", budget=25.0, trigger_score="confidence")
+    assert trigger.resolved(ImageTask).name == "trigger-confidence-w10-b25"  # the task's window unless one is given
+    assert RefreshConfig(refresh="trigger", budget=2.5, trigger_window=3).resolved(ImageTask).name == \
+        "trigger-window-w3-b2.5"

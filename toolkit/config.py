@@ -5,7 +5,7 @@ Light to import (no torch): `cli.py` builds its options from these fields (see t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from toolkit.errors import ConfigError
@@ -116,8 +116,8 @@ class RefreshConfig:
                                           "between its latest samples' features now and at the last request) or "
                                           "confidence (1 - the current slots' confidence on its latest samples).",
                                 choices=TRIGGER_SCORES)
-    trigger_window: int = option(5, "Trigger refresh: how many of the latest samples the score reads.",
-                                 minimum=1, maximum=1024)
+    trigger_window: int | None = option(None, "Trigger refresh: how many of the latest samples the score reads "
+                                              "[the task's: recommendation 5, image 10].", minimum=1, maximum=1024)
     finetune_refresh: bool = option(True, "Periodic refresh: also re-fine-tune each device before every block (a copy "
                                           "of Base on its labeled samples up to then, timed).")
 
@@ -133,6 +133,12 @@ class RefreshConfig:
                                   f"{self.budget}")
         elif self.budget is not None:
             raise ConfigError("--budget goes with --refresh trigger")
+
+    def resolved(self, task: Any) -> "RefreshConfig":
+        """These settings with the task's trigger window where none is given (`Task.trigger_window`)."""
+        if self.trigger_window is not None:
+            return self
+        return replace(self, trigger_window=int(task.trigger_window))
 
     @property
     def every(self) -> int | None:

@@ -109,6 +109,7 @@ def evaluate(run_dir, shifted_fraction, cache_dir, **options) -> None:
 
     refresh, finetune = RefreshConfig(**values_for(RefreshConfig, options)), values_for(FinetuneConfig, options)
     run = load_run(run_dir, cache_dir)
+    refresh = refresh.resolved(run.task)
     if not refresh.is_default:
         from toolkit.evaluation.refresh import evaluate_refresh, write_refresh
 

@@ -238,6 +238,7 @@ def evaluate_refresh(run, refresh, finetune, progress: Callable[[str, int], Call
     from toolkit.training.steps import split_outputs
 
     task = run.task
+    refresh = refresh.resolved(task)
     compute_device = torch_device(finetune.torch_device)
     for module in (run.base, run.duet, run.generator):
         module.to(compute_device)

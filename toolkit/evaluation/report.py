@@ -203,15 +203,16 @@ def refresh_table(runs: list[Path], metric_keys: list[str] | None = None) -> str
     """One row per (run, setting, method): "once" from metrics.json, the refreshed settings from refresh.json; the
     metrics, requests per device, refreshes per 100 samples and compute time per device (DUET: generation as served,
     one request at a time; fine-tuning: training, timed)."""
-    rows = []
+    rows, header = [], None
     for run in runs:
-        metrics, once = load_run_file(run, METRICS_FILE), {}
+        metrics = load_run_file(run, METRICS_FILE)
         key = _selection_metric(load_run_file(run, CONFIG_FILE))
         keys = metric_keys or [k for k in (key, "ndcg@10", "hr@10") if k in metrics["base"]]
-        if not rows:
-            rows.append("| run | refresh | method | " + " | ".join(keys) + " | requests/device | refreshes/100 samples "
-                        "| ms/device |")
-            rows.append("|---|---|---|" + "---:|" * (len(keys) + 3))
+        if keys != header:  # a run of another task (other metrics) starts a table of its own
+            rows += ([""] if rows else []) + [
+                "| run | refresh | method | " + " | ".join(keys) + " | requests/device | refreshes/100 samples "
+                "| ms/device |", "|---|---|---|" + "---:|" * (len(keys) + 3)]
+            header = keys
         values = lambda m: " | ".join(f"{m[k]:.4f}" for k in keys)  # noqa: E731
         rows.append(f"| {Path(run).name} | — | base | {values(metrics['base'])} | 0 | 0 | 0 |")
         once = {"finetune": metrics["finetune_seconds_per_device"], "duet": metrics["generate_seconds_per_device"]}

@@ -109,6 +109,7 @@ class Task(ABC):
     """A data set of devices and a personalised model: see the module docstring for the six methods to implement."""
 
     selection_metric: str  # the validation metric early stopping maximises (a key of `metrics`)
+    trigger_window: int = 5  # how many of a device's latest samples its request trigger's score reads (`--trigger-window`)
 
     @property
     def name(self) -> str:
