@@ -8,8 +8,8 @@ import math
 import pytest
 
 from toolkit.config import RefreshConfig
-from toolkit.errors import ConfigError, ManifestError, SlotShapeError
-from toolkit.protocol.trigger import RequestTrigger, TriggerConfig
+from toolkit.errors import ConfigError, ManifestError, ServiceError, SlotShapeError
+from toolkit.protocol.trigger import RequestTrigger, TriggerConfig, TriggeredRefresh
 from toolkit.tasks.image.task import ImageTask
 
 
@@ -99,3 +99,24 @@ def test_refresh_settings_name_their_entry():
     assert trigger.resolved(ImageTask).name == "trigger-confidence-w10-b25"  # the task's window unless one is given
     assert RefreshConfig(refresh="trigger", budget=2.5, trigger_window=3).resolved(ImageTask).name == \
         "trigger-window-w3-b2.5"
+
+
+def test_the_device_asks_first_then_when_the_trigger_fires_and_starts_again_only_after_an_install():
+    """The Kotlin core's and DuetKit's TriggeredRefresh tests, on the Python client's."""
+    rule, calls = TriggeredRefresh(TriggerConfig("window", 1, 0.5)), []
+
+    def installs():
+        calls.append("ok")
+
+    def fails():
+        calls.append("refused")
+        raise ServiceError("503 busy", 503, "busy")
+
+    assert rule.on_sample([[30.0]], installs).installed is True  # no slots yet: asks
+    quiet = rule.on_sample([[30.0], [30.25]], installs)
+    assert quiet.installed is None and not quiet.decision.request
+    assert rule.on_sample([[30.25], [31.0]], fails).installed is False
+    again = rule.on_sample([[31.0], [31.0]], installs)  # still 1.0 from 30.0: the failed request did not move it
+    assert again.decision.score == 1.0 and again.installed is True
+    assert rule.on_sample([[31.0], [31.25]], installs).installed is None
+    assert calls == ["ok", "refused", "ok"]

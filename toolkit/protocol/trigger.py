@@ -10,6 +10,8 @@ hold all three to the same scores, bit for bit, and the same decisions:
     if decision.request and installed_new_slots():
         trigger.start(window)
 
+or, around a `toolkit.client.DeviceClient`, `TriggeredRefresh(config).on_sample(window, lambda: device.refresh(body))`.
+
 `window` is the latest samples' features, oldest first (the task says which numbers: timestamps in years for
 recommendation, pixels for images); `confidence` in [0, 1] is how sure the current slots were of the sample just
 scored. Plain float arithmetic, summed left to right: no numpy, so the Python evaluator decides exactly as a phone.
@@ -20,9 +22,9 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from toolkit.errors import ManifestError, SlotShapeError
+from toolkit.errors import DuetError, ManifestError, SlotShapeError
 
 SCORES = ("window", "confidence")  # the drift scores a device can compute without the cloud
 MAX_WINDOW = 1024
@@ -151,3 +153,35 @@ class RequestTrigger:
         for value in self.confidences:
             total += value
         return 1.0 - total / len(self.confidences)
+
+
+@dataclass(frozen=True)
+class TriggeredOutcome:
+    """What `TriggeredRefresh.on_sample` did: the trigger's decision and, when it asked, whether new slots came."""
+
+    decision: Decision
+    installed: bool | None  # None: it did not ask; False: the refresh failed and the fallback kept the slots
+
+
+class TriggeredRefresh:
+    """The device's rule for asking (the Kotlin core's and DuetKit's TriggeredRefresh): after each new sample the trigger
+    decides; when it fires the device refreshes (`DeviceClient.refresh`, which keeps the last good slots on any
+    failure) and, only when new slots were installed, the trigger starts again from the window they came from."""
+
+    def __init__(self, config: TriggerConfig):
+        self.config = config
+        self.trigger = RequestTrigger(config)
+
+    def on_sample(self, window: Sequence[Sequence[float]], refresh: Callable[[], Any],
+                  confidence: float | None = None) -> TriggeredOutcome:
+        """The trigger's step on `window` and `confidence`; `refresh` (raising a DuetError when refused) runs only when
+        it fires."""
+        decision = self.trigger.step(window, confidence)
+        if not decision.request:
+            return TriggeredOutcome(decision, None)
+        try:
+            refresh()
+        except DuetError:
+            return TriggeredOutcome(decision, False)
+        self.trigger.start(window)
+        return TriggeredOutcome(decision, True)
