@@ -1,5 +1,6 @@
 """The golden files of the device protocol (tests/golden/): a manifest, slot blobs good and bad, request bodies,
-a served package zip and latency statistics, with the outcome every decoder must reach (expected.json).
+a served package zip, latency statistics and the request trigger's vectors, with the outcome every client must reach
+(expected.json).
 
 The Python client (tests/test_golden.py), the Kotlin core (android_demo/core) and DuetKit (ios_demo/DuetKit)
 decode the same files and must agree exactly. Rewrite them after a deliberate format change with
@@ -489,6 +490,102 @@ def user_model_files() -> tuple[dict[str, bytes], dict[str, Any]]:
     shapes = {s.name: list(s.shape) for s in specs}
     return files, {"manifest": "model-manifest.json", "blob": "model-slots.safetensors", "flat": "model-slots.flat",
                    "shapes": shapes, "why": "a user's model: a 4-D convolution kernel, LayerNorm vectors, a linear layer"}
+def _bits(value: float) -> str:
+    """A float64's 16 hex digits (big-endian): scores are compared bit for bit, never through a decimal parser."""
+    return struct.pack(">d", value).hex()
+
+
+def trigger_cases() -> dict[str, Any]:
+    """The request trigger (docs/formats.md, "The request trigger"): configurations that parse or are refused,
+    scenarios of windows and confidences with the score (as float64 bits) and the decision of every step, and inputs
+    a trigger refuses. Inputs are dyadic fractions, exact in any JSON parser; the scores are what the Python
+    implementation computes, in the documented order of operations."""
+    from toolkit.errors import ManifestError, SlotShapeError
+    from toolkit.protocol.trigger import RequestTrigger, TriggerConfig
+
+    configs = [
+        ({"score": "window", "window": 5, "threshold": 0.25}, None, "the window score over 5 samples"),
+        ({"score": "confidence", "window": 1, "threshold": 0.5, "budget": 25}, None, "with the budget it was chosen for"),
+        ({"score": "drift", "window": 5, "threshold": 0.25}, "manifest", "an unknown score"),
+        ({"score": "window", "window": 0, "threshold": 0.25}, "manifest", "a window of no sample"),
+        ({"score": "window", "window": 2.5, "threshold": 0.25}, "manifest", "a window that is not a whole number"),
+        ({"score": "window", "window": 1025, "threshold": 0.25}, "manifest", "a window above 1024"),
+        ({"score": "window", "window": 5, "threshold": "0.25"}, "manifest", "a threshold that is text"),
+        ({"score": "window", "window": 5}, "manifest", "no threshold"),
+        ({"score": "window", "window": 5, "threshold": 0.25, "every": 3}, "manifest", "a key it does not know"),
+        ([0.25], "manifest", "not an object"),
+    ]
+    rec = [[[30.5], [30.75], [31.0]], [[30.75], [31.0], [31.0625]], [[31.0], [31.0625], [33.5]],
+           [[31.0625], [33.5], [33.5]], [[33.5], [33.5], [33.53125]], [[33.5], [33.53125], [40.0]]]
+    image = [[[0.0, 0.25, 0.5, 1.0], [0.125, 0.75, 1.0, 0.0]], [[0.125, 0.75, 1.0, 0.0], [0.25, 0.5, 0.5, 0.5]],
+             [[0.25, 0.5, 0.5, 0.5], [1.0, 1.0, 0.0, 0.0]], [[1.0, 1.0, 0.0, 0.0], [0.875, 1.0, 0.0, 0.125]]]
+    scenarios = [
+        {"name": "window-timestamps", "config": {"score": "window", "window": 2, "threshold": 0.5},
+         "why": "recommendation: each sample's click time in years; a new burst years later fires, its request resets "
+                "the anchor", "start": rec[0],
+         "steps": [{"window": w, "confidence": None} for w in rec[1:]]},
+        {"name": "window-images", "config": {"score": "window", "window": 2, "threshold": 0.3125},
+         "why": "images: four pixel features per sample; the RMS distance over features", "start": image[0],
+         "steps": [{"window": w, "confidence": None} for w in image[1:]]},
+        {"name": "confidence", "config": {"score": "confidence", "window": 3, "threshold": 0.4375},
+         "why": "the mean confidence of the latest 3 samples since the last request; an unknown confidence adds "
+                "nothing; a request that failed to install keeps the history, so the next step asks again",
+         "start": [[1.0]],
+         "steps": [{"window": [[1.0]], "confidence": 0.875}, {"window": [[1.0]], "confidence": 0.5},
+                   {"window": [[1.0]], "confidence": None}, {"window": [[1.0]], "confidence": 0.25},
+                   {"window": [[1.0]], "confidence": 0.0, "installed": False},
+                   {"window": [[1.0]], "confidence": 1.0}, {"window": [[1.0]], "confidence": 0.75},
+                   {"window": [[1.0]], "confidence": 0.375}]},  # the score equals the threshold: no request
+        {"name": "window-rounding", "config": {"score": "window", "window": 3, "threshold": 0.05},
+         "why": "values whose sums round: only the left-to-right order from the oldest sample gives these bits "
+                "((0.1 + 0.2) + 0.3 is not 0.1 + (0.2 + 0.3))", "start": [[0.7, 0.1], [0.1, 0.2], [0.2, 0.3]],
+         "steps": [{"window": [[0.1, 0.2], [0.2, 0.3], [0.3, 0.1]], "confidence": None},
+                   {"window": [[0.2, 0.3], [0.3, 0.1], [0.1, 0.7]], "confidence": None},
+                   {"window": [[0.3, 0.1], [0.1, 0.7], [0.6, 0.3]], "confidence": None}]},
+        {"name": "before-any-slots", "config": {"score": "window", "window": 3, "threshold": 100.0},
+         "why": "a device that never installed slots always asks (score +infinity)", "start": None,
+         "steps": [{"window": [[1.0]], "confidence": None}]},
+    ]
+    for scenario in scenarios:
+        trigger = RequestTrigger(TriggerConfig.from_json(scenario["config"]))
+        if scenario["start"] is not None:
+            trigger.start(scenario["start"])
+        for step in scenario["steps"]:
+            decision = trigger.step(step["window"], step["confidence"])
+            step.update(score=decision.score if decision.score != float("inf") else "inf",
+                        score_bits=_bits(decision.score), request=decision.request)
+            step.setdefault("installed", True)
+            if decision.request and step["installed"]:
+                trigger.start(step["window"])
+    errors = [
+        ({"start": [], "window": [[1.0]], "confidence": None}, "an empty window"),
+        ({"start": [[1.0, 2.0], [3.0]], "window": [[1.0]], "confidence": None}, "samples with 2 and 1 features"),
+        ({"start": [[1.0, 2.0]], "window": [[1.0, 2.0, 3.0]], "confidence": None},
+         "a window of 3 features after a request made with 2"),
+        ({"start": [[1.0]], "window": [[1.0]], "confidence": 1.5}, "a confidence above 1"),
+        ({"start": [[1.0]], "window": [[1.0]], "confidence": -0.125}, "a confidence below 0"),
+    ]
+    error_cases = []
+    for case, why in errors:
+        trigger = RequestTrigger(TriggerConfig("window", 3, 0.5))
+        try:
+            trigger.start(case["start"])
+            trigger.step(case["window"], case["confidence"])
+        except SlotShapeError:
+            error_cases.append({**case, "config": trigger.config.to_json(), "error": "slot_shape", "why": why})
+        else:
+            raise AssertionError(f"the trigger accepted {why}")
+    config_cases = []
+    for config, error, why in configs:
+        try:
+            TriggerConfig.from_json(config)
+            outcome = None
+        except ManifestError:
+            outcome = "manifest"
+        if outcome != error:
+            raise AssertionError(f"trigger config {config}: expected {error}, Python says {outcome}")
+        config_cases.append({"config": config, "error": error, "why": why})
+    return {"configs": config_cases, "scenarios": scenarios, "errors": error_cases}
 
 
 def golden_files() -> dict[str, bytes]:
@@ -536,6 +633,7 @@ def golden_files() -> dict[str, bytes]:
     files.update(model_files)
     files["zip-slip.zip"] = zip_slip()
     expected["zips"].append({"file": "zip-slip.zip", "error": "blob", "why": "an entry that leaves the destination"})
+    expected["trigger"] = trigger_cases()
     files["expected.json"] = (json.dumps(expected, indent=1) + "\n").encode()
     return files
 

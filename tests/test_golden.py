@@ -1,4 +1,5 @@
-"""The golden files of the device protocol: current, and decoded by the Python client as expected.json says.
+"""The golden files of the device protocol: current, and decoded (and the trigger decided) by the Python client as
+expected.json says.
 
 The Kotlin core and DuetKit run the same files (make android-core-test, make ios-core-test).
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import struct
 import zipfile
 
 import numpy as np
@@ -18,6 +20,7 @@ from toolkit.client import SlotAnswer, _unzip, check_answer, check_pinned_key
 from toolkit.errors import BlobError, ManifestError, SlotShapeError
 from toolkit.protocol.manifest import load_manifest, slot_specs_of
 from toolkit.protocol.slots import decode_safetensors, pack_flat
+from toolkit.protocol.trigger import RequestTrigger, TriggerConfig
 from toolkit.protocol.wire import decode_request, encode_request
 
 EXPECTED = json.loads((GOLDEN_DIR / "expected.json").read_text())
@@ -160,3 +163,35 @@ def test_a_user_models_kernel_and_vector_slots_decode_to_the_flat_bytes():
     assert any(len(s.shape) == 4 for s in specs)
     slots = decode_safetensors((GOLDEN_DIR / model["blob"]).read_bytes(), specs)
     assert pack_flat(specs, slots) == (GOLDEN_DIR / model["flat"]).read_bytes()
+TRIGGER = EXPECTED["trigger"]
+
+
+@pytest.mark.parametrize("case", TRIGGER["configs"], ids=lambda c: c["why"][:40])
+def test_trigger_configurations_parse_or_are_refused(case):
+    if case["error"] is None:
+        config = TriggerConfig.from_json(case["config"])
+        assert TriggerConfig.from_json(config.to_json()) == config and config.score == case["config"]["score"]
+    else:
+        with pytest.raises(ERRORS[case["error"]], match="trigger"):
+            TriggerConfig.from_json(case["config"])
+
+
+@pytest.mark.parametrize("scenario", TRIGGER["scenarios"], ids=lambda s: s["name"])
+def test_trigger_scenarios_give_the_golden_scores_bit_for_bit_and_decisions(scenario):
+    trigger = RequestTrigger(TriggerConfig.from_json(scenario["config"]))
+    if scenario["start"] is not None:
+        trigger.start(scenario["start"])
+    for number, step in enumerate(scenario["steps"]):
+        decision = trigger.step(step["window"], step["confidence"])
+        assert struct.pack(">d", decision.score).hex() == step["score_bits"], (scenario["name"], number)
+        assert decision.request == step["request"], (scenario["name"], number)
+        if decision.request and step["installed"]:
+            trigger.start(step["window"])
+
+
+@pytest.mark.parametrize("case", TRIGGER["errors"], ids=lambda c: c["why"][:40])
+def test_trigger_inputs_it_cannot_read_are_refused(case):
+    trigger = RequestTrigger(TriggerConfig.from_json(case["config"]))
+    with pytest.raises(ERRORS[case["error"]], match="trigger"):
+        trigger.start(case["start"])
+        trigger.step(case["window"], case["confidence"])

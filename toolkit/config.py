@@ -5,10 +5,12 @@ Light to import (no torch): `cli.py` builds its options from these fields (see t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from toolkit.errors import ConfigError
 from toolkit.options import check_ranges, option
+from toolkit.protocol.trigger import SCORES as TRIGGER_SCORES
 
 TORCH_DEVICES = ("auto", "cpu", "cuda")  # --device: auto is CUDA when PyTorch sees a GPU, else the CPU
 
@@ -116,6 +118,73 @@ class FinetuneConfig:
         return {**defaults, **chosen}
 
 
+REFRESH_MODES = ("periodic", "trigger")  # --refresh
+
+
+@dataclass(frozen=True)
+class RefreshConfig:
+    """When DUET's slots are regenerated during the test period (`cli.py evaluate`); saved in refresh.json.
+
+    periodic: before every K-th test sample of a device (`--refresh-every K`; "once", the default, is only before its
+    first); trigger: whenever the device's own request trigger fires (docs/formats.md), its threshold chosen on the
+    validation devices so that it makes at most `--budget` requests per 100 samples beyond the first.
+    """
+
+    refresh: str = option("periodic", "How slots are refreshed during the test period: periodic (every "
+                                      "--refresh-every samples) or trigger (the device's drift score, --budget).",
+                          choices=REFRESH_MODES)
+    refresh_every: str = option("once", "Periodic refresh: regenerate a device's slots before every K-th test sample "
+                                        "from its history up to then; 'once' (only before the first) is the default "
+                                        "protocol and writes metrics.json, any K writes refresh.json.")
+    budget: float | None = option(None, "Trigger refresh: requests per device per 100 test samples beyond the first "
+                                        "(the threshold is chosen on the validation devices to stay within it).",
+                                  minimum=0, maximum=100)
+    trigger_score: str = option("window", "Trigger refresh: the drift score the device computes, window (distance "
+                                          "between its latest samples' features now and at the last request) or "
+                                          "confidence (1 - the current slots' confidence on its latest samples).",
+                                choices=TRIGGER_SCORES)
+    trigger_window: int | None = option(None, "Trigger refresh: how many of the latest samples the score reads "
+                                              "[the task's: recommendation 5, image 10].", minimum=1, maximum=1024)
+    finetune_refresh: bool = option(True, "Periodic refresh: also re-fine-tune each device before every block (a copy "
+                                          "of Base on its labeled samples up to then, timed).")
+
+    def __post_init__(self):
+        check_ranges(self, "refresh settings")
+        if self.refresh_every != "once" and not (self.refresh_every.isdigit() and 1 <= int(self.refresh_every) <= 10**6):
+            raise ConfigError(f"--refresh-every takes 'once' or a whole number of samples from 1, found "
+                              f"{self.refresh_every!r}")
+        if self.refresh == "trigger":
+            if self.refresh_every != "once":
+                raise ConfigError("--refresh trigger decides by itself when to refresh: drop --refresh-every")
+            if self.budget is None:
+                raise ConfigError("--refresh trigger needs --budget B, requests per 100 samples from 0 to 100")
+        elif self.budget is not None:
+            raise ConfigError("--budget goes with --refresh trigger")
+
+    def resolved(self, task: Any) -> "RefreshConfig":
+        """These settings with the task's trigger window where none is given (`Task.trigger_window`)."""
+        if self.trigger_window is not None:
+            return self
+        return replace(self, trigger_window=int(task.trigger_window))
+
+    @property
+    def every(self) -> int | None:
+        """K of periodic refresh; None for "once"."""
+        return None if self.refresh_every == "once" else int(self.refresh_every)
+
+    @property
+    def is_default(self) -> bool:
+        """True for today's protocol: generated once per device (metrics.json)."""
+        return self.refresh == "periodic" and self.every is None
+
+    @property
+    def name(self) -> str:
+        """The setting's key in refresh.json: "every-5", "trigger-window-b25"."""
+        if self.refresh == "trigger":
+            return f"trigger-{self.trigger_score}-w{self.trigger_window}-b{self.budget:g}"
+        return "once" if self.every is None else f"every-{self.every}"
+
+
 @dataclass(frozen=True)
 class ReportOptions:
     """Which table `cli.py report` prints (a comparison of methods unless one of the flags says otherwise)."""
@@ -126,3 +195,7 @@ class ReportOptions:
     exports: bool = option(False, "The arguments are export folders: sizes, runtime scores and latency from their "
                                   "report.json.")
     ablation: bool = option(False, "Report DUET variants (generator settings, epochs, slot stability).")
+    refresh: bool = option(False, "Report slots refreshed during the test period (refresh.json): each setting's "
+                                  "metrics, requests and compute time per device.")
+    plot: str | None = option(None, "With --refresh: also draw the selection metric against requests per device "
+                                    "(periodic refresh, the trigger, Base and fine-tuning) into this PNG file.")

@@ -24,6 +24,8 @@ android {
         buildConfigField("String", "DUET_TARGET", quoted(setting("duet.target")))
         // The public key slot blobs must be signed with (a pin: a manifest naming another key is refused); not a secret.
         buildConfigField("String", "DUET_SIGNING_KEY", quoted(setting("duet.signingKey")))
+        // When to ask for new slots: a run's trigger.json (`cli.py evaluate --refresh trigger`); empty: the core's default.
+        buildConfigField("String", "DUET_TRIGGER", quoted(setting("duet.trigger")))
         ndk {
             abiFilters += listOf("arm64-v8a", "x86_64")
         }

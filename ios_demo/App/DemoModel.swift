@@ -36,6 +36,9 @@ final class DemoModel {
     /// The service's public signing key the app is pinned to (a manifest naming another is refused); nil: the
     /// manifest's own key. Set it to the key `cli.py keys signing-key` printed for a signing service.
     static let pinnedSigningKey: String? = nil
+    /// When the device asks for new slots: a run's trigger.json (`cli.py evaluate --refresh trigger`), else
+    /// DuetKit's default (ask whenever the latest samples moved).
+    static let triggerJSON: String = TriggeredRefresh.defaultJSON
 
     // settings, saved when used (the API key in the keychain)
     var serverURL: String = UserDefaults.standard.string(forKey: "serverURL") ?? "http://192.168.1.10:8000"
@@ -59,6 +62,9 @@ final class DemoModel {
     /// The downloaded package (its zip in the cache): the benchmark loads it again in its own timed load.
     private(set) var programZip: URL?
     private(set) var lastRefusal: String?
+    /// DuetKit's rule for asking (set up at Connect), and what it decided last.
+    private(set) var refresher: TriggeredRefresh?
+    private(set) var triggerStatus: String?
 
     /// A stable anonymous id of this installation; the generate body's device_id is DuetKit's
     /// Recommendation.deviceID of it ("ios-<uuid>").
@@ -116,23 +122,34 @@ final class DemoModel {
             self.program = program
             self.slots = await device.slots
             self.lastRefusal = nil
+            self.refresher = TriggeredRefresh(config: try TriggerConfig.parse(Array(Self.triggerJSON.utf8)))
             try await self.rank()
             self.status = "Connected: model \(manifest.modelVersion), \(manifest.slots.count) slots"
         }
     }
 
-    /// Ask the service for this device's slots (from the recent items) and install them; a refusal keeps the
-    /// last good slots and is shown.
+    /// When DuetKit's trigger fires on the recent items, ask the service for this device's slots and install them;
+    /// a refusal keeps the last good slots and is shown.
     func refresh() async {
         UserDefaults.standard.set(recentItemsText, forKey: "recentItems")
         await run("Generating") {
-            guard let device = self.device, let manifest = self.manifest else { return }
+            guard let device = self.device, let manifest = self.manifest, let refresher = self.refresher else { return }
             try self.connectedSettings?.requireUnchanged(self.settings)
-            guard let body = self.generateBody(manifest) else {
+            let now = Int(Date().timeIntervalSince1970)
+            guard let body = self.generateBody(manifest), !self.recentItems.isEmpty else {
                 throw DuetError.manifest("the \(manifest.task) program takes no history: type recent items first")
             }
             let start = Benchmark.nowMs()
-            let outcome = await device.refresh(body)
+            let window = Recommendation.triggerWindow(manifest: manifest, recent: self.recentItems, now: now)
+            let asked = try await refresher.onSample(window: window) { await device.refresh(body) }
+            let decision = asked.decision
+            self.triggerStatus = "trigger score \(decision.score), threshold \(refresher.config.threshold): "
+                + (decision.request ? "asked for new slots" : "kept the current slots")
+            guard let outcome = asked.refresh else {
+                self.status = "Kept the current slots (the trigger did not fire)"
+                try await self.rank()
+                return
+            }
             self.setTiming("generate round trip", Benchmark.nowMs() - start)
             self.slots = await device.slots
             self.lastRefusal = outcome.refusal.map { "\($0)" }

@@ -22,6 +22,9 @@ struct MainView: View {
                     .keyboardType(.numbersAndPunctuation)
                 Button("Generate my slots") { Task { await model.refresh() } }
                     .disabled(!model.isReady || model.busy || model.recentItems.isEmpty)
+                if let trigger = model.triggerStatus {
+                    Text(trigger).font(.footnote).foregroundStyle(.secondary)
+                }
                 if let refusal = model.lastRefusal {
                     Label(refusal, systemImage: "exclamationmark.triangle").font(.footnote).foregroundStyle(.orange)
                 }

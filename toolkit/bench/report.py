@@ -15,7 +15,7 @@ from toolkit.bench import records as R
 from toolkit.errors import ConfigError
 
 REPORT_FILE, MARKDOWN_FILE = "report.json", "report.md"
-PLOTS = {"latency": "latency.png", "throughput": "throughput.png", "accuracy": "accuracy.png"}
+PLOTS = {"latency": "latency.png", "throughput": "throughput.png", "accuracy": "accuracy.png", "refresh": "refresh.png"}
 REPORT_FORMAT = 1
 TARGET_RATIO = 0.5  # a runtime should take at most half of eager PyTorch's time per call
 PROFILE_DOC = "docs/runtime-profile.md"
@@ -157,7 +157,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def write_plots(report: dict[str, Any], out_dir: Path) -> dict[str, str]:
-    """latency.png (p50 with p90 whiskers per program), throughput.png (generator), accuracy.png; those with data."""
+    """latency.png (p50 with p90 whiskers per program), throughput.png (generator), accuracy.png, refresh.png (the
+    selection metric against requests per device, when the run was evaluated with refreshed slots); those with data."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -218,6 +219,11 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> dict[str, str]:
         figure.savefig(out_dir / PLOTS["accuracy"], dpi=110)
         plt.close(figure)
         written["accuracy"] = PLOTS["accuracy"]
+    if report.get("refresh"):  # the run's evaluation with refreshed slots (refresh.json): its curve
+        from toolkit.evaluation.report import plot_refresh
+
+        plot_refresh([report["refresh"]], out_dir / PLOTS["refresh"])
+        written["refresh"] = PLOTS["refresh"]
     return written
 
 

@@ -64,6 +64,11 @@ def bench_report(run_dir: str | Path | None, export_dirs: Sequence[str | Path], 
             add_records(report, generated, "this host: the generator")
         add_records(report, accuracy_records(run, metrics, exports, host),
                     "the run's evaluation (metrics.json) and the exports' report.json")
+        from toolkit.evaluation.report import refresh_curve
+        from toolkit.training.runs import REFRESH_FILE
+
+        if metrics is not None and (run.path / REFRESH_FILE).exists():
+            report["refresh"] = refresh_curve(run.path)
         if phone.adb:
             export = exports[0]
             found = phone_records(phone, export.path, export.manifest, _phone_files(run, export.manifest), out_dir)

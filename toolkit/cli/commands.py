@@ -12,8 +12,8 @@ import click
 from toolkit.exporting.contract import ExportOptions  # the registries and config modules import no SDK, torch or pandas
 from toolkit.exporting.targets import target_names
 from toolkit import registry
-from toolkit.config import FinetuneConfig, GeneratorConfig, ReportOptions, TrainConfig
-from toolkit.cli.console import Commands, Settings, progress_bars, show_epoch, show_evaluation
+from toolkit.config import FinetuneConfig, GeneratorConfig, RefreshConfig, ReportOptions, TrainConfig
+from toolkit.cli.console import Commands, Settings, progress_bars, show_epoch, show_evaluation, show_refresh
 from toolkit.bench.config import HostBenchConfig, PhoneOptions
 from toolkit.data.download import DATASETS
 from toolkit.service.loadtest import LoadTestConfig
@@ -97,16 +97,27 @@ def report(run_dirs, **options) -> None:
 
 @cli.command()
 @click.argument("run_dir", type=EXISTING_DIR)
-@click_options(FinetuneConfig)
+@click_options(FinetuneConfig, RefreshConfig)
 @click.option("--shifted-fraction", type=float_range(0, 1, above=True), default=0.25, show_default=True,
               help="Share of most-shifted devices reported separately.")
 @cache_dir_option
-def evaluate(run_dir, shifted_fraction, cache_dir, **finetune) -> None:
-    """Score Base, per-device fine-tuning and DUET on every test device; writes metrics.json."""
+def evaluate(run_dir, shifted_fraction, cache_dir, **options) -> None:
+    """Score Base, per-device fine-tuning and DUET on every test device; writes metrics.json (with --refresh-every K
+    or --refresh trigger: refresh.json)."""
     from toolkit.evaluation.evaluate import METHODS, evaluate_run, write_evaluation
     from toolkit.training.runs import load_run
 
+    refresh, finetune = RefreshConfig(**values_for(RefreshConfig, options)), values_for(FinetuneConfig, options)
     run = load_run(run_dir, cache_dir)
+    refresh = refresh.resolved(run.task)
+    if not refresh.is_default:
+        from toolkit.evaluation.refresh import evaluate_refresh, write_refresh
+
+        with progress_bars() as progress:
+            entry = evaluate_refresh(run, refresh, FinetuneConfig(**finetune), progress)
+        show_refresh(refresh.name, entry)
+        click.echo(f"wrote {', '.join(str(p) for p in write_refresh(Path(run_dir), refresh.name, entry))}")
+        return
     with progress_bars() as progress:
         result = evaluate_run(run, FinetuneConfig(**finetune), shifted_fraction, progress)
     written = write_evaluation(Path(run_dir), result)

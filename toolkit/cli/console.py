@@ -78,3 +78,18 @@ def show_evaluation(result: dict[str, Any], test_devices: int, methods: Sequence
     click.echo(f"fine-tune {finetune * 1e3:.1f} ms/device, generate {generate * 1e3:.3f} ms/device "
                f"({finetune / max(generate, 1e-12):.0f}x faster; {with_context * 1e3:.3f} ms with the context "
                f"encoded from raw samples)")
+
+
+def show_refresh(name: str, entry: dict[str, Any]) -> None:
+    """`cli.py evaluate --refresh...`: each method's metrics, requests and compute time per device."""
+    metrics, cost = entry["metrics"], entry["cost"]
+    metrics_table(f"{name}: {entry['devices']} test devices, {entry['samples']} samples", metrics, list(metrics))
+    for method, spent in cost.items():
+        click.echo(f"{method}: {spent['requests_per_device']:.2f} requests/device "
+                   f"({spent['refreshes_per_100']:.1f} refreshes per 100 samples), "
+                   f"{spent['seconds_per_device'] * 1e3:.2f} ms/device")
+    if "trigger" in entry:
+        trigger = entry["trigger"]
+        click.echo(f"trigger: {trigger['score']} score over {trigger['window']} samples, threshold "
+                   f"{trigger['threshold']:.6g} (validation: {trigger['validation_refreshes_per_100']:.1f} "
+                   f"refreshes per 100 samples)")

@@ -99,7 +99,8 @@ def evaluate_run(run: Run, finetune: FinetuneConfig, shifted_fraction: float = 0
     settings_used = {"finetune": settings, "shifted_fraction": shifted_fraction, "test_devices": int(len(devices)),
                      "torch_threads": torch.get_num_threads(), "torch_device": compute_device.type,
                      "generate_seconds_per_device_with_context_encoding": timings["with_context"],
-                     "slot_change_per_new_sample": slot_stability(run, programs, devices)}
+                     "slot_change_per_new_sample": slot_stability(run, programs, devices),
+                     "per_device": {m: per_device(task, outputs[m]) for m in METHODS}}
     return {"metrics": metrics, "shifted": shifted_metrics, "settings": settings_used}
 
 
@@ -114,6 +115,10 @@ def check_finite_scores(scores: Mapping[str, Mapping[int, Any]], run: Run) -> No
                 raise EvaluationError(f"{run.path}: {method} scored test device {device} with {nan} NaN and "
                                       f"{infinite} infinite values; check the run's {CONFIG_FILE} and weights "
                                       f"(nothing was written)")
+def per_device(task, outputs: SplitOutputs) -> dict[str, float]:
+    """The selection metric of each device alone, by device id (what analyses by kind of device read)."""
+    return {str(int(d)): float(outputs.metrics(task, np.array([d]))[task.selection_metric])
+            for d in np.unique(outputs.devices)}
 
 
 def write_evaluation(run_dir: Path, result: dict[str, dict]) -> list[Path]:

@@ -10,7 +10,8 @@ from toolkit.artifacts import read_small_file, strict_json
 from toolkit.config import ReportOptions
 from toolkit.model.generator import GeneratorConfig
 from toolkit.errors import ConfigError, one_line
-from toolkit.training.runs import CONFIG_FILE, EVALUATION_FILE, LOG_FILE, METHODS, METRICS_FILE, SHIFTED_FILE
+from toolkit.training.runs import (CONFIG_FILE, EVALUATION_FILE, LOG_FILE, METHODS, METRICS_FILE, REFRESH_FILE,
+                                   SHIFTED_FILE)
 
 
 
@@ -64,6 +65,11 @@ def report_table(paths: list[Path], options: ReportOptions) -> str:
         return ablation_table(paths)
     if options.timing:
         return timing_table(paths)
+    if options.refresh:
+        keys = options.metrics.split(",") if options.metrics else None
+        if options.plot:
+            plot_refresh([refresh_curve(p) for p in paths], Path(options.plot))
+        return refresh_table(paths, keys)
     return comparison_table(paths, options.metrics.split(",") if options.metrics else None, options.shifted)
 
 
@@ -172,3 +178,111 @@ def export_summary(report: dict, metric: str | None) -> str:
         lines.append(f"{name:>10}: {result['file']} {result['bytes'] / 1024:.0f} KiB  {scored}  p50 {runtime} "
                      f"(eager {timing['pytorch_eager_p50_us']:.0f} us)")
     return "\n".join(lines)
+
+
+def refresh_settings(run: Path) -> dict[str, dict]:
+    """The settings of a run's refresh.json (none before `evaluate --refresh...`), in the order: periodic by
+    decreasing K, then the triggers by score and budget."""
+    path = Path(run) / REFRESH_FILE
+    if not path.exists():
+        return {}
+    settings = load_run_file(run, REFRESH_FILE).get("settings")
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{path}: 'settings' must be an object; re-run `cli.py evaluate --refresh...`")
+
+    def order(item):
+        refresh = item[1]["refresh"]
+        every = refresh["refresh_every"]
+        return ((0, -int(every), "", 0.0) if refresh["refresh"] == "periodic"
+                else (1, 0, refresh["trigger_score"], refresh["budget"]))
+
+    return dict(sorted(settings.items(), key=order))
+
+
+@_typed
+def refresh_table(runs: list[Path], metric_keys: list[str] | None = None) -> str:
+    """One row per (run, setting, method): "once" from metrics.json, the refreshed settings from refresh.json; the
+    metrics, requests per device, refreshes per 100 samples and compute time per device (DUET: generation as served,
+    one request at a time; fine-tuning: training, timed)."""
+    rows, header = [], None
+    for run in runs:
+        metrics = load_run_file(run, METRICS_FILE)
+        key = _selection_metric(load_run_file(run, CONFIG_FILE))
+        keys = metric_keys or [k for k in (key, "ndcg@10", "hr@10") if k in metrics["base"]]
+        if keys != header:  # a run of another task (other metrics) starts a table of its own
+            rows += ([""] if rows else []) + [
+                "| run | refresh | method | " + " | ".join(keys) + " | requests/device | refreshes/100 samples "
+                "| ms/device |", "|---|---|---|" + "---:|" * (len(keys) + 3)]
+            header = keys
+        values = lambda m: " | ".join(f"{m[k]:.4f}" for k in keys)  # noqa: E731
+        rows.append(f"| {Path(run).name} | — | base | {values(metrics['base'])} | 0 | 0 | 0 |")
+        once = {"finetune": metrics["finetune_seconds_per_device"], "duet": metrics["generate_seconds_per_device"]}
+        for method in ("finetune", "duet"):
+            rows.append(f"| {Path(run).name} | once | {method} | {values(metrics[method])} | 1.00 | 0.0 | "
+                        f"{once[method] * 1e3:.2f} |")
+        for name, entry in refresh_settings(run).items():
+            for method in ("finetune", "duet"):
+                if method in entry["metrics"]:
+                    cost = entry["cost"][method]
+                    rows.append(f"| {Path(run).name} | {name} | {method} | {values(entry['metrics'][method])} | "
+                                f"{cost['requests_per_device']:.2f} | {cost['refreshes_per_100']:.1f} | "
+                                f"{cost['seconds_per_device'] * 1e3:.2f} |")
+    return "\n".join(rows)
+
+
+@_typed
+def refresh_curve(run: Path) -> dict:
+    """A run's points of the selection metric against requests per device: DUET and fine-tuning under periodic
+    refresh (from "once"), DUET under each trigger score; Base and fine-tuning once as reference values."""
+    metrics = load_run_file(run, METRICS_FILE)
+    key = _selection_metric(load_run_file(run, CONFIG_FILE))
+    curve = {"run": Path(run).name, "metric": key, "base": metrics["base"][key], "finetune_once": metrics["finetune"][key],
+             "periodic": {"duet": [[1.0, metrics["duet"][key], "once"]],
+                          "finetune": [[1.0, metrics["finetune"][key], "once"]]}, "trigger": {}}
+    for name, entry in refresh_settings(run).items():
+        refresh = entry["refresh"]
+        for method, values in entry["metrics"].items():
+            if method == "base":
+                continue
+            point = [entry["cost"][method]["requests_per_device"], values[key], name]
+            if refresh["refresh"] == "periodic":
+                curve["periodic"][method].append(point)
+            else:
+                curve["trigger"].setdefault(refresh["trigger_score"], []).append(point)
+    return curve
+
+
+def plot_refresh(curves: list[dict], path: Path) -> Path:
+    """One panel per run: the selection metric against requests per device (log scale) for DUET under periodic
+    refresh and under the trigger, fine-tuning under periodic refresh; Base and fine-tuning once as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    columns = min(len(curves), 2)
+    rows = (len(curves) + columns - 1) // columns
+    figure, axes = plt.subplots(rows, columns, figsize=(6.5 * columns, 4.2 * rows), squeeze=False)
+    styles = {"duet": ("DUET, every K samples", "#4477aa", "o-"), "finetune": ("fine-tuning, every K", "#cc6677", "s--"),
+              "window": ("DUET, trigger: window score", "#228833", "^-"),
+              "confidence": ("DUET, trigger: confidence score", "#ccbb44", "v-")}
+    for axis, curve in zip(axes.flat, curves):
+        for name, points in [*curve["periodic"].items(), *curve["trigger"].items()]:
+            points = sorted(points)
+            label, color, style = styles[name]
+            axis.plot([p[0] for p in points], [p[1] for p in points], style, color=color, label=label, markersize=5)
+        axis.axhline(curve["base"], color="#666666", linestyle=":", label="Base")
+        axis.axhline(curve["finetune_once"], color="#cc6677", linestyle=":", label="fine-tuning once")
+        axis.set_xscale("log")
+        axis.set_xlabel("requests per device in the test period (log)")
+        axis.set_ylabel(curve["metric"])
+        axis.set_title(curve["run"])
+        axis.grid(True, which="both", alpha=0.3)
+    for axis in list(axes.flat)[len(curves):]:
+        axis.set_visible(False)
+    axes.flat[0].legend(fontsize=7, loc="best")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

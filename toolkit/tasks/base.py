@@ -15,7 +15,9 @@ slots) and labeled samples, split by time into the cloud's training data, valida
 and one attribute, `selection_metric` (the metric early stopping maximises). Everything else has a default that a
 task may override: saving and rebuilding the task (a dataclass task is saved as its fields), the context vectors (the
 model's own features on the samples), the generate request's wire schema (from the samples' specs), the fine-tuning
-baseline's settings, the exported program's fixed shapes, the most-shifted devices. The trainer, the evaluator, the
+baseline's settings and batches, the exported program's fixed shapes, the most-shifted devices, and for slots
+refreshed during the test period (`evaluate --refresh-every`, `--refresh trigger`) each sample with its own context
+(`stream`), the request trigger's features (`drift_features`) and confidences (`sample_confidence`). The trainer, the evaluator, the
 fine-tuning baseline, the service and the exporters use only this contract; the built-in tasks implement it too.
 
 Splits: "train" (the cloud's devices), "val" (early stopping), "test" (scored devices), and "finetune": a test
@@ -107,6 +109,7 @@ class Task(ABC):
     """A data set of devices and a personalised model: see the module docstring for the six methods to implement."""
 
     selection_metric: str  # the validation metric early stopping maximises (a key of `metrics`)
+    trigger_window: int = 5  # how many of a device's latest samples its request trigger's score reads (`--trigger-window`)
 
     @property
     def name(self) -> str:
@@ -184,10 +187,59 @@ class Task(ABC):
         """The fine-tuning baseline's settings: lr, epochs, batch_size."""
         return {"lr": 1e-3, "epochs": 1, "batch_size": 32}
 
+    def finetune_batches(self, device: int, *, seen: int = 0, rng: np.random.Generator,
+                         batch_size: int | None = None) -> Iterator[Batch]:
+        """The fine-tuning baseline's training batches for a test device: its labeled samples before the test period
+        and, when its slots are refreshed during the test period (`evaluate --refresh-every`), its first `seen` test
+        samples, whose labels the device has by then. Default: the "finetune" batches, then the first `seen` rows of
+        `stream("test", device=device)` as its batches hold them (without their contexts)."""
+        yield from self.batches("finetune", device=device, rng=rng, batch_size=batch_size)
+        taken = 0
+        for batch in (self.stream("test", device=device) if seen else ()):
+            part = batch.slice(0, min(batch.rows, seen - taken))
+            yield Batch(part.inputs, part.targets, part.devices)
+            taken += part.rows
+            if taken >= seen:
+                break
+
     def shifted_devices(self, fraction: float) -> np.ndarray | None:
         """The `fraction` of test devices whose test data differs most from their training data (reported apart),
         or None (the default) when the task has no measure of that."""
         return None
+
+    # -- refreshing slots during a split (`evaluate --refresh-every`, `--refresh trigger`) --------------------------
+    def stream(self, split: str, *, device: int | None = None) -> Iterator[Batch]:
+        """A split's labeled samples one per row, each device's rows in time order, each row carrying its own context
+        (`Batch.context`): its device's recent samples as they stand just before that sample, never the sample itself
+        nor a later one. Refreshed evaluation regenerates a device's slots from these. Default: `batches(split)`, whose
+        rows must then carry their contexts (TaskError otherwise: override `stream`)."""
+        from toolkit.errors import TaskError
+
+        for batch in self.batches(split, device=device):
+            if batch.context is None:
+                raise TaskError(f"{type(self).__name__}.batches({split!r}) gives rows without their own context: "
+                                f"implement stream() to evaluate with refreshed slots")
+            yield batch
+
+    def drift_features(self, samples: Samples) -> np.ndarray:
+        """(rows, M, d) float64: a few numbers per context sample that a device computes without the cloud or the
+        model, which the request trigger's window score averages and compares (docs/formats.md). Default: every
+        floating-point field's values, flattened; TaskError when there is none."""
+        from toolkit.errors import TaskError
+
+        floats = [v.detach().cpu().double().reshape(*v.shape[:2], -1) for v in samples.fields.values()
+                  if v.dtype.is_floating_point]
+        if not floats:
+            raise TaskError(f"{type(self).__name__} has no floating-point context field: implement drift_features "
+                            f"for the trigger's window score")
+        return torch.cat(floats, -1).numpy()
+
+    def sample_confidence(self, outputs: np.ndarray) -> np.ndarray:
+        """(rows,) in [0, 1]: how sure the model was of each scored sample (one output row each), which the request
+        trigger's confidence score reads. Default: the largest softmax probability over the last axis."""
+        logits = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
+        shifted = np.exp(logits - logits.max(-1, keepdims=True))
+        return shifted.max(-1) / shifted.sum(-1)
 
     # -- the generator's input -------------------------------------------------------------------------------------
     def context_vectors(self, model: nn.Module, samples: Samples) -> torch.Tensor:

@@ -22,6 +22,7 @@ from toolkit.tasks.loading import import_root, task_class
 
 CONFIG_FILE, BASE_WEIGHTS, DUET_WEIGHTS, LOG_FILE = "config.json", "base.safetensors", "duet.safetensors", "train_log.jsonl"
 METRICS_FILE, SHIFTED_FILE, EVALUATION_FILE = "metrics.json", "metrics_shifted.json", "evaluation.json"  # by evaluate
+REFRESH_FILE, TRIGGER_FILE = "refresh.json", "trigger.json"  # by evaluate --refresh-every K / --refresh trigger
 METHODS = ("base", "finetune", "duet")  # the methods evaluate scores and report compares, in that order
 RUN_FORMAT = 1
 MODEL_PREFIX, GENERATOR_PREFIX = "model.", "generator."  # duet.safetensors: the DUET model's and the generator's weights

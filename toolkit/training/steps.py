@@ -117,19 +117,32 @@ def evaluate_split(task: Task, model: nn.Module, split: str, generator: nn.Modul
 
 def finetune_and_score(task: Task, model: nn.Module, device: int, settings: Mapping[str, Any]) -> tuple[SplitOutputs,
                                                                                                           float]:
-    """The fine-tuning baseline, one loop for every task: a copy of `model`, all of it trained with Adam on the
-    device's labeled "finetune" batches, `settings["epochs"]` passes, its order and dropout seeded by (seed, device); returns
-    (its outputs on the device's test batches, seconds spent training, the copy included)."""
-    rng = np.random.default_rng([settings["seed"], device])
+    """The fine-tuning baseline, one loop for every task: a copy of `model` fine-tuned on the device's labeled samples
+    before its test period (`finetuned_copy`); returns (its outputs on the device's test batches, seconds spent
+    training, the copy included)."""
+    tuned, seconds = finetuned_copy(task, model, device, settings)
+    with torch.no_grad():
+        outputs = collect([(batch, batch_outputs(task, tuned, batch, None)) for batch in task.batches("test",
+                                                                                                     device=device)])
+    return outputs, seconds
+
+
+def finetuned_copy(task: Task, model: nn.Module, device: int, settings: Mapping[str, Any],
+                   seen: int = 0) -> tuple[nn.Module, float]:
+    """A copy of `model`, all of it trained with Adam on `task.finetune_batches(device, seen=seen)`, `settings["epochs"]`
+    passes, its order and dropout seeded by (seed, device) (and `seen`, when it is not 0); returns (the copy in eval
+    mode, seconds spent training, the copy included)."""
+    key = [settings["seed"], device] + ([seen] if seen else [])
+    rng = np.random.default_rng(key)
     batches = itertools.chain.from_iterable(
-        task.batches("finetune", device=device, rng=rng, batch_size=settings["batch_size"])
+        task.finetune_batches(device, seen=seen, rng=rng, batch_size=settings["batch_size"])
         for _ in range(settings["epochs"]))
     first = next(batches, None)  # the task's own set-up (finding the device's data) is not fine-tuning time
     from toolkit.training.distributed import synchronize
 
     # dropout draws from torch's generator, which PyTorch seeds at random in each process: seeded here from (seed,
     # device), a device's baseline is the same in every run and alone
-    torch.manual_seed(int(np.random.SeedSequence([settings["seed"], device]).generate_state(1)[0]))
+    torch.manual_seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
     started = time.perf_counter()
     tuned = copy.deepcopy(model)
     tuned.train()
@@ -142,7 +155,4 @@ def finetune_and_score(task: Task, model: nn.Module, device: int, settings: Mapp
     synchronize(torch_device_of(tuned))
     seconds = time.perf_counter() - started
     tuned.eval()
-    with torch.no_grad():
-        outputs = collect([(batch, batch_outputs(task, tuned, batch, None)) for batch in task.batches("test",
-                                                                                                     device=device)])
-    return outputs, seconds
+    return tuned, seconds

@@ -17,6 +17,8 @@ from toolkit.protocol.slots import TensorSpec
 from toolkit.tasks.base import Batch, SampleSpec, Samples, Task
 from toolkit.tasks.image.model import DigitCNN, ImageModelConfig
 
+DRIFT_STREAM = 24  # the drifted images' random stream: seeded with (devices.seed, this)
+
 
 @dataclass(frozen=True)
 class ImageTaskConfig:
@@ -27,6 +29,8 @@ class ImageTaskConfig:
     model: ImageModelConfig = field(default_factory=ImageModelConfig)
     episodes_per_epoch: int = 4  # times each training device is visited per epoch
     fresh_devices: bool = True  # every episode draws a new device (label mix, style) over the training digits
+    drift_after: int = 0  # > 0: validation and test devices change inside their test period: from this image on, a
+    # new writing style and label mix (drawn apart, so training devices and the default runs are untouched)
 
     @staticmethod
     def from_json(obj: Mapping[str, Any]) -> "ImageTaskConfig":
@@ -38,7 +42,8 @@ class ImageTaskConfig:
         model = dict(obj["model"])
         model["channels"] = tuple(model["channels"])
         return ImageTaskConfig(obj["dataset"], DigitsDeviceConfig(**devices), ImageModelConfig(**model),
-                               obj.get("episodes_per_epoch", 4), obj.get("fresh_devices", False))
+                               obj.get("episodes_per_epoch", 4), obj.get("fresh_devices", False),
+                               obj.get("drift_after", 0))
 
 
 class ImageTask(Task):
@@ -46,6 +51,9 @@ class ImageTask(Task):
 
     name = "image"
     selection_metric = "accuracy"
+    # chosen on the 200 validation devices of a drifting run (drift_after=40): at 10 and 20 requests per 100 images, a
+    # window of 10 images scored 0.9703 / 0.9706 accuracy, 5 images 0.9696 / 0.9691, 16 images 0.9699 / 0.9704
+    trigger_window = 10
 
     def __init__(self, cfg: ImageTaskConfig, cache_dir: Path | None = None):
         if cfg.dataset != "digits":
@@ -53,8 +61,14 @@ class ImageTask(Task):
         devices = cfg.devices
         if not 0 < devices.context_images < devices.images_per_device:
             raise ConfigError("context_images must be between 1 and images_per_device - 1")
+        if cfg.drift_after and not devices.context_images < cfg.drift_after < devices.images_per_device:
+            raise ConfigError(f"drift_after must be 0 (no drift) or inside the test period, between context_images "
+                              f"({devices.context_images}) and images_per_device ({devices.images_per_device}), "
+                              f"found {cfg.drift_after}")
         self.cfg = cfg
         self.data: DigitsDevices = simulate_devices(devices)
+        if cfg.drift_after:
+            self._drift(cfg.drift_after)
         if devices.val_devices:  # (source split, device rows) of each split
             self._splits = {"train": ("train", np.arange(devices.train_devices)),
                             "val": ("val", np.arange(devices.val_devices))}
@@ -85,7 +99,8 @@ class ImageTask(Task):
         return cls(ImageTaskConfig(dataset=options.get("dataset") or "digits", devices=devices,
                                    model=ImageModelConfig(backbone=backbone),
                                    episodes_per_epoch=options.get("episodes_per_epoch", 4),
-                                   fresh_devices=options.get("fresh_devices", True)), cache_dir)
+                                   fresh_devices=options.get("fresh_devices", True),
+                                   drift_after=int(options.get("drift_after") or 0)), cache_dir)
 
     def config_json(self) -> dict:
         return asdict(self.cfg)
@@ -138,6 +153,45 @@ class ImageTask(Task):
             images, labels = self._arrays(split)
             rows = np.arange(len(images)) if device is None else np.array([device])
             yield Batch((_flat(images[rows, self.k :]),), torch.from_numpy(labels[rows, self.k :].reshape(-1)), rows)
+
+    def _drift(self, after: int) -> None:
+        """Held-out devices (validation and test) drift: their images from `after` on are those of a new device over
+        the same digits, with its own style and label mix. Drawn from a random stream of their own, so that every other
+        image, and training, is what it is without drift."""
+        from toolkit.data.digits import draw_devices
+
+        rng = np.random.default_rng([self.cfg.devices.seed, DRIFT_STREAM])
+        held_out = np.setdiff1d(np.arange(len(self.data.pool_labels)), self.data.train_pool)
+        for source, pool in (("test", held_out), ("val", self.data.train_pool)):
+            if source in self.data.images:
+                images, labels = self.data.images[source], self.data.labels[source]
+                new_images, new_labels, _ = draw_devices(self.data.pool_images, self.data.pool_labels, pool,
+                                                         len(images), self.cfg.devices, rng)
+                images[:, after:], labels[:, after:] = new_images[:, after:], new_labels[:, after:]
+
+    # -- refreshed slots ----------------------------------------------------------------------------------------------
+    def stream(self, split: str, *, device: int | None = None) -> Iterator[Batch]:
+        """One batch per device: its images after the first K, one per row in order, each with the K images before it
+        as its context (at the first row, the device's context as the split begins)."""
+        images, labels = self._arrays(split)
+        window = np.arange(images.shape[1] - self.k)[:, None] + np.arange(self.k)[None, :]  # rows' context indices
+        for row in range(len(images)) if device is None else [device]:
+            yield Batch((_flat(images[row, self.k :][None]),), torch.from_numpy(labels[row, self.k :]),
+                        np.full(images.shape[1] - self.k, row), _images_context(images[row][window]))
+
+    def finetune_batches(self, device: int, *, seen: int = 0, rng: np.random.Generator,
+                         batch_size: int | None = None) -> Iterator[Batch]:
+        """The K context images and the first `seen` test images, with their labels, shuffled, in batches of K."""
+        if not seen:
+            yield from self.batches("finetune", device=device, rng=rng, batch_size=batch_size)
+            return
+        images, labels = self._arrays("finetune")
+        order = rng.permutation(min(self.k + seen, images.shape[1]))
+        size = batch_size or self.k
+        for start in range(0, len(order), size):
+            rows = order[start : start + size]
+            yield Batch((_flat(images[device, rows][None]),), torch.from_numpy(labels[device, rows]),
+                        np.array([device]))
 
     def _episodes(self, rng: np.random.Generator, batch_size: int) -> Iterator[Batch]:
         images, labels = self._arrays("train")

@@ -13,13 +13,14 @@ from toolkit.data.interactions import DEFAULT_DATASET, file_fingerprint, load_de
 from toolkit.data.sequences import SequenceData, SequenceProtocol, build_sequences, cached_sequences
 from toolkit.errors import ConfigError
 from toolkit.protocol.slots import TensorSpec
-from toolkit.tasks.metrics import ranking_metrics
+from toolkit.tasks.metrics import positive_ranks, ranking_metrics
 from toolkit.tasks.base import Batch, SampleSpec, Samples, Task
 from toolkit.tasks.programs import CallTargets
 from toolkit.tasks.recommendation.model import RecExportModel, RecModel, RecModelConfig, bce_loss
 
 
 EVAL_BATCH = 128
+SECONDS_PER_YEAR = 31_557_600.0  # a Julian year: the unit of the trigger's timestamp feature
 
 
 @dataclass(frozen=True)
@@ -157,23 +158,67 @@ class RecommendationTask(Task):
         users, positions = self._rows(split)
         rows = np.arange(len(users)) if device is None else np.flatnonzero(users == device)
         if split in ("train", "finetune"):
-            rng = rng if rng is not None else np.random.default_rng(0)
-            order = rows[rng.permutation(len(rows))]
-            size = batch_size or (256 if split == "train" else 32)
-            for start in range(0, len(order), size):
-                chosen = order[start : start + size]
-                u, p = users[chosen], positions[chosen]
-                negatives = self.data.sample_negatives(u, self.data.protocol.train_negatives, rng)
-                targets = self.data.sequence[self.data.offsets[u] + p]
-                yield self._batch(u, p, np.concatenate([targets[:, None], negatives], 1), with_context=True)
-            return
+            yield from self._training_batches(users, positions, rows, rng if rng is not None else np.random.default_rng(0),
+                                              batch_size or (256 if split == "train" else 32))
+        else:
+            yield from self._fixed_batches(split, rows, batch_size or EVAL_BATCH, with_context=False)
+
+    def _training_batches(self, users: np.ndarray, positions: np.ndarray, rows: np.ndarray, rng: np.random.Generator,
+                          size: int) -> Iterator[Batch]:
+        """These rows shuffled, with fresh negatives, each carrying its own context."""
+        order = rows[rng.permutation(len(rows))]
+        for start in range(0, len(order), size):
+            chosen = order[start : start + size]
+            u, p = users[chosen], positions[chosen]
+            negatives = self.data.sample_negatives(u, self.data.protocol.train_negatives, rng)
+            targets = self.data.sequence[self.data.offsets[u] + p]
+            yield self._batch(u, p, np.concatenate([targets[:, None], negatives], 1), with_context=True)
+
+    def _fixed_batches(self, split: str, rows: np.ndarray, size: int, with_context: bool) -> Iterator[Batch]:
+        """These rows of "val" or "test" in order, with their fixed negatives."""
+        users, positions = self._rows(split)
         negatives = self.data.eval_negatives[split]
-        size = batch_size or EVAL_BATCH
         for start in range(0, len(rows), size):
             chosen = rows[start : start + size]
             u, p = users[chosen], positions[chosen]
             targets = self.data.sequence[self.data.offsets[u] + p]
-            yield self._batch(u, p, np.concatenate([targets[:, None], negatives[chosen]], 1))
+            yield self._batch(u, p, np.concatenate([targets[:, None], negatives[chosen]], 1), with_context)
+
+    # -- refreshed slots ----------------------------------------------------------------------------------------------
+    def stream(self, split: str, *, device: int | None = None) -> Iterator[Batch]:
+        """The samples of `batches(split)` (each user's in time order, the fixed negatives), each row with its own
+        context: the user's last `context_items` items before that sample."""
+        users, _ = self._rows(split)
+        rows = np.arange(len(users)) if device is None else np.flatnonzero(users == device)
+        yield from self._fixed_batches(split, rows, EVAL_BATCH, with_context=True)
+
+    def finetune_batches(self, device: int, *, seen: int = 0, rng: np.random.Generator,
+                         batch_size: int | None = None) -> Iterator[Batch]:
+        """The device's samples before its test period and its first `seen` test samples, shuffled, with fresh
+        negatives (as the "finetune" batches, which these are when `seen` is 0)."""
+        if not seen:
+            yield from self.batches("finetune", device=device, rng=rng, batch_size=batch_size)
+            return
+        length = int(self.data.offsets[device + 1] - self.data.offsets[device])
+        positions = np.arange(1, min(int(self.data.test_start[device]) + seen, length))
+        yield from self._training_batches(np.full(len(positions), device, dtype=np.int64), positions,
+                                          np.arange(len(positions)), rng, batch_size or 32)
+
+    def drift_features(self, samples: Samples) -> np.ndarray:
+        """When each context item was clicked, in years since 1970 (unix seconds / 31,557,600): MovieLens users rate
+        in bursts years apart, and the timestamps are what DUET's gain rests on (README ablations)."""
+        if "timestamps" not in samples.fields:
+            from toolkit.errors import TaskError
+
+            raise TaskError("the trigger's window score reads the context's timestamps: this run has none "
+                            "(--no-context-time); use --trigger-score confidence")
+        return (samples.fields["timestamps"].double() / SECONDS_PER_YEAR).numpy()[..., None]
+
+    def sample_confidence(self, outputs: np.ndarray) -> np.ndarray:
+        """The share of the other candidates that the clicked item (column 0) outscored: 1 when the current slots
+        ranked it first, 0 when last (ties count against it, as in the ranking metrics)."""
+        scores = np.asarray(outputs)
+        return 1.0 - positive_ranks(scores) / max(scores.shape[1] - 1, 1)
 
     # -- loss and metrics -------------------------------------------------------------------------------------------
     def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:

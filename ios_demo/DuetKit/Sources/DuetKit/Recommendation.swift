@@ -70,6 +70,15 @@ public enum Recommendation {
         return body
     }
 
+    /// The trigger's window for the same samples as `body`: each kept item's timestamp in years
+    /// (`RequestTrigger.timestampFeatures`); a program whose body has no timestamps gives every item the feature 0
+    /// (its window score stays 0: use the confidence score). The Kotlin core's Recommendation.triggerWindow.
+    public static func triggerWindow(manifest: Manifest, recent: [Int], now: Int) -> [[Double]] {
+        let kept = Array(recent.suffix(maxContextItems(manifest) ?? recent.count))
+        guard needsTimestamps(manifest) else { return kept.map { _ in [0.0] } }
+        return RequestTrigger.timestampFeatures(syntheticTimestamps(count: kept.count, now: now))
+    }
+
     /// The benchmark's body when the app has no history of its own: items 1...L (L = the history length),
     /// device "benchmark"; nil when the program has no history input.
     public static func benchmarkBody(manifest: Manifest, now: Int) -> GenerateBody? {

@@ -1,6 +1,6 @@
 // The golden files of the device protocol (tests/golden/, written by tests/golden.py): every manifest, blob,
-// request body, zip, the statistics and the benchmark records file of expected.json, with the outcome the Python
-// client and the Kotlin core reach on the same files.
+// request body, zip, the statistics, the benchmark records file and the request trigger's vectors of expected.json,
+// with the outcome the Python client and the Kotlin core reach on the same files.
 
 import Foundation
 import XCTest
@@ -60,7 +60,8 @@ final class GoldenTests: XCTestCase {
     func testEverySectionOfExpectedJSONIsChecked() throws {
         // a section added to the golden files must get a test here, not be skipped silently
         XCTAssertEqual(Set(try expected().keys), ["manifest", "manifests", "blobs", "requests", "zips", "stats", "trust",
-                                                   "pinning", "sampling", "benchmark_results", "user_model"])
+                                                   "pinning", "sampling", "benchmark_results", "user_model",
+                                                   "trigger"])
     }
 
     /// expected.json "user_model": a model of a user's with a 4-D convolution kernel, LayerNorm vectors and a
@@ -429,6 +430,68 @@ final class GoldenTests: XCTestCase {
             }
         default:
             if want != got { problems.append("\(path): golden \(want), written \(got)") }
+        }
+    }
+
+    // MARK: - The request trigger
+
+    func trigger() throws -> JSONObject {
+        guard let section = try expected()["trigger"]?.objectValue else {
+            throw TestSetupFailure("expected.json has no trigger section")
+        }
+        return section
+    }
+
+    func triggerCases(_ key: String) throws -> [JSONObject] {
+        guard let items = try trigger()[key]?.arrayValue, !items.isEmpty else {
+            throw TestSetupFailure("expected.json trigger has no \(key)")
+        }
+        return items.compactMap(\.objectValue)
+    }
+
+    func window(_ value: JSONValue?) throws -> [[Double]] {
+        guard let rows = value?.arrayValue else { throw TestSetupFailure("a trigger window is not an array") }
+        return try rows.map { row in
+            guard let numbers = row.arrayValue?.compactMap(\.numberValue) else { throw TestSetupFailure("a bad window row") }
+            return numbers
+        }
+    }
+
+    func confidence(_ item: JSONObject) -> Double? { item["confidence"]?.numberValue }
+
+    func testTriggerConfigurations() throws {
+        for item in try triggerCases("configs") {
+            let config = try XCTUnwrap(item["config"])
+            let got = outcome { _ = try TriggerConfig.of(config) }
+            XCTAssertEqual(got, item["error"]?.stringValue, item["why"]?.stringValue ?? "")
+        }
+    }
+
+    func testTriggerScenariosGiveTheSameScoresBitForBitAndDecisions() throws {
+        for scenario in try triggerCases("scenarios") {
+            let name = scenario["name"]?.stringValue ?? "?"
+            var trigger = RequestTrigger(config: try TriggerConfig.of(try XCTUnwrap(scenario["config"])))
+            if let start = scenario["start"], start != .null { try trigger.start(try window(start)) }
+            for (i, item) in (scenario["steps"]?.arrayValue ?? []).enumerated() {
+                let step = try XCTUnwrap(item.objectValue)
+                let w = try window(step["window"])
+                let decision = try trigger.step(w, confidence: confidence(step))
+                XCTAssertEqual(String(format: "%016llx", decision.score.bitPattern), step["score_bits"]?.stringValue,
+                               "\(name) step \(i): score \(decision.score)")
+                XCTAssertEqual(decision.request, step["request"] == .bool(true), "\(name) step \(i): request")
+                if decision.request, step["installed"] == .bool(true) { try trigger.start(w) }
+            }
+        }
+    }
+
+    func testTriggerInputsItCannotReadAreRefused() throws {
+        for item in try triggerCases("errors") {
+            var trigger = RequestTrigger(config: try TriggerConfig.of(try XCTUnwrap(item["config"])))
+            let got = outcome {
+                try trigger.start(try self.window(item["start"]))
+                _ = try trigger.step(try self.window(item["window"]), confidence: self.confidence(item))
+            }
+            XCTAssertEqual(got, item["error"]?.stringValue, item["why"]?.stringValue ?? "")
         }
     }
 }

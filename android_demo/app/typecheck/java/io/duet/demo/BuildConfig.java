@@ -5,4 +5,5 @@ public final class BuildConfig {
     public static final String DUET_API_KEY = "";
     public static final String DUET_TARGET = "";
     public static final String DUET_SIGNING_KEY = "";
+    public static final String DUET_TRIGGER = "";
 }

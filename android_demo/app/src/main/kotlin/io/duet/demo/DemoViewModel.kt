@@ -24,7 +24,8 @@ class DemoViewModel(application: Application) : AndroidViewModel(application) {
     /** What the screen shows under its fields. */
     val report: LiveData<String> get() = text
 
-    /** Connect (again when the core says the settings changed), then rank with Base's and with generated slots. */
+    /** Connect (again when the core says the settings changed), ask for slots when the core's trigger fires, then rank
+     * with Base's and with the current slots. */
     fun rank(settings: ConnectionSettings, recentText: String) {
         text.value = "working..."
         worker.execute {
@@ -55,15 +56,23 @@ class DemoViewModel(application: Application) : AndroidViewModel(application) {
         val items = recent.ids
         val pool = Recommendation.pool(s.manifest, items)
         val (baseTop, baseMs) = Stopwatch.timed { top(s, items, pool, s.slots.base) }
-        val body = Recommendation.body(s.manifest, deviceId(), items, System.currentTimeMillis() / 1000)
-        val refresh = s.device.refresh(body)
+        val now = System.currentTimeMillis() / 1000
+        val body = Recommendation.body(s.manifest, deviceId(), items, now)
+        val asked = s.refresher.onSample(Recommendation.triggerWindow(s.manifest, items, now)) { s.device.refresh(body) }
         val calls = Recommendation.calls(s.manifest, pool.size)
         return buildString {
             if (recent.ignored.isNotEmpty()) append("ignored (not item ids): ${recent.ignored.joinToString(" ")}\n")
             append("model ${s.manifest.modelVersion}, ${s.target.name} (${s.program.backend}), ${s.target.quantization}\n")
             append("program ${s.programFile.name}: ${if (s.fetched) "downloaded" else "from the cache"}, loaded in ${ms(s.loadMs)}\n\n")
             append("Top $TOP_N with Base's slots (${pool.size} candidates, ${ms(baseMs)}):\n").append(list(baseTop)).append('\n')
-            if (refresh.installed) {
+            val trigger = asked.decision
+            append("request trigger: score ${"%.4g".format(trigger.score)}, threshold ${s.refresher.config.threshold}: ")
+            append(if (trigger.request) "asked for new slots\n" else "kept the current slots\n")
+            val refresh = asked.refresh
+            if (refresh == null) {
+                val (top, ms) = Stopwatch.timed { top(s, items, pool, s.slots.current) }
+                append("Top $TOP_N with the current slots (${ms(ms)}):\n").append(list(top)).append('\n')
+            } else if (refresh.installed) {
                 val (genTop, genMs) = Stopwatch.timed { top(s, items, pool, refresh.current) }
                 append("Top $TOP_N with generated slots (${ms(genMs)}; generate round trip ${ms(refresh.roundTripMs)}):\n")
                 append(list(genTop)).append('\n')

@@ -8,6 +8,7 @@ import io.duet.core.Manifest
 import io.duet.core.ServiceClient
 import io.duet.core.Stopwatch
 import io.duet.core.Target
+import io.duet.core.TriggeredRefresh
 import java.io.Closeable
 import java.io.File
 
@@ -22,6 +23,9 @@ class Session private constructor(
     val target: Target get() = device.target
     val slots: DeviceSlots get() = device.slots
     val programFile: File get() = device.program.file
+
+    /** When this device asks for new slots: the core's trigger over its recent samples. */
+    val refresher = TriggeredRefresh(Settings.trigger)
 
     /** Whether setup downloaded the program (false: it was in the cache). */
     val fetched: Boolean get() = device.program.fetched

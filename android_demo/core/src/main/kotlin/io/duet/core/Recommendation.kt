@@ -94,6 +94,18 @@ object Recommendation {
         return builder.build()
     }
 
+    /**
+     * The trigger's window for the same samples as [body]: each kept item's timestamp in years
+     * ([RequestTrigger.timestampFeatures]); a program whose body has no timestamps gives every item the feature 0
+     * (its window score stays 0: use the confidence score).
+     */
+    fun triggerWindow(manifest: Manifest, recent: List<Int>, nowSeconds: Long): List<DoubleArray> {
+        require(recent.isNotEmpty()) { "a device needs at least one recent item" }
+        val kept = recent.takeLast(maxContextItems(manifest) ?: recent.size)
+        if (!needsTimestamps(manifest)) return kept.map { doubleArrayOf(0.0) }
+        return RequestTrigger.timestampFeatures(LongArray(kept.size) { nowSeconds - (kept.size - 1 - it) * TIMESTAMP_SPACING_SECONDS })
+    }
+
     /** The `history` input: the last L of [recent] (oldest first), left-padded with 0. */
     fun history(manifest: Manifest, recent: List<Int>): TensorData {
         val spec = input(manifest, HISTORY)

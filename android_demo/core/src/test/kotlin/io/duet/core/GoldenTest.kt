@@ -1,6 +1,6 @@
 /**
  * The golden files of tests/golden (expected.json): manifests, slot blobs (signed, bounded, pinned), request bodies,
- * statistics, the benchmark's sampling sequence and its records file, as Python decides.
+ * statistics, the benchmark's sampling sequence and its records file, the request trigger's vectors, as Python decides.
  */
 package io.duet.core
 
@@ -267,5 +267,56 @@ class GoldenTest {
             }
             want != got -> problems.add("$path: golden $want, written $got")
         }
+    }
+
+    private val trigger: JsonObject get() = expected.getAsJsonObject("trigger")
+
+    private fun window(element: JsonElement): List<DoubleArray> =
+        element.asJsonArray.map { row -> row.asJsonArray.map { it.asDouble }.toDoubleArray() }
+
+    private fun confidence(step: JsonObject): Double? = step.get("confidence")?.takeIf { !it.isJsonNull }?.asDouble
+
+    @Test
+    fun triggerConfigurations() {
+        val cases = trigger.getAsJsonArray("configs").map { it.asJsonObject }
+        assertTrue(cases.isNotEmpty())
+        val problems = cases.mapNotNull { c ->
+            outcome(c.get("config").toString(), c.get("why").asString, c.error()) { TriggerConfig.parse(c.get("config").toString()) }
+        }
+        assertTrue(problems.joinToString("\n"), problems.isEmpty())
+    }
+
+    @Test
+    fun triggerScenariosGiveTheSameScoresBitForBitAndDecisions() {
+        val scenarios = trigger.getAsJsonArray("scenarios").map { it.asJsonObject }
+        assertTrue(scenarios.isNotEmpty())
+        for (scenario in scenarios) {
+            val name = scenario.get("name").asString
+            val t = RequestTrigger(TriggerConfig.parse(scenario.get("config").toString()))
+            scenario.get("start").takeIf { !it.isJsonNull }?.let { t.start(window(it)) }
+            for ((i, element) in scenario.getAsJsonArray("steps").withIndex()) {
+                val step = element.asJsonObject
+                val w = window(step.get("window"))
+                val decision = t.step(w, confidence(step))
+                val bits = String.format("%016x", java.lang.Double.doubleToRawLongBits(decision.score))
+                assertEquals("$name step $i: score ${decision.score}", step.get("score_bits").asString, bits)
+                assertEquals("$name step $i: request", step.get("request").asBoolean, decision.request)
+                if (decision.request && step.get("installed").asBoolean) t.start(w)
+            }
+        }
+    }
+
+    @Test
+    fun triggerInputsItCannotReadAreRefused() {
+        val cases = trigger.getAsJsonArray("errors").map { it.asJsonObject }
+        assertTrue(cases.isNotEmpty())
+        val problems = cases.mapNotNull { c ->
+            outcome("trigger error case", c.get("why").asString, c.error()) {
+                val t = RequestTrigger(TriggerConfig.parse(c.get("config").toString()))
+                t.start(window(c.get("start")))
+                t.step(window(c.get("window")), confidence(c))
+            }
+        }
+        assertTrue(problems.joinToString("\n"), problems.isEmpty())
     }
 }
