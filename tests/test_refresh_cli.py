@@ -91,3 +91,33 @@ def test_report_and_bench_show_the_metric_against_requests(evaluated, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["plots"]["refresh"] == "refresh.png" and (out / "refresh.png").read_bytes()[:8] == PNG
     assert [p[2] for p in sorted(report["refresh"]["periodic"]["duet"])][0] == "once"
+
+
+def test_the_image_tasks_drift_reaches_the_task_from_the_command_line(tmp_path):
+    # --drift-after 5 is before the end of the 16 context images: the task refuses it, so the option got there
+    result = CliRunner().invoke(cli, ["train", "--task", "image", "--drift-after", "5", "--max-epochs", "1",
+                                      "--out", str(tmp_path / "run"), "--cache-dir", str(CACHE)])
+    assert result.exit_code == 2 and "drift_after must be 0 (no drift) or inside the test period" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_refresh_ablation_groups_every_test_device_by_span_and_bounds_the_gain(evaluated):
+    from toolkit.tasks.recommendation.refresh_ablation import span_table, upper_bound
+
+    run_cli("evaluate", str(evaluated), "--refresh-every", "2", "--no-finetune-refresh", *SMALL)
+    table = span_table(evaluated, CACHE).splitlines()
+    assert table[0].startswith("| test period spans | devices | base | finetune once | duet once |")
+    assert "duet every-2" in table[0] and "every-2 − once" in table[0]
+    devices = json.loads((evaluated / "evaluation.json").read_text())["per_device"]["duet"]
+    assert sum(int(row.split(" | ")[1]) for row in table[2:]) == len(devices)  # every test device in one group
+    bound = upper_bound(evaluated, CACHE)
+    once = json.loads((evaluated / "metrics.json").read_text())["duet"]["uauc"]
+    assert bound["duet once"] == pytest.approx(once, abs=1e-9)
+    assert 0 <= bound["duet from the end of the test period (leaky)"] <= 1
+
+
+def test_the_refresh_ablation_says_in_one_line_what_it_cannot_read(tmp_path):
+    run = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "toolkit.tasks.recommendation.refresh_ablation", str(run)],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode != 0 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr

@@ -21,3 +21,6 @@ class ImageOptions:
     fresh_devices: bool = option(True, "Every training episode draws a new simulated device (label mix and writing "
                                        "style) over the training digits, or re-visits the fixed training devices "
                                        "(the ablation).", flag="--fresh-devices/--fixed-devices")
+    drift_after: int = option(0, "Validation and test devices drift inside their test period: from this image on, a "
+                                 "new writing style and label mix (0: no drift; training devices never drift).",
+                              minimum=0, maximum=10_000)

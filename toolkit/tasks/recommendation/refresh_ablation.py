@@ -1,4 +1,4 @@
-"""What refreshed slots can buy on a recommendation run: `python -m toolkit.evaluation.refresh_ablation RUN`.
+"""What refreshed slots can buy on a recommendation run: `python -m toolkit.tasks.recommendation.refresh_ablation RUN`.
 
 Two measurements. By span: a device's span is the time from its last interaction before the test period to its last
 test interaction; devices grouped by span, with the mean of their per-device selection metric (UAUC) for Base,
@@ -13,6 +13,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+
+from toolkit.errors import ConfigError
+from toolkit.tasks.recommendation.task import RecommendationTask
 
 DAY = 86_400.0
 GROUPS = ((0.0, 1.0, "within a day"), (1.0, 30.0, "1-30 days"), (30.0, 365.0, "30-365 days"),
@@ -34,7 +37,10 @@ def span_table(run_dir: Path, cache_dir: Path | None = None) -> str:
     from toolkit.evaluation.report import refresh_settings, load_run_file
     from toolkit.training.runs import EVALUATION_FILE, load_run
 
-    spans = device_spans(load_run(run_dir, cache_dir).task)
+    task = load_run(run_dir, cache_dir).task
+    if not isinstance(task, RecommendationTask):
+        raise ConfigError(f"{run_dir}: a run of the {task.name!r} task; this analysis reads the click times of a recommendation run")
+    spans = device_spans(task)
     once = load_run_file(run_dir, EVALUATION_FILE)["per_device"]
     columns = {"base": once["base"], "finetune once": once["finetune"], "duet once": once["duet"]}
     settings = refresh_settings(run_dir)
@@ -89,9 +95,14 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
+    from toolkit.errors import DuetError
+
     torch.set_num_threads(args.threads)
-    print(span_table(args.run, args.cache_dir))
-    bound = upper_bound(args.run, args.cache_dir)
+    try:
+        print(span_table(args.run, args.cache_dir))
+        bound = upper_bound(args.run, args.cache_dir)
+    except DuetError as error:
+        raise SystemExit(f"error: {error}") from None
     print("\n" + "\n".join(f"{name}: {value:.4f}" for name, value in bound.items()))
 
 
