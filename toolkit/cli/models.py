@@ -21,18 +21,18 @@ def built_model(reference: str, slots: str | None):
     from torch import nn
 
     from toolkit.model.slots import SlotConfig, is_personalized, personalize
-    from toolkit.tasks.loading import import_attribute
+    from toolkit.tasks.loading import import_attribute, kind_of
 
     factory = import_attribute(reference, f"model {reference!r}")
     if not callable(factory):
-        raise TaskError(f"model {reference!r}: {reference.partition(':')[2]} is a {type(factory).__name__}, not a "
+        raise TaskError(f"model {reference!r}: {reference.partition(':')[2]} is {kind_of(factory)}, not a "
                         f"class or function that builds a model")
     try:
         model = factory()
     except Exception as err:  # whatever the user's factory raises
         raise TaskError(f"model {reference!r}: building it raised {type(err).__name__}: {one_line(err)}") from err
     if not isinstance(model, nn.Module):
-        raise TaskError(f"model {reference!r} built a {type(model).__name__}, not a torch.nn.Module")
+        raise TaskError(f"model {reference!r} built {kind_of(model)}, not a torch.nn.Module")
     names = tuple(n.strip() for n in (slots or "").split(",") if n.strip())
     if is_personalized(model):
         if names:

@@ -25,9 +25,14 @@ def task_class(reference: str, search_path: str | None = None) -> Any:
                              f"give a task name ({', '.join(task_names())}) or the import path of a Task class",
                              search_path)
     if not (isinstance(found, type) and issubclass(found, Task)):
-        raise TaskError(f"task {reference!r}: {reference} is a {type(found).__name__}, not a subclass of "
-                        f"toolkit.Task")
+        raise TaskError(f"task {reference!r}: {reference} is {kind_of(found)}, not a subclass of toolkit.Task")
     return found
+
+
+def kind_of(value: Any) -> str:
+    """The type of `value` with its article, for messages: "an int", "a function"."""
+    name = type(value).__name__
+    return ("an " if name[:1].lower() in "aeiou" else "a ") + name
 
 
 def import_attribute(reference: str, what: str, hint: str = "", search_path: str | None = None) -> Any:
