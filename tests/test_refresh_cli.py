@@ -102,7 +102,7 @@ def test_the_image_tasks_drift_reaches_the_task_from_the_command_line(tmp_path):
 
 
 def test_the_refresh_ablation_groups_every_test_device_by_span_and_bounds_the_gain(evaluated):
-    from toolkit.tasks.recommendation.refresh_ablation import span_table, upper_bound
+    from toolkit.evaluation.refresh_ablation import span_table, upper_bound
 
     run_cli("evaluate", str(evaluated), "--refresh-every", "2", "--no-finetune-refresh", *SMALL)
     table = span_table(evaluated, CACHE).splitlines()
@@ -118,6 +118,6 @@ def test_the_refresh_ablation_groups_every_test_device_by_span_and_bounds_the_ga
 
 def test_the_refresh_ablation_says_in_one_line_what_it_cannot_read(tmp_path):
     run = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-m", "toolkit.tasks.recommendation.refresh_ablation", str(run)],
+    result = subprocess.run([sys.executable, "-m", "toolkit.evaluation.refresh_ablation", str(run)],
                             cwd=REPO, capture_output=True, text=True)
     assert result.returncode != 0 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr

@@ -1,4 +1,4 @@
-"""What refreshed slots can buy on a recommendation run: `python -m toolkit.tasks.recommendation.refresh_ablation RUN`.
+"""What refreshed slots can buy on a recommendation run: `python -m toolkit.evaluation.refresh_ablation RUN`.
 
 Two measurements. By span: a device's span is the time from its last interaction before the test period to its last
 test interaction; devices grouped by span, with the mean of their per-device selection metric (UAUC) for Base,
