@@ -208,3 +208,25 @@ def test_image_drift_changes_only_held_out_images_from_its_index_on(image_task):
         assert later == (source == "train"), source
     with pytest.raises(ConfigError, match="inside the test period"):
         ImageTask(ImageTaskConfig(devices=config.devices, drift_after=2))
+
+
+def test_the_confidence_trigger_never_asks_the_task_for_drift_features(rec_task, monkeypatch):
+    """A task without drift features (recommendation without timestamps) can still use the confidence score."""
+    def refused(samples):
+        raise TaskError("no drift features here")
+
+    monkeypatch.setattr(rec_task, "drift_features", refused)
+    run = _run(rec_task)
+    val = Stream.of(rec_task, "val")
+    threshold, rate = choose_threshold(rec_task, run.duet, run.generator, val, "confidence", 3, 20.0, iterations=4)
+    assert rate <= 20.0
+    with pytest.raises(TaskError, match="no drift features here"):
+        choose_threshold(rec_task, run.duet, run.generator, val, "window", 3, 20.0, iterations=4)
+
+
+def test_slots_reach_their_devices_whatever_order_the_task_lists_them_in(rec_task, monkeypatch):
+    run = _run(rec_task)
+    ordered = split_outputs(rec_task, run.duet, "test", run.generator)
+    listed = rec_task.devices("test")
+    monkeypatch.setattr(rec_task, "devices", lambda split: np.asarray(listed)[::-1])
+    np.testing.assert_array_equal(split_outputs(rec_task, run.duet, "test", run.generator).outputs, ordered.outputs)

@@ -77,3 +77,11 @@ def test_the_server_entry_names_an_unreadable_config_and_exits_1(tmp_path):
     done = subprocess.run([sys.executable, "-m", "toolkit.service", "--config", str(missing)], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and f"{missing}: cannot read the service config" in done.stderr
+
+
+def test_cpu_time_per_request_is_none_where_a_reading_is_missing():
+    from toolkit.service.bench import _per_request
+
+    assert _per_request(1.0, 1.5, 1000) == 500.0
+    assert _per_request(None, 1.5, 1000) is None and _per_request(1.0, None, 1000) is None  # no /proc, or it raced
+    assert _per_request(1.0, 1.5, 0) is None

@@ -114,7 +114,7 @@ def evaluate(run_dir, shifted_fraction, cache_dir, **options) -> None:
         from toolkit.evaluation.refresh import evaluate_refresh, write_refresh
 
         with progress_bars() as progress:
-            entry = evaluate_refresh(run, refresh, FinetuneConfig(**finetune), progress)
+            entry = evaluate_refresh(run, refresh, FinetuneConfig(**finetune), progress, shifted_fraction)
         show_refresh(refresh.name, entry)
         click.echo(f"wrote {', '.join(str(p) for p in write_refresh(Path(run_dir), refresh.name, entry))}")
         return

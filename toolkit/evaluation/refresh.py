@@ -7,6 +7,7 @@ slots of the device's latest request. "once" (requests only at the first sample)
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -75,7 +76,7 @@ class Triggered:
 
     @classmethod
     def of(cls, task: Task, config: TriggerConfig, stream: Stream) -> "Triggered":
-        return cls(task, config, latest_windows(task, stream, config.window))
+        return cls(task, config, trigger_windows(task, stream, config.score, config.window))
 
     @property
     def needs_outputs(self) -> bool:
@@ -101,6 +102,15 @@ class Triggered:
         if self.needs_outputs:
             for row, value in zip(rows, self.task.sample_confidence(outputs)):
                 self.confidence[int(stream.devices[row])] = float(value)
+
+
+def trigger_windows(task: Task, stream: Stream, score: str, size: int) -> list[list[list[float]]]:
+    """Per stream row, the window the trigger reads: the window score's drift features (`latest_windows`); the
+    confidence score reads none, so each row gets one placeholder sample and the task's features are never asked for
+    (a task without any, e.g. recommendation without timestamps, can still use it)."""
+    if score == "confidence":
+        return [[[0.0]] for _ in range(stream.rows)]
+    return latest_windows(task, stream, size)
 
 
 def latest_windows(task: Task, stream: Stream, size: int) -> list[list[list[float]]]:
@@ -203,8 +213,9 @@ def choose_threshold(task: Task, model: nn.Module, generator: nn.Module, stream:
                      budget: float, iterations: int = 16) -> tuple[float, float]:
     """The lowest threshold (to 2^-iterations of the search interval) at which the trigger makes at most `budget`
     requests per 100 samples of `stream` beyond each device's first: (threshold, the rate it makes there)."""
-    windows = latest_windows(task, stream, window)
+    windows = trigger_windows(task, stream, score, window)
 
+    @functools.lru_cache(maxsize=None)
     def rate(threshold: float) -> float:
         policy = Triggered(task, TriggerConfig(score, window, threshold), windows)
         return refreshed_duet(task, model, generator, stream, policy, score=False).refreshes_per_100()
@@ -226,8 +237,8 @@ def _numpy(value: Any) -> Any:
     return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
 
 
-def evaluate_refresh(run, refresh, finetune, progress: Callable[[str, int], Callable[[], None]] | None = None
-                     ) -> dict[str, Any]:
+def evaluate_refresh(run, refresh, finetune, progress: Callable[[str, int], Callable[[], None]] | None = None,
+                     shifted_fraction: float = 0.25) -> dict[str, Any]:
     """One refresh.json entry: Base, DUET under `refresh` (a RefreshConfig) and, for periodic refresh, fine-tuning
     under the same refresh; the metrics, requests per device and compute seconds per device of each."""
     from dataclasses import asdict
@@ -262,7 +273,7 @@ def evaluate_refresh(run, refresh, finetune, progress: Callable[[str, int], Call
         tuned = refreshed_finetune(task, run.base, stream, refresh.every, settings, advance)
         outputs["finetune"] = tuned.outputs
         cost["finetune"] = _cost(tuned, tuned.seconds / len(tuned.devices))
-    shifted = task.shifted_devices(0.25)
+    shifted = task.shifted_devices(shifted_fraction)
     entry.update(metrics={m: o.metrics(task) for m, o in outputs.items()}, cost=cost, devices=int(len(duet.devices)),
                  shifted={} if shifted is None else {"devices": int(len(shifted)),
                                                      **{m: o.metrics(task, shifted) for m, o in outputs.items()}},

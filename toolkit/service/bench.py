@@ -201,7 +201,7 @@ def run_benchmark(cfg: BenchConfig, out_file: Path | None = None) -> dict:
                     busy = server.cpu_seconds()
                     result = load(server.url + path, cfg.requests)
                     measured[name] = {**summary(result), "statuses": result["statuses"], "seconds": result["seconds"],
-                                      "server_cpu_us_per_request": _per_request(server.cpu_seconds() - busy,
+                                      "server_cpu_us_per_request": _per_request(busy, server.cpu_seconds(),
                                                                                 result["requests"])}
                     logger.info("round %d %s: %s", number + 1, name, measured[name])
                 rounds.append(_with_ratios(measured))
@@ -230,8 +230,11 @@ def run_benchmark(cfg: BenchConfig, out_file: Path | None = None) -> dict:
     return result
 
 
-def _per_request(seconds: float | None, requests: int) -> float | None:
-    return round(seconds / requests * 1e6, 1) if seconds is not None and requests else None
+def _per_request(before: float | None, after: float | None, requests: int) -> float | None:
+    """Server CPU µs per request between two `cpu_seconds` readings; None where either could not be read."""
+    if before is None or after is None or not requests:
+        return None
+    return round((after - before) / requests * 1e6, 1)
 
 
 def _with_ratios(measured: dict) -> dict:

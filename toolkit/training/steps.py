@@ -97,7 +97,7 @@ def split_outputs(task: Task, model: nn.Module, split: str, generator: nn.Module
     with torch.no_grad():
         devices, generated = None, None
         if generator is not None:
-            devices = np.asarray(task.devices(split))
+            devices = np.unique(task.devices(split))  # sorted: each batch row finds its device's slots by search
             generated = generated_slots(task, model, generator, task.devices_context(model, devices, split))
         for batch in task.batches(split):
             inputs = tuple(x.to(torch_device_of(model)) for x in batch.inputs)
