@@ -15,14 +15,21 @@ from toolkit.tasks.head import HeadShape, SlotMLP
 SHAPE = HeadShape(in_dim=6, hidden_dim=5, out_dim=4)
 
 
+def _personalized() -> nn.Module:
+    return personalize(nn.Sequential(SlotMLP(SHAPE)), SlotConfig(("0.0", "0.1")))
+
+
+SPECS = slot_specs(_personalized())  # two weight matrices and two bias vectors, read off the model
+
+
 def _generator(**overrides) -> ParameterGenerator:
     return ParameterGenerator(GeneratorConfig(context_dim=7, code_dim=8, rank=2, n_candidates=3, **overrides),
-                              SHAPE.slot_specs())
+                              SPECS)
 
 
 def _base_params():
     torch.manual_seed(0)
-    return [torch.randn(*s.shape) for s in SHAPE.slot_specs()]
+    return [torch.randn(*s.shape) for s in SPECS]
 
 
 @pytest.mark.parametrize("stabilizer,sample_dim", [(True, None), (False, None), (True, 3)])
@@ -32,7 +39,7 @@ def test_every_generator_parameter_receives_a_gradient(stabilizer, sample_dim):
     context, mask = torch.randn(3, 5, 7), torch.ones(3, 5, dtype=torch.bool)
     mask[0, :2] = False
     params = generator(context, mask, _base_params())
-    model = personalize(nn.Sequential(SlotMLP(SHAPE)), SlotConfig(("0.0", "0.1")))
+    model = _personalized()
     with bound_slots(model, params):  # one slot set per row: 3 devices, 2 samples each
         loss = model(torch.randn(3 * 2, 6)).pow(2).sum()
     loss.backward()
@@ -56,7 +63,7 @@ def test_generated_slots_follow_the_spec_and_start_near_base():
     generator = _generator()
     base = _base_params()
     params = generator(torch.randn(4, 6, 7), torch.ones(4, 6, dtype=torch.bool), base)
-    for p, b, spec in zip(params, base, SHAPE.slot_specs()):
+    for p, b, spec in zip(params, base, SPECS):
         assert p.shape == (4, *spec.shape)
         assert torch.allclose(p, b.expand_as(p), atol=0.05)  # small-initialised residual
 
@@ -128,3 +135,12 @@ def test_generator_size_grows_linearly_with_kernel_size():
 
     small, double, quadruple = count(16), count(32), count(64)
     assert (quadruple - double) == pytest.approx(2 * (double - small), rel=1e-9)  # linear in out + in*k*k
+
+
+def test_a_head_saved_under_its_old_parameter_names_loads():
+    torch.manual_seed(0)
+    saved = SlotMLP(SHAPE).state_dict()  # 0.weight, 0.bias, 1.weight, 1.bias
+    legacy = {f"params.{i}": value for i, value in enumerate(saved.values())}  # runs made before the slot modules
+    loaded = SlotMLP(SHAPE)
+    loaded.load_state_dict(legacy)
+    assert all(torch.equal(loaded.state_dict()[name], value) for name, value in saved.items())

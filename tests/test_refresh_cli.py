@@ -102,15 +102,16 @@ def test_the_image_tasks_drift_reaches_the_task_from_the_command_line(tmp_path):
 
 
 def test_the_refresh_ablation_groups_every_test_device_by_span_and_bounds_the_gain(evaluated):
-    from toolkit.evaluation.refresh_ablation import span_table, upper_bound
+    from toolkit.evaluation.refresh_ablation import load_recommendation_run, span_table, upper_bound
 
     run_cli("evaluate", str(evaluated), "--refresh-every", "2", "--no-finetune-refresh", *SMALL)
-    table = span_table(evaluated, CACHE).splitlines()
+    run = load_recommendation_run(evaluated, CACHE)
+    table = span_table(run).splitlines()
     assert table[0].startswith("| test period spans | devices | base | finetune once | duet once |")
     assert "duet every-2" in table[0] and "every-2 − once" in table[0]
     devices = json.loads((evaluated / "evaluation.json").read_text())["per_device"]["duet"]
     assert sum(int(row.split(" | ")[1]) for row in table[2:]) == len(devices)  # every test device in one group
-    bound = upper_bound(evaluated, CACHE)
+    bound = upper_bound(run)
     once = json.loads((evaluated / "metrics.json").read_text())["duet"]["uauc"]
     assert bound["duet once"] == pytest.approx(once, abs=1e-9)
     assert 0 <= bound["duet from the end of the test period (leaky)"] <= 1

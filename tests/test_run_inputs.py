@@ -129,9 +129,11 @@ def test_a_killed_train_leaves_nothing_that_blocks_a_rerun(tmp_path):
 
 
 def test_scores_are_checked_before_they_become_metrics(svc_run):
-    from toolkit.evaluation.evaluate import check_finite_scores
+    from toolkit.evaluation.evaluate import check_finite_outputs
+    from toolkit.training.steps import SplitOutputs
 
     run = load_run(svc_run, CACHE)
-    check_finite_scores({"base": {1: np.array([0.5, -2.0])}}, run)
+    check_finite_outputs({"base": SplitOutputs(np.array([[0.5, -2.0]]), None, np.array([1]))}, run)
+    scored = SplitOutputs(np.array([[0.5, 1.0], [0.5, np.inf]]), None, np.array([1, 7]))
     with pytest.raises(EvaluationError, match="finetune scored test device 7 with 0 NaN and 1 infinite"):
-        check_finite_scores({"finetune": {7: np.array([0.5, np.inf])}}, run)
+        check_finite_outputs({"finetune": scored}, run)

@@ -66,8 +66,6 @@ class GeneratorConfig:
     def __post_init__(self) -> None:
         """What any generator needs (a run's config.json is read back through here); the CLI's ranges are the
         narrower ones worth training with."""
-        from toolkit.errors import ConfigError
-
         sizes = {k: getattr(self, k) for k in ("context_dim", "code_dim", "rank", "n_candidates")}
         if self.sample_dim is not None:
             sizes["sample_dim"] = self.sample_dim

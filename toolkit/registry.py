@@ -10,6 +10,7 @@ A task is found by its name among the built-in ones below, among the `duet.tasks
 from __future__ import annotations
 
 import importlib
+from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -44,9 +45,15 @@ def task_names() -> list[str]:
     return list(TASKS) + [name for name in task_entry_points() if name not in TASKS]
 
 
+@lru_cache(maxsize=None)
+def entry_point_map(group: str) -> dict[str, str]:
+    """Name -> import path of the installed packages' entry points in `group`, read once per process."""
+    return {ep.name: ep.value for ep in entry_points(group=group)}
+
+
 def task_entry_points() -> dict[str, str]:
     """Task name -> import path, from the installed packages' `duet.tasks` entry points."""
-    return {ep.name: ep.value for ep in entry_points(group=TASK_GROUP)}
+    return entry_point_map(TASK_GROUP)
 
 
 def task_options() -> dict[str, Any]:

@@ -19,11 +19,10 @@ from toolkit.errors import ConfigError
 def _phone_files(run, manifest: dict) -> dict[str, bytes]:
     """What the app's offline ModelDir reads beside the program: Base's slots (as GET /v1/slots/base serves them)
     and a generate body of the first test device."""
-    from toolkit.model.slots import base_slots, slot_specs
+    from toolkit.model.slots import base_slot_values, slot_specs
     from toolkit.protocol.slots import encode_safetensors
 
-    base = {spec.name: p.detach().numpy() for spec, p in zip(slot_specs(run.duet), base_slots(run.duet))}
-    blob = encode_safetensors(slot_specs(run.duet), base, "float32",
+    blob = encode_safetensors(slot_specs(run.duet), base_slot_values(run.duet), "float32",
                               {"model_version": manifest["model_version"], "task": run.task.name})
     device = int(run.task.devices("test")[0])
     return {BASE_BLOB: blob, REQUEST: json.dumps(run.task.example_request(device)).encode()}

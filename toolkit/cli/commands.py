@@ -258,29 +258,31 @@ def export(run_dir, model_factory, slot_modules, inputs, targets, out_dir, shape
     in its runtime; write manifest.json."""
     from toolkit.evaluation.report import export_summary
 
+    if (run_dir is None) == (model_factory is None):
+        raise click.UsageError("give RUN_DIR (a trained run) or --model (a model of yours), not both or neither")
+    if model_factory is None and (slot_modules or inputs):
+        raise click.UsageError("--slots and --input go with --model; a run's model names its slots itself")
     chosen = target_names() if "all" in targets else list(targets)
     export_options = ExportOptions(shape=shape_values(shapes), target_options=target_option_values(target_options),
                                    **options)
-    if (run_dir is None) == (model_factory is None):
-        raise click.UsageError("give RUN_DIR (a trained run) or --model (a model of yours), not both or neither")
     if model_factory is None:
-        if slot_modules or inputs:
-            raise click.UsageError("--slots and --input go with --model; a run's model names its slots itself")
         from toolkit.pipeline import export as export_run, load_run
 
         run = load_run(run_dir, cache_dir)
-        with progress_bars() as progress:
-            report = export_run(run, out_dir, chosen, export_options, progress)
-        click.echo(export_summary(report, run.task.selection_metric))
+
+        def write(progress):
+            return export_run(run, out_dir, chosen, export_options, progress)
     else:
         from toolkit.cli.models import built_model, example_inputs
         from toolkit.pipeline import export_model
 
-        model = built_model(model_factory, slot_modules)
-        with progress_bars() as progress:
-            report = export_model(model, example_inputs(inputs), out_dir, chosen, export_options, model_factory,
-                                  progress)
-        click.echo(export_summary(report, None))
+        model, examples = built_model(model_factory, slot_modules), example_inputs(inputs)
+
+        def write(progress):
+            return export_model(model, examples, out_dir, chosen, export_options, model_factory, progress)
+    with progress_bars() as progress:
+        report = write(progress)
+    click.echo(export_summary(report, report.get("metric")))  # a run's selection metric; a bare model has none
     click.echo(f"wrote {out_dir} in {report['seconds_total']:.0f} s")
 
 

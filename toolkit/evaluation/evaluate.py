@@ -104,17 +104,6 @@ def evaluate_run(run: Run, finetune: FinetuneConfig, shifted_fraction: float = 0
     return {"metrics": metrics, "shifted": shifted_metrics, "settings": settings_used}
 
 
-def check_finite_scores(scores: Mapping[str, Mapping[int, Any]], run: Run) -> None:
-    """EvaluationError at the first device a method scored with NaN or infinity: NaN sorts first in a ranking, so a
-    broken model would otherwise report perfect hit rates."""
-    for method, by_device in scores.items():
-        for device, values in by_device.items():
-            array = np.asarray(values, dtype=np.float64)
-            if not np.isfinite(array).all():
-                nan, infinite = int(np.isnan(array).sum()), int(np.isinf(array).sum())
-                raise EvaluationError(f"{run.path}: {method} scored test device {device} with {nan} NaN and "
-                                      f"{infinite} infinite values; check the run's {CONFIG_FILE} and weights "
-                                      f"(nothing was written)")
 def per_device(task, outputs: SplitOutputs) -> dict[str, float]:
     """The selection metric of each device alone, by device id (what analyses by kind of device read)."""
     return {str(int(d)): float(outputs.metrics(task, np.array([d]))[task.selection_metric])

@@ -8,7 +8,6 @@ slots of the device's latest request. "once" (requests only at the first sample)
 from __future__ import annotations
 
 import functools
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -18,11 +17,11 @@ from torch import nn
 
 from toolkit.errors import TaskError
 from toolkit.evaluation.stream import Stream
-from toolkit.model.slots import base_slots, bound_slots
+from toolkit.model.slots import bound_slots
 from toolkit.protocol.trigger import RequestTrigger, TriggerConfig
 from toolkit.tasks.base import Task, torch_device_of
 from toolkit.training.runs import REFRESH_FILE, TRIGGER_FILE
-from toolkit.training.steps import SplitOutputs, finetuned_copy
+from toolkit.training.steps import SplitOutputs, finetuned_copy, generated_from
 
 
 @dataclass
@@ -33,7 +32,7 @@ class Refreshed:
     devices: np.ndarray  # the stream's devices, sorted
     requests: np.ndarray  # (devices,) requests (generations, or fine-tuned copies) per device, the first one included
     sources: np.ndarray  # (N,) the stream row whose context made each row's slots
-    seconds: float  # spent generating (or fine-tuning), in all
+    seconds: float  # spent fine-tuning, in all (0 for DUET: its cost is the serving program's time per request)
 
     @property
     def samples(self) -> int:
@@ -140,7 +139,6 @@ def refreshed_duet(task: Task, model: nn.Module, generator: nn.Module, stream: S
     current: list[torch.Tensor] | None = None
     outputs: np.ndarray | None = None
     run_model = score or policy.needs_outputs
-    seconds = 0.0
     target = torch_device_of(model)
     with torch.no_grad():
         for step in range(len(bounds) - 1):
@@ -150,9 +148,7 @@ def refreshed_duet(task: Task, model: nn.Module, generator: nn.Module, stream: S
             if len(fired):
                 if run_model:
                     samples = stream.rows_of(fired).context.to(target)
-                    started = time.perf_counter()
-                    new = generator(task.context_vectors(model, samples), samples.mask, base_slots(model))
-                    seconds += time.perf_counter() - started
+                    new = generated_from(task, model, generator, samples)
                     if current is None:
                         current = [torch.zeros((len(devices), *v.shape[1:]), dtype=v.dtype, device=v.device)
                                    for v in new]
@@ -175,7 +171,7 @@ def refreshed_duet(task: Task, model: nn.Module, generator: nn.Module, stream: S
                 outputs[rows] = out
                 policy.observe(stream, rows, out)
     scored = SplitOutputs(outputs, _numpy(stream.targets), stream.devices) if run_model and score else None
-    return Refreshed(scored, devices, requests, sources, seconds)
+    return Refreshed(scored, devices, requests, sources, 0.0)
 
 
 def refreshed_finetune(task: Task, model: nn.Module, stream: Stream, every: int | None, settings: dict[str, Any],
@@ -243,7 +239,7 @@ def evaluate_refresh(run, refresh, finetune, progress: Callable[[str, int], Call
     under the same refresh; the metrics, requests per device and compute seconds per device of each."""
     from dataclasses import asdict
 
-    from toolkit.evaluation.evaluate import generate_timings, per_device
+    from toolkit.evaluation.evaluate import check_finite_outputs, generate_timings, per_device
     from toolkit.training.distributed import torch_device
     from toolkit.training.serving import ServingPrograms
     from toolkit.training.steps import split_outputs
@@ -273,6 +269,7 @@ def evaluate_refresh(run, refresh, finetune, progress: Callable[[str, int], Call
         tuned = refreshed_finetune(task, run.base, stream, refresh.every, settings, advance)
         outputs["finetune"] = tuned.outputs
         cost["finetune"] = _cost(tuned, tuned.seconds / len(tuned.devices))
+    check_finite_outputs(outputs, run)
     shifted = task.shifted_devices(shifted_fraction)
     entry.update(metrics={m: o.metrics(task) for m, o in outputs.items()}, cost=cost, devices=int(len(duet.devices)),
                  shifted={} if shifted is None else {"devices": int(len(shifted)),

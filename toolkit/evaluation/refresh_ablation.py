@@ -32,14 +32,23 @@ def device_spans(task) -> dict[str, float]:
     return spans
 
 
-def span_table(run_dir: Path, cache_dir: Path | None = None) -> str:
-    """The Markdown table of the module docstring."""
-    from toolkit.evaluation.report import refresh_settings, load_run_file
-    from toolkit.training.runs import EVALUATION_FILE, load_run
+def load_recommendation_run(run_dir: Path, cache_dir: Path | None = None):
+    """The run at `run_dir`; ConfigError unless it is a recommendation run (this analysis reads click times)."""
+    from toolkit.training.runs import load_run
 
-    task = load_run(run_dir, cache_dir).task
-    if not isinstance(task, RecommendationTask):
-        raise ConfigError(f"{run_dir}: a run of the {task.name!r} task; this analysis reads the click times of a recommendation run")
+    run = load_run(run_dir, cache_dir)
+    if not isinstance(run.task, RecommendationTask):
+        raise ConfigError(f"{run_dir}: a run of the {run.task.name!r} task; this analysis reads the click times of a "
+                          f"recommendation run")
+    return run
+
+
+def span_table(run) -> str:
+    """The Markdown table of the module docstring, for a run of `load_recommendation_run`."""
+    from toolkit.evaluation.report import refresh_settings, load_run_file
+    from toolkit.training.runs import EVALUATION_FILE
+
+    task, run_dir = run.task, run.path
     spans = device_spans(task)
     once = load_run_file(run_dir, EVALUATION_FILE)["per_device"]
     columns = {"base": once["base"], "finetune once": once["finetune"], "duet once": once["duet"]}
@@ -61,22 +70,20 @@ def span_table(run_dir: Path, cache_dir: Path | None = None) -> str:
     return "\n".join(rows)
 
 
-def upper_bound(run_dir: Path, cache_dir: Path | None = None) -> dict[str, float]:
+def upper_bound(run) -> dict[str, float]:
     """The task's metrics of DUET with slots generated once per device from its context at the end of its test period
     (the scored samples included), beside DUET once; each device's slots bound to its rows as in the default protocol."""
     import torch
 
-    from toolkit.model.slots import base_slots, bound_slots
-    from toolkit.training.runs import load_run
-    from toolkit.training.steps import collect, split_outputs
+    from toolkit.model.slots import bound_slots
+    from toolkit.training.steps import collect, generated_from, split_outputs
 
-    run = load_run(run_dir, cache_dir)
     task, model, generator = run.task, run.duet, run.generator
     devices = np.asarray(task.devices("test"))
     ends = np.diff(task.data.offsets)[devices]
     with torch.no_grad():
         samples = task._context(devices, ends)
-        slots = generator(task.context_vectors(model, samples), samples.mask, base_slots(model))
+        slots = generated_from(task, model, generator, samples)
         scored = []
         for batch in task.batches("test"):
             index = torch.from_numpy(np.searchsorted(devices, batch.devices))
@@ -99,8 +106,9 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     try:
-        print(span_table(args.run, args.cache_dir))
-        bound = upper_bound(args.run, args.cache_dir)
+        run = load_recommendation_run(args.run, args.cache_dir)
+        print(span_table(run))
+        bound = upper_bound(run)
     except DuetError as error:
         raise SystemExit(f"error: {error}") from None
     print("\n" + "\n".join(f"{name}: {value:.4f}" for name, value in bound.items()))

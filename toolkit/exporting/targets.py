@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import importlib
 from functools import lru_cache
-from importlib.metadata import entry_points
 from types import ModuleType
 
 from toolkit.errors import ConfigError
+from toolkit.registry import entry_point_map
 
 GROUP = "duet.exporters"
 REQUIRED = ("NAME", "FILE_NAME", "export", "load", "validate")  # what every target module defines
@@ -30,7 +30,7 @@ PREFERRED_ORDER = ("executorch", "tflite", "coreml")  # 'all' exports in this or
 @lru_cache(maxsize=1)
 def _registered() -> dict[str, str]:
     """Target name -> its module, from the installed packages' entry points."""
-    found = {ep.name: ep.value for ep in entry_points(group=GROUP)}
+    found = entry_point_map(GROUP)
     order = [n for n in PREFERRED_ORDER if n in found] + sorted(n for n in found if n not in PREFERRED_ORDER)
     return {name: found[name] for name in order}
 

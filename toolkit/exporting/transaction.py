@@ -20,7 +20,7 @@ from toolkit.errors import ConfigError
 from toolkit.exporting.measure import (EvalSet, Progress, build_eval_set, export_shape, latency, parity_devices, score,
                                     torch_threads)
 from toolkit.exporting.program import DeviceProgram, ExampleInput
-from toolkit.training.serving import MIN_BOUND, SLOT_BOUND_MARGIN, ServingPrograms
+from toolkit.training.serving import ServingPrograms, bounds_from_largest
 
 logger = logging.getLogger(__name__)
 
@@ -121,14 +121,13 @@ def export_model(model: nn.Module, inputs: Sequence[ExampleInput], targets: Sequ
     them on random inputs (`inputs`: each input's spec and value range); the manifest has no `generate` section:
     no service writes this model's slots, devices run Base's. Returns the report."""
     from toolkit.exporting.contract import MIN_SLOT_SETS
-    from toolkit.model.slots import base_slots, slot_specs
+    from toolkit.model.slots import base_slot_values
     from toolkit.protocol.slots import pack_flat
 
     targets = _checked_targets(targets, Path(out_dir))
     started = time.perf_counter()
     program = DeviceProgram.from_specs(model, inputs)
-    base = {spec.name: p.detach().cpu().numpy().astype(np.float32) for spec, p in zip(slot_specs(model),
-                                                                                        base_slots(model))}
+    base = base_slot_values(model)
     rng = np.random.default_rng(0)
     slot_sets = {"base": base}
     for i in range(1, MIN_SLOT_SETS):
@@ -146,8 +145,8 @@ def export_model(model: nn.Module, inputs: Sequence[ExampleInput], targets: Sequ
                 [example.spec.to_json() for example in inputs], sort_keys=True).encode()).hexdigest(),
             version=hashlib.sha256(pack_flat(program.slot_specs, base)
                                    + _weights_bytes(model)).hexdigest()[:16],
-            request_schema=None, slot_bounds={k: max(SLOT_BOUND_MARGIN * float(np.abs(v).max()), MIN_BOUND)
-                                              for k, v in base.items()},
+            request_schema=None,
+            slot_bounds=bounds_from_largest({k: float(np.abs(v).max()) for k, v in base.items()}),
             report={"model": name, "shape": {}, "base_slots_only": True})
         return _transaction(program, targets, options, Path(out_dir), export_one, described, started)
 

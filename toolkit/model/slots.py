@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -274,6 +275,12 @@ def base_slots(model: nn.Module) -> list[torch.Tensor]:
     """The model's own slot parameters (Base's slots), in slot order: the live parameters, not copies."""
     return [getattr(module, parameter) for _, module in slot_modules(model)
             for parameter in _SlotModule.slot_parameters if getattr(module, parameter, None) is not None]
+
+
+def base_slot_values(model: nn.Module) -> dict[str, np.ndarray]:
+    """Base's slots as float32 arrays by slot name, in slot order (copies: what is written, served or compared)."""
+    return {spec.name: p.detach().cpu().numpy().astype(np.float32)
+            for spec, p in zip(slot_specs(model), base_slots(model))}
 
 
 def slot_specs(model: nn.Module) -> list[SlotSpec]:

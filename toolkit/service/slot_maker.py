@@ -89,9 +89,9 @@ class SlotMaker:
     def base_blobs(self) -> dict[str, SlotBlob]:
         """Base's slots (the shared head the generator writes its residual on; what a device runs before it has
         generated slots, or when they are refused) as a blob per dtype."""
-        from toolkit.model.slots import base_slots
+        from toolkit.model.slots import base_slot_values
 
-        head = {spec.name: p.detach().numpy()[None] for spec, p in zip(self.specs, base_slots(self.run.duet))}
+        head = {name: values[None] for name, values in base_slot_values(self.run.duet).items()}
         blobs = {}
         for dtype in DTYPES:
             (blob,) = self.encoder.encode_batch(head, [dtype])

@@ -8,8 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolkit.protocol.slots import SlotSpec
-
 SLOT_MODULES = ("head.0", "head.1")  # what the built-in tasks pass to SlotConfig(target_modules=...)
 
 
@@ -20,15 +18,6 @@ class HeadShape:
     in_dim: int  # size of the state the static layers produce
     hidden_dim: int  # hidden units of the slot MLP
     out_dim: int  # size of the output vector (scored against a target embedding, or class logits)
-
-    def slot_specs(self) -> list[SlotSpec]:
-        """The slots personalize() makes of a SlotMLP named `head` (their names, shapes and order)."""
-        return [
-            SlotSpec("head.0.weight", (self.hidden_dim, self.in_dim)),
-            SlotSpec("head.0.bias", (self.hidden_dim,)),
-            SlotSpec("head.1.weight", (self.out_dim, self.hidden_dim)),
-            SlotSpec("head.1.bias", (self.out_dim,)),
-        ]
 
 
 class SlotMLP(nn.ModuleList):

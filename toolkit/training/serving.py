@@ -98,12 +98,18 @@ BOUND_DEVICES = 256  # devices whose generated slots set the bounds
 MIN_BOUND = 1e-6  # the bound of a slot that was all zeros
 
 
+def bounds_from_largest(largest: dict[str, float]) -> dict[str, float]:
+    """The manifest's `max_abs` per slot from the largest |value| seen before export: SLOT_BOUND_MARGIN times it."""
+    return {name: max(SLOT_BOUND_MARGIN * value, MIN_BOUND) for name, value in largest.items()}
+
+
 class ServingPrograms:
     """The traced programs one run is served with, built on first use and kept by whoever serves it (the service's
     state, an evaluation, an export's measurement): the run record holds no serving state."""
 
     def __init__(self, run: Run):
         self.run = run
+        self.slot_specs = slot_specs(run.duet)  # fixed once personalised: read on every request batch
         self._generator: nn.Module | None = None
         self._pipeline: nn.Module | None = None
 
@@ -150,7 +156,7 @@ class ServingPrograms:
 
     def _slot_arrays(self, params: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
         return {spec.name: np.asarray(p.cpu().numpy(), dtype=np.float32)
-                for spec, p in zip(slot_specs(self.run.duet), params)}
+                for spec, p in zip(self.slot_specs, params)}
 
     def slot_batch(self, context: DeviceContext) -> dict[str, np.ndarray]:
         """{slot name: fp32 array (B, *shape)} for the devices of the batch, in spec order."""
@@ -174,10 +180,9 @@ class ServingPrograms:
     def slot_bounds(self, split: str = "val", max_devices: int = BOUND_DEVICES) -> dict[str, float]:
         """Per slot, the largest |value| a device should accept (the manifest's `max_abs`): the largest over Base's
         slots and the slots generated for up to `max_devices` devices of `split`, times SLOT_BOUND_MARGIN."""
-        specs = slot_specs(self.run.duet)
-        largest = {s.name: float(p.detach().abs().max()) for s, p in zip(specs, base_slots(self.run.duet))}
+        largest = {s.name: float(p.detach().abs().max()) for s, p in zip(self.slot_specs, base_slots(self.run.duet))}
         for device in self.run.task.devices(split)[:max_devices]:
             for name, values in self.slots_for_device(int(device), split).items():
                 largest[name] = max(largest[name], float(np.abs(values).max()))
-        return {name: max(SLOT_BOUND_MARGIN * value, MIN_BOUND) for name, value in largest.items()}
+        return bounds_from_largest(largest)
 

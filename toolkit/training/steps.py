@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from toolkit.model.slots import base_slots, bound_slots
-from toolkit.tasks.base import Batch, DeviceContext, Task, torch_device_of
+from toolkit.tasks.base import Batch, DeviceContext, Samples, Task, torch_device_of
 
 
 def context_dim(task: Task, model: nn.Module) -> int:
@@ -25,9 +25,14 @@ def context_dim(task: Task, model: nn.Module) -> int:
         return int(task.devices_context(model, devices, "train").vectors.shape[-1])
 
 
-def generated_slots(task: Task, model: nn.Module, generator: nn.Module, context: DeviceContext) -> list[torch.Tensor]:
+def generated_slots(model: nn.Module, generator: nn.Module, context: DeviceContext) -> list[torch.Tensor]:
     """One slot set per context row: the generator's output around the model's own (Base) slots."""
     return generator(context.vectors, context.mask, base_slots(model))
+
+
+def generated_from(task: Task, model: nn.Module, generator: nn.Module, samples: Samples) -> list[torch.Tensor]:
+    """One slot set per row of `samples` (raw context samples): their context vectors through the generator."""
+    return generator(task.context_vectors(model, samples), samples.mask, base_slots(model))
 
 
 def batch_outputs(task: Task, model: nn.Module, batch: Batch, generator: nn.Module | None,
@@ -40,8 +45,7 @@ def batch_outputs(task: Task, model: nn.Module, batch: Batch, generator: nn.Modu
         return model(*inputs)
     samples = batch.context if batch.context is not None else task.context(batch.devices, split)
     samples = samples.to(device)
-    slots = generator(task.context_vectors(model, samples), samples.mask, base_slots(model))
-    with bound_slots(model, slots):
+    with bound_slots(model, generated_from(task, model, generator, samples)):
         return model(*inputs)
 
 
@@ -98,7 +102,7 @@ def split_outputs(task: Task, model: nn.Module, split: str, generator: nn.Module
         devices, generated = None, None
         if generator is not None:
             devices = np.unique(task.devices(split))  # sorted: each batch row finds its device's slots by search
-            generated = generated_slots(task, model, generator, task.devices_context(model, devices, split))
+            generated = generated_slots(model, generator, task.devices_context(model, devices, split))
         for batch in task.batches(split):
             inputs = tuple(x.to(torch_device_of(model)) for x in batch.inputs)
             if generated is None:

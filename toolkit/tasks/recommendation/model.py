@@ -13,7 +13,6 @@ from toolkit.errors import ConfigError
 from toolkit.model.slots import SlotConfig, personalize
 from toolkit.tasks.head import SLOT_MODULES, HeadShape, SlotMLP
 
-TIME_FEATURES = ("time_z", "time_z_squared", "log_age_days")  # per context item, see context_parts
 NEG_INF = -1e9  # finite "minus infinity" for masks: keeps exported programs free of NaN on empty rows
 
 
@@ -232,23 +231,23 @@ class RecModel(nn.Module):
         """A new model whose slots are its head's two linear layers."""
         return personalize(cls(cfg), SlotConfig(SLOT_MODULES))
 
-    def context(self, items: torch.Tensor, times: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(context vectors, mask) of right-aligned context items (B, M), 0 where absent, and their times:
-        each vector is the item's shared embedding, then (with `context_time`) its time features."""
-        ids, features, mask = self.context_parts(items, times)
+    def context(self, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+        """Context vectors of right-aligned context items (B, M), 0 where absent, and their times: each vector is the
+        item's shared embedding, then (with `context_time`) its time features (the mask is `items > 0`)."""
+        ids, features = self.context_parts(items, times)
         vectors = self.item_embedding(ids)
-        return (torch.cat([vectors, features], -1) if features.shape[-1] else vectors), mask
+        return torch.cat([vectors, features], -1) if features.shape[-1] else vectors
 
     def context_table(self) -> torch.Tensor:
         """The table whose rows begin the context vectors: the item embeddings (see `context_parts`)."""
         return self.item_embedding.weight
 
-    def context_parts(self, items: torch.Tensor,
-                      times: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(item ids (B, M), the rest of each context vector (B, M, 3), or (B, M, 0) without time features, mask)."""
+    def context_parts(self, items: torch.Tensor, times: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(item ids (B, M), the rest of each context vector: (B, M, 3) time features (z-scored time, its square,
+        log age in days / 5), or (B, M, 0) without them)."""
         present = items > 0
         if not self.cfg.context_time:
-            return items, self.item_embedding.weight.new_zeros(*items.shape, 0), present
+            return items, self.item_embedding.weight.new_zeros(*items.shape, 0)
         if times is None:
             raise ValueError("this model's generator reads timestamps; none were given")
         times = times.to(torch.float64)
@@ -256,7 +255,7 @@ class RecModel(nn.Module):
         z = (times - self.cfg.time_mean) / self.cfg.time_std
         age_days = (latest - times).clamp(min=0) / 86400.0
         features = torch.stack([z, z * z, torch.log1p(age_days) / 5], -1).to(self.item_embedding.weight.dtype)
-        return items, features * present[..., None], present
+        return items, features * present[..., None]
 
     def encode(self, hist: torch.Tensor, cand: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Static layers: (state (B, C, in_dim), candidate embeddings (B, C, d))."""

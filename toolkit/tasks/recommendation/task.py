@@ -256,14 +256,13 @@ class RecommendationTask(Task):
     # -- the generator's input and the wire -------------------------------------------------------------------------
     def context_vectors(self, model: RecModel, samples: Samples) -> torch.Tensor:
         """Each context item's shared embedding, then (with `context_time`) three features of when it was clicked."""
-        return model.context(samples.fields["items"], samples.fields.get("timestamps"))[0]
+        return model.context(samples.fields["items"], samples.fields.get("timestamps"))
 
     def context_table(self, model: RecModel) -> torch.Tensor:
         return model.context_table()
 
     def context_parts(self, model: RecModel, samples: Samples) -> tuple[torch.Tensor, torch.Tensor]:
-        ids, rest, _ = model.context_parts(samples.fields["items"], samples.fields.get("timestamps"))
-        return ids, rest
+        return model.context_parts(samples.fields["items"], samples.fields.get("timestamps"))
 
     def context_specs(self) -> list[SampleSpec]:
         specs = [SampleSpec("items", (), "int64", 1, self.data.n_items - 1,

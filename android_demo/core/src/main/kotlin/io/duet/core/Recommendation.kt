@@ -80,6 +80,10 @@ object Recommendation {
         return required.any { it.asTextOrNull() == "timestamps" }
     }
 
+    /** [count] timestamps [TIMESTAMP_SPACING_SECONDS] apart, oldest first, the last at [nowSeconds]. */
+    fun syntheticTimestamps(count: Int, nowSeconds: Long): LongArray =
+        LongArray(count) { nowSeconds - (count - 1 - it) * TIMESTAMP_SPACING_SECONDS }
+
     /**
      * The generate body of a device: its id and the last [maxContextItems] of [recent] items (oldest first); when
      * the schema wants timestamps, one per item kept, [TIMESTAMP_SPACING_SECONDS] apart, the last at [nowSeconds].
@@ -89,7 +93,7 @@ object Recommendation {
         val kept = recent.takeLast(maxContextItems(manifest) ?: recent.size)
         val builder = RequestBody.Builder().text("device_id", deviceId).ints("items", kept.toIntArray())
         if (needsTimestamps(manifest)) {
-            builder.ints("timestamps", LongArray(kept.size) { nowSeconds - (kept.size - 1 - it) * TIMESTAMP_SPACING_SECONDS })
+            builder.ints("timestamps", syntheticTimestamps(kept.size, nowSeconds))
         }
         return builder.build()
     }
@@ -103,7 +107,7 @@ object Recommendation {
         require(recent.isNotEmpty()) { "a device needs at least one recent item" }
         val kept = recent.takeLast(maxContextItems(manifest) ?: recent.size)
         if (!needsTimestamps(manifest)) return kept.map { doubleArrayOf(0.0) }
-        return RequestTrigger.timestampFeatures(LongArray(kept.size) { nowSeconds - (kept.size - 1 - it) * TIMESTAMP_SPACING_SECONDS })
+        return RequestTrigger.timestampFeatures(syntheticTimestamps(kept.size, nowSeconds))
     }
 
     /** The `history` input: the last L of [recent] (oldest first), left-padded with 0. */
